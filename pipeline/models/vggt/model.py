@@ -129,4 +129,5 @@ def build_vggt(cfg: VGGTConfig, device: torch.device | str = "cpu", seed: int | 
     """Construct and randomly initialise a model on ``device`` (use ``load.load_vggt`` for real weights)."""
     model = VGGT(cfg)
     init_weights(model, seed)
+    model.weights_source = "random-init (no checkpoint)"
     return model.to(device).eval()
