@@ -8,11 +8,11 @@ Safety model (applies to every format):
   junctions, devices and FIFOs are refused. Only regular files and directories are accepted.
 * A literal backslash in an entry name is treated as a path separator (some unrar versions and
   Windows-made archives produce ``a\\b\\c.png``), so ``..\\x`` is caught like ``../x``.
-* Files are written into a fresh temporary folder next to the target
-  (``<parent>/.<target>.partial-XXXX``) with ``O_EXCL | O_NOFOLLOW``, the number of bytes written
-  is compared with the size declared by the archive, and only when everything succeeded is the
-  folder moved into place with one ``os.replace``. Any failure or interruption (exception,
-  Ctrl-C) removes the temporary folder; a hard kill leaves only a ``.partial-`` folder, which the
+* Files are written into a fresh hidden temporary folder next to the target
+  (:func:`pipeline.io.atomic.atomic_dir`) with ``O_EXCL | O_NOFOLLOW``, the number of bytes
+  written is compared with the size declared by the archive, and only when everything succeeded
+  is the folder renamed into place. Any failure or interruption (exception, Ctrl-C) removes the
+  temporary folder; a hard kill leaves only a hidden ``.<target>.XXXX.tmp`` folder, which the
   next call for the same target removes. The target therefore either does not exist or is
   complete.
 
@@ -31,7 +31,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -40,10 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.io.atomic import atomic_dir
+
 _CHUNK = 1 << 20
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
 _DRIVE = re.compile(r"^[A-Za-z]:")
-PARTIAL_TAG = ".partial-"
 
 
 class ArchiveError(ValueError):
@@ -385,9 +385,15 @@ def _unar_bulk(archive: Path, selected: list[tuple[str, Entry]], tmp: Path) -> N
 
 
 def remove_stale_partials(target: Path) -> None:
-    """Delete temporary folders left by a killed extraction into `target`."""
-    for p in target.parent.glob(f".{target.name}{PARTIAL_TAG}*"):
-        shutil.rmtree(p, ignore_errors=True)
+    """Delete temporary siblings left by a killed extraction into `target`.
+
+    These are the hidden folders ``.<name>.XXXX.tmp`` / ``.<name>.XXXX.old`` made by
+    :func:`pipeline.io.atomic.atomic_dir`.
+    """
+    for pattern in (f".{target.name}.*.tmp", f".{target.name}.*.old"):
+        for p in target.parent.glob(pattern):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def safe_extract(
@@ -429,54 +435,38 @@ def safe_extract(
         selected = _select(entries, root, keep, archive)
         if not selected:
             where = f" under {root!r}" if root else ""
-            raise ArchiveError(f"no file entries{where} matched the selection in {archive}")
+            tops = sorted({e.name.split("/")[0] for e in entries if e.name})
+            raise ArchiveError(f"no file entries{where} matched the selection in {archive} "
+                               f"(top-level names: {tops[:5]})")
 
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL_TAG}", dir=target.parent))
-        try:
-            bar = None
-            if progress:
-                from tqdm import tqdm
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-                bar = tqdm(total=len(selected), unit="file", desc=f"extract {archive.name}")
-            try:
+            bar = tqdm(total=len(selected), unit="file", desc=f"extract {archive.name}")
+        try:
+            with atomic_dir(target) as tmp:  # removed on any exception, swapped in on success
+                os.chmod(tmp, 0o755)  # mkdtemp creates 0700
                 if isinstance(reader, _RarReader) and reader.is_solid():
                     _unar_bulk(archive, selected, tmp)
                     if bar is not None:
                         bar.update(len(selected))
                 else:
                     for i, (rel, e) in enumerate(selected, 1):
-                        label = f"{archive}:{e.name}"
                         with reader.open(e) as src:
-                            _write_stream(src, _dest(tmp, rel), e.size, label)
+                            _write_stream(src, _dest(tmp, rel), e.size, f"{archive}:{e.name}")
                         if bar is not None:
                             bar.update(1)
                         if _after_file is not None:
                             _after_file(i)
-            except ArchiveError:
-                raise
-            except errors as exc:
-                raise ArchiveError(f"extraction of {archive} failed: {exc}") from exc
-            finally:
-                if bar is not None:
-                    bar.close()
-            _move_into_place(tmp, target, overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except ArchiveError:
             raise
+        except errors as exc:
+            raise ArchiveError(f"extraction of {archive} failed: {exc}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
     return [rel for rel, _ in selected]
 
-
-def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to `target` (replacing an old one if allowed)."""
-    os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"extraction target already exists: {target}")
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL_TAG}old-", dir=target.parent))
-        os.replace(target, old / "x")
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)

@@ -23,8 +23,6 @@ import logging
 import os
 import re
 import shutil
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.io.archive import safe_extract
+from pipeline.io.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -292,15 +291,7 @@ def record_checksum(path: Path, name: str, size: int, sha256: str) -> None:
     entries[name] = (size, sha256)
     lines = ["# sha256  size_bytes  name  (filled on first verified download, then enforced)"]
     lines += [f"{sha}  {sz}  {n}" for n, (sz, sha) in sorted(entries.items())]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,14 +366,6 @@ def _is_complete(seq_dir: Path, sha: str | None, cameras, frame_limit) -> bool:
         and got.get("frame_limit") == frame_limit
         and (sha is None or got.get("archive_sha256") == sha)
     )
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def download_sequences(
@@ -468,7 +451,7 @@ def download_sequences(
             if missing:
                 shutil.rmtree(seq_dir)
                 raise ValueError(f"cameras {missing} not found in {archive}")
-        _write_json_atomic(seq_dir / MARKER_NAME,
+        write_json(seq_dir / MARKER_NAME,
                            _marker_payload(name, sha, cameras, frame_limit, len(files)))
         out.append(seq_dir)
     return out

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.io.archive import (
-    PARTIAL_TAG,
     ArchiveError,
     UnsafeArchiveError,
     list_entries,
@@ -77,7 +76,8 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if PARTIAL_TAG in p.name)
+    """Hidden temporary siblings (atomic_dir's .<name>.XXXX.tmp/.old) left in parent."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
 # ------------------------------------------------------------------ names
@@ -145,7 +145,7 @@ def test_existing_target_needs_overwrite(tmp_path):
 
 
 def test_stale_partial_folder_is_removed(tmp_path):
-    stale = tmp_path / f".SEQ{PARTIAL_TAG}abc"
+    stale = tmp_path / ".SEQ.abc123.tmp"  # as left by a killed run
     (stale / "RGB").mkdir(parents=True)
     arc = make_zip(tmp_path / "a.zip", {"SEQ/a.txt": b"a"})
     safe_extract(arc, tmp_path / "SEQ", root="SEQ")
