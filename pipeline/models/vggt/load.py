@@ -93,10 +93,10 @@ def download_checkpoint(repo_id: str, revision: str | None = None, token: str | 
         try:
             local = hf_hub_download(repo_id, name, revision=revision, token=token)
             return Path(local), f"hf:{repo_id}@{revision} ({name})"
-        except (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError):
-            continue  # file absent in the repo: try the next name
-        except hf_errors.LocalEntryNotFoundError:
+        except hf_errors.LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: test it first)
             offline_missing.append(name)  # not cached and hub unreachable / offline
+        except hf_errors.EntryNotFoundError:
+            continue  # file absent in the repo: try the next name
         except hf_errors.GatedRepoError:
             raise PermissionError(f"{repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN "
                                   f"(or pass token=)") from None
