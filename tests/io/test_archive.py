@@ -285,19 +285,55 @@ def test_rar_writer_agrees_with_independent_readers(tmp_path):
         pytest.skip("neither lsar (unar) nor bsdtar installed")
 
 
-@pytest.mark.skipif(shutil.which("unar") is None, reason="needs the unar program (apt-get install unar)")
-def test_solid_rar_goes_through_unar(tmp_path):
-    files = dict(FILES, **{"SEQ\\GT\\LABELS\\x.png": b"lbl"})
-    arc = make_rar(tmp_path / "s.rar", files, solid=True)
+NEEDS_UNAR = pytest.mark.skipif(shutil.which("unar") is None,
+                                reason="needs the unar program (apt-get install unar)")
+
+
+@NEEDS_UNAR
+@pytest.mark.parametrize("solid", [True, False])
+@pytest.mark.parametrize("subset", [True, False])
+def test_rar_through_unar(tmp_path, monkeypatch, solid, subset):
+    """The unar path (solid archives; compressed members): one call or name batches."""
+    import pipeline.io.archive as archive_mod
+
+    monkeypatch.setattr(archive_mod, "_FORCE_UNAR", True)  # our fixtures are stored, not compressed
+    monkeypatch.setattr(archive_mod, "_UNAR_BATCH", 2)  # several batches
+    files = dict(FILES, **{"SEQ\\GT\\LABELS\\x.png": b"lbl"})  # unar cannot select this by name
+    arc = make_rar(tmp_path / "s.rar", files, [RarEntry("OTHER/o.txt", b"o")], solid=solid)
+    calls, streamed = [], []
+    run_unar, write_stream = archive_mod._run_unar, archive_mod._write_stream
+    monkeypatch.setattr(archive_mod, "_run_unar", lambda *a: calls.append(a[3]) or run_unar(*a))
+    monkeypatch.setattr(archive_mod, "_write_stream",
+                        lambda *a: streamed.append(a[3]) or write_stream(*a))
     target = tmp_path / "SEQ"
-    keep = lambda rel: rel != "README.txt"  # noqa: E731
-    safe_extract(arc, target, root="SEQ", keep=keep)
+    keep = (lambda rel: rel != "README.txt") if subset else None
+    written = safe_extract(arc, target, root="SEQ", keep=keep)
+    if solid:  # one call for everything, every file comes from unar
+        assert calls == [[]] and streamed == []
+    else:  # batches of 2 names; unar cannot select the backslash name, rarfile streams it
+        raw_of = {k.replace("\\", "/")[len("SEQ/"):]: k for k in files}
+        assert [n for batch in calls for n in batch] == [raw_of[rel] for rel in written]
+        assert all(len(b) <= 2 for b in calls)
+        assert streamed == [f"{arc}:SEQ/GT/LABELS/x.png"]
     want = {k.replace("\\", "/")[len("SEQ/"):]: v for k, v in files.items()}
-    want.pop("README.txt")
-    assert tree(target) == want  # no scratch folder, filtered file absent
+    if subset:
+        want.pop("README.txt")
+    assert tree(target) == want  # no scratch folder, filtered file absent, OTHER/ not extracted
     assert leftovers(tmp_path) == []
 
 
 def test_rar_backend_is_reported():
     backend = rar_backend()
     assert backend is None or Path(backend).name in {"unrar", "unar", "bsdtar"}
+
+
+@pytest.mark.skipif(rar_backend() is None, reason="no RAR backend program installed")
+def test_rar_entries_stream_through_the_backend_program(tmp_path, monkeypatch):
+    """Compressed entries are piped through the backend; force that path for stored ones."""
+    import rarfile
+
+    monkeypatch.setattr(rarfile, "FORCE_TOOL", True)
+    arc = make_rar(tmp_path / "a.rar", FILES)
+    target = tmp_path / "SEQ"
+    safe_extract(arc, target, root="SEQ")
+    assert tree(target) == {k[len("SEQ/"):]: v for k, v in FILES.items()}
