@@ -154,6 +154,7 @@ def _attempt(
             mode = "wb"
         if server_total is not None:
             if total is not None and server_total != total:
+                part.unlink(missing_ok=True)
                 raise ChecksumError(
                     f"size mismatch for {url}: server reports {server_total} bytes, expected {total}"
                 )
@@ -171,7 +172,7 @@ def _attempt(
             with open(part, mode) as out:
                 while True:
                     try:
-                        chunk = resp.read(_CHUNK)
+                        chunk = resp.read1(_CHUNK)  # returns what has arrived: a timeout loses nothing
                     except (http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
                         raise _Retry(f"{type(exc).__name__} after {offset + got} bytes: {exc}") from exc
                     if not chunk:

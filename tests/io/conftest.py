@@ -5,7 +5,9 @@ The server serves in-memory files and can misbehave on purpose:
       connection (for the first `drop_times` GETs of a path);
   ignore_range: answer every GET with 200 and the whole file;
   fail_times: answer the first `fail_times` GETs with 503;
-  wrong_content: serve these bytes instead of the registered file (same length is up to the test).
+  wrong_content: serve these bytes instead of the registered file (same length is up to the test);
+  stall_after / stall_seconds: like drop_after, but then go silent for stall_seconds (client
+      read timeout) before closing; once.
 Every request is logged with its Range header. The server thread is a daemon, is shut down at
 fixture teardown, and a watchdog stops it after 60 s in any case.
 """
@@ -20,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+stop = threading.Event()  # set at teardown so stalled handlers end at once
+
 
 @dataclass
 class ServerState:
@@ -29,6 +33,8 @@ class ServerState:
     ignore_range: bool = False
     fail_times: int = 0
     wrong_content: bytes | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 0.0
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
             drop = st.drop_after if st.drop_times > 0 else None
             if drop is not None:
                 st.drop_times -= 1
+            stall, st.stall_after = st.stall_after, None
         if fail:
             self.send_error(503, "try later")
             return
@@ -84,6 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if stall is not None:
+            self.wfile.write(payload[:stall])
+            self.wfile.flush()
+            stop.wait(st.stall_seconds)  # the client times out meanwhile
+            self.close_connection = True
+            return
         if drop is not None:
             self.wfile.write(payload[:drop])
             self.wfile.flush()
@@ -114,6 +127,7 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        stop.set()
         self.watchdog.cancel()
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -126,6 +140,7 @@ class LoopbackServer:
 
 @pytest.fixture
 def http_server():
+    stop.clear()
     srv = LoopbackServer().start()
     try:
         yield srv

@@ -68,6 +68,15 @@ def test_resume_from_existing_part_file(http_server, tmp_path):
     assert http_server.gets("/f.bin") == ["bytes=123456-"]
 
 
+def test_read_timeout_is_retried_with_range(http_server, tmp_path):
+    url = serve(http_server, "/f.bin", PAYLOAD)
+    http_server.state.stall_after, http_server.state.stall_seconds = 70_000, 10.0
+    dest = tmp_path / "f.bin"
+    download_file(url, dest, SHA, len(PAYLOAD), retries=2, backoff=0.0, timeout=0.5, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert http_server.gets("/f.bin") == [None, "bytes=70000-"]
+
+
 def test_server_ignoring_range_restarts_from_zero(http_server, tmp_path):
     url = serve(http_server, "/f.bin", PAYLOAD)
     http_server.state.ignore_range = True
