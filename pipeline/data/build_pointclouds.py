@@ -1,0 +1,92 @@
+"""Turn every frame of every sequence into a point-cloud parquet partition (the `pointclouds` stage)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data.pointcloud import PointcloudParams, frame_points
+from pipeline.io import atomic, pointcloud_table, synthia
+from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    root: Path
+    sequence_index: int
+    camera: str
+    frame: int
+    intrinsics: synthia.Intrinsics
+    expect_hw: tuple[int, int]
+    params: PointcloudParams
+
+
+def _run(task: FrameTask) -> dict:
+    rng = np.random.default_rng([task.params.seed, task.sequence_index, task.frame])
+    return frame_points(SequenceLayout(task.root), task.camera, task.frame, task.intrinsics, task.expect_hw,
+                        task.params, rng)
+
+
+def checked_intrinsics(layout: SequenceLayout, height: int, width: int) -> synthia.Intrinsics:
+    """Intrinsics of a sequence, checked against its image size (principal point inside the image)."""
+    intrinsics = synthia.read_intrinsics(layout.intrinsics)
+    if not (0 < intrinsics.cx < width and 0 < intrinsics.cy < height):
+        raise SynthiaFormatError(f"{layout.intrinsics}: principal point ({intrinsics.cx}, {intrinsics.cy}) "
+                                 f"lies outside the {width}x{height} images")
+    return intrinsics
+
+
+def plan_tasks(raw_root: Path, cameras: tuple[str, ...], params: PointcloudParams) -> list[FrameTask]:
+    """One task per (sequence, camera, frame), with the expected image size taken from frame 0."""
+    sequences = synthia.list_sequences(raw_root)
+    if not sequences:
+        raise FileNotFoundError(f"{raw_root}: no SYNTHIA-SEQS-NN-WEATHER sequence folders")
+    tasks = []
+    for index, layout in enumerate(sequences):
+        for camera in cameras:
+            frames = layout.frames(camera)
+            if not frames:
+                raise SynthiaFormatError(f"{layout.root / 'Depth' / camera}: no frames")
+            height, width = synthia.read_depth_cm(layout.depth(camera, frames[0])).shape
+            intrinsics = checked_intrinsics(layout, height, width)
+            tasks += [FrameTask(layout.root, index, camera, f, intrinsics, (height, width), params) for f in frames]
+    return tasks
+
+
+def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], params: PointcloudParams,
+                      workers: int = 2, progress: bool = True) -> dict:
+    """Write all partitions and ``manifest.json`` into ``out_root`` (replaced atomically); return stats."""
+    tasks = plan_tasks(raw_root, cameras, params)
+    start = time.perf_counter()
+    frames: dict[tuple[str, str], list[dict]] = {}
+    with atomic.atomic_dir(out_root) as tmp:
+        bar = tqdm(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
+        pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+        results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
+        try:
+            for task, columns in zip(tasks, results, strict=True):
+                frames.setdefault((task.root.name, task.camera), []).append(columns)
+                bar.update()
+        finally:
+            if pool:
+                pool.terminate()
+            bar.close()
+        manifest = {"coordinates": params.coordinates, "max_points": params.max_points,
+                    "sampling": params.sampling, "far_m": params.far_m, "partitions": []}
+        for (sequence, camera), columns in sorted(frames.items()):
+            table = pointcloud_table.to_table(columns)
+            pointcloud_table.write_partition(pointcloud_table.partition_path(tmp, sequence, camera), table)
+            counts = [len(c["frame"]) for c in columns]
+            manifest["partitions"].append({"sequence": sequence, "camera": camera, "frames": len(columns),
+                                           "points": int(sum(counts)), "min_points": int(min(counts))})
+        atomic.write_json(tmp / "manifest.json", manifest)
+    seconds = time.perf_counter() - start
+    total_points = sum(p["points"] for p in manifest["partitions"])
+    return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
+            "frames_per_s": round(len(tasks) / seconds, 2),
+            "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}

@@ -1,0 +1,96 @@
+"""Pinhole cameras and SYNTHIA's pose convention.
+
+Conventions used throughout protoscene:
+- Image pixels: u = column, v = row, pixel centres at integer coordinates (as SYNTHIA's readers).
+- OpenCV camera axes ("cv"): x right, y down, z forward; planar depth is the z coordinate.
+- SYNTHIA pose files hold camera-to-world with OpenGL camera axes (x right, y up, looking down -z),
+  so a cv point maps to the world as ``p_world = R @ diag(1, -1, -1) @ p_cv + t``.
+- World: SYNTHIA/Unity style, metres, y up, left-handed (x right, z forward for yaw 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.io.synthia import Intrinsics
+
+# SYNTHIA's K: f = 532.740352 at 760 rows, i.e. a 71 degree vertical field of view.
+SYNTHIA_VERTICAL_FOV_DEG = 71.0
+SYNTHIA_BASELINE_M = 0.8
+GL_FROM_CV = np.diag([1.0, -1.0, -1.0])
+
+
+def synthia_intrinsics(height: int, width: int) -> Intrinsics:
+    """SYNTHIA's intrinsics rescaled to ``height`` x ``width`` (same vertical FOV, centred).
+
+    At 760 x 1280 this is exactly fx = fy = 532.740352, cx = 640, cy = 380.
+    """
+    cy = height / 2.0
+    focal = cy / math.tan(math.radians(SYNTHIA_VERTICAL_FOV_DEG / 2.0))
+    return Intrinsics(focal=round(focal, 6), cx=width / 2.0, cy=cy, baseline=SYNTHIA_BASELINE_M)
+
+
+def pixel_rays(height: int, width: int, intrinsics: Intrinsics) -> np.ndarray:
+    """Ray directions (H, W, 3) float64 in cv axes with z = 1, so ``depth * ray`` is the 3-D point."""
+    u = np.arange(width, dtype=np.float64)
+    v = np.arange(height, dtype=np.float64)
+    uu, vv = np.meshgrid(u, v)
+    return np.stack(
+        [(uu - intrinsics.cx) / intrinsics.focal, (vv - intrinsics.cy) / intrinsics.focal, np.ones_like(uu)], axis=-1
+    )
+
+
+def backproject(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Planar depth (H, W) metres -> points (H, W, 3) in cv camera coordinates (NaN stays NaN)."""
+    height, width = depth.shape
+    return pixel_rays(height, width, intrinsics) * depth[..., None]
+
+
+def cv_to_world(points_cv: np.ndarray, camera_to_world: np.ndarray) -> np.ndarray:
+    """Map (..., 3) cv camera points to the world with a SYNTHIA camera-to-world pose (OpenGL axes)."""
+    rotation = camera_to_world[:3, :3] @ GL_FROM_CV
+    return points_cv @ rotation.T + camera_to_world[:3, 3]
+
+
+def world_to_cv(points_world: np.ndarray, camera_to_world: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`cv_to_world`."""
+    rotation = camera_to_world[:3, :3] @ GL_FROM_CV
+    return (points_world - camera_to_world[:3, 3]) @ rotation  # R^-1 = R^T for rotation or reflection
+
+
+def project(points_cv: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """(..., 3) cv points -> (..., 2) pixel coordinates (u, v). Points must have z > 0."""
+    z = points_cv[..., 2]
+    return np.stack(
+        [intrinsics.focal * points_cv[..., 0] / z + intrinsics.cx, intrinsics.focal * points_cv[..., 1] / z + intrinsics.cy],
+        axis=-1,
+    )
+
+
+def heading_vector(yaw: np.ndarray | float) -> np.ndarray:
+    """Horizontal forward direction for a yaw angle (radians): yaw 0 -> +z, yaw pi/2 -> +x."""
+    yaw = np.asarray(yaw, dtype=np.float64)
+    return np.stack([np.sin(yaw), np.zeros_like(yaw), np.cos(yaw)], axis=-1)
+
+
+def right_vector(yaw: np.ndarray | float) -> np.ndarray:
+    """Horizontal right direction in SYNTHIA's left-handed y-up world: cross(up, forward)."""
+    yaw = np.asarray(yaw, dtype=np.float64)
+    return np.stack([np.cos(yaw), np.zeros_like(yaw), -np.sin(yaw)], axis=-1)
+
+
+def look_pose(position: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """SYNTHIA camera-to-world pose (OpenGL axes) of a camera at ``position`` looking along ``yaw``.
+
+    ``pitch`` in radians, positive looks up. The rotation has det = -1 as in real SYNTHIA files.
+    """
+    forward = heading_vector(yaw) * math.cos(pitch) + np.array([0.0, math.sin(pitch), 0.0])
+    right = right_vector(yaw)
+    up = np.cross(forward, right)  # for the left-handed basis: right x up = forward => up = forward x right
+    rotation_cv = np.stack([right, -up, forward], axis=1)  # columns: cv x, y, z in world coordinates
+    pose = np.eye(4)
+    pose[:3, :3] = rotation_cv @ GL_FROM_CV
+    pose[:3, 3] = position
+    return pose

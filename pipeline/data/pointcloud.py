@@ -1,0 +1,83 @@
+"""Depth frame -> subsampled, labelled point cloud with normals (one frame at a time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pipeline.data.camera import GL_FROM_CV, backproject, cv_to_world
+from pipeline.data.sampling import subsample
+from pipeline.io import synthia
+from pipeline.io.synthia import SequenceLayout
+
+
+@dataclass(frozen=True)
+class PointcloudParams:
+    """``pointcloud`` section of params.yaml.
+
+    - ``max_points``: points kept per frame (fewer if the frame has fewer valid pixels);
+    - ``sampling``: ``random`` (uniform over valid pixels) or ``fps`` (farthest-point sampling);
+    - ``far_m``: drop pixels with planar depth beyond this many metres (sky is always dropped);
+    - ``coordinates``: ``camera`` (OpenCV axes of each frame) or ``world`` (SYNTHIA world via the pose);
+    - ``normal_neighbours``: k of the k-NN plane fit used for normals (open3d);
+    - ``seed``: seeds the subsampling (per frame: seed, sequence index, frame).
+    """
+
+    max_points: int = 8192
+    sampling: Literal["random", "fps"] = "random"
+    far_m: float = 80.0
+    coordinates: Literal["camera", "world"] = "camera"
+    normal_neighbours: int = 16
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.max_points < 16:
+            raise ValueError(f"max_points = {self.max_points} must be >= 16")
+        if self.far_m <= 0:
+            raise ValueError(f"far_m = {self.far_m} must be positive")
+        if self.normal_neighbours < 3:
+            raise ValueError(f"normal_neighbours = {self.normal_neighbours} must be >= 3")
+
+
+def estimate_normals(points: np.ndarray, neighbours: int, viewpoint: np.ndarray) -> np.ndarray:
+    """Unit normals (N, 3) from a k-NN plane fit (open3d), flipped to face ``viewpoint`` (3,)."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=min(neighbours, max(len(points) - 1, 1))))
+    normals = np.asarray(cloud.normals)
+    if len(normals) != len(points):  # open3d returns none for clouds under 3 points
+        return np.zeros_like(points, dtype=np.float32)
+    flip = np.sum(normals * (viewpoint - points), axis=1) < 0
+    normals[flip] *= -1
+    return normals.astype(np.float32)
+
+
+def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: synthia.Intrinsics,
+                 expect_hw: tuple[int, int] | None, params: PointcloudParams, rng: np.random.Generator) -> dict:
+    """Columns of :data:`pipeline.io.pointcloud_table.SCHEMA` for one frame of one camera."""
+    depth = synthia.read_depth(layout.depth(camera, frame), expect_hw)
+    hw = depth.shape
+    class_id, instance_id = synthia.read_labels(layout.labels(camera, frame), hw)
+    rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
+    pose = synthia.read_pose(layout.pose(camera, frame))
+    valid = np.isfinite(depth) & (depth <= params.far_m)
+    v, u = np.nonzero(valid)
+    points_cv = backproject(depth, intrinsics)[v, u]
+    keep = subsample(points_cv, params.max_points, params.sampling, rng)
+    u, v, points_cv = u[keep], v[keep], points_cv[keep]
+    normals_cv = estimate_normals(points_cv, params.normal_neighbours, viewpoint=np.zeros(3))
+    if params.coordinates == "world":
+        points = cv_to_world(points_cv, pose)
+        normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
+    else:
+        points, normals = points_cv, normals_cv
+    return {
+        "frame": np.full(len(u), frame, dtype=np.int32), "u": u.astype(np.int16), "v": v.astype(np.int16),
+        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "depth": depth[v, u],
+        "nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2],
+        "r": rgb[v, u, 0], "g": rgb[v, u, 1], "b": rgb[v, u, 2],
+        "class_id": class_id[v, u], "instance_id": instance_id[v, u],
+    }

@@ -1,0 +1,95 @@
+"""Dataset statistics and one overview figure per sequence (first version of the `evaluate` stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.io import pointcloud_table, synthia
+from pipeline.io.synthia import CLASS_COLORS, CLASS_NAMES, SequenceLayout
+
+
+def class_palette(class_ids: np.ndarray) -> np.ndarray:
+    """SYNTHIA README colours (N, 3) in [0, 1] for class ids."""
+    lut = np.zeros((max(CLASS_COLORS) + 1, 3))
+    for cid, colour in CLASS_COLORS.items():
+        lut[cid] = np.array(colour) / 255
+    return lut[np.clip(class_ids, 0, len(lut) - 1)]
+
+
+def sequence_stats(layout: SequenceLayout, camera: str, clouds_root: Path) -> dict:
+    """Pixel statistics from the raw frames and point statistics from the parquet partition."""
+    frames = layout.frames(camera)
+    valid, sky = [], []
+    for frame in frames:
+        raw = synthia.read_depth_cm(layout.depth(camera, frame))
+        valid.append(float(np.mean((raw != synthia.DEPTH_INVALID) & (raw != synthia.DEPTH_NO_HIT))))
+        sky.append(float(np.mean(raw == synthia.DEPTH_NO_HIT)))
+    points = pointcloud_table.read_partition(clouds_root, layout.name, camera,
+                                             columns=["frame", "depth", "class_id", "instance_id"])
+    per_frame = points.groupby("frame")
+    instances = per_frame["instance_id"].apply(lambda s: len(np.unique(s[s > 0])))
+    stats = {
+        "frames": len(frames),
+        "valid_pixel_fraction": round(float(np.mean(valid)), 4),
+        "sky_pixel_fraction": round(float(np.mean(sky)), 4),
+        "points_per_frame": round(float(per_frame.size().mean()), 1),
+        "instances_per_frame": round(float(instances.mean()), 2),
+        "depth_median_m": round(float(points["depth"].median()), 2),
+        "depth_p95_m": round(float(points["depth"].quantile(0.95)), 2),
+    }
+    gt = layout.root / "groundtruth" / "objects.parquet"
+    if gt.is_file():
+        objects = pd.read_parquet(gt)
+        first = objects[objects["frame"] == objects["frame"].min()]
+        stats["objects_by_motion"] = {k: int(v) for k, v in first.groupby("motion").size().items()}
+    return stats
+
+
+def class_fractions(clouds_root: Path, sequences: list[str], camera: str) -> dict[str, float]:
+    """Fraction of points per class name over all sequences."""
+    counts: dict[int, int] = {}
+    for name in sequences:
+        ids = pointcloud_table.read_partition(clouds_root, name, camera, columns=["class_id"])["class_id"]
+        for cid, n in ids.value_counts().items():
+            counts[int(cid)] = counts.get(int(cid), 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {CLASS_NAMES.get(c, str(c)): round(n / total, 4) for c, n in sorted(counts.items())}
+
+
+def overview_figure(layout: SequenceLayout, camera: str, clouds_root: Path, out: Path) -> Path:
+    """PNG with RGB, depth, labels and a top view of the point cloud of the middle frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.io import atomic
+
+    frames = layout.frames(camera)
+    frame = frames[len(frames) // 2]
+    depth = synthia.read_depth(layout.depth(camera, frame))
+    class_id, _ = synthia.read_labels(layout.labels(camera, frame))
+    rgb = synthia.read_rgb(layout.rgb(camera, frame))
+    cloud = pointcloud_table.read_frame(clouds_root, layout.name, camera, frame, columns=["x", "z", "class_id"])
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    axes[0, 0].imshow(rgb)
+    axes[0, 0].set_title(f"{layout.name} {camera} frame {frame}: RGB")
+    im = axes[0, 1].imshow(np.log10(np.nan_to_num(depth, nan=np.nanmax(depth)) + 1e-3), cmap="magma_r")
+    axes[0, 1].set_title("depth (log10 m; sky = far)")
+    fig.colorbar(im, ax=axes[0, 1], fraction=0.03)
+    axes[1, 0].imshow(class_palette(class_id))
+    axes[1, 0].set_title("GT/LABELS classes")
+    axes[1, 1].scatter(cloud["x"], cloud["z"], s=0.5, c=class_palette(cloud["class_id"].to_numpy()))
+    axes[1, 1].set_aspect("equal")
+    axes[1, 1].set_xlabel("x (m)")
+    axes[1, 1].set_ylabel("z (m, forward)")
+    axes[1, 1].set_title(f"point cloud, top view ({len(cloud)} points)")
+    for ax in axes.flat[:3]:
+        ax.axis("off")
+    fig.tight_layout()
+    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return out

@@ -1,0 +1,87 @@
+"""Point-cloud parquet dataset: schema, writer and readers.
+
+Layout (hive-partitioned, one file per sequence and camera, one row group per
+``FRAMES_PER_ROW_GROUP`` frames, so thousands of frames stay a few hundred files)::
+
+    <root>/sequence=<name>/camera=<Stereo_Left_Omni_F>/points.parquet
+    <root>/manifest.json       per-(sequence, camera) frame and point counts, frame convention
+
+Columns (one row per point):
+
+=============  =======  =================================================================
+frame          int32    frame index
+u, v           int16    pixel column and row the point came from
+x, y, z        float32  metres; OpenCV camera axes of that frame (x right, y down, z forward)
+                        or SYNTHIA world (y up), per ``manifest.json["frame"]``
+depth          float32  planar depth Z of the pixel, metres
+nx, ny, nz     float32  unit normal in the same axes as x, y, z, oriented towards the camera
+r, g, b        uint8    colour from RGB/
+class_id       uint16   SYNTHIA class (R of GT/LABELS)
+instance_id    uint16   SYNTHIA instance (G of GT/LABELS; 0 for static classes)
+=============  =======  =================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FRAMES_PER_ROW_GROUP = 16
+SCHEMA = pa.schema([
+    ("frame", pa.int32()), ("u", pa.int16()), ("v", pa.int16()),
+    ("x", pa.float32()), ("y", pa.float32()), ("z", pa.float32()), ("depth", pa.float32()),
+    ("nx", pa.float32()), ("ny", pa.float32()), ("nz", pa.float32()),
+    ("r", pa.uint8()), ("g", pa.uint8()), ("b", pa.uint8()),
+    ("class_id", pa.uint16()), ("instance_id", pa.uint16()),
+])
+
+
+def camera_dirname(camera: str) -> str:
+    """``Stereo_Left/Omni_F`` -> ``Stereo_Left_Omni_F`` (a single path component)."""
+    return camera.replace("/", "_")
+
+
+def partition_path(root: Path, sequence: str, camera: str) -> Path:
+    return root / f"sequence={sequence}" / f"camera={camera_dirname(camera)}" / "points.parquet"
+
+
+def to_table(frames: list[dict[str, np.ndarray]]) -> pa.Table:
+    """Concatenate per-frame column dicts into a table with :data:`SCHEMA` (casts, checks columns)."""
+    columns = {}
+    for field in SCHEMA:
+        parts = [np.asarray(f[field.name]) for f in frames]
+        columns[field.name] = pa.array(np.concatenate(parts) if parts else np.zeros(0), type=field.type)
+    return pa.table(columns, schema=SCHEMA)
+
+
+def write_partition(path: Path, table: pa.Table) -> None:
+    """Write one (sequence, camera) file, row groups of whole frames. Caller handles atomicity."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = table.column("frame").to_numpy()
+    boundaries = np.flatnonzero(np.diff(frames // FRAMES_PER_ROW_GROUP)) + 1
+    starts = [0, *boundaries.tolist()]
+    ends = [*boundaries.tolist(), len(frames)]
+    with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+        for start, end in zip(starts, ends, strict=True):
+            writer.write_table(table.slice(start, end - start))
+
+
+def read_frame(root: Path, sequence: str, camera: str, frame: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Points of one frame (filter pushed down to row groups)."""
+    path = partition_path(root, sequence, camera)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no point cloud for {sequence} {camera} (run the pointclouds stage)")
+    table = pq.read_table(path, columns=columns, filters=[("frame", "=", frame)])
+    return table.to_pandas()
+
+
+def read_partition(root: Path, sequence: str, camera: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """All points of one (sequence, camera)."""
+    path = partition_path(root, sequence, camera)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no point cloud for {sequence} {camera} (run the pointclouds stage)")
+    return pq.read_table(path, columns=columns).to_pandas()
