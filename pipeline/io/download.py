@@ -31,13 +31,12 @@ from pathlib import Path
 
 from pipeline.io.archive import safe_extract
 from pipeline.io.atomic import write_json, write_text
+from pipeline.io.synthia import ALL_CAMERAS, SEQUENCE_PATTERN
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://synthia-dataset.cvc.uab.cat/SYNTHIA_SEQS"
 MARKER_NAME = "DOWNLOAD_COMPLETE.json"
-SEQUENCE_PATTERN = re.compile(r"^SYNTHIA-SEQS-(\d{2})-([A-Z]+)$")
-CAMERA_PATTERN = re.compile(r"^Stereo_(Left|Right)/Omni_[FBLR]$")
 ALWAYS_KEEP = ("README.txt", "CameraParams/intrinsics.txt")
 LICENCE_NOTICE = (
     "SYNTHIA is licensed CC BY-NC-SA 3.0 (non-commercial use only, share-alike; see "
@@ -404,7 +403,7 @@ def download_sequences(
         raise ValueError(f"duplicate sequence names in {names}")
     if cameras is not None:
         cameras = list(cameras)
-        bad = [c for c in cameras if not isinstance(c, str) or not CAMERA_PATTERN.match(c)]
+        bad = [c for c in cameras if c not in ALL_CAMERAS]
         if bad or not cameras:
             raise ValueError(
                 f"invalid cameras {bad or cameras}: expected e.g. ['Stereo_Left/Omni_F'] "

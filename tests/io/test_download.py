@@ -26,6 +26,7 @@ from pipeline.io.download import (
     load_checksums,
     record_checksum,
 )
+from pipeline.io.synthia import list_sequences
 from rar5_writer import REDIR_UNIX_SYMLINK, RarEntry, write_rar5
 
 PAYLOAD = os.urandom(300_000)
@@ -252,6 +253,10 @@ def test_sequence_subset_download_and_skip(http_server, tmp_path, capsys, caplog
     marker = got.pop(MARKER_NAME)
     assert got == want
     assert json.loads(marker)["frame_limit"] == 3
+    # the dataset's own layout helper sees exactly the requested subset
+    (layout,) = list_sequences(tmp_path / "data")
+    assert layout.root == seq and layout.cameras() == ["Stereo_Left/Omni_F"]
+    assert layout.frames("Stereo_Left/Omni_F") == [0, 1, 2] and layout.intrinsics.is_file()
     # checksum recorded on first use, and logged
     sums = load_checksums(tmp_path / "checksums.sha256")
     assert sums == {f"{NAME}.rar": (len(data), hashlib.sha256(data).hexdigest())}
