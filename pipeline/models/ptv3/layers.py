@@ -101,7 +101,7 @@ class Block(nn.Module):
         enable_flash: bool,
         upcast_attention: bool,
         upcast_softmax: bool,
-        conv_backend: str = "auto",
+        conv_backend: str = "torch",
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm

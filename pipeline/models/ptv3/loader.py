@@ -8,6 +8,7 @@ a CUDA device), and the state dict is loaded with strict=True.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,16 +20,18 @@ from .attention import flash_attn_available
 from .config import preset
 from .model import PointTransformerV3
 
+log = logging.getLogger(__name__)
+
 HF_REPO = "Pointcept/Concerto"
 RELEASED = ("concerto_small", "concerto_base", "concerto_large", "concerto_large_outdoor", "sonata")
 RANDOM_INIT = "random-init (no checkpoint)"
 
 
-def build_random(name: str = "tiny", seed: int = 0, device: torch.device | str = "cpu", **changes: Any) -> PointTransformerV3:
+def build_random(name: str = "tiny", seed: int = 0, device: torch.device | str = "cpu", conv_backend: str = "torch", **changes: Any) -> PointTransformerV3:
     """A preset with seeded random weights, in eval mode; `weights_source` says so."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = PointTransformerV3(preset(name, **changes))
+        model = PointTransformerV3(preset(name, **changes), conv_backend=conv_backend)
     model.weights_source = RANDOM_INIT
     model.preset_name = name
     return model.to(device).eval()
@@ -72,22 +75,39 @@ def load_concerto(
     repo_id: str = HF_REPO,
     cache_dir: str | None = None,
     custom_config: Mapping[str, Any] | None = None,
+    conv_backend: str = "torch",
 ) -> PointTransformerV3:
     """Load a released Concerto encoder (name) or a local official-format `.pth`, strict, in eval mode.
 
     `custom_config` entries overwrite the file's config (as upstream's `load(custom_config=...)`);
-    `enable_flash` is then set to whether flash_attn can run on `device`.
+    `enable_flash` is then set to whether flash_attn can run on `device`. `conv_backend`: see model.py.
     """
     path = resolve_checkpoint(name_or_path, repo_id, cache_dir)
     ckpt = load_checkpoint_dict(path)
     overrides = dict(custom_config or {})
     overrides["enable_flash"] = flash_attn_available() and torch.device(device).type == "cuda"
     with torch.device("meta"):
-        model = PointTransformerV3.from_official_config(ckpt["config"], **overrides)
+        model = PointTransformerV3.from_official_config(ckpt["config"], conv_backend=conv_backend, **overrides)
     model.load_state_dict(ckpt["state_dict"], strict=True, assign=True)
     model.weights_source = f"checkpoint {Path(path).name}"
     model.preset_name = Path(path).stem
     return model.to(device).eval()
+
+
+def load_encoder(
+    weights: str | os.PathLike | None = None,
+    preset_name: str = "tiny",
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    **kwargs: Any,
+) -> PointTransformerV3:
+    """Entry point for pipeline stages: a checkpoint (released name or .pth path) if `weights` is given,
+    else the preset with seeded random weights, announced with a logged warning and
+    `model.weights_source == RANDOM_INIT`."""
+    if weights:
+        return load_concerto(weights, device=device, **kwargs)
+    log.warning("concerto: no checkpoint given; using preset %r with RANDOM weights (%s)", preset_name, RANDOM_INIT)
+    return build_random(preset_name, seed=seed, device=device)
 
 
 def save_checkpoint(model: PointTransformerV3, path: str | os.PathLike) -> None:

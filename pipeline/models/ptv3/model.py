@@ -3,6 +3,10 @@
 Module tree (= upstream parameter paths): `embedding` (stem + optional mask_token), `enc.enc{s}` for
 s in 0..S-1 with `down` (GridPooling, s > 0) and `block{i}` (Block, order index i % len(order)).
 
+`conv_backend` selects the xCPE sparse conv: "torch" (default, pure PyTorch, verified against a dense
+conv3d), "auto" (spconv when it imports and tensors are on CUDA — not verified here, no GPU) or
+"spconv". It does not change parameter names or shapes.
+
 `forward(point, generator)` takes a grid-sampled PointBatch whose `feat` is [M, in_channels] and returns
 the last-stage PointBatch; every coarse stage links to its `parent`, so callers can walk back up to
 the input voxels (see features.upcast).
@@ -23,7 +27,7 @@ from .serialization import serialize
 
 
 class PointTransformerV3(nn.Module):
-    def __init__(self, config: PTv3Config, conv_backend: str = "auto") -> None:
+    def __init__(self, config: PTv3Config, conv_backend: str = "torch") -> None:
         super().__init__()
         self.config = config
         cfg = config
@@ -70,9 +74,9 @@ class PointTransformerV3(nn.Module):
                 nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_official_config(cls, config: Mapping[str, Any], **overrides: Any) -> "PointTransformerV3":
+    def from_official_config(cls, config: Mapping[str, Any], conv_backend: str = "torch", **overrides: Any) -> "PointTransformerV3":
         """Build from an official `ckpt["config"]` kwargs dict (see PTv3Config.from_official)."""
-        return cls(PTv3Config.from_official(config, **overrides))
+        return cls(PTv3Config.from_official(config, **overrides), conv_backend=conv_backend)
 
     @property
     def out_channels(self) -> int:

@@ -9,7 +9,7 @@ only at input voxels, absent neighbours contribute zero, clouds never mix):
 Neighbour search: a 64-bit key per voxel (cloud, x+1, y+1, z+1 in 13/17/17/17 bits), sorted once;
 each of the 27 shifted keys is looked up with `searchsorted`. The neighbour map depends only on the
 voxel set, so it is cached per stage (`PointBatch.cache`, like spconv's `indice_key`).
-spconv itself is used only when it imports and the features are on CUDA (`backend="auto"`).
+spconv itself is opt-in: `backend="auto"` uses it when it imports and the features are on CUDA.
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ class SubMConv3d(nn.Module):
     """Submanifold 3-D conv with spconv-compatible parameters (`weight` KRSC, `bias`).
 
     forward(feat [M, C_in], grid_coord [M, 3], batch [M], cache dict, cache_key) -> [M, C_out].
-    `backend`: "torch" (default path), "spconv" (require spconv, CUDA only), "auto" (spconv if it imports
+    `backend`: "torch" (default), "spconv" (require spconv, CUDA only), "auto" (spconv if it imports
     and the input is on CUDA, else torch).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True, backend: str = "auto") -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True, backend: str = "torch") -> None:
         super().__init__()
         if backend not in ("auto", "torch", "spconv"):
             raise ValueError(f"SubMConv3d: backend must be auto/torch/spconv, got {backend!r}")

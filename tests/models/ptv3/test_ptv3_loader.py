@@ -73,3 +73,12 @@ def test_offline_not_cached_gives_one_clear_error(tmp_path: Path) -> None:
     assert len(lines) == 1, res.stdout + res.stderr
     assert "Pointcept/Concerto/concerto_small.pth" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
     assert "\n" not in lines[0]
+
+
+def test_load_encoder_default_announces_random_weights(caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.models.ptv3.loader import load_encoder
+
+    with caplog.at_level("WARNING"):
+        model = load_encoder(None)
+    assert model.weights_source == RANDOM_INIT and not model.training
+    assert "RANDOM weights" in caplog.text
