@@ -1,0 +1,26 @@
+# Two commands for a fresh machine (see README):
+#   make repro   set up .venv and run the whole DVC pipeline on the embedded synthetic default
+#   make test    set up .venv with test tools and run the test suite
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup setup-dev repro test bench mlflow-ui
+
+setup:
+	scripts/setup.sh
+
+setup-dev:
+	scripts/setup.sh dev
+
+repro: setup
+	dvc repro
+
+test: setup-dev
+	python -m pytest -n 2 --dist loadgroup
+
+bench: setup
+	python -m pipeline.geometry.bench --out reports/bench
+
+mlflow-ui:
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
