@@ -98,6 +98,7 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
         json.dump(report, fh, indent=2)
         tmp = fh.name
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
     print(f"wrote {out}")
 
