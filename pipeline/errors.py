@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Bad input, not a bug: report in one line, no traceback.
-EXPECTED = (ValueError, FileNotFoundError, KeyError, PermissionError)
+EXPECTED = (ValueError, OSError, KeyError)
 
 
 def one_line_errors(func: F) -> F:

@@ -51,7 +51,7 @@ _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _RETRY_STATUS = {408, 429}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """A download failed for good (after retries, or a non-retryable HTTP status)."""
 
 
