@@ -33,6 +33,7 @@ COMMERCIAL_REPO = "facebook/VGGT-1B-Commercial"
 # Second-hand pin (a third-party project's lock); verify on first download and update if the hub disagrees.
 DEFAULT_REVISIONS = {DEFAULT_REPO: "860abec7937da0a4c03c41d3c269c366e82abdf9"}
 CHECKPOINT_FILES = ("model.safetensors", "model.pt")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 # sha256 of the sorted lines "key<TAB>d0,d1,...\n" over all 1,797 VGGT-1B entries (spec vggt.md section 2.1)
 VGGT_1B_SORTED_MANIFEST_SHA256 = "8fde5632f0277cc34d523718d7d6018d1c321009b648de7147cce1fa0c26b47f"
 VGGT_1B_ORDERED_MANIFEST_SHA256 = "bfcc64924ed4b8b5bfc0096956fcdc68689a3db9cd769b84b743524ba2e73d35"
@@ -119,6 +120,8 @@ def resolve_checkpoint(weights: str | os.PathLike, revision: str | None = None, 
     if path.exists():
         ckpt = _local_checkpoint(path)
         return ckpt, f"file:{ckpt.resolve()}"
+    if path.suffix in CHECKPOINT_SUFFIXES:  # "dir/model.pt" is a missing file, not the hub repo "dir/model.pt"
+        raise FileNotFoundError(f"VGGT weights file not found: {text}")
     match = _HUB_RE.match(text)
     if match and not text.startswith((".", "/", "~")):
         return download_checkpoint(match.group(1), revision or match.group(2), token)

@@ -1,0 +1,151 @@
+"""Depth and camera metrics for VGGT outputs against SYNTHIA ground truth.
+
+Conventions:
+- Extrinsics are camera-from-world ``[R | t]`` (3, 4) with OpenCV camera axes (x right, y down, z forward).
+  SYNTHIA poses are converted with :func:`extrinsic_from_synthia_pose`; their world is left-handed, so those
+  R have det -1. Only *relative* motions between two frames of the same source are compared, and
+  ``R_a R_b^T`` of two det -1 matrices is a proper rotation, so both sources compare cleanly.
+- The relative motion from frame a to frame b is the rigid map from camera-b to camera-a coordinates:
+  ``T_ab = E_a E_b^-1``; its translation is the position of camera b seen from camera a (VGGT units or
+  metres; only its direction is compared, VGGT has no metric scale).
+- Depth maps are planar z-depth. VGGT depth has an arbitrary scale, so each frame is median-scaled to the
+  ground truth before AbsRel and delta < 1.25 (the usual protocol for scale-free monocular depth).
+- Pre-processing records map original pixels to model-input pixels as ``x_model = s * x_orig + o`` in the
+  "pixel corners at integers" convention (``pipeline/models/vggt/preprocess.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.data.camera import GL_FROM_CV
+
+
+# --------------------------------------------------------------------------- pixel grids
+
+
+def model_to_original_pixels(model_hw: tuple[int, int], orig_hw: tuple[int, int], scale_xy: np.ndarray,
+                             offset_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Original pixel under the centre of every model-input pixel (nearest neighbour).
+
+    Returns ``u_orig``, ``v_orig`` (h, w) int64 (clipped into the image) and ``inside`` (h, w) bool, False
+    where the model pixel centre falls outside the original image (padding in ``pad`` mode).
+    """
+    h, w = (int(x) for x in model_hw)
+    H, W = (int(x) for x in orig_hw)
+    x = (np.arange(w, dtype=np.float64) + 0.5 - float(offset_xy[0])) / float(scale_xy[0])
+    y = (np.arange(h, dtype=np.float64) + 0.5 - float(offset_xy[1])) / float(scale_xy[1])
+    u = np.floor(x).astype(np.int64)
+    v = np.floor(y).astype(np.int64)
+    uu, vv = np.meshgrid(u, v)
+    inside = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
+    return np.clip(uu, 0, W - 1), np.clip(vv, 0, H - 1), inside
+
+
+def resample_to_model_grid(image: np.ndarray, model_hw: tuple[int, int], scale_xy: np.ndarray,
+                           offset_xy: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """An original-resolution map (H, W, ...) sampled (nearest) at the model-input pixel centres -> (h, w, ...).
+
+    Nearest neighbour on purpose: averaging depth across an object boundary would invent depths. Model pixels
+    outside the original image get ``fill``.
+    """
+    u, v, inside = model_to_original_pixels(model_hw, image.shape[:2], scale_xy, offset_xy)
+    out = image[v, u].astype(np.result_type(image.dtype, np.float32))
+    out[~inside] = fill
+    return out
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def median_scale(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Scale s with median(s * pred) = median(gt) over the given (already valid) pixels."""
+    return float(np.median(gt) / np.median(pred))
+
+
+def depth_errors(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0) -> dict[str, float]:
+    """One frame: AbsRel and delta < 1.25 after median scaling of ``pred`` to ``gt``.
+
+    ``pred`` and ``gt`` (h, w) on the same pixel grid; GT pixels count when finite, > 0 and <= ``max_depth``
+    (metres), prediction pixels when finite and > 0. Returns ``abs_rel`` = mean(|s p - g| / g),
+    ``delta1`` = fraction with max(s p / g, g / (s p)) < 1.25, ``scale`` = s and ``valid_pixels``; NaN
+    metrics when no pixel is valid.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must share one pixel grid")
+    valid = np.isfinite(gt) & (gt > 0) & (gt <= max_depth) & np.isfinite(pred) & (pred > 0)
+    if not valid.any():
+        return {"abs_rel": float("nan"), "delta1": float("nan"), "scale": float("nan"), "valid_pixels": 0}
+    p = pred[valid].astype(np.float64)
+    g = gt[valid].astype(np.float64)
+    s = median_scale(p, g)
+    p = s * p
+    ratio = np.maximum(p / g, g / p)
+    return {"abs_rel": float(np.mean(np.abs(p - g) / g)), "delta1": float(np.mean(ratio < 1.25)), "scale": s,
+            "valid_pixels": int(valid.sum())}
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+def extrinsic_from_synthia_pose(pose: np.ndarray) -> np.ndarray:
+    """SYNTHIA camera-to-world 4x4 (OpenGL camera axes) -> camera-from-world (3, 4), OpenCV camera axes.
+
+    ``R_cv = pose[:3, :3] @ GL_FROM_CV`` is world-from-camera for OpenCV axes; the extrinsic is its inverse
+    ``[R_cv^T | -R_cv^T c]`` (R_cv is orthogonal, det -1 in SYNTHIA's left-handed world).
+    """
+    R = np.asarray(pose, dtype=np.float64)[:3, :3] @ GL_FROM_CV
+    c = np.asarray(pose, dtype=np.float64)[:3, 3]
+    return np.concatenate([R.T, (-R.T @ c)[:, None]], axis=1)
+
+
+def relative_motion(extrinsics: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-from-world (S, 3, 4) -> motions from frame i to i + step: R (S-step, 3, 3), t (S-step, 3).
+
+    ``R = R_i R_j^T`` and ``t = t_i - R t_j`` with j = i + step, i.e. the map from camera-j to camera-i
+    coordinates; t is camera j's centre in camera i's axes.
+    """
+    E = np.asarray(extrinsics, dtype=np.float64)
+    Ra, ta, Rb, tb = E[:-step, :, :3], E[:-step, :, 3], E[step:, :, :3], E[step:, :, 3]
+    R = Ra @ np.swapaxes(Rb, -1, -2)
+    t = ta - np.einsum("nij,nj->ni", R, tb)
+    return R, t
+
+
+def rotation_error_deg(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
+    """Geodesic angle (degrees) of R_pred^T R_gt for rotations (..., 3, 3)."""
+    M = np.swapaxes(R_pred, -1, -2) @ R_gt
+    cos = (np.trace(M, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def translation_direction_error_deg(t_pred: np.ndarray, t_gt: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """Angle (degrees) between translation vectors (..., 3); NaN where either has (near) zero length."""
+    t_pred = np.asarray(t_pred, dtype=np.float64)
+    t_gt = np.asarray(t_gt, dtype=np.float64)
+    n_pred = np.linalg.norm(t_pred, axis=-1)
+    n_gt = np.linalg.norm(t_gt, axis=-1)
+    ok = (n_pred > eps) & (n_gt > eps)
+    cos = np.sum(t_pred * t_gt, axis=-1) / np.where(ok, n_pred * n_gt, 1.0)
+    return np.where(ok, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))), np.nan)
+
+
+def pose_errors(pred_extrinsics: np.ndarray, gt_extrinsics: np.ndarray) -> dict[str, np.ndarray]:
+    """Consecutive-frame errors: ``rotation_deg`` and ``translation_dir_deg`` (S-1,) of pred vs ground truth."""
+    if pred_extrinsics.shape != gt_extrinsics.shape or pred_extrinsics.shape[1:] != (3, 4):
+        raise ValueError(f"extrinsics must both be (S, 3, 4), got {pred_extrinsics.shape} and {gt_extrinsics.shape}")
+    R_p, t_p = relative_motion(pred_extrinsics)
+    R_g, t_g = relative_motion(gt_extrinsics)
+    return {"rotation_deg": rotation_error_deg(R_p, R_g), "translation_dir_deg": translation_direction_error_deg(t_p, t_g)}
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def summarise(values: np.ndarray | list[float], digits: int = 4) -> dict[str, float | int | None]:
+    """``mean``, ``median`` and ``count`` over the finite entries (None when there are none)."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"mean": None, "median": None, "count": 0}
+    return {"mean": round(float(a.mean()), digits), "median": round(float(np.median(a)), digits), "count": int(a.size)}
