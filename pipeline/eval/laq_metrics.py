@@ -1,0 +1,251 @@
+"""Do the LAQ codes mean something? Metrics on held-out frame pairs (shared/specs/models.md §2, §6).
+
+- Code usage: perplexity exp(H) per code position, pooled over positions, and of the joint code tuple;
+  active codes; replacement events of training.
+- Prediction: next-feature MSE (standardised feature space) of the decoder vs the copy-frame-t baseline.
+- Controllability (Genie ΔtPSNR analogue in feature space): MSE with shuffled (within the held-out set,
+  no pair keeps its own) or uniformly random codes minus MSE with the inferred codes; > 0 means the
+  codes carry information the decoder uses.
+- Linear probe: ridge regression from the hard code embeddings (S × Q, concatenated) to the
+  ground-truth relative camera motion (axis-angle rotation and translation of frame t+offset in
+  frame t's OpenCV camera axes), fitted on training pairs, R² on held-out pairs; the same probe
+  fitted on shuffled training labels is the chance reference.
+- NMI / AMI between code tuples (and each position) and motion classes from quantile bins of the
+  yaw rate (rotation about the camera's y axis) and forward motion (translation along z).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.data.camera import GL_FROM_CV
+from pipeline.io import atomic
+from pipeline.io.synthia import SequenceLayout, read_pose
+from pipeline.models.laq import LAQ
+from pipeline.models.laq.nsvq import perplexity
+
+MOTION_NAMES = ("rot_x", "rot_y", "rot_z", "t_x", "t_y", "t_z")
+
+
+# ----------------------------------------------------------------------------------- ground truth
+def relative_motion(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """Motion (6,) of camera b in camera a's OpenCV frame: axis-angle (rad, 3) then translation (m, 3).
+
+    Poses are SYNTHIA camera-to-world (OpenGL axes). ``R = R_a^T R_b`` with ``R = pose[:3,:3] @ GL_FROM_CV``
+    is a proper rotation even though SYNTHIA's world is left-handed (both factors have det -1);
+    ``t = R_a^T (c_b - c_a)``. rot_y > 0 turns the camera towards +x (right) in the OpenCV frame.
+    """
+    from scipy.spatial.transform import Rotation
+
+    ra = pose_a[:3, :3] @ GL_FROM_CV
+    rb = pose_b[:3, :3] @ GL_FROM_CV
+    rel = ra.T @ rb
+    rotvec = Rotation.from_matrix(rel).as_rotvec()
+    return np.concatenate([rotvec, ra.T @ (pose_b[:3, 3] - pose_a[:3, 3])])
+
+
+def pair_motion(raw: Path, sequences: list[str], cameras: list[str], frames: np.ndarray) -> np.ndarray:
+    """(P, 6) relative motion of each pair (sequence, camera, frames (P, 2)) from the pose files under ``raw``."""
+    out = np.zeros((len(frames), 6))
+    cache: dict[tuple[str, str, int], np.ndarray] = {}
+
+    def pose(sequence: str, camera: str, frame: int) -> np.ndarray:
+        key = (sequence, camera, frame)
+        if key not in cache:
+            cache[key] = read_pose(SequenceLayout(raw / sequence).pose(camera, frame))
+        return cache[key]
+
+    for i, (sequence, camera, (fa, fb)) in enumerate(zip(sequences, cameras, frames)):
+        out[i] = relative_motion(pose(sequence, camera, int(fa)), pose(sequence, camera, int(fb)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- probes
+def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """Closed-form ridge on standardised inputs: W = (XᵀX + αI)⁻¹ XᵀY, intercept = mean of y."""
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    xs = (x - mu) / sd
+    y_mean = y.mean(0)
+    w = np.linalg.solve(xs.T @ xs + alpha * np.eye(x.shape[1]), xs.T @ (y - y_mean))
+    return {"mu": mu, "sd": sd, "w": w, "b": y_mean}
+
+
+def ridge_predict(model: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    return (x - model["mu"]) / model["sd"] @ model["w"] + model["b"]
+
+
+def r2_scores(y_true: np.ndarray, y_pred: np.ndarray, min_var: float = 1e-10) -> np.ndarray:
+    """Per-column R² = 1 − SS_res / SS_tot; NaN where the held-out target is (nearly) constant."""
+    ss_res = ((y_true - y_pred) ** 2).sum(0)
+    ss_tot = ((y_true - y_true.mean(0)) ** 2).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss_tot > min_var * len(y_true), 1.0 - ss_res / ss_tot, np.nan)
+
+
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
+                 alpha: float, seed: int = 0, names: tuple[str, ...] = MOTION_NAMES) -> dict[str, Any]:
+    """Ridge probe R² on held-out data (mean over non-constant targets and per target) vs shuffled labels."""
+    rng = np.random.default_rng(seed)
+    r2 = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_train, alpha), x_eval))
+    shuffled = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_train[rng.permutation(len(y_train))], alpha), x_eval))
+    valid = ~np.isnan(r2)
+    return {"r2": float(np.mean(r2[valid])) if valid.any() else float("nan"),
+            "r2_shuffled_labels": float(np.mean(shuffled[valid])) if valid.any() else float("nan"),
+            "r2_per_target": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, r2)},
+            "targets_constant": [n for n, ok in zip(names, valid) if not ok]}
+
+
+# ------------------------------------------------------------------------------------ clustering
+def quantile_bins(train_values: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
+    """Bin ids 0..bins-1 of ``values`` by the inner quantiles of ``train_values``."""
+    edges = np.quantile(train_values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.searchsorted(edges, values, side="right")
+
+
+def motion_classes(motion_train: np.ndarray, motion_eval: np.ndarray, bins: int) -> np.ndarray:
+    """Class per held-out pair: (yaw bin, forward bin) → yaw_bin·bins + forward_bin (rot_y and t_z)."""
+    yaw = quantile_bins(motion_train[:, 1], motion_eval[:, 1], bins)
+    forward = quantile_bins(motion_train[:, 5], motion_eval[:, 5], bins)
+    return yaw * bins + forward
+
+
+def tuple_ids(indices: np.ndarray) -> np.ndarray:
+    """One integer label per row of code indices (P, S) (equal rows ↔ equal labels)."""
+    return np.unique(indices, axis=0, return_inverse=True)[1].ravel()
+
+
+def mutual_information(codes: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+    return {"nmi": float(normalized_mutual_info_score(classes, codes)),
+            "ami": float(adjusted_mutual_info_score(classes, codes))}
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of range(n) without fixed points (n >= 2)."""
+    order = rng.permutation(n)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = order[np.roll(np.arange(n), -1)]
+    return out
+
+
+# ------------------------------------------------------------------------------------ model side
+@torch.no_grad()
+def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64) -> dict[str, np.ndarray]:
+    """Eval-mode codes of every pair of ``data`` (a :class:`pipeline.train.laq.FeaturePairs`).
+
+    Returns ``indices`` (P, S), ``embeddings`` (P, S·Q) hard code vectors, ``mse`` (P,) of the prediction,
+    ``copy_mse`` (P,) of copying frame t, and ``feature_diff`` (P, C) of the pooled ``global`` features.
+    """
+    model.eval()
+    indices, embeddings, mse, copy_mse = [], [], [], []
+    for start in range(0, len(data), batch):
+        idx = torch.arange(start, min(start + batch, len(data)))
+        t0, x0, t1, x1 = data.batch(idx, device)
+        out = model(t0, x0, t1, x1)
+        indices.append(out.indices.cpu())
+        embeddings.append(out.codes.flatten(1).cpu())
+        mse.append((out.prediction - t1).pow(2).mean((1, 2)).cpu())
+        copy_mse.append((t0 - t1).pow(2).mean((1, 2)).cpu())
+    glob = data.global_
+    return {"indices": torch.cat(indices).numpy(), "embeddings": torch.cat(embeddings).double().numpy(),
+            "mse": torch.cat(mse).double().numpy(), "copy_mse": torch.cat(copy_mse).double().numpy(),
+            "feature_diff": (glob[data.pairs[:, 1]] - glob[data.pairs[:, 0]]).double().numpy()}
+
+
+@torch.no_grad()
+def prediction_mse(model: LAQ, data, indices: np.ndarray, device: torch.device, batch: int = 64) -> float:
+    """Mean MSE of the decoder's prediction of frame t+offset when fed the given code ``indices`` (P, S)."""
+    total = 0.0
+    for start in range(0, len(data), batch):
+        idx = torch.arange(start, min(start + batch, len(data)))
+        t0, x0, t1, _ = data.batch(idx, device)
+        codes = torch.as_tensor(indices[start:start + len(idx)], device=device)
+        total += float((model.predict_with_indices(t0, x0, codes) - t1).pow(2).mean()) * len(idx)
+    return total / len(data)
+
+
+def usage_stats(indices: np.ndarray, codebook_size: int) -> dict[str, Any]:
+    """Perplexity per position, pooled and of the joint tuple; active codes per position and pooled."""
+    per_position = [perplexity(np.bincount(indices[:, s], minlength=codebook_size))
+                    for s in range(indices.shape[1])]
+    return {"perplexity_per_position": per_position,
+            "perplexity_min_position": float(np.min(per_position)),
+            "perplexity_pooled": perplexity(np.bincount(indices.ravel(), minlength=codebook_size)),
+            "perplexity_joint": perplexity(np.bincount(tuple_ids(indices))),
+            "active_codes_per_position": [int(len(np.unique(indices[:, s]))) for s in range(indices.shape[1])],
+            "active_codes": int(len(np.unique(indices))),
+            "distinct_tuples": int(len(np.unique(indices, axis=0))),
+            "positions_identical_fraction": float(np.mean(np.all(indices == indices[:, :1], axis=1)))}
+
+
+def replacement_summary(events: list[dict[str, float]]) -> dict[str, Any]:
+    """Summary of the training's replacement events (rows with step, replaced, active)."""
+    if not events:
+        return {"events": 0, "replaced_total": 0, "replaced_first": None, "replaced_last": None, "last_step": None}
+    replaced = [int(e["replaced"]) for e in events]
+    return {"events": len(events), "replaced_total": int(sum(replaced)), "replaced_first": replaced[0],
+            "replaced_last": replaced[-1], "last_step": int(events[-1]["step"])}
+
+
+def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_eval: np.ndarray, *,
+                 probe_alpha: float, motion_bins: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
+    """All metrics on ``held_out`` pairs (probe fitted on ``train``); also returns the code arrays for figures."""
+    if len(held_out) < 2:
+        raise ValueError("need at least 2 held-out pairs for the LAQ metrics (val/test sequences too short?)")
+    rng = np.random.default_rng(seed)
+    size = model.config.codebook_size
+    codes_train = infer_codes(model, train, device)
+    codes_eval = infer_codes(model, held_out, device)
+    idx = codes_eval["indices"]
+    mse = float(codes_eval["mse"].mean())
+    copy = float(codes_eval["copy_mse"].mean())
+    shuffled = prediction_mse(model, held_out, idx[derangement(len(idx), rng)], device)
+    random_codes = prediction_mse(model, held_out, rng.integers(0, size, idx.shape), device)
+    classes = motion_classes(motion_train, motion_eval, motion_bins)
+    tuples = tuple_ids(idx)
+    mi = mutual_information(tuples, classes)
+    mi_shuffled = mutual_information(tuples[rng.permutation(len(tuples))], classes)
+    metrics = {
+        "pairs": {"train": len(train), "held_out": len(held_out)},
+        "usage_held_out": usage_stats(idx, size),
+        "usage_train": usage_stats(codes_train["indices"], size),
+        "prediction": {"mse": mse, "copy_baseline_mse": copy, "mse_ratio_to_copy": mse / copy if copy > 0 else None},
+        "controllability": {"mse_shuffled_codes": shuffled, "mse_random_codes": random_codes,
+                            "delta_mse_shuffled": shuffled - mse, "delta_mse_random": random_codes - mse},
+        "probe": linear_probe(codes_train["embeddings"], motion_train, codes_eval["embeddings"], motion_eval,
+                              probe_alpha, seed),
+        "probe_feature_diff_reference": linear_probe(codes_train["feature_diff"], motion_train,
+                                                     codes_eval["feature_diff"], motion_eval, probe_alpha, seed),
+        "nmi": {"motion_classes": int(len(np.unique(classes))), "tuple": mi, "tuple_shuffled": mi_shuffled,
+                "per_position": [mutual_information(idx[:, s], classes) for s in range(idx.shape[1])]},
+    }
+    return metrics, {"train": codes_train["indices"], "held_out": idx}
+
+
+def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path) -> None:
+    """PNG: one histogram of code usage per position, one bar series per split (e.g. train / held_out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    positions = next(iter(indices.values())).shape[1]
+    fig, axes = plt.subplots(positions, 1, figsize=(10, 1.8 * positions + 0.6), sharex=True, squeeze=False)
+    for s in range(positions):
+        ax = axes[s, 0]
+        for name, idx in indices.items():
+            counts = np.bincount(idx[:, s], minlength=codebook_size)
+            ax.bar(np.arange(codebook_size), counts / max(1, counts.sum()), width=1.0, alpha=0.6, label=name)
+        ax.set_ylabel(f"code {s}\nfraction")
+    axes[0, 0].legend(loc="upper right")
+    axes[-1, 0].set_xlabel("codebook index")
+    fig.suptitle("LAQ code usage per position")
+    fig.tight_layout()
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)

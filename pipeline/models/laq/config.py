@@ -1,0 +1,54 @@
+"""Model configuration of Concerto-LAQ (sizes and quantizer settings; no training schedule)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LAQConfig:
+    """Sizes of the LAQ model. Defaults are the seed's (dim 512, 256 codes, 4 codes per pair, depth 4/4).
+
+    - ``in_channels``: channels C of the cached per-token features (Concerto output);
+    - ``dim``: model width; ``heads``: attention heads (``dim % heads == 0``);
+    - ``spatial_depth``: transformer blocks over the tokens of one frame;
+    - ``temporal_depth``: transformer blocks over the two time steps at each token position;
+    - ``decoder_depth``: blocks of the predictor (self-attention over frame t's tokens + cross-attention
+      to the codes); 0 means "same as ``spatial_depth``" (as in LAPA);
+    - ``code_seq_len``: discrete codes per frame pair, one learned query each;
+    - ``codebook_size``: entries of the shared NSVQ codebook; ``quant_dim``: their dimension (LAPA: 32);
+    - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
+      ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
+    - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``.
+    """
+
+    in_channels: int = 512
+    dim: int = 512
+    heads: int = 8
+    spatial_depth: int = 4
+    temporal_depth: int = 4
+    decoder_depth: int = 0
+    code_seq_len: int = 4
+    codebook_size: int = 256
+    quant_dim: int = 32
+    pos_frequencies: int = 8
+    pos_scale_m: float = 20.0
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim = {self.dim} must be divisible by heads = {self.heads}")
+        for name in ("in_channels", "dim", "heads", "code_seq_len", "codebook_size", "quant_dim", "pos_frequencies"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)} must be >= 1")
+        for name in ("spatial_depth", "temporal_depth", "decoder_depth"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} = {getattr(self, name)} must be >= 0")
+
+    @property
+    def decoder_blocks(self) -> int:
+        return self.decoder_depth or self.spatial_depth
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

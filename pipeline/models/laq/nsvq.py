@@ -1,0 +1,109 @@
+"""NSVQ: vector quantization trained by noise substitution (Vali & Bäckström, IEEE Access 2022).
+
+Training forward: the hard code ``q = c[k*]`` with ``k* = argmin_k ||x - c_k||²`` is replaced by
+``x + ||x - q|| * v / ||v||`` with ``v ~ N(0, I)``: the quantisation error is simulated by a random
+direction of the same length, so the gradient reaches ``x`` directly and the selected codes through the
+scalar ``||x - q||``. Evaluation (``model.eval()``) returns ``q`` itself. No commitment / codebook loss.
+
+Dead codes: ``usage`` counts assignments (a buffer, summed over DDP ranks at replacement time).
+:meth:`NSVQ.replace_unused` overwrites every code used fewer than ``threshold`` times per step since
+the last replacement with a copy of a randomly chosen used code plus Gaussian noise of norm
+``noise · ||c||`` (the reference code's 1e-12 noise is below float32 resolution and leaves exact
+duplicates, see shared/specs/models.md §1.2), then resets the counters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pipeline.train.common import all_reduce_sum, broadcast_, is_distributed
+
+_TINY = 1e-20  # inside square roots: keeps the gradient of ||·|| finite at 0
+
+
+def nearest_code(x: Tensor, codebook: Tensor) -> Tensor:
+    """Indices (M,) of the nearest codebook row (K, D) for each row of ``x`` (M, D), squared Euclidean."""
+    distances = x.pow(2).sum(1, keepdim=True) - 2.0 * x @ codebook.t() + codebook.pow(2).sum(1)[None, :]
+    return distances.argmin(dim=1)
+
+
+def perplexity(counts) -> float:
+    """exp(entropy) of the code distribution given by ``counts`` (K,): ``exp(-Σ p log(p + 1e-12))``.
+
+    1 = a single code used, K = uniform use of all K codes; NaN for no assignments.
+    """
+    counts = np.asarray(counts, dtype=np.float64).ravel()
+    if counts.sum() <= 0:
+        return float("nan")
+    p = counts / counts.sum()
+    return float(np.exp(-np.sum(p * np.log(p + 1e-12))))
+
+
+class NSVQ(nn.Module):
+    """Codebook (``codebook_size``, ``dim``) with noise-substitution training and usage counters."""
+
+    def __init__(self, codebook_size: int, dim: int, init_scale: float = 1.0):
+        super().__init__()
+        self.codebook = nn.Parameter(torch.randn(codebook_size, dim) * init_scale / math.sqrt(dim))
+        self.register_buffer("usage", torch.zeros(codebook_size, dtype=torch.float64))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` (..., D) → (quantized (..., D), indices (...) int64).
+
+        Training: noise-substituted output, counters updated. Eval: the hard codes.
+        """
+        flat = x.reshape(-1, x.shape[-1])
+        with torch.no_grad():
+            indices = nearest_code(flat.detach(), self.codebook.detach())
+        hard = self.codebook[indices]
+        if self.training:
+            noise = torch.randn_like(flat)
+            error_norm = (flat - hard).pow(2).sum(1, keepdim=True).add(_TINY).sqrt()
+            noise_norm = noise.pow(2).sum(1, keepdim=True).add(_TINY).sqrt()
+            out = flat + error_norm / noise_norm * noise
+            with torch.no_grad():
+                self.usage.index_add_(0, indices, torch.ones_like(indices, dtype=self.usage.dtype))
+        else:
+            out = hard
+        return out.reshape(x.shape), indices.reshape(x.shape[:-1])
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Hard codes (..., D) for integer ``indices`` (...)."""
+        return self.codebook[indices]
+
+    @torch.no_grad()
+    def replace_unused(self, steps: int, threshold: float, noise: float = 0.01) -> int:
+        """Re-seed codes used fewer than ``threshold`` times per step over the last ``steps`` steps.
+
+        Counts are summed over DDP ranks first; rank 0 draws the replacements and broadcasts the
+        codebook, so every rank holds the same codebook afterwards. Returns the number replaced.
+        """
+        if steps < 1:
+            raise ValueError(f"steps = {steps} must be >= 1")
+        all_reduce_sum(self.usage)
+        unused = self.usage / steps < threshold
+        n_unused = int(unused.sum())
+        used_idx = torch.nonzero(~unused).flatten()
+        codebook = self.codebook.data
+        if n_unused:
+            if len(used_idx) == 0:
+                source = codebook
+                target = torch.ones_like(unused)
+            else:
+                pick = used_idx[torch.randint(len(used_idx), (n_unused,), device=codebook.device)]
+                source = codebook[pick]
+                target = unused
+            scale = noise * source.norm(dim=1, keepdim=True).clamp_min(1e-6) / math.sqrt(codebook.shape[1])
+            codebook[target] = source + torch.randn_like(source) * scale
+        if is_distributed():
+            broadcast_(codebook, src=0)
+        self.usage.zero_()
+        return n_unused
