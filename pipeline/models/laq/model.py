@@ -6,8 +6,10 @@ S = ``code_seq_len`` codes, Q = ``quant_dim``. Token centres are metres in the c
 - Encoder (C-ViViT-like, after LAPA's LAQ): each frame's tokens are projected C → dim (shared by both
   frames) plus a Fourier encoding of the token centres; ``spatial_depth`` blocks attend within a frame,
   ``temporal_depth`` blocks across the two time steps at each token position. The difference
-  (frame t+offset − frame t) of the encodings is read by S learned queries with cross-attention, so the
-  S codes summarise different parts of the scene (a pooled vector would give S identical codes).
+  (frame t+offset − frame t) of the encodings is split into S spatial cells of frame t (for S = 4:
+  left/right x near/far, :func:`spatial_cells`) and each cell is read by its own learned query with
+  cross-attention restricted to the cell, so the S codes summarise different parts of the scene (like
+  LAPA's 2 x 2 token grid; one pooled vector would give S identical codes, shared/specs/models.md §1.5).
 - NSVQ quantises each of the S vectors (dimension Q) with one shared codebook.
 - Decoder: frame t's projected tokens with stop-gradient (LAPA) go through ``decoder_blocks`` blocks
   with cross-attention to the S codes; a zero-initialised head predicts the change, so the prediction
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LAQConfig
-from .layers import Block, FourierPosition
+from .layers import Block, FourierPosition, spatial_cells
 from .nsvq import NSVQ
 
 
@@ -51,7 +53,7 @@ class LAQ(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(2, c.dim))
         self.temporal = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.temporal_depth))
         self.diff_position = FourierPosition(c.dim, c.pos_frequencies, c.pos_scale_m)
-        self.queries = nn.Parameter(torch.randn(c.code_seq_len, c.dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(c.code_seq_len, c.dim))
         self.reader = Block(c.dim, c.heads, c.mlp_ratio, cross=True, self_attn=False)
         self.to_quant = nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, c.quant_dim))
         self.quantizer = NSVQ(c.codebook_size, c.quant_dim)
@@ -80,7 +82,9 @@ class LAQ(nn.Module):
             h = block(h)
         h = h.reshape(b, n, 2, -1)
         diff = h[:, :, 1] - h[:, :, 0] + self.diff_position(xyz0)
-        queries = self.reader(self.queries.expand(b, -1, -1), context=diff)
+        cells = spatial_cells(xyz0, self.config.code_seq_len)  # (B, N)
+        mask = cells[:, None, :] == torch.arange(self.config.code_seq_len, device=cells.device)[None, :, None]
+        queries = self.reader(self.queries.expand(b, -1, -1), context=diff, mask=mask)
         return self.to_quant(queries), first
 
     def decode(self, first: Tensor, tokens0: Tensor, codes: Tensor) -> Tensor:

@@ -32,15 +32,15 @@ def nearest_code(x: Tensor, codebook: Tensor) -> Tensor:
 
 
 def perplexity(counts) -> float:
-    """exp(entropy) of the code distribution given by ``counts`` (K,): ``exp(-Σ p log(p + 1e-12))``.
+    """exp(entropy) of the code distribution given by ``counts`` (K,): ``exp(-Σ_{p>0} p log p)``.
 
     1 = a single code used, K = uniform use of all K codes; NaN for no assignments.
     """
     counts = np.asarray(counts, dtype=np.float64).ravel()
     if counts.sum() <= 0:
         return float("nan")
-    p = counts / counts.sum()
-    return float(np.exp(-np.sum(p * np.log(p + 1e-12))))
+    p = counts[counts > 0] / counts.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 class NSVQ(nn.Module):

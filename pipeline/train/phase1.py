@@ -1,0 +1,240 @@
+"""Phase-one training: fit the slot scene model to depth frames with the one-directional Chamfer loss.
+
+Resumable (``checkpoints/phase1/state.pt`` holds model, optimiser, step and the params it was made
+with; a run with other params starts fresh), deterministic from ``train.seed`` (batches are drawn
+from ``(seed, step, rank)``), device auto (CUDA with bf16 autocast for the encoder), and runs under
+``torchrun`` (DDP, one shard of each batch per process; gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.data.frames import FrameRecord, FrameSelection
+from pipeline.models.slots import SlotModelConfig, SlotSceneModel
+from pipeline.models.slots.losses import LossWeights, total_loss
+from pipeline.train import common
+
+
+@dataclass(frozen=True)
+class Phase1Params:
+    """``train`` section of params.yaml (phase one).
+
+    Model: ``slots`` K, ``prototypes`` P, ``ico_level`` of the sphere, encoder ``input_height`` x
+    ``input_width``. Data: ``points`` = ``things`` (car/pedestrian/bicycle points only) or ``all``;
+    ``far_m`` cut-off (metres); frames with fewer than ``min_points`` target points are skipped;
+    ``points_per_frame`` target points drawn per frame and step. Optimisation: ``steps`` of
+    ``batch_size`` frames, Adam ``lr`` with warm-up and cosine decay, ``prototype_lr`` for the
+    prototype offsets, gradient clipping at ``grad_clip``. Loss weights and free-space settings:
+    see :mod:`pipeline.models.slots.losses`. ``samples_per_slot``: mesh samples per slot for the
+    free-space term.
+    """
+
+    slots: int = 8
+    prototypes: int = 6
+    ico_level: int = 2
+    input_height: int = 96
+    input_width: int = 160
+    points: Literal["things", "all"] = "things"
+    far_m: float = 40.0
+    min_points: int = 64
+    points_per_frame: int = 1024
+    steps: int = 1200
+    batch_size: int = 8
+    lr: float = 5e-4
+    prototype_lr: float = 2e-3
+    grad_clip: float = 5.0
+    weight_free_space: float = 1.0
+    weight_reverse: float = 0.5
+    weight_scale: float = 0.01
+    weight_smoothness: float = 1.0
+    weight_usage: float = 0.01
+    free_margin_m: float = 0.2
+    free_cap_m: float = 1.0
+    samples_per_slot: int = 64
+    log_every: int = 20
+    val_every: int = 200
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.slots < 1 or self.prototypes < 1:
+            raise ValueError("slots and prototypes must be >= 1")
+        if self.min_points < self.slots:
+            raise ValueError(f"min_points = {self.min_points} must be >= slots = {self.slots}")
+        if self.input_height % 16 or self.input_width % 16:
+            raise ValueError("input_height and input_width must be multiples of 16")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+    def model_config(self) -> SlotModelConfig:
+        return SlotModelConfig(slots=self.slots, prototypes=self.prototypes, ico_level=self.ico_level,
+                               input_height=self.input_height, input_width=self.input_width)
+
+    def selection(self) -> FrameSelection:
+        return FrameSelection(points=self.points, far_m=self.far_m, input_height=self.input_height,
+                              input_width=self.input_width, min_points=self.min_points, slots=self.slots,
+                              seed=self.seed)
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(free_space=self.weight_free_space, reverse=self.weight_reverse, scale=self.weight_scale,
+                           smoothness=self.weight_smoothness, usage=self.weight_usage,
+                           free_margin_m=self.free_margin_m, free_cap_m=self.free_cap_m, far_m=self.far_m)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+PAD_M = 1.0e4
+ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight")
+
+
+def make_batch(records: list[FrameRecord], points_per_frame: int, rng: np.random.Generator | None,
+               device: torch.device) -> dict[str, torch.Tensor]:
+    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None)."""
+    n = points_per_frame if rng is not None else max(len(r.points) for r in records)
+    points = np.full((len(records), n, 3), PAD_M, np.float32)  # padding far away: never a nearest point
+    mask = np.zeros((len(records), n), bool)
+    label = np.full((len(records), n), -1, np.int64)
+    for i, r in enumerate(records):
+        if rng is None or len(r.points) <= n:
+            idx = np.arange(min(len(r.points), n))
+        else:
+            idx = rng.choice(len(r.points), n, replace=False)
+        points[i, : len(idx)] = r.points[idx]
+        mask[i, : len(idx)] = True
+        label[i, : len(idx)] = r.anchors.label[idx]
+    batch = {
+        "depth": torch.from_numpy(np.stack([r.depth for r in records])),
+        "focal_cx_cy": torch.tensor([[r.intrinsics.focal, r.intrinsics.cx, r.intrinsics.cy] for r in records],
+                                    dtype=torch.float32),
+        "points": torch.from_numpy(points), "mask": torch.from_numpy(mask), "label": torch.from_numpy(label),
+    }
+    for key in ANCHOR_KEYS:
+        batch[key] = torch.from_numpy(np.stack([getattr(r.anchors, key) for r in records]).astype(np.float32))
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def anchors_of(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: batch[k] for k in ANCHOR_KEYS}
+
+
+def predict(model, batch: dict[str, torch.Tensor]):
+    """Forward pass of a (possibly DDP-wrapped) slot model on a batch from :func:`make_batch`."""
+    return model(batch["depth"], batch["focal_cx_cy"], anchors_of(batch), batch["points"], batch["label"])
+
+
+def learning_rate(step: int, total: int, base: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
+
+def build_optimizer(model: SlotSceneModel, params: Phase1Params) -> torch.optim.Optimizer:
+    proto = [model.prototypes.offsets]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("prototypes.")]
+    return torch.optim.Adam([{"params": rest, "lr": params.lr, "base_lr": params.lr},
+                             {"params": proto, "lr": params.prototype_lr, "base_lr": params.prototype_lr}])
+
+
+@torch.no_grad()
+def validation_loss(model, records: list[FrameRecord], params: Phase1Params, device: torch.device) -> dict[str, float]:
+    model.eval()
+    rng = np.random.default_rng(12345)
+    totals: dict[str, float] = {}
+    chunks = [records[i : i + params.batch_size] for i in range(0, len(records), params.batch_size)]
+    for chunk in chunks:
+        batch = make_batch(chunk, params.points_per_frame, rng, device)
+        out = predict(model, batch)
+        _, terms = total_loss(common.unwrap(model), out, batch, params.loss_weights(), params.samples_per_slot,
+                              torch.Generator(device=device).manual_seed(0))
+        for k, v in terms.items():
+            totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(records)
+    model.train()
+    return totals
+
+
+def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
+                 state_path: Path, run=None, device: str = "auto", progress: bool = True) -> dict:
+    """Train and write ``out_model`` (config + weights); returns a summary for the metrics file."""
+    info = common.init_distributed(device)
+    common.seed_everything(params.seed)
+    model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
+    optimizer = build_optimizer(model, params)
+    start_step = 0
+    if state_path.is_file():
+        state = common.load_checkpoint(state_path, map_location=info.device)
+        if state.get("params_digest") == params.digest():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_step = int(state["step"])
+            print(f"train_phase1: resuming from {state_path} at step {start_step}")
+        else:
+            print(f"train_phase1: {state_path} was made with other params; starting fresh")
+    ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+           if info.distributed else model)
+    weights = params.loss_weights()
+    per_rank = max(params.batch_size // info.world_size, 1)
+    started, frames_seen = time.perf_counter(), 0
+    bar = tqdm(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
+               disable=not (progress and info.is_main))
+    terms: dict[str, float] = {}
+    for step in bar:
+        rng = np.random.default_rng([params.seed, step, info.rank])
+        chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
+        batch = make_batch(chosen, params.points_per_frame, rng, info.device)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, params.steps, group["base_lr"])
+        out = predict(ddp, batch)
+        generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
+        loss, terms = total_loss(common.unwrap(ddp), out, batch, weights, params.samples_per_slot, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ddp.parameters(), params.grad_clip)
+        optimizer.step()
+        frames_seen += per_rank * info.world_size
+        if info.is_main:
+            bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
+            if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
+                run.log_step("train", step, terms)
+            if run is not None and val and (step % params.val_every == 0 or step == params.steps - 1):
+                run.log_step("val", step, validation_loss(ddp, val, params, info.device))
+            if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
+                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
+                                                    "optimizer": optimizer.state_dict(), "step": step + 1,
+                                                    "params_digest": params.digest()})
+    seconds = time.perf_counter() - started
+    if info.is_main:
+        model_cpu = common.unwrap(ddp)
+        common.save_checkpoint(out_model, {"config": dataclasses.asdict(params.model_config()),
+                                           "params": dataclasses.asdict(params),
+                                           "state_dict": {k: v.detach().cpu() for k, v in model_cpu.state_dict().items()}})
+        common.save_checkpoint(state_path, {"model": model_cpu.state_dict(), "optimizer": optimizer.state_dict(),
+                                            "step": params.steps, "params_digest": params.digest()})
+    common.barrier()
+    return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
+            "frames_seen": frames_seen, "frames_per_s": round(frames_seen / max(seconds, 1e-9), 1),
+            "train_frames": len(train), "val_frames": len(val), "world_size": info.world_size,
+            "device": str(info.device), "final_train": terms}
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[SlotSceneModel, dict]:
+    """Rebuild the model from ``model.pt`` written by :func:`train_phase1` (weights_only load)."""
+    payload = common.load_checkpoint(path, map_location=device)
+    config = payload["config"]
+    config["channels"] = tuple(config["channels"])
+    model = SlotSceneModel(SlotModelConfig(**config)).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload["params"]

@@ -1,0 +1,134 @@
+"""LAQ training: data pairing, deterministic resume, replacement schedule, DDP counters (2 gloo processes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from laq_fixtures import write_features
+from pipeline.data.splits import split_sequences
+from pipeline.train import common
+from pipeline.train.laq import LAQParams, load_feature_pairs, read_manifest, replaces_at, train_laq
+
+TINY = LAQParams(dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
+                 code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
+                 replace_until=0.5, replace_threshold=0.5, log_every=2, checkpoint_every=100, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("laqdata")
+    write_features(root, sequences=3, frames=10, n_side=3, channels=4, seed=1)
+    return root / "data/features"
+
+
+def load(features: Path, params: LAQParams):
+    manifest = read_manifest(features)
+    splits = split_sequences(manifest["sequences"], 1, 0)
+    return (load_feature_pairs(features, splits["train"], params.frame_offset, manifest),
+            load_feature_pairs(features, splits["val"], params.frame_offset, manifest), splits, manifest)
+
+
+def test_pairs_are_frame_offset_apart(features):
+    train, val, splits, _ = load(features, TINY)
+    assert len(train) == 2 * (10 - 2) and len(val) == 10 - 2
+    assert np.all(train.frames[:, 1] - train.frames[:, 0] == 2)
+    first = np.load(features / splits["train"][0] / "Stereo_Left_Omni_F.npz")
+    i = 3
+    torch.testing.assert_close(train.tokens[train.pairs[i, 0]], torch.from_numpy(first["tokens"][train.frames[i, 0]]))
+    torch.testing.assert_close(train.tokens[train.pairs[i, 1]], torch.from_numpy(first["tokens"][train.frames[i, 1]]))
+
+
+def test_bad_feature_file_is_reported(features, tmp_path):
+    import shutil
+
+    copy = tmp_path / "features"
+    shutil.copytree(features, copy)
+    manifest = read_manifest(copy)
+    path = copy / manifest["sequences"][0] / "Stereo_Left_Omni_F.npz"
+    arrays = dict(np.load(path))
+    arrays["tokens"] = arrays["tokens"][:, :5]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="Stereo_Left_Omni_F.npz: tokens"):
+        load_feature_pairs(copy, manifest["sequences"][:1], 2, manifest)
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        read_manifest(tmp_path)
+
+
+def run(features, out, params, **kw):
+    train, val, splits, manifest = load(features, params)
+    return train_laq(train, val, params, out, splits=splits, manifest=manifest, progress=False, **kw)
+
+
+def test_resume_equals_uninterrupted_run(features, tmp_path):
+    full_rows, part_rows = [], []
+    full = run(features, tmp_path / "full", TINY, log_fn=lambda *r: full_rows.append(r))
+    first = run(features, tmp_path / "part", TINY, stop_after=3)
+    assert first.steps_run == 3
+    assert common.load_checkpoint(tmp_path / "part/checkpoint.pt")["step"] == 3
+    torch.manual_seed(123)  # a resumed process starts with other RNG state; the checkpoint restores it
+    second = run(features, tmp_path / "part", TINY, log_fn=lambda *r: part_rows.append(r))
+    assert second.resumed_from == 3 and second.steps_run == 3
+    a, b = full.model.state_dict(), second.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # curves replayed from the checkpoint + new rows are identical to the uninterrupted run's
+    assert sorted(full_rows, key=lambda r: (r[0], r[1])) == sorted(part_rows, key=lambda r: (r[0], r[1]))
+    # other params: the old checkpoint is not resumed
+    third = run(features, tmp_path / "part", dataclasses.replace(TINY, lr=2e-3, steps=2))
+    assert third.resumed_from == 0
+
+
+def test_replacement_schedule_stops_early(features, tmp_path):
+    params = dataclasses.replace(TINY, steps=20, replace_every=2, replace_until=0.3, log_every=5)
+    assert [s + 1 for s in range(20) if replaces_at(s, params)] == [2, 4, 6]
+    rows = []
+    run(features, tmp_path / "sched", params, log_fn=lambda *r: rows.append(r))
+    events = [(step, values) for curve, step, values in rows if curve == "codebook"]
+    assert [step for step, _ in events] == [2, 4, 6]
+    assert all(0 <= v["replaced"] <= 8 for _, v in events)
+    train_rows = [values for curve, _, values in rows if curve == "train"]
+    assert len(train_rows) == 4 and all(np.isfinite(r["loss"]) and r["perplexity_0"] >= 1 for r in train_rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, features: str, out: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    params = dataclasses.replace(TINY, steps=3, replace_every=2, replace_until=0.7)  # one replacement, at step 2
+    info = common.init_distributed("cpu")
+    result = run(Path(features), Path(out), params, dist_info=info)
+    quantizer = result.model.quantizer
+    local = quantizer.usage.clone()
+    reduced = common.all_reduce_sum(local.clone())
+    torch.save({"local": local, "reduced": reduced, "codebook": quantizer.codebook.detach().clone(),
+                "weight": result.model.in_proj.weight.detach().clone()}, Path(out) / f"rank{rank}.pt")
+    common.cleanup_distributed()
+
+
+def test_ddp_two_cpu_processes_share_counters_and_codebook(features, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(features), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    torch.testing.assert_close(r0["reduced"], r1["reduced"], rtol=0, atol=0)
+    torch.testing.assert_close(r0["reduced"], r0["local"] + r1["local"], rtol=0, atol=0)
+    # one step after the replacement (counters reset), each rank counted its 2 pairs x 4 codes
+    assert r0["local"].sum() == 8 and r1["local"].sum() == 8
+    torch.testing.assert_close(r0["codebook"], r1["codebook"], rtol=0, atol=0)
+    torch.testing.assert_close(r0["weight"], r1["weight"], rtol=0, atol=0)
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert json.dumps(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]) == "3"
