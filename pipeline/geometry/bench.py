@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 SIZES = (5136, 20544, 41088)
-METHODS = ("ours", "torch_chunked", "faiss_default", "kdtree", "open3d", "naive")
+METHODS = ("ours", "ours_default_wait", "torch_chunked", "faiss_default", "kdtree", "open3d", "naive")
 MESH_METHODS = ("mesh_exact", "mesh_candidates")
 NAIVE_BYTES_PER_PAIR = 3.1 * 4  # measured in perf.md: ≈ 3.1 float32 B·P·M buffers for fwd+bwd
 TARGET_SPEEDUP, TARGET_VS_FASTEST, TARGET_RSS_MB = 100.0, 1.5, 1024.0
@@ -53,6 +53,24 @@ def _busy_jiffies() -> int:
 
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> tuple[float, str]:
+    """Reset the kernel's peak-RSS mark (VmHWM) if possible; return (current RSS MB, how measured)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _status_mb("VmRSS"), "VmHWM after reset - VmRSS before the first call"
+    except OSError:
+        return _maxrss_mb(), "ru_maxrss after - ru_maxrss before the first call (misses peaks below the setup peak)"
 
 
 def make_clouds(batch: int, n_points: int, n_sources: int, seed: int = 0):
@@ -94,6 +112,7 @@ def _make_step(method: str, x, y):
 
     backends = {
         "ours": "auto",
+        "ours_default_wait": "auto",
         "torch_chunked": "torch",
         "kdtree": "kdtree",
         "open3d": "open3d",
@@ -144,7 +163,16 @@ def _make_mesh_step(method: str, batch: int, n_points: int, seed: int = 0):
         loss.backward()
         return float(loss.detach())
 
-    return step, {"K": k, "faces_per_mesh": int(f.shape[0]), "verts_per_mesh": int(v.shape[0])}
+    info = {"K": k, "faces_per_mesh": int(f.shape[0]), "verts_per_mesh": int(v.shape[0])}
+    if not exact:  # untimed: how far the candidates-only result is from the exact one
+        with torch.no_grad():
+            approx = point_mesh_sq_dist(x, verts, f, candidates=8, exact=False)[0]
+            ref = point_mesh_sq_dist(x, verts, f, candidates=8, exact=True)[0]
+        rel = (approx - ref) / ref.clamp_min(1e-12)
+        info.update(points_not_exact=int((rel > 1e-6).sum()), points_total=int(rel.numel()),
+                    max_rel_error_sq_dist=float(rel.max()),
+                    max_abs_error_dist_m=float((approx.sqrt() - ref.sqrt()).max()), mean_sq_dist_rel_error=float((approx.mean() - ref.mean()) / ref.mean()))
+    return step, info
 
 
 def run_worker(method: str, batch: int, n_points: int, n_sources: int, repeats: int, threads: int) -> dict:
@@ -160,7 +188,10 @@ def run_worker(method: str, batch: int, n_points: int, n_sources: int, repeats: 
         x, y = make_clouds(batch, n_points, n_sources)
         y.requires_grad_()
         step = _make_step(method, x, y)
-    base_rss = _maxrss_mb()
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    base_rss, rss_how = _reset_peak_rss()
     t0 = time.perf_counter()
     loss = step()
     first_ms = (time.perf_counter() - t0) * 1e3
@@ -182,7 +213,8 @@ def run_worker(method: str, batch: int, n_points: int, n_sources: int, repeats: 
         "min_ms": min(times),
         "times_ms": [round(t, 3) for t in times],
         "first_call_ms": first_ms,
-        "peak_rss_delta_mb": _maxrss_mb() - base_rss,
+        "peak_rss_delta_mb": (_status_mb("VmHWM") if rss_how.startswith("VmHWM") else _maxrss_mb()) - base_rss,
+        "peak_rss_method": rss_how,
         "other_cpu_share_median": statistics.median(others),
         "loadavg_1m_at_start": load[0],
         "loss": loss,
@@ -220,6 +252,9 @@ def _spawn(method: str, args, n_sources: int, mem_limit_gb: float | None, timeou
         cmd += ["--mem-limit-gb", f"{mem_limit_gb:.2f}"]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads))
+    env.pop("OMP_WAIT_POLICY", None)
+    if args.omp_wait_policy and method != "ours_default_wait":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
@@ -285,7 +320,10 @@ def _markdown(report: dict) -> str:
         f"({c['naive_repeats']} for naive) after one untimed call; each row in its own subprocess.  ",
         f"Machine: {mach['cpu']} ({mach['nproc']} CPUs, shared), torch {mach['torch']}, faiss {mach['faiss']}; "
         f"load average (1 min) {mach['loadavg_start'][0]:.2f} at start, {mach['loadavg_end'][0]:.2f} at end. "
-        "'other CPU' = share of the machine's CPU time used by other processes during the timed calls.",
+        "'other CPU' = share of the machine's CPU time used by other processes during the timed calls. "
+        f"Workers run with OMP_WAIT_POLICY={c.get('omp_wait_policy') or 'unset'}; row `ours_default_wait` is `ours` with it unset "
+        "(torch and faiss each ship their own libgomp; with the default spin-waiting, torch's idle threads steal the 2 cores "
+        "from faiss's threads after every torch op).",
         "",
         "| M | method | median ms | min ms | first call ms | speed-up vs naive | × fastest | peak RSS Δ MB | other CPU | loss | status |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -315,6 +353,11 @@ def _markdown(report: dict) -> str:
         lines += ["", "Rows `mesh_*` (M column = 0): `point_mesh_sq_dist` fwd+bwd, exact point-to-triangle distance to "
                   "K=8 deformed level-3 ico-spheres (10,240 faces per scene), 8 initial candidate faces; "
                   "`mesh_exact` certifies/retries to the exact minimum, `mesh_candidates` keeps the best candidate."]
+        for r in mesh:
+            if "points_not_exact" in r:
+                lines.append(f"`mesh_candidates` vs exact on this scene: {r['points_not_exact']} of {r['points_total']} points "
+                             f"got a non-nearest face (max error of the distance {r['max_abs_error_dist_m'] * 1e3:.2f} mm; "
+                             f"relative error of the mean loss {r['mean_sq_dist_rel_error']:.2e}).")
     lines.append("")
     return "\n".join(lines)
 
@@ -334,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--naive-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--omp-wait-policy", type=str, default="PASSIVE",
+                    help="OMP_WAIT_POLICY for the workers ('' = unset); row ours_default_wait always runs unset")
     ap.add_argument("--naive-max-gb", type=float, default=18.0, help="skip naive above this estimated RSS")
     ap.add_argument("--methods", type=str, default=",".join(METHODS + MESH_METHODS))
     ap.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
@@ -384,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m pipeline.geometry.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": {"batch": args.batch, "points": args.points, "sizes": sizes, "repeats": args.repeats,
                    "naive_repeats": args.naive_repeats, "threads": args.threads, "dtype": "float32",
+                   "omp_wait_policy": args.omp_wait_policy or None,
                    "naive_max_gb": args.naive_max_gb, "naive_estimate_bytes_per_pair": NAIVE_BYTES_PER_PAIR},
         "machine": {"cpu": _cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "faiss": faiss.__version__, "loadavg_start": load_start,
