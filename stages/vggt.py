@@ -253,7 +253,7 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {
         "weights_source": str(model.weights_source), "random_weights": random_weights,
-        "preset": params.preset, "device": str(device), "model_hw": model_hw,
+        "preset": params.preset, "device": str(device), "torch_threads": _torch_threads(), "model_hw": model_hw,
         "frames": total_frames, "sequences": len(layouts),
         **summarise_errors(pooled),
         "seconds": round(seconds, 2), "frames_per_s": round(total_frames / seconds, 3),
@@ -265,6 +265,12 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
     if random_weights:
         result["note"] = RANDOM_NOTE
     return result
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def choose_device(name: str):
@@ -287,6 +293,8 @@ def main(
     out: Path = typer.Option(Path("data/vggt"), help="Output folder (npz per camera, points/ parquet)."),
     reports: Path = typer.Option(Path("reports/vggt"), help="Metrics and figures folder."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda. Does not change params."),
+    threads: int = typer.Option(1, help="torch CPU threads (0 = torch default). One thread is the fastest on a "
+                                        "shared 2-core machine: with busy cores, intra-op thread barriers stall."),
 ) -> None:
     params = load_params()
     data = parse_section(params, "data", DataParams)
@@ -295,6 +303,10 @@ def main(
     from pipeline.tracking import stage_run
 
     torch_device = choose_device(device)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw}: dataset folder not found (run the download stage first)")
     model, info = load_vggt(p.weights, p.model_config(), revision=p.revision or None, device=torch_device, seed=p.seed)
