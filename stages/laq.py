@@ -69,7 +69,7 @@ def main(
         motion_train = laq_metrics.pair_motion(raw, train.sequence, train.camera, train.frames)
         motion_eval = laq_metrics.pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
         metrics, codes = laq_metrics.evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
-                                                  probe_alpha=laq.probe_alpha, motion_bins=laq.motion_bins,
+                                                  motion_bins=laq.motion_bins,
                                                   device=info.device, seed=laq.seed)
         history = common.load_checkpoint(out / "checkpoint.pt")["history"]
         metrics["replacement"] = laq_metrics.replacement_summary(history["codebook"])

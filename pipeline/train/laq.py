@@ -57,7 +57,6 @@ class LAQParams:
     - ``log_every``: steps between curve rows; ``checkpoint_every``: steps between checkpoints;
     - ``seed``: seeds initialisation, batches and NSVQ noise; ``device``: auto | cpu | cuda | cuda:N.
     Evaluation:
-    - ``probe_alpha``: ridge penalty of the linear probe (on standardised inputs);
     - ``motion_bins``: quantile bins per motion variable (yaw rate, forward speed) for the NMI.
     """
 
@@ -70,7 +69,7 @@ class LAQParams:
     code_seq_len: int = 4
     quant_dim: int = 32
     frame_offset: int = 5
-    steps: int = 600
+    steps: int = 200
     batch_size: int = 16
     lr: float = 3e-4
     grad_clip: float = 1.0
@@ -82,7 +81,6 @@ class LAQParams:
     checkpoint_every: int = 100
     seed: int = 0
     device: str = "auto"
-    probe_alpha: float = 1.0
     motion_bins: int = 3
 
     def validate(self) -> None:

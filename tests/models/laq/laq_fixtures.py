@@ -41,20 +41,31 @@ def drive(frames: int, rng: np.random.Generator, fps: float = 5.0) -> tuple[np.n
 
 
 def write_features(root: Path, sequences: int = 4, frames: int = 24, n_side: int = 4, channels: int = 8,
-                   seed: int = 0, random_weights: bool = False, noise: float = 0.02) -> list[str]:
-    """Write data/raw/<seq>/CameraParams poses and data/features/ under ``root``; return sequence names."""
+                   seed: int = 0, random_weights: bool = False, noise: float = 0.02, frequency: float = 0.15,
+                   poses_from: Path | None = None) -> list[str]:
+    """Write data/raw/<seq>/CameraParams poses and data/features/ under ``root``; return sequence names.
+
+    ``frequency``: spatial frequency scale (rad/m) of the feature field; ``poses_from``: a data/raw folder
+    whose first ``sequences`` sequences' poses are used (copied) instead of the random drive.
+    """
+    from pipeline.io.synthia import list_sequences, read_pose
+
     rng = np.random.default_rng(seed)
-    field_a = rng.normal(0, 0.15, (16, 3))
+    field_a = rng.normal(0, frequency, (16, 3))
     field_b = rng.uniform(0, 2 * np.pi, 16)
     field_w = rng.normal(0, 1, (16, channels)) / 4
     grid = token_grid(n_side)
     names = [f"SYNTHIA-SEQS-{i + 1:02d}-GENERATED" for i in range(sequences)]
     features = root / "data/features"
-    for name in names:
+    source = list_sequences(poses_from)[:sequences] if poses_from is not None else None
+    for k, name in enumerate(names):
         positions, yaws = drive(frames, rng)
         tokens = np.zeros((frames, len(grid), channels), np.float32)
         for t in range(frames):
-            pose = look_pose(np.array([positions[t, 0], 1.5, positions[t, 1]]), float(yaws[t]), 0.0)
+            if source is not None:
+                pose = read_pose(source[k].pose(CAMERA, t))
+            else:
+                pose = look_pose(np.array([positions[t, 0], 1.5, positions[t, 1]]), float(yaws[t]), 0.0)
             write_pose(root / "data/raw" / name / "CameraParams" / CAMERA / f"{t:06d}.txt", pose)
             world = cv_to_world(grid.astype(np.float64), pose)
             tokens[t] = np.sin(world @ field_a.T + field_b) @ field_w + rng.normal(0, noise, (len(grid), channels))
