@@ -153,6 +153,7 @@ def test_auto_backend_and_faiss_threshold_restored(monkeypatch, caplog):
     import faiss
 
     assert resolve_backend("auto", torch.device("cpu")) is nearest.knn_faiss
+    assert resolve_backend("auto", torch.device("cpu"), k=8) is nearest.knn_kdtree
     before = faiss.cvar.distance_compute_blas_threshold
     seen = []
     real_search = faiss.IndexFlatL2.search
@@ -167,7 +168,7 @@ def test_auto_backend_and_faiss_threshold_restored(monkeypatch, caplog):
     assert seen and all(s == nearest.FAISS_BLAS_THRESHOLD for s in seen)
     assert faiss.cvar.distance_compute_blas_threshold == before
     # Without faiss, "auto" on CPU falls back to torch and says so.
-    monkeypatch.setattr(nearest, "_has_module", lambda name: name != "faiss")
+    monkeypatch.setattr(nearest, "_has_module", lambda name: name not in ("faiss", "scipy.spatial"))
     monkeypatch.setattr(nearest, "_warned_no_faiss", False)
     with caplog.at_level(logging.WARNING, logger=nearest.__name__):
         assert resolve_backend("auto", torch.device("cpu")) is nearest.knn_torch
