@@ -224,13 +224,16 @@ def point_mesh_sq_dist(
     point q = Σ w_i v_i (w fixed) is recomputed: by Danskin's theorem this is the exact gradient
     w.r.t. points and verts wherever the nearest surface point is unique.
 
-    Accuracy/cost (tests/geometry/test_geom_mesh.py; deformed level-2 ico-spheres, K=3): with
+    Accuracy/cost (deformed level-2 ico-spheres, K=3, as in tests/geometry/test_geom_mesh.py): with
     ``exact=True`` the result equals a brute-force minimum over all triangles to 1e-12 (float64)
-    for any ``candidates``. With ``exact=False``, candidates=8 was exact for points within 2 cm of
-    the surface and for far points in those scenes, while 1–4 candidates missed the nearest face
-    for some points (≤ 5.5 % relative error in the squared distance). The certificate is loose for
-    small faces next to large ones (it uses the largest face radius), so ``exact=True`` often needs
-    2–3 retry rounds; see reports/bench/nearest.md for the measured cost of both modes.
+    for any ``candidates``. With ``exact=False`` over 6 such scenes (900 points within 2 cm of the
+    surface, 600 far points): candidates=8 was exact for every near point and missed the nearest
+    face for 1 far point (+0.6 % squared distance); candidates=4 missed 11 points; 1–2 candidates
+    miss many (the lift ranks large faces first). On the benchmark scene (K=8 level-3 spheres,
+    P=8192, 20 % background points ~1 m away) candidates=8 left 13 of 32,768 points inexact
+    (≤ 2.2 mm). ``exact=True`` costs ~2–4× more there (background points need 2–3 retry rounds);
+    see reports/bench/nearest.md. Suggested: ``exact=False`` in the training loss, ``exact=True``
+    for evaluation.
 
     Args:
         points: (B, P, 3) query points (metres); mask: optional (B, P) bool of valid points.
