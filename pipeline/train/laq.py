@@ -73,7 +73,7 @@ class LAQParams:
     batch_size: int = 16
     lr: float = 3e-4
     grad_clip: float = 1.0
-    replace_every: int = 10
+    replace_every: int = 5
     replace_until: float = 0.1
     replace_threshold: float = 0.03
     replace_noise: float = 0.05
