@@ -1,0 +1,186 @@
+"""Stage `concerto` end to end on the small generated fixture (tiny preset, random weights, 3 frames)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.data import features_cache
+from pipeline.data.build_pointclouds import build_pointclouds
+from pipeline.data.pointcloud import PointcloudParams
+from pipeline.io import pointcloud_table
+from stages import concerto
+
+REPO = Path(__file__).parents[2]
+SEQ = "SYNTHIA-SEQS-01-GENERATED"
+CAM = "Stereo_Left/Omni_F"
+POINTS = 300
+PARAMS = {"weights": "random", "preset": "tiny", "points_from": "pointclouds", "grid_size": 0.05,
+          "spatial_tokens": 8, "seed": 0, "max_points": 0}
+
+
+@pytest.fixture(scope="module")
+def pointclouds(generated_root, tmp_path_factory) -> Path:
+    """data/pointclouds of the fixture: one camera, 300 points per frame."""
+    out = tmp_path_factory.mktemp("pc") / "pointclouds"
+    build_pointclouds(generated_root, out, (CAM,), PointcloudParams(max_points=POINTS), workers=1, progress=False)
+    return out
+
+
+@pytest.fixture
+def project(tmp_path, pointclouds, monkeypatch):
+    """Throw-away project: dvc.yaml, params.yaml with a small `concerto` section, data/pointclouds."""
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["concerto"] = dict(PARAMS)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(pointclouds, tmp_path / "data/pointclouds")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
+    return tmp_path
+
+
+def set_params(root: Path, **values) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["concerto"].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def run_stage(args=("--device", "cpu", "--no-progress")):
+    result = CliRunner().invoke(concerto.app, list(args))
+    stderr = result.stderr or result.output
+    return result.exit_code, [line for line in stderr.splitlines() if line.startswith("error:")], stderr
+
+
+def voxel_count(xyz_zup: np.ndarray, grid: float) -> int:
+    """Occupied voxels of the upstream grid (centre shift, floor) by brute force over points."""
+    lo, hi = xyz_zup.min(0), xyz_zup.max(0)
+    shift = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    return len({tuple(v) for v in np.floor((xyz_zup - shift) / grid).astype(np.int64)})
+
+
+def test_end_to_end_outputs_manifest_metrics(project):
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors, stderr
+    assert "WARNING: concerto: RANDOM WEIGHTS" in stderr
+
+    manifest = features_cache.load_manifest(project / "data/features")
+    assert manifest["random_weights"] is True and manifest["weights_source"] == "random-init (no checkpoint)"
+    assert manifest["channels"] == 128 and manifest["tokens"] == 8  # tiny up-cast width 32 + 32 + 64
+    assert manifest["preset"] == "tiny" and manifest["points_from"] == "pointclouds"
+    assert manifest["grid_size"] == 0.05 and manifest["camera"] == [CAM] and manifest["sequences"] == [SEQ]
+    assert "mean" in manifest["pooling"] and manifest["points_units"] == "metres"
+
+    feats = features_cache.load_features(project / "data/features", SEQ, CAM)  # validates dtypes, finiteness
+    assert (project / "data/features" / SEQ / "Stereo_Left_Omni_F.npz").is_file()
+    assert feats["frames"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(feats["time_s"], [0.0, 0.2, 0.4], rtol=1e-6)
+    assert feats["global"].shape == (3, 128) and feats["tokens"].shape == (3, 8, 128)
+    assert feats["token_xyz"].shape == (3, 8, 3) and feats["token_mask"].shape == (3, 8)
+    assert feats["global"].std() > 0 and not np.array_equal(feats["global"][0], feats["global"][1])
+
+    table = pointcloud_table.read_partition(project / "data/pointclouds", SEQ, CAM)
+    for i, frame in enumerate(feats["frames"]):
+        pts = table[table.frame == frame][["x", "y", "z"]].to_numpy(np.float64)
+        # token centres are voxel representatives: input points, back in the OpenCV camera frame
+        dist = np.linalg.norm(pts[None] - feats["token_xyz"][i][:, None].astype(np.float64), axis=2).min(1)
+        assert dist.max() < 1e-4
+        valid = feats["token_mask"][i]
+        assert valid.sum() == min(8, voxel_count(pts @ concerto.ZUP_FROM_CV.T, 0.05))
+        assert len({tuple(p) for p in feats["token_xyz"][i][valid]}) == valid.sum()  # distinct centres
+
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["random_weights"] is True and metrics["note"] == concerto.RANDOM_NOTE
+    assert metrics["weights_source"] == "random-init (no checkpoint)"
+    assert metrics["frames"] == 3 and metrics["points"] == 3 * POINTS and metrics["sequences"] == 1
+    assert metrics["points_per_s"] > 0 and metrics["peak_rss_mb"] > 0 and metrics["seconds"] > 0
+    g = feats["global"].astype(np.float64)
+    assert metrics["features"]["global_mean"] == pytest.approx(g.mean(), rel=1e-4)
+    assert metrics["features"]["global_std"] == pytest.approx(g.std(), rel=1e-4)
+    assert metrics["features"]["dead_channel_fraction"] == pytest.approx((g.std(0) < 1e-6).mean())
+
+
+def test_matches_direct_library_call_z_up(project):
+    """The stage's global/tokens for a frame equal the library run on the frame's points rotated to z-up."""
+    from pipeline.models.ptv3 import build_random, extract_features
+
+    assert run_stage()[0] == 0
+    feats = features_cache.load_features(project / "data/features", SEQ, CAM)
+    d = pointcloud_table.read_frame(project / "data/pointclouds", SEQ, CAM, 1)
+    r = concerto.ZUP_FROM_CV
+    assert np.isclose(np.linalg.det(r), 1.0) and np.allclose(r @ np.array([0.0, -1.0, 0.0]), [0, 0, 1])  # up = -y_cv
+    ref = extract_features(build_random("tiny", seed=0), d[["x", "y", "z"]].to_numpy(np.float64) @ r.T,
+                           d[["r", "g", "b"]].to_numpy(np.uint8), d[["nx", "ny", "nz"]].to_numpy(np.float64) @ r.T,
+                           grid_size=0.05, seed=0, n_spatial_tokens=8, return_point_features=False)
+    np.testing.assert_allclose(feats["global"][1], ref["global_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats["tokens"][1], ref["spatial_tokens"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats["token_xyz"][1], ref["spatial_token_xyz"] @ r, atol=1e-5)
+
+
+def test_deterministic_and_max_points(project):
+    assert run_stage()[0] == 0
+    first = features_cache.load_features(project / "data/features", SEQ, CAM)
+    manifest = features_cache.load_manifest(project / "data/features")
+    assert run_stage()[0] == 0
+    second = features_cache.load_features(project / "data/features", SEQ, CAM)
+    for key in features_cache.ARRAYS:
+        assert np.array_equal(first[key], second[key]), key
+    assert features_cache.load_manifest(project / "data/features") == manifest
+
+    set_params(project, max_points=100, spatial_tokens=200)  # more tokens than voxels: masked repeats
+    assert run_stage()[0] == 0
+    capped = features_cache.load_features(project / "data/features", SEQ, CAM)
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["points"] == 3 * 100 and capped["tokens"].shape == (3, 200, 128)
+    assert not capped["token_mask"].all()
+    from pipeline.data.sampling import random_subsample
+
+    table = pointcloud_table.read_partition(project / "data/pointclouds", SEQ, CAM)
+    for i, frame in enumerate(capped["frames"]):
+        pts = table[table.frame == frame][["x", "y", "z"]].to_numpy(np.float64)
+        keep = random_subsample(len(pts), 100, np.random.default_rng([0, 0, int(frame)]))
+        assert capped["token_mask"][i].sum() == voxel_count(pts[keep] @ concerto.ZUP_FROM_CV.T, 0.05)
+        valid = capped["token_mask"][i]
+        assert np.array_equal(capped["tokens"][i][~valid][: valid.sum()], capped["tokens"][i][valid][: (~valid).sum()])
+
+
+def test_points_from_vggt(project):
+    vggt_points = project / "data/vggt/points"
+    shutil.copytree(project / "data/pointclouds", vggt_points)
+    manifest = json.loads((vggt_points / "manifest.json").read_text())
+    manifest["units"] = "vggt (arbitrary scale per sequence, not metres)"
+    (vggt_points / "manifest.json").write_text(json.dumps(manifest))
+    assert run_stage()[0] == 0
+    reference = features_cache.load_features(project / "data/features", SEQ, CAM)
+
+    shutil.rmtree(project / "data/pointclouds")  # the vggt run must not read it
+    set_params(project, points_from="vggt")
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors, stderr
+    out = features_cache.load_manifest(project / "data/features")
+    assert out["points_from"] == "vggt" and out["points_units"].startswith("vggt")
+    got = features_cache.load_features(project / "data/features", SEQ, CAM)
+    for key in features_cache.ARRAYS:
+        assert np.array_equal(got[key], reference[key]), key
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda root: shutil.rmtree(root / "data/pointclouds"), r"^error: data/pointclouds: point clouds not found"),
+    (lambda root: set_params(root, grid=0.1), r"^error: params\.yaml: unknown key 'concerto\.grid'"),
+    (lambda root: set_params(root, spatial_tokens=0), r"^error: params\.yaml: concerto: spatial_tokens = 0"),
+    (lambda root: set_params(root, weights="/nowhere/model.pth"), r"^error: concerto checkpoint not found"),
+])
+def test_bad_input_one_line_no_output(project, change, pattern):
+    import re
+
+    change(project)
+    code, errors, stderr = run_stage()
+    assert code == 1 and len(errors) == 1 and re.search(pattern, errors[0]), stderr
+    assert not (project / "data/features").exists() and not list((project / "data").glob(".features*"))
+    assert not (project / "reports/concerto/metrics.json").exists()
