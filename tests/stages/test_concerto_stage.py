@@ -184,3 +184,24 @@ def test_bad_input_one_line_no_output(project, change, pattern):
     assert code == 1 and len(errors) == 1 and re.search(pattern, errors[0]), stderr
     assert not (project / "data/features").exists() and not list((project / "data").glob(".features*"))
     assert not (project / "reports/concerto/metrics.json").exists()
+
+
+def test_checkpoint_weights_not_random(project):
+    """A local official-format .pth: no random-weights warning or note; features follow the file's weights."""
+    from pipeline.models.ptv3 import build_random, save_checkpoint
+
+    assert run_stage()[0] == 0
+    random_run = features_cache.load_features(project / "data/features", SEQ, CAM)
+    save_checkpoint(build_random("tiny", seed=5), project / "ckpt/my_tiny.pth")
+    set_params(project, weights="ckpt/my_tiny.pth", preset="large")  # preset is ignored for a checkpoint
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors and "RANDOM WEIGHTS" not in stderr, stderr
+    manifest = features_cache.load_manifest(project / "data/features")
+    assert manifest["random_weights"] is False and manifest["weights_source"] == "checkpoint my_tiny.pth"
+    assert manifest["preset"] == "my_tiny" and manifest["channels"] == 128 and "note" not in manifest
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["random_weights"] is False and "note" not in metrics
+    got = features_cache.load_features(project / "data/features", SEQ, CAM)
+    assert not np.allclose(got["global"], random_run["global"])  # other weights (seed 5), other features
+    np.testing.assert_array_equal(got["token_mask"], random_run["token_mask"])  # same voxels and FPS centres
+    np.testing.assert_array_equal(got["token_xyz"], random_run["token_xyz"])
