@@ -168,6 +168,8 @@ def encode_partition(model, points_root: Path, sequence: str, seq_index: int, ca
     nrm_all = table[["nx", "ny", "nz"]].to_numpy(np.float64)
     if not (np.isfinite(xyz_all).all() and np.isfinite(nrm_all).all()):
         raise ValueError(f"{where}: points or normals contain NaN or inf")
+    if len(frame_col) == 0:
+        raise ValueError(f"{where}: no points")
     order = np.argsort(frame_col, kind="stable")
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
@@ -215,8 +217,9 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     from pipeline.io import atomic
 
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
-    tame_heap()
-    random_weights = model.weights_source == _random_source()
+    from pipeline.models.ptv3 import RANDOM_INIT
+
+    random_weights = model.weights_source == RANDOM_INIT
     stats = {"model_seconds": 0.0, "points": 0, "voxels": 0, "meta": None}
     globals_, masks = [], []
     start = time.perf_counter()
@@ -265,12 +268,6 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     return metrics
 
 
-def _random_source() -> str:
-    from pipeline.models.ptv3 import RANDOM_INIT
-
-    return RANDOM_INIT
-
-
 def load_model(p: ConcertoParams, device):
     """The encoder: seeded random ``preset`` for ``weights: random``, else the named/local checkpoint."""
     from pipeline.models.ptv3 import load_encoder
@@ -299,6 +296,7 @@ def main(
     from pipeline.tracking import stage_run
 
     torch_device = choose_device(device)
+    tame_heap()
     if threads < 0:
         raise ValueError(f"--threads must be >= 0, got {threads}")
     if threads:
