@@ -306,8 +306,8 @@ def main(
     model = load_model(p, torch_device)
     if p.random_weights:
         print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
-              f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base -S concerto.grid_size=0.02` "
-              f"on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
+              f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
+              f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
     with stage_run("concerto", reports) as run:
         run.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
         run.set_tags({"concerto.weights_source": str(model.weights_source),
