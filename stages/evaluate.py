@@ -19,10 +19,13 @@ def main(
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences."),
     clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet dataset."),
     reports: Path = typer.Option(Path("reports/evaluate"), help="Metrics and figures folder."),
+    phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model."),
 ) -> None:
     params = load_params()
     data = parse_section(params, "data", DataParams)
+    from pipeline.data.splits import split_sequences
     from pipeline.eval import dataset_report
+    from pipeline.eval.phase1_report import phase1_report
     from pipeline.io import synthia
     from pipeline.tracking import stage_run
 
@@ -40,7 +43,12 @@ def main(
             "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
         }
         run.log_metrics({"dataset": totals, "per_sequence": per_sequence})
-        for figure in figures:
+        split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
+        held_out = split["test"] or split["val"]
+        phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
+                                                       reports / "meshes")
+        run.log_metrics({"phase1": phase1_metrics})
+        for figure in figures + phase1_figures:
             run.log_artifact(figure, "figures")
         # Make the MLflow run self-describing: every param and the lock file (stages DVC skipped log nothing).
         run.log_params(flatten(params))

@@ -19,9 +19,13 @@ import yaml
 
 REPO = Path(__file__).parents[1]
 SMOKE = {
-    "data": {"sequences": 2, "frames": 3, "height": 96, "width": 160},
+    "data": {"sequences": 3, "frames": 3, "height": 96, "width": 160},
     "pointcloud": {"max_points": 512},
+    "vggt": {"target_size": 70, "max_points": 256},
+    "train": {"steps": 3, "batch_size": 2, "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
+              "refine_steps_eval": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2},
 }
+STAGES = ("download", "pointclouds", "vggt", "train_phase1", "evaluate")
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc")]
 
@@ -74,17 +78,24 @@ def metrics(root: Path, stage: str) -> dict:
 
 def test_outputs_exist_and_are_valid(smoke_repo):
     root, _, log = smoke_repo
-    for stage in ("download", "pointclouds", "evaluate"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in log
-    assert metrics(root, "download")["sequences"] == 2
+    assert metrics(root, "download")["sequences"] == 3
     cloud = metrics(root, "pointclouds")
-    assert cloud["frames"] == 6 and cloud["points"] == 6 * 512
+    assert cloud["frames"] == 9 and cloud["points"] == 9 * 512
     evaluation = metrics(root, "evaluate")
     assert evaluation["dataset"]["points_per_frame"] == 512.0
     assert set(evaluation["dataset"]["class_fraction"]) >= {"road", "building", "car"}
-    assert len(list((root / "reports/evaluate/figures").glob("*.png"))) == 2
+    assert len(list((root / "reports/evaluate/figures").glob("SYNTHIA-*.png"))) == 3
     manifest = json.loads((root / "data/pointclouds/manifest.json").read_text())
-    assert [p["frames"] for p in manifest["partitions"]] == [3, 3]
+    assert [p["frames"] for p in manifest["partitions"]] == [3, 3, 3]
+    assert metrics(root, "vggt")["random_weights"] is True
+    phase1 = evaluation["phase1"]
+    for method in ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids"):
+        assert phase1[method]["frames"] >= 1 and phase1[method]["acc_m"] >= 0
+    assert (root / "models/phase1/model.pt").is_file()
+    assert metrics(root, "train_phase1")["train"]["steps"] == 3
+    assert list((root / "reports/evaluate/meshes").glob("*.ply"))
 
 
 def test_second_repro_is_a_no_op(smoke_repo):
@@ -108,9 +119,11 @@ def test_downstream_param_reruns_only_downstream(smoke_repo):
     run("git", "add", "-A")
     run("git", "commit", "-qm", "lock")
     log = run("dvc", "exp", "run", "-n", "fewer-points", "-S", "pointcloud.max_points=256")
-    assert "Stage 'download' didn't change, skipping" in log
-    assert "Running stage 'download'" not in log
-    assert "Running stage 'pointclouds'" in log and "Running stage 'evaluate'" in log
-    assert metrics(root, "pointclouds")["points"] == 6 * 256
+    for upstream in ("download", "vggt"):
+        assert f"Stage '{upstream}' didn't change, skipping" in log
+        assert f"Running stage '{upstream}'" not in log
+    for downstream in ("pointclouds", "train_phase1", "evaluate"):
+        assert f"Running stage '{downstream}'" in log
+    assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1

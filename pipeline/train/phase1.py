@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pipeline.data.frames import FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.losses import LossWeights, total_loss
+from pipeline.models.slots.refine import refine_vectors
 from pipeline.train import common
 
 
@@ -57,9 +58,14 @@ class Phase1Params:
     grad_clip: float = 5.0
     weight_free_space: float = 1.0
     weight_reverse: float = 0.5
-    weight_scale: float = 0.01
+    weight_compact: float = 0.2
+    weight_scale: float = 0.1
+    weight_distill: float = 1.0
+    refine_steps_train: int = 4
+    refine_steps_eval: int = 40
+    refine_lr: float = 0.05
     weight_smoothness: float = 1.0
-    weight_usage: float = 0.01
+    weight_usage: float = 0.05
     free_margin_m: float = 0.2
     free_cap_m: float = 1.0
     samples_per_slot: int = 64
@@ -88,7 +94,7 @@ class Phase1Params:
                               seed=self.seed)
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(free_space=self.weight_free_space, reverse=self.weight_reverse, scale=self.weight_scale,
+        return LossWeights(free_space=self.weight_free_space, reverse=self.weight_reverse, compact=self.weight_compact, scale=self.weight_scale,
                            smoothness=self.weight_smoothness, usage=self.weight_usage,
                            free_margin_m=self.free_margin_m, free_cap_m=self.free_cap_m, far_m=self.far_m)
 
@@ -166,8 +172,13 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
 
 
 def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
-                 state_path: Path, run=None, device: str = "auto", progress: bool = True) -> dict:
-    """Train and write ``out_model`` (config + weights); returns a summary for the metrics file."""
+                 state_path: Path, run=None, device: str = "auto", progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """Train and write ``out_model`` (config + weights); returns a summary for the metrics file.
+
+    ``stop_after``: save the resumable state after that many steps and return without writing the
+    model (a time-sliced job, or a test of resuming); the next call continues from the state.
+    """
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
     model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
@@ -191,6 +202,13 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
                disable=not (progress and info.is_main))
     terms: dict[str, float] = {}
     for step in bar:
+        if stop_after is not None and step >= stop_after:
+            if info.is_main:
+                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
+                                                    "optimizer": optimizer.state_dict(), "step": step,
+                                                    "params_digest": params.digest()})
+            common.barrier()
+            return {"steps": step, "stopped_early": True}
         rng = np.random.default_rng([params.seed, step, info.rank])
         chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
         batch = make_batch(chosen, params.points_per_frame, rng, info.device)
@@ -199,6 +217,12 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
         out = predict(ddp, batch)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
         loss, terms = total_loss(common.unwrap(ddp), out, batch, weights, params.samples_per_slot, generator)
+        if params.refine_steps_train > 0 and params.weight_distill > 0:
+            target = refine_vectors(common.unwrap(ddp), batch, anchors_of(batch), out.vector, params.refine_steps_train,
+                                    params.refine_lr, weights, params.samples_per_slot, seed=step)
+            distill = torch.nn.functional.mse_loss(out.vector, target)
+            loss = loss + params.weight_distill * distill
+            terms["distill"] = distill.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ddp.parameters(), params.grad_clip)

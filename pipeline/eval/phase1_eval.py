@@ -1,0 +1,92 @@
+"""Phase-one evaluation on held-out frames: the learned slots against the two per-frame baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.data.frames import FrameRecord
+from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
+from pipeline.eval.gt_objects import matched_position_error, visible_things
+from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
+from pipeline.geometry.icosphere import ico_sphere
+from pipeline.io.synthia import SequenceLayout
+from pipeline.models.slots import SlotSceneModel
+from pipeline.models.slots.refine import refine_vectors
+from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, predict
+
+METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
+BASELINE_ICO_LEVEL = 3
+MIN_OBJECT_POINTS = 20
+
+
+def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
+                   refine_steps: int = 0, batch_size: int = 8):
+    """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
+    pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
+    out = []
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        batch = make_batch(chunk, 1, None, torch.device("cpu"))
+        with torch.no_grad():
+            slots = predict(model, batch)
+        if refine_steps > 0:
+            vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
+                                     params.loss_weights(), params.samples_per_slot, seed=i)
+            with torch.no_grad():
+                slots = model.decode(vectors, anchors_of(batch))
+        out += [(slots.verts[j].detach().numpy(), slots.centre[j].detach().numpy(), slots.weights[j].detach().numpy())
+                for j in range(len(chunk))]
+    return out
+
+
+def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
+                    progress: bool = True) -> dict:
+    """Mean metrics per method over ``records`` plus relative improvements of the model."""
+    unit, unit_faces = ico_sphere(BASELINE_ICO_LEVEL)
+    unit = unit.numpy()
+    single = predict_meshes(model, records)
+    refined = predict_meshes(model, records, params, params.refine_steps_eval)
+    rows: dict[str, list[dict]] = {m: [] for m in METHODS}
+    for record, (verts, centres, _), (verts_r, centres_r, _) in tqdm(
+            list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
+            disable=not progress):
+        truth = visible_things(SequenceLayout(raw_root / record.sequence), record.camera, record.frame)
+        if truth is not None:  # objects the slots could fit: at least MIN_OBJECT_POINTS target points
+            ids, counts = np.unique(record.instance[record.instance > 0], return_counts=True)
+            fitted = np.isin(truth[2], ids[counts >= MIN_OBJECT_POINTS])
+        candidates = {
+            "model": (verts, model.faces.cpu(), centres),
+            "model_refined": (verts_r, model.faces.cpu(), centres_r),
+            "kmeans_spheres": (sphere_meshes(record.anchors, unit), unit_faces, record.anchors.centre),
+            "pca_ellipsoids": (ellipsoid_meshes(record.anchors, unit), unit_faces, record.anchors.centre),
+        }
+        for method, (v, faces, c) in candidates.items():
+            row = frame_metrics(record.points, record.instance, v, faces, record.depth, record.intrinsics,
+                                seed=record.frame)
+            if truth is not None:
+                error = matched_position_error(c, truth[0][fitted])
+                if error is not None:
+                    row["position_error_m"] = error
+            rows[method].append(row)
+    summary = {m: mean_metrics(r) for m, r in rows.items()}
+    base = summary["kmeans_spheres"]
+    for method in ("model", "model_refined"):
+        learned = summary[method]
+        summary[f"{method}_vs_kmeans_spheres"] = {
+            "chamfer_l1_reduction": _reduction(base["chamfer_l1_m"], learned["chamfer_l1_m"]),
+            "chamfer_vis_reduction": _reduction(base["chamfer_vis_m"], learned["chamfer_vis_m"]),
+            "acc_reduction": _reduction(base["acc_m"], learned["acc_m"]),
+            "fg_ari_gain": (round(learned["fg_ari"] - base["fg_ari"], 4)
+                            if learned.get("fg_ari") is not None and base.get("fg_ari") is not None else None),
+        }
+    return summary
+
+
+def _reduction(baseline: float | None, value: float | None) -> float | None:
+    if baseline is None or value is None or baseline == 0:
+        return None
+    return round(1 - value / baseline, 4)

@@ -1,0 +1,114 @@
+"""Phase-one figures and mesh export: ray-cast reconstructions, slot segmentation, prototypes, PLY."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.camera import pixel_rays
+from pipeline.data.frames import FrameRecord
+from pipeline.io import atomic
+
+SLOT_COLOURS = np.array([[0.90, 0.10, 0.10], [0.10, 0.60, 0.90], [0.20, 0.80, 0.20], [0.95, 0.60, 0.10],
+                         [0.60, 0.20, 0.80], [0.10, 0.80, 0.80], [0.90, 0.40, 0.70], [0.50, 0.50, 0.10],
+                         [0.40, 0.40, 0.90], [0.70, 0.30, 0.20], [0.30, 0.60, 0.50], [0.80, 0.80, 0.30]])
+
+
+def slot_colours(k: int) -> np.ndarray:
+    return SLOT_COLOURS[np.arange(k) % len(SLOT_COLOURS)]
+
+
+def raycast_slots(verts: np.ndarray, faces: np.ndarray, record: FrameRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast K meshes (K, V, 3; camera frame) with the record's camera: (depth (h, w) with +inf
+    where no slot is hit, slot id (h, w) with -1 there). Planar depth, as the input."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    ids = [scene.add_triangles(v.astype(np.float32), faces.astype(np.uint32)) for v in verts]
+    h, w = record.depth.shape
+    dirs = pixel_rays(h, w, record.intrinsics).reshape(-1, 3)
+    rays = np.concatenate([np.zeros_like(dirs), dirs], axis=1).astype(np.float32)
+    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    depth = hit["t_hit"].numpy().reshape(h, w)
+    geometry = hit["geometry_ids"].numpy().astype(np.int64).reshape(h, w)
+    lut = {g: k for k, g in enumerate(ids)}
+    slot = np.vectorize(lambda g: lut.get(g, -1))(geometry)
+    return np.where(np.isfinite(depth), depth, np.inf), slot
+
+
+def reconstruction_figure(record: FrameRecord, verts: np.ndarray, faces: np.ndarray, point_slot: np.ndarray,
+                          title: str, out: Path) -> Path:
+    """Input depth | depth ray-cast from the slot meshes | slot segmentation | top view of the points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rendered, slot = raycast_slots(verts, faces, record)
+    colours = slot_colours(len(verts))
+    seg = np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0)
+    vmax = np.nanpercentile(np.where(np.isfinite(record.depth), record.depth, np.nan), 95)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    axes[0, 0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+    axes[0, 0].set_title(f"input depth ({record.sequence} frame {record.frame})")
+    axes[0, 1].imshow(np.where(np.isfinite(rendered), rendered, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+    axes[0, 1].set_title(f"ray-cast from {len(verts)} slot meshes: {title}")
+    axes[1, 0].imshow(seg)
+    axes[1, 0].set_title("slot segmentation (ray-cast)")
+    axes[1, 1].scatter(record.points[:, 0], record.points[:, 2], s=1, c=colours[point_slot])
+    for k, v in enumerate(verts):
+        axes[1, 1].scatter(v[:, 0], v[:, 2], s=0.3, color=colours[k], alpha=0.3)
+    axes[1, 1].set_aspect("equal")
+    axes[1, 1].set_xlabel("x (m)")
+    axes[1, 1].set_ylabel("z (m)")
+    axes[1, 1].set_title("top view: target points by nearest slot, mesh vertices")
+    for ax in axes.flat[:3]:
+        ax.axis("off")
+    fig.tight_layout()
+    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
+    plt.close(fig)
+    return out
+
+
+def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path) -> Path:
+    """One 3-D surface plot per learned prototype (unit scale, no pose), with its mean usage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = len(shapes)
+    fig = plt.figure(figsize=(3 * p, 3.2))
+    for i, shape in enumerate(shapes):
+        ax = fig.add_subplot(1, p, i + 1, projection="3d")
+        ax.plot_trisurf(shape[:, 0], shape[:, 2], -shape[:, 1], triangles=faces, color=SLOT_COLOURS[i % 12], alpha=0.8)
+        lim = np.abs(shape).max()
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_zlim(-lim, lim)
+        ax.set_title(f"prototype {i}\nusage {usage[i]:.2f}")
+        ax.set_axis_off()
+    fig.tight_layout()
+    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
+    plt.close(fig)
+    return out
+
+
+def export_ply(verts: np.ndarray, faces: np.ndarray, out: Path) -> Path:
+    """K slot meshes merged into one PLY (camera frame, metres), vertex colours per slot."""
+    import open3d as o3d
+
+    k, v, _ = verts.shape
+    mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(verts.reshape(-1, 3).astype(np.float64)),
+        o3d.utility.Vector3iVector(np.concatenate([faces + i * v for i in range(k)]).astype(np.int32)))
+    mesh.vertex_colors = o3d.utility.Vector3dVector(np.repeat(slot_colours(k), v, axis=0))
+    mesh.compute_vertex_normals()
+
+    def write(tmp: Path) -> None:  # the temporary name keeps the .ply suffix open3d needs
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh, write_ascii=False):
+            raise OSError(f"{out}: PLY export failed")
+
+    atomic.write_with(out, write)
+    return out

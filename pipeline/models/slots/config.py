@@ -1,0 +1,38 @@
+"""Configuration of the slot scene model (nanoGPT style: one dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SlotModelConfig:
+    """Sizes of the slot scene model.
+
+    - ``slots`` K and ``prototypes`` P: each slot vector has 1 + 6 + P entries, decomposed as the
+      plan says: ``scale = v[:1]``, ``transform = v[1:7]`` (x, y, z, yaw, pitch, roll),
+      ``logits = v[7:7+P]``;
+    - ``ico_level``: subdivision of the one true object, a fixed unit ico-sphere (level 2: 162
+      vertices, 320 faces); prototypes are learned per-vertex offsets of it;
+    - ``input_height`` x ``input_width``: depth-map size seen by the encoder;
+    - ``channels``: widths of the four ResNet stages (each halves the resolution);
+    - ``head_gain``: scale of the slot head's last layer at init (small, so the model starts at
+      its anchors and Adam does not saturate it; phase-one notes §4.3);
+    - ``max_log_scale``: the slot scale is ``anchor_radius * exp(max_log_scale * tanh(v0 / max_log_scale))``;
+    - ``max_offset``: the slot centre is ``anchor + anchor_radius * max_offset * tanh(v[1:4])``.
+    """
+
+    slots: int = 8
+    prototypes: int = 6
+    ico_level: int = 2
+    input_height: int = 96
+    input_width: int = 160
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    hidden: int = 128
+    head_gain: float = 0.1
+    max_log_scale: float = 1.5
+    max_offset: float = 1.0
+
+    @property
+    def slot_dim(self) -> int:
+        return 7 + self.prototypes
