@@ -30,5 +30,41 @@ def validate(
         raise ValueError(f"pose convention check failed for {', '.join(bad)} (see the overlap table above)")
 
 
+@app.command()
+@one_line_errors
+def visualize(
+    video: Path = typer.Argument(..., help="A .webm / .mp4 video."),
+    frame: int = typer.Option(30, help="Frame index to reconstruct."),
+    output: Path = typer.Option(Path("output_viz"), help="Folder for the PNG and PLY."),
+    frame_size: int = typer.Option(224, help="Square frame size fed to VGGT (multiple of 14)."),
+    weights: str = typer.Option("random", help="random (tiny preset, random init) | local file | hub id (e.g. facebook/VGGT-1B)."),
+    preset: str = typer.Option("tiny", help="tiny | 1b (use 1b with real weights)."),
+    max_points: int = typer.Option(50000, help="Points kept in the cloud."),
+) -> None:
+    """Point cloud of one video frame from VGGT: a PNG (top + perspective views) and a PLY."""
+    from pipeline.data.video import decode_frames
+    from pipeline.eval.visualize_frame import write_frame_views
+    from pipeline.models.vggt import vggt_1b, vggt_tiny
+    from pipeline.models.vggt.infer import point_cloud_from_outputs, run_vggt
+    from pipeline.models.vggt.load import load_vggt
+    from pipeline.train.common import pick_device
+
+    if frame_size % 14:
+        raise ValueError(f"--frame-size {frame_size} must be a multiple of 14")
+    images = decode_frames(video, {frame}, frame_size)
+    if frame not in images:
+        raise ValueError(f"{video}: has no frame {frame}")
+    config = {"tiny": vggt_tiny, "1b": vggt_1b}[preset](enable_point=False, enable_track=False)
+    device = pick_device("auto")
+    model, info = load_vggt(None if weights == "random" else weights, config, device=device)
+    if weights == "random":
+        typer.echo("WARNING: VGGT with RANDOM weights: the point cloud shows the pipeline, not a reconstruction", err=True)
+    outputs = run_vggt(model, images[frame][None], frames_per_chunk=1, device=device, target_size=frame_size)
+    cloud = point_cloud_from_outputs(outputs, max_points)
+    paths = write_frame_views(cloud["points"], output, f"{video.stem}_{frame:06d}", cloud["colors"],
+                              title=f"{video.name} frame {frame} ({info['weights_source']})")
+    typer.echo(f"wrote {paths['png']} and {paths['ply']} ({len(cloud['points'])} points)")
+
+
 if __name__ == "__main__":
     app()

@@ -61,7 +61,7 @@ class Phase1Params:
     weight_compact: float = 0.2
     weight_scale: float = 0.1
     weight_distill: float = 1.0
-    refine_steps_train: int = 4
+    refine_steps_train: int = 2
     refine_steps_eval: int = 40
     refine_lr: float = 0.05
     weight_smoothness: float = 1.0
@@ -79,8 +79,8 @@ class Phase1Params:
             raise ValueError("slots and prototypes must be >= 1")
         if self.min_points < self.slots:
             raise ValueError(f"min_points = {self.min_points} must be >= slots = {self.slots}")
-        if self.input_height % 16 or self.input_width % 16:
-            raise ValueError("input_height and input_width must be multiples of 16")
+        if self.input_height % 32 or self.input_width % 32:
+            raise ValueError("input_height and input_width must be multiples of 32")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
 

@@ -16,7 +16,7 @@ from pipeline.train.phase1 import Phase1Params, load_model, train_phase1
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
-TINY = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=48, input_width=80, points="all", far_m=60.0,
+TINY = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=64, input_width=96, points="all", far_m=60.0,
                     min_points=8, points_per_frame=64, steps=4, batch_size=2, samples_per_slot=16,
                     refine_steps_train=1, log_every=1, val_every=100, checkpoint_every=100)
 

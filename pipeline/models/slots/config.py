@@ -15,7 +15,7 @@ class SlotModelConfig:
     - ``ico_level``: subdivision of the one true object, a fixed unit ico-sphere (level 2: 162
       vertices, 320 faces); prototypes are learned per-vertex offsets of it;
     - ``input_height`` x ``input_width``: depth-map size seen by the encoder;
-    - ``channels``: widths of the four ResNet stages (each halves the resolution);
+    - ``channels``: widths of the ResNet stages (a stride-2 stem, then each stage halves the resolution);
     - ``head_gain``: scale of the slot head's last layer at init (small, so the model starts at
       its anchors and Adam does not saturate it; phase-one notes §4.3);
     - ``max_log_scale``: the slot scale is ``anchor_radius * exp(max_log_scale * tanh(v0 / max_log_scale))``;
@@ -27,7 +27,7 @@ class SlotModelConfig:
     ico_level: int = 2
     input_height: int = 96
     input_width: int = 160
-    channels: tuple[int, ...] = (32, 64, 96, 128)
+    channels: tuple[int, ...] = (16, 32, 64, 96)
     hidden: int = 128
     head_gain: float = 0.1
     max_log_scale: float = 1.5

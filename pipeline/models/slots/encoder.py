@@ -24,7 +24,9 @@ class BasicBlock(nn.Module):
 
 
 class DepthEncoder(nn.Module):
-    """(B, 4, H, W) depth input -> (B, C, H/16, W/16) feature map and (B, C) global feature.
+    """(B, 4, H, W) depth input -> (B, C, H/32, W/32) feature map and (B, C) global feature.
+
+    A stride-2 stem then one residual block per stage, each halving the resolution.
 
     Input channels (see :func:`depth_input`): inverse depth x 5 (0 where nothing was seen), the
     validity mask, and normalised pixel coordinates u, v in [-1, 1] (CoordConv).
@@ -32,7 +34,7 @@ class DepthEncoder(nn.Module):
 
     def __init__(self, channels: tuple[int, ...]):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(4, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(4, channels[0], 3, 2, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
         stages, c_in = [], channels[0]
         for c_out in channels:
             stages.append(BasicBlock(c_in, c_out, stride=2))
