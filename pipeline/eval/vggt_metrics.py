@@ -16,9 +16,14 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV
+
+if TYPE_CHECKING:
+    from pipeline.io.synthia import SequenceLayout
 
 
 # --------------------------------------------------------------------------- pixel grids
@@ -149,3 +154,44 @@ def summarise(values: np.ndarray | list[float], digits: int = 4) -> dict[str, fl
     if a.size == 0:
         return {"mean": None, "median": None, "count": 0}
     return {"mean": round(float(a.mean()), digits), "median": round(float(np.median(a)), digits), "count": int(a.size)}
+
+
+# --------------------------------------------------------------------------- one camera against its ground truth
+
+
+def evaluate_camera(layout: SequenceLayout, camera: str, frames: list[int], out: dict, max_depth: float
+                    ) -> tuple[dict[str, list[float]], list[np.ndarray | None]]:
+    """Errors of one (sequence, camera) against its ground truth; parts without ground truth are skipped.
+
+    ``out``: the ``run_vggt`` outputs of ``frames`` (``depth`` (S, h, w), ``extrinsic`` (S, 3, 4), ``pre_*``).
+
+    Returns (errors, gt_model): ``errors`` has per-frame ``abs_rel``, ``delta1``, ``scale`` (median scale)
+    and per-consecutive-pair ``rotation_deg``, ``translation_dir_deg`` lists (empty when no ground truth);
+    ``gt_model`` the ground-truth depth of each frame on the model grid (None without Depth/).
+    """
+    from pipeline.io import synthia
+
+    errors: dict[str, list[float]] = {k: [] for k in ("abs_rel", "delta1", "scale", "rotation_deg",
+                                                       "translation_dir_deg")}
+    gt_model: list[np.ndarray | None] = [None] * len(frames)
+    if (layout.root / "Depth" / camera).is_dir():
+        for i, frame in enumerate(frames):
+            gt = synthia.read_depth(layout.depth(camera, frame), tuple(out["pre_orig_hw"][i]))
+            gt_model[i] = resample_to_model_grid(gt, out["depth"].shape[1:], out["pre_scale_xy"][i],
+                                                 out["pre_offset_xy"][i])
+            e = depth_errors(out["depth"][i], gt_model[i], max_depth)
+            for k in ("abs_rel", "delta1", "scale"):
+                errors[k].append(e[k])
+    if (layout.root / "CameraParams" / camera).is_dir() and len(frames) > 1:
+        gt_extr = np.stack([extrinsic_from_synthia_pose(synthia.read_pose(layout.pose(camera, f))) for f in frames])
+        pose = pose_errors(out["extrinsic"].astype(np.float64), gt_extr)
+        errors["rotation_deg"] = pose["rotation_deg"].tolist()
+        errors["translation_dir_deg"] = pose["translation_dir_deg"].tolist()
+    return errors, gt_model
+
+
+def summarise_errors(errors: dict[str, list[float]]) -> dict:
+    """Mean / median / count of each error list (metric names as in metrics.json)."""
+    return {"depth_abs_rel": summarise(errors["abs_rel"]), "depth_delta1": summarise(errors["delta1"]),
+            "rotation_error_deg": summarise(errors["rotation_deg"]),
+            "translation_dir_error_deg": summarise(errors["translation_dir_deg"])}

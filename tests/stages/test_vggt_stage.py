@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from pipeline.io import pointcloud_table
 from pipeline.io.synthia import read_labels, read_rgb
-from stages import vggt
+from pipeline.models.vggt import outputs as vggt  # RANDOM_NOTE
+from stages import vggt as vggt_stage
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -44,7 +45,7 @@ def set_params(root: Path, **values) -> None:
 
 
 def run_stage(args=("--device", "cpu")):
-    result = CliRunner().invoke(vggt.app, list(args))
+    result = CliRunner().invoke(vggt_stage.app, list(args))
     stderr = result.stderr or result.output
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     return result.exit_code, errors, stderr
