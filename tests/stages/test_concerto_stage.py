@@ -15,7 +15,8 @@ from pipeline.data import features_cache
 from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import pointcloud_table
-from stages import concerto
+from pipeline.models.ptv3 import cache_features as concerto  # RANDOM_NOTE, ZUP_FROM_CV
+from stages import concerto as concerto_stage
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -53,7 +54,7 @@ def set_params(root: Path, **values) -> None:
 
 
 def run_stage(args=("--device", "cpu", "--no-progress")):
-    result = CliRunner().invoke(concerto.app, list(args))
+    result = CliRunner().invoke(concerto_stage.app, list(args))
     stderr = result.stderr or result.output
     return result.exit_code, [line for line in stderr.splitlines() if line.startswith("error:")], stderr
 

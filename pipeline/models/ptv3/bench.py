@@ -50,15 +50,11 @@ def synthetic_room(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
     return coords, colors, normals
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def run_one(preset_name: str, n_points: int, threads: int, repeats: int) -> dict:
     """One configuration in this process; returns the measurement dict."""
     import torch
+
+    from pipeline.runtime import peak_rss_mb
 
     from .features import extract_features
     from .loader import build_random
@@ -66,7 +62,7 @@ def run_one(preset_name: str, n_points: int, threads: int, repeats: int) -> dict
     torch.set_num_threads(threads)
     coords, colors, normals = synthetic_room(n_points)
     model = build_random(preset_name, seed=0)
-    rss_model = _peak_rss_mb()
+    rss_model = peak_rss_mb()
     out = extract_features(model, coords, colors, normals, seed=0, n_spatial_tokens=64)
     times, cpu_times = [], []
     for _ in range(repeats):
@@ -84,7 +80,7 @@ def run_one(preset_name: str, n_points: int, threads: int, repeats: int) -> dict
         "cpu_seconds": [round(t, 3) for t in cpu_times],
         "points_per_s": round(n_points / best, 1),
         "voxels_per_s": round(out["num_voxels"] / best, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_after_model_build_mb": round(rss_model, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "weights_source": model.weights_source,

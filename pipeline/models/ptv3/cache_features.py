@@ -1,0 +1,200 @@
+"""The ``concerto`` stage's work: point clouds -> cached Concerto (PTv3) features per frame, for LAQ training.
+
+:func:`build_features` reads the point-cloud parquet (``data/pointclouds`` from ground-truth depth, or ``data/vggt/points`` from the
+``vggt`` stage; same schema, ``pipeline/io/pointcloud_table.py``), runs the encoder of
+``pipeline/models/ptv3`` once per frame (eval mode, seeded) and writes ``data/features/`` atomically in the
+format of ``pipeline/data/features_cache.py``: ``<sequence>/<camera_dirname>.npz`` with ``frames``,
+``time_s``, ``global`` (T, C), ``tokens`` (T, N, C), ``token_xyz`` (T, N, 3), ``token_mask`` (T, N), and
+``manifest.json``; it returns the metrics the stage logs to ``reports/concerto/metrics.json``.
+
+Conventions:
+- Model input frame: Concerto was trained on z-up scenes, so each frame's OpenCV camera points (x right,
+  y down, z forward) are rotated into a gravity-like z-up frame (x right, y forward, z up) before the
+  library's transform (centring, grid sampling, colour/255, real normals rotated alike). ``token_xyz`` is
+  rotated back: metres in the OpenCV camera frame of that frame.
+- ``global`` = the library's ``global_mean``: mean over the stage-0 voxels of the up-cast features, so
+  C = the up-cast width D (128 tiny, 896 concerto_small, 1088 base, 1536 large) for globals and tokens.
+- Tokens: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
+  frames; use ``token_xyz``). Frames with fewer voxels than N repeat tokens and mask the repeats.
+
+Random weights (the offline default) are announced in the manifest and in the metrics (``RANDOM_NOTE``); the
+stage also warns on stderr and tags the MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import runtime
+
+from .features import extract_features
+from .loader import RANDOM_INIT, load_encoder
+from .model import PointTransformerV3
+from .params import PRESET_NAMES, ConcertoParams
+
+
+RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
+POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
+POOLING = "mean over stage-0 voxels of the up-cast features (library global_mean); C = up-cast width"
+DEAD_STD = 1e-6
+# (x right, y forward, z up) from OpenCV camera axes (x right, y down, z forward): x'=x, y'=z, z'=-y; det = +1.
+ZUP_FROM_CV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+COLUMNS = ["frame", "x", "y", "z", "r", "g", "b", "nx", "ny", "nz"]
+TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per frame cost ~40 ms of system time
+
+
+def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
+    """Input manifest, sorted sequence names having every camera, and the total frame count."""
+    path = points_root / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: point-cloud manifest not found (run the stage that writes {points_root})")
+    manifest = json.loads(path.read_text())
+    parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
+    sequences = sorted({s for s, _ in parts})
+    if not sequences:
+        raise ValueError(f"{path}: no partitions listed")
+    for sequence in sequences:
+        for camera in cameras:
+            if (sequence, camera) not in parts:
+                raise ValueError(f"{path}: no partition for {sequence} {camera} (data.cameras lists it)")
+    frames = sum(parts[(s, c)]["frames"] for s in sequences for c in cameras)
+    return manifest, sequences, frames
+
+
+def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str, seq_index: int, camera: str,
+                     p: ConcertoParams, bar, stats: dict) -> dict[str, np.ndarray]:
+    """Features of every frame of one (sequence, camera) partition: arrays for ``write_features``.
+
+    ``bar``: a tqdm bar advanced once per frame; ``stats``: running totals (``model_seconds``, ``points``,
+    ``voxels``, last ``meta``) updated in place.
+    """
+    from pipeline.data.sampling import random_subsample
+    from pipeline.io import pointcloud_table
+
+    table = pointcloud_table.read_partition(points_root, sequence, camera, columns=COLUMNS)
+    where = pointcloud_table.partition_path(points_root, sequence, camera)
+    frame_col = table["frame"].to_numpy()
+    xyz_all = table[["x", "y", "z"]].to_numpy(np.float64)
+    rgb_all = table[["r", "g", "b"]].to_numpy(np.uint8)
+    nrm_all = table[["nx", "ny", "nz"]].to_numpy(np.float64)
+    if not (np.isfinite(xyz_all).all() and np.isfinite(nrm_all).all()):
+        raise ValueError(f"{where}: points or normals contain NaN or inf")
+    if len(frame_col) == 0:
+        raise ValueError(f"{where}: no points")
+    order = np.argsort(frame_col, kind="stable")
+    frames, starts = np.unique(frame_col[order], return_index=True)
+    ends = [*starts[1:], len(order)]
+    out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
+    for frame, start, end in zip(frames, starts, ends, strict=True):
+        rows = order[start:end]
+        if p.max_points and len(rows) > p.max_points:
+            rows = rows[random_subsample(len(rows), p.max_points, np.random.default_rng([p.seed, seq_index, int(frame)]))]
+        xyz = xyz_all[rows] @ ZUP_FROM_CV.T
+        nrm = nrm_all[rows] @ ZUP_FROM_CV.T
+        t0 = time.perf_counter()
+        res = extract_features(model, xyz, rgb_all[rows], nrm, grid_size=p.grid_size, seed=p.seed,
+                               n_spatial_tokens=p.spatial_tokens, return_point_features=False)
+        stats["model_seconds"] += time.perf_counter() - t0
+        stats["points"] += len(rows)
+        stats["voxels"] += res["num_voxels"]
+        stats["meta"] = res["meta"]
+        out["global_"].append(res["global_mean"])
+        out["tokens"].append(res["spatial_tokens"])
+        out["token_xyz"].append(res["spatial_token_xyz"].astype(np.float64) @ ZUP_FROM_CV)  # back to camera axes
+        out["token_mask"].append(res["spatial_token_mask"])
+        if len(out["global_"]) % TRIM_EVERY == 0:
+            runtime.release_heap()
+        bar.update()
+    return {"frames": frames.astype(np.int32), **{k: np.stack(v) for k, v in out.items()}}
+
+
+def feature_statistics(globals_: np.ndarray, masks: np.ndarray) -> dict:
+    """Mean/std over all global values; dead channels = std over frames below DEAD_STD; valid-token share."""
+    per_channel_std = globals_.std(axis=0)
+    return {"global_mean": float(globals_.mean()), "global_std": float(globals_.std()),
+            "global_channel_std_mean": float(per_channel_std.mean()),
+            "dead_channel_fraction": float((per_channel_std < DEAD_STD).mean()),
+            "dead_channel_rule": f"std over frames of the global feature < {DEAD_STD:g}",
+            "token_valid_fraction": float(masks.mean())}
+
+
+def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], p: ConcertoParams,
+                   model: PointTransformerV3, device: torch.device, progress: bool = True) -> dict:
+    """Encode every frame, write ``out_root`` atomically (npz per sequence/camera + manifest); return metrics.
+
+    ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
+    """
+    from tqdm import tqdm
+
+    from pipeline.data import features_cache
+    from pipeline.io import atomic
+
+    in_manifest, sequences, total = read_points_manifest(points_root, cameras)
+    random_weights = model.weights_source == RANDOM_INIT
+    stats = {"model_seconds": 0.0, "points": 0, "voxels": 0, "meta": None}
+    globals_, masks = [], []
+    start = time.perf_counter()
+    with atomic.atomic_dir(out_root) as tmp:
+        bar = tqdm(total=total, desc="concerto features", unit="frame", disable=not progress)
+        try:
+            for seq_index, sequence in enumerate(sequences):
+                for camera in cameras:
+                    arrays = encode_partition(model, points_root, sequence, seq_index, camera, p, bar, stats)
+                    features_cache.write_features(features_cache.features_path(tmp, sequence, camera), **arrays)
+                    globals_.append(arrays["global_"])
+                    masks.append(arrays["token_mask"])
+        finally:
+            bar.close()
+        meta = stats["meta"]
+        manifest = {
+            "weights_source": str(model.weights_source), "random_weights": random_weights,
+            "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.spatial_tokens,
+            "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
+            "sequences": sequences,
+            "points_units": str(in_manifest.get("units", "metres")),
+            "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
+            "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
+            "token_order": meta["spatial_token_order"], "upcast": meta["upcast"], "seed": p.seed,
+            "max_points": p.max_points, "enc_channels": meta["enc_channels"],
+        }
+        if random_weights:
+            manifest["note"] = RANDOM_NOTE
+        features_cache.write_manifest(tmp, manifest)
+    seconds = time.perf_counter() - start
+    all_globals = np.concatenate(globals_)
+    metrics = {
+        "weights_source": manifest["weights_source"], "random_weights": random_weights, "preset": manifest["preset"],
+        "points_from": p.points_from, "grid_size": p.grid_size, "channels": manifest["channels"],
+        "tokens": p.spatial_tokens, "device": str(device), "torch_threads": runtime.torch_threads(),
+        "sequences": len(sequences), "frames": int(len(all_globals)), "points": stats["points"],
+        "voxels_per_frame": round(stats["voxels"] / len(all_globals), 1),
+        "points_per_s": round(stats["points"] / stats["model_seconds"], 1),
+        "frames_per_s": round(len(all_globals) / seconds, 3),
+        "model_seconds": round(stats["model_seconds"], 2), "seconds": round(seconds, 2),
+        "peak_rss_mb": round(runtime.peak_rss_mb(), 1),
+        "features": feature_statistics(all_globals, np.concatenate(masks)),
+    }
+    if random_weights:
+        metrics["note"] = RANDOM_NOTE
+    metrics.update(runtime.cuda_memory_metrics(device))
+    return metrics
+
+
+def load_model(p: ConcertoParams, device: torch.device) -> PointTransformerV3:
+    """The encoder: seeded random ``preset`` for ``weights: random``, else the named/local checkpoint."""
+    weights = None if p.random_weights else p.weights.strip()
+    return load_encoder(weights, preset_name=PRESET_NAMES[p.preset], device=device, seed=p.seed)
+
+
+def input_points(p: ConcertoParams) -> Path:
+    """The point-cloud folder ``p.points_from`` names (relative to the project root); it must exist."""
+    points_root = POINTS_DIRS[p.points_from]
+    if not points_root.is_dir():
+        raise FileNotFoundError(f"{points_root}: point clouds not found (concerto.points_from = {p.points_from}; "
+                                f"run the {'vggt' if p.points_from == 'vggt' else 'pointclouds'} stage first)")
+    return points_root
