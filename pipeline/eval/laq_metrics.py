@@ -14,12 +14,14 @@
   frozen features alone carry linearly.
 - NMI / AMI between code tuples (and each position) and motion classes from quantile bins of the
   yaw rate (rotation about the camera's y axis) and forward motion (translation along z).
+
+:func:`stage_metrics` assembles all of these with training and data summaries for the ``laq`` stage.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +31,10 @@ from pipeline.io import atomic
 from pipeline.io.synthia import SequenceLayout, read_pose
 from pipeline.models.laq import LAQ
 from pipeline.models.laq.nsvq import perplexity
+
+if TYPE_CHECKING:
+    from pipeline.train.common import DistInfo
+    from pipeline.train.laq import LAQData, LAQParams, TrainResult
 
 MOTION_NAMES = ("rot_x", "rot_y", "rot_z", "t_x", "t_y", "t_z")
 
@@ -263,6 +269,51 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
                 "per_position": [mutual_information(idx[:, s], classes) for s in range(idx.shape[1])]},
     }
     return metrics, {"train": codes_train["indices"], "held_out": idx}
+
+
+RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the codes describe "
+                        "random-feature dynamics; numbers check the pipeline, not Concerto")
+
+
+def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
+                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The ``laq`` stage's metrics: :func:`evaluate_laq` on the held-out pairs plus training and data summaries.
+
+    ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
+    standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
+    ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
+    Returns (metrics, code indices per split for :func:`usage_figure`).
+    """
+    from pipeline.train.common import load_checkpoint
+    from pipeline.train.laq import standardise
+
+    train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
+    motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
+    motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
+    metrics, codes = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
+                                  motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
+    history = load_checkpoint(checkpoint)["history"]
+    metrics["replacement"] = replacement_summary(history["codebook"])
+    final = history["train"][-1] if history["train"] else {}
+    metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
+                           "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
+                           "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
+                           "device": str(dist_info.device), "world_size": dist_info.world_size}
+    metrics["data"] = {"splits": data.splits, "held_out": data.held_out_names, "frame_offset": params.frame_offset,
+                       "features_random_weights": bool(manifest["random_weights"]),
+                       "features_weights_source": manifest.get("weights_source"),
+                       "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
+    if manifest["random_weights"]:
+        metrics["note"] = RANDOM_FEATURES_NOTE
+    return metrics, codes
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """One log line: held-out perplexity per code position, probe R² (and its shuffled-label chance), ΔMSE."""
+    usage = metrics["usage_held_out"]
+    return (f"held-out perplexity per position {[round(p, 2) for p in usage['perplexity_per_position']]}, "
+            f"probe R2 {metrics['probe']['r2']:.3f} (shuffled labels {metrics['probe']['r2_shuffled_labels']:.3f}), "
+            f"dMSE shuffled {metrics['controllability']['delta_mse_shuffled']:.4f}")
 
 
 def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path) -> None:

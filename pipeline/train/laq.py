@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.data.features_cache import features_path
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
 from pipeline.train import common
@@ -103,10 +104,6 @@ class LAQParams:
 
 
 # --------------------------------------------------------------------------------------------- data
-def camera_dirname(camera: str) -> str:
-    return camera.replace("/", "_")
-
-
 def read_manifest(features: Path) -> dict[str, Any]:
     path = features / "manifest.json"
     if not path.is_file():
@@ -150,7 +147,7 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
     channels, n_tokens = int(manifest["channels"]), int(manifest["tokens"])
     for sequence in sequences:
         for camera in manifest["camera"]:
-            path = features / sequence / f"{camera_dirname(camera)}.npz"
+            path = features_path(features, sequence, camera)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: feature file missing (listed in the manifest)")
             with np.load(path) as npz:
@@ -183,6 +180,41 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
     return FeaturePairs(torch.from_numpy(np.concatenate(tokens)), torch.from_numpy(np.concatenate(xyz)),
                         torch.from_numpy(np.concatenate(glob)), torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2),
                         seq_of, cam_of, np.asarray(frames_of, dtype=np.int64).reshape(-1, 2))
+
+
+@dataclass
+class LAQData:
+    """The cached features of one LAQ run: ``manifest``, sequence ``splits`` and the pairs of each part.
+
+    ``train`` / ``val``: pairs of the training / validation sequences (validation loss during training);
+    ``held_out``: pairs of the validation and test sequences (``held_out_names``), for the code metrics.
+    """
+
+    manifest: dict[str, Any]
+    splits: dict[str, list[str]]
+    held_out_names: list[str]
+    train: FeaturePairs
+    val: FeaturePairs
+    held_out: FeaturePairs
+
+
+def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_sequences: int) -> LAQData:
+    """Read the manifest, split its sequences (``pipeline.data.splits``) and load the frame pairs of each part.
+
+    Raises ValueError when the split leaves no training or no held-out sequence.
+    """
+    from pipeline.data.splits import split_sequences
+
+    manifest = read_manifest(features)
+    splits = split_sequences(list(manifest["sequences"]), val_sequences, test_sequences)
+    held_out_names = splits["val"] + splits["test"]
+    if not splits["train"] or not held_out_names:
+        raise ValueError(f"{features}: {len(manifest['sequences'])} sequences leave no training or no held-out "
+                         f"sequence (data.val_sequences={val_sequences}, data.test_sequences={test_sequences})")
+    return LAQData(manifest, splits, held_out_names,
+                   train=load_feature_pairs(features, splits["train"], frame_offset, manifest),
+                   val=load_feature_pairs(features, splits["val"], frame_offset, manifest),
+                   held_out=load_feature_pairs(features, held_out_names, frame_offset, manifest))
 
 
 def channel_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
