@@ -1,0 +1,30 @@
+"""Configuration of the phase-two video model (nanoGPT style: one dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VideoModelConfig:
+    """Sizes of the parts phase two adds on top of the phase-one slot model.
+
+    - ``camera_head``: build the camera head (relative camera pose between two frames from the
+      encoder's feature maps); without it the world frame comes from ground-truth poses;
+    - ``feature_channels``: channels of the phase-one encoder's last feature map (its input);
+    - ``hidden``: width of the camera head and the forecaster;
+    - ``time_features``: sinusoidal frequencies of the time embedding (seconds, continuous);
+    - ``guesses``: k forecasts per slot set (best-of-k);
+    - ``prototypes``: P of the phase-one model (the forecaster reads the prototype weights);
+    - ``max_step_m``: bound of the forecaster's per-guess position correction (metres);
+    - ``max_turn_rad``: bound of the forecaster's rotation correction (radians).
+    """
+
+    camera_head: bool = True
+    feature_channels: int = 128
+    hidden: int = 128
+    time_features: int = 8
+    guesses: int = 3
+    prototypes: int = 6
+    max_step_m: float = 5.0
+    max_turn_rad: float = 0.5

@@ -1,0 +1,132 @@
+"""Forecasting slots at t + Δ from a context window, time as a continuous input; k guesses.
+
+State of a slot in the world frame (:class:`SlotTrack`): centre (metres), rotation (3x3, proper),
+scale (metres), prototype weights. The forecaster reads C context frames of K matched slots with
+their time stamps and a target gap Δ (seconds from the last context frame; any real number,
+negative = backwards), both through sinusoidal time embeddings (never a step index), and returns
+G scene-level guesses:
+
+    centre_g = c_last + α_g · v · Δ + max_step · tanh(d_g),   R_g = exp(max_turn · tanh(ω_g)) R_last
+
+with v the velocity of the last two context frames (their true time gap), α_g and d_g, ω_g per
+slot from the network, plus a confidence logit per guess. The last layer starts at zero and the
+guesses start at extrapolation fractions α_g = 0 ... 1.5 (guess 0 = copy-last, a middle one =
+constant velocity), so training starts at the two baselines and winner-takes-all training can
+spread the guesses. Scale and prototype weights are carried from the last frame (an object keeps its
+shape; this also stops a forecast from swelling to cover its uncertainty under a one-directional
+Chamfer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.models.video.config import VideoModelConfig
+from pipeline.models.video.poses import axis_angle_to_matrix, matrix_to_rot6d
+from pipeline.models.video.time_embedding import TimeEmbedding
+
+POS_SCALE_M = 5.0
+WORLD_SCALE_M = 20.0
+
+
+@dataclass
+class SlotTrack:
+    """World-frame slot states of B clips x T frames x K matched slots."""
+
+    centre: Tensor  # (B, T, K, 3) metres
+    rotation: Tensor  # (B, T, K, 3, 3)
+    scale: Tensor  # (B, T, K) metres
+    weights: Tensor  # (B, T, K, P)
+    time: Tensor  # (B, T) seconds
+
+    def frames(self, index) -> "SlotTrack":
+        return SlotTrack(self.centre[:, index], self.rotation[:, index], self.scale[:, index],
+                         self.weights[:, index], self.time[:, index])
+
+    def detach(self) -> "SlotTrack":
+        return SlotTrack(*(x.detach() for x in (self.centre, self.rotation, self.scale, self.weights, self.time)))
+
+
+@dataclass
+class Forecast:
+    """G guesses of the K slots at the target time: centre (B, G, K, 3), rotation (B, G, K, 3, 3);
+    scale (B, K) and weights (B, K, P) shared by the guesses; confidence logits (B, G)."""
+
+    centre: Tensor
+    rotation: Tensor
+    scale: Tensor
+    weights: Tensor
+    logits: Tensor
+
+
+def last_velocity(context: SlotTrack) -> Tensor:
+    """(B, K, 3) m/s from the last two context frames (zero with one frame)."""
+    if context.centre.shape[1] < 2:
+        return torch.zeros_like(context.centre[:, -1])
+    dt = (context.time[:, -1] - context.time[:, -2]).clamp_min(1e-6)
+    return (context.centre[:, -1] - context.centre[:, -2]) / dt.view(-1, 1, 1)
+
+
+def copy_last(context: SlotTrack) -> Forecast:
+    """Baseline: the last context frame's slots, unchanged in the world frame (one guess)."""
+    last = context.frames(-1)
+    return Forecast(last.centre[:, None], last.rotation[:, None], last.scale, last.weights,
+                    torch.zeros(last.centre.shape[0], 1, device=last.centre.device))
+
+
+def constant_velocity(context: SlotTrack, delta_s: Tensor) -> Forecast:
+    """Baseline: last centres moved by the last two frames' velocity for ``delta_s`` (B,) seconds."""
+    out = copy_last(context)
+    out.centre = out.centre + (last_velocity(context) * delta_s.view(-1, 1, 1))[:, None]
+    return out
+
+
+class Forecaster(nn.Module):
+    def __init__(self, config: VideoModelConfig):
+        super().__init__()
+        h, g = config.hidden, config.guesses
+        self.config = config
+        self.context_time = TimeEmbedding(config.time_features, h)
+        self.target_time = TimeEmbedding(config.time_features, h)
+        self.frame_mlp = nn.Sequential(nn.Linear(3 + 6 + 1, h), nn.ReLU(), nn.Linear(h, h))
+        self.slot_in = nn.Linear(3 + 1 + 6 + config.prototypes + 3, h)
+        self.mix = nn.Sequential(nn.ReLU(), nn.Linear(3 * h, h))
+        self.interact = nn.TransformerEncoderLayer(h, nhead=4, dim_feedforward=2 * h, dropout=0.0, batch_first=True,
+                                                   norm_first=True)
+        self.head = nn.Linear(h, g * 7)
+        self.confidence = nn.Linear(h, g)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            fractions = torch.linspace(0.0, 1.5, g) if g > 1 else torch.ones(1)
+            self.head.bias.view(g, 7)[:, 0] = fractions
+            self.confidence.weight.zero_()
+            self.confidence.bias.zero_()
+
+    def forward(self, context: SlotTrack, delta_s: Tensor) -> Forecast:
+        """Context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after the last context frame."""
+        last = context.frames(-1)
+        b, c, k, _ = context.centre.shape
+        rel_time = context.time - last.time.unsqueeze(1)  # (B, C) <= 0
+        rel_pos = (context.centre - last.centre.unsqueeze(1)) / POS_SCALE_M
+        rel_rot = matrix_to_rot6d(last.rotation.unsqueeze(1).transpose(-1, -2) @ context.rotation)
+        rel_scale = torch.log(context.scale / last.scale.unsqueeze(1)).unsqueeze(-1)
+        per_frame = self.frame_mlp(torch.cat([rel_pos, rel_rot, rel_scale], dim=-1))
+        per_frame = per_frame + self.context_time(rel_time).unsqueeze(2)
+        history = torch.cat([per_frame.mean(1), per_frame.amax(1)], dim=-1)  # (B, K, 2h)
+        velocity = last_velocity(context)
+        absolute = torch.cat([last.centre / WORLD_SCALE_M, torch.log(last.scale).unsqueeze(-1),
+                              matrix_to_rot6d(last.rotation), last.weights, velocity / POS_SCALE_M], dim=-1)
+        token = self.mix(torch.cat([history, self.slot_in(absolute)], dim=-1)) + self.target_time(delta_s).unsqueeze(1)
+        token = self.interact(token)  # (B, K, h)
+        g = self.config.guesses
+        out = self.head(token).view(b, k, g, 7).transpose(1, 2)  # (B, G, K, 7)
+        alpha, step, turn = out[..., :1], out[..., 1:4], out[..., 4:7]
+        centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
+                  + self.config.max_step_m * torch.tanh(step))
+        rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
+        logits = self.confidence(token.mean(1))
+        return Forecast(centre, rotation, last.scale, last.weights, logits)

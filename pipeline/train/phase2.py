@@ -1,0 +1,494 @@
+"""Phase-two training: slots with identity over time, camera vector, motion priors, forecasting at t + Δ.
+
+Data: each sequence's frames (``pipeline.data.frames.load_frames``) get carried anchors
+(:func:`pipeline.models.video.tracking.track_anchors`), so slot k is one object along the whole
+sequence. A training sample is a clip of ``context_frames`` frames whose gaps follow a random rate
+schedule (constant fast or slow, increasing, decreasing, or random gaps of 1 ... ``max_gap`` frames)
+plus one target frame Δ = 1 ... ``max_delta`` frames after the last context frame (before the first
+one, with probability ``reverse_fraction``). Times are the frames' true time stamps in seconds
+(frame index / 5 Hz), so the model sees real, uneven time gaps and never a step index.
+
+Loss of a clip batch (each weight a param):
+
+- ``weight_depth`` x the phase-one loss (Chamfer, free space, reverse, compact, scale, prototype
+  smoothness/usage with the phase-one checkpoint's settings) on every frame;
+- after Hungarian matching of consecutive frames (chained to the first frame's order), on the
+  time-sorted clip in the world frame: ``weight_prototype_change`` x the change of prototype
+  weights, ``weight_motion`` x the third difference of centres (constant acceleration, true time
+  stamps, metres), ``weight_scale_smooth`` x the log-scale change, ``weight_rotation_smooth`` x the
+  geodesic angle between consecutive rotations (robust magnitudes: :mod:`pipeline.models.video.priors`);
+- ``weight_camera`` x the camera head's relative-pose error against ground truth (geodesic angle in
+  radians + translation error in metres), when the head is on (``camera = predicted``); with
+  ``camera = gt`` the world frame comes from the ground-truth poses instead;
+- ``weight_forecast`` x the best-of-G one-directional Chamfer (target points -> nearest surface of
+  the guessed meshes, metres, smooth L1 as phase one) of the forecast from the (detached) context
+  slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
+  guess (so best-of-1 = the most confident guess).
+
+Resumable (``checkpoints/phase2/state.pt`` with the params digest and the phase-one model's hash),
+deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
+under ``torchrun`` each process takes its share of clips and gradients are averaged with
+:func:`pipeline.train.common.all_reduce_mean` before every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
+from pipeline.geometry.mesh import point_mesh_sq_dist
+from pipeline.geometry.rotations import geodesic_angle
+from pipeline.io import synthia
+from pipeline.io.synthia import SequenceLayout
+from pipeline.models.slots import SlotModelConfig
+from pipeline.models.slots.losses import SMOOTH_EPS_M, LossWeights, total_loss
+from pipeline.models.video import VideoModelConfig, VideoSlotModel
+from pipeline.models.video.forecaster import Forecast, SlotTrack
+from pipeline.models.video.model import forecast_verts, world_track
+from pipeline.models.video.poses import relative_gt_poses
+from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
+from pipeline.models.video.tracking import match_chain, reorder, track_anchors
+from pipeline.train import common
+from pipeline.train.phase1 import Phase1Params, learning_rate, make_batch
+
+SCHEDULES = ("constant", "increasing", "decreasing", "random")
+
+
+@dataclass(frozen=True)
+class Phase2Params:
+    """``video`` section of params.yaml (phase two, stage ``train_phase2``).
+
+    Model: ``camera``: ``predicted`` (a camera head predicts the relative pose of consecutive
+    frames; the world frame is the chain of its predictions) or ``gt`` (no head; world frame from
+    the ground-truth poses). ``guesses``: k forecasts per clip (best-of-k). ``hidden``: width of
+    camera head and forecaster. ``time_features``: sinusoidal frequencies of the time embedding.
+    Clips: ``context_frames`` frames with gaps of 1 ... ``max_gap`` frames under a random rate
+    schedule, target Δ = 1 ... ``max_delta`` frames after them (before them with probability
+    ``reverse_fraction``). Optimisation: ``steps`` of ``batch_size`` clips; Adam with ``lr`` for the
+    phase-one encoder (fine-tuning) and ``head_lr`` for camera head and forecaster, warm-up and
+    cosine decay, ``grad_clip``; ``points_per_frame`` target points per frame and step;
+    ``samples_per_slot`` mesh samples per slot for the free-space term. Loss weights: see
+    :mod:`pipeline.train.phase2`; ``match_slots``: Hungarian-match consecutive frames before the
+    temporal terms (off = trust the carried slot index). Evaluation: ``eval_clip_frames`` frames per
+    clip for the clip-level FG-ARI; ``eval_context_frames`` consecutive context frames for the
+    forecast metrics. Logging: ``log_every`` / ``val_every`` / ``checkpoint_every`` steps.
+    """
+
+    camera: Literal["predicted", "gt"] = "predicted"
+    guesses: int = 3
+    hidden: int = 128
+    time_features: int = 8
+    context_frames: int = 4
+    max_gap: int = 3
+    max_delta: int = 10
+    reverse_fraction: float = 0.1
+    steps: int = 250
+    batch_size: int = 2
+    lr: float = 1e-4
+    head_lr: float = 1e-3
+    grad_clip: float = 5.0
+    points_per_frame: int = 384
+    samples_per_slot: int = 48
+    weight_depth: float = 1.0
+    weight_prototype_change: float = 1.0
+    weight_motion: float = 1.0
+    weight_scale_smooth: float = 0.5
+    weight_rotation_smooth: float = 0.1
+    weight_camera: float = 1.0
+    weight_forecast: float = 1.0
+    weight_confidence: float = 0.1
+    match_slots: bool = True
+    eval_clip_frames: int = 10
+    eval_context_frames: int = 4
+    log_every: int = 10
+    val_every: int = 100
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.guesses < 1:
+            raise ValueError(f"guesses must be >= 1, got {self.guesses}")
+        if self.context_frames < 2 or self.eval_context_frames < 2:
+            raise ValueError("context_frames and eval_context_frames must be >= 2 (velocity needs two frames)")
+        if self.max_gap < 1 or self.max_delta < 1:
+            raise ValueError("max_gap and max_delta must be >= 1")
+        if not 0.0 <= self.reverse_fraction <= 1.0:
+            raise ValueError(f"reverse_fraction must be in [0, 1], got {self.reverse_fraction}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.eval_clip_frames < 2:
+            raise ValueError("eval_clip_frames must be >= 2")
+
+    def model_config(self, slot_config: SlotModelConfig) -> VideoModelConfig:
+        return VideoModelConfig(camera_head=self.camera == "predicted", feature_channels=slot_config.channels[-1],
+                                hidden=self.hidden, time_features=self.time_features, guesses=self.guesses,
+                                prototypes=slot_config.prototypes)
+
+    def digest(self, extra: str = "") -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True) + extra
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SequenceFrames:
+    """The usable frames of one sequence with carried anchors, times and ground-truth poses.
+
+    ``records`` hold carried anchors (slot k = the same cluster in every frame); ``time`` (T,)
+    seconds; ``r_wc``/``t_wc`` (T, 3, 3)/(T, 3) ``world_from_camera`` relative to the sequence's first
+    usable frame (OpenCV axes), or None when the sequence has no pose files.
+    """
+
+    name: str
+    records: list[FrameRecord]
+    time: np.ndarray
+    r_wc: np.ndarray | None
+    t_wc: np.ndarray | None
+
+
+def load_sequences(raw: Path, clouds: Path, names: list[str], camera: str, selection: FrameSelection,
+                   progress: bool = False) -> list[SequenceFrames]:
+    """Frames of ``names`` with carried anchors; sequences with fewer than 2 usable frames are dropped."""
+    out = []
+    for name in names:
+        records, _ = load_frames(raw, clouds, [name], camera, selection, progress=progress)
+        if len(records) < 2:
+            continue
+        records.sort(key=lambda r: r.frame)
+        times = np.array([r.frame / synthia.FRAME_RATE_HZ for r in records])
+        anchors = track_anchors([r.points for r in records], times, selection.slots, selection.seed)
+        records = [dataclasses.replace(r, anchors=a) for r, a in zip(records, anchors, strict=True)]
+        layout = SequenceLayout(raw / name)
+        pose_files = [layout.pose(camera, r.frame) for r in records]
+        r_wc = t_wc = None
+        if all(p.is_file() for p in pose_files):
+            r_wc, t_wc = relative_gt_poses(np.stack([synthia.read_pose(p) for p in pose_files]))
+        out.append(SequenceFrames(name, records, times, r_wc, t_wc))
+    return out
+
+
+def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:
+    """``n`` gaps (frames) under a random rate schedule: constant, increasing, decreasing or random."""
+    schedule = SCHEDULES[int(rng.integers(len(SCHEDULES)))]
+    if schedule == "constant":
+        return [int(rng.integers(1, max_gap + 1))] * n
+    if schedule == "random":
+        return [int(g) for g in rng.integers(1, max_gap + 1, n)]
+    ramp = np.round(np.linspace(1, max_gap, n)).astype(int).tolist() if n > 1 else [1]
+    return ramp if schedule == "increasing" else ramp[::-1]
+
+
+def sample_clip(rng: np.random.Generator, length: int, params: Phase2Params) -> list[int] | None:
+    """Frame positions [context..., target] inside a sequence of ``length`` usable frames, or None."""
+    gaps = context_gaps(rng, params.context_frames - 1, params.max_gap)
+    reverse = rng.random() < params.reverse_fraction
+    delta = int(rng.integers(1, params.max_delta + 1))
+    span = sum(gaps) + delta
+    if span >= length:
+        delta = max(1, length - 1 - sum(gaps))
+        span = sum(gaps) + delta
+        if span >= length:
+            return None
+    start = int(rng.integers(0, length - span))
+    if reverse:
+        target, first = start, start + delta
+    else:
+        first = start
+        target = first + sum(gaps) + delta
+    context = [first + int(s) for s in np.concatenate([[0], np.cumsum(gaps)])]
+    return context + [target]
+
+
+@dataclass
+class ClipBatch:
+    """B clips of T = C + 1 frames (context in time order, then the target), flattened to B*T frames."""
+
+    frames: dict[str, torch.Tensor]  # make_batch tensors, leading dim B*T (clip-major)
+    time: torch.Tensor  # (B, T) seconds
+    r_gt: torch.Tensor | None  # (B, T, 3, 3) world_from_camera, world = the clip's first frame
+    t_gt: torch.Tensor | None  # (B, T, 3)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.time.shape)
+
+
+def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]]], points_per_frame: int,
+               rng: np.random.Generator | None, device: torch.device) -> ClipBatch:
+    """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch`."""
+    records = [sequences[s].records[i] for s, idx in picks for i in idx]
+    frames = make_batch(records, points_per_frame, rng, device)
+    time = torch.tensor(np.array([sequences[s].time[idx] for s, idx in picks]), dtype=torch.float32, device=device)
+    r_gt = t_gt = None
+    if all(sequences[s].r_wc is not None for s, _ in picks):
+        r, t = [], []
+        for s, idx in picks:
+            seq = sequences[s]
+            r0, t0 = seq.r_wc[idx[0]], seq.t_wc[idx[0]]
+            r.append(np.einsum("ji,tjk->tik", r0, seq.r_wc[idx]))
+            t.append((seq.t_wc[idx] - t0) @ r0)
+        r_gt = torch.tensor(np.array(r), dtype=torch.float32, device=device)
+        t_gt = torch.tensor(np.array(t), dtype=torch.float32, device=device)
+    return ClipBatch(frames, time, r_gt, t_gt)
+
+
+def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str):
+    """world_from_camera (B, T, 3, 3), (B, T, 3) of every clip frame (world = first clip frame), and
+    the predicted relative poses (or None with ``camera = gt``)."""
+    from pipeline.models.video.poses import chain
+
+    b, t = clips.shape
+    if camera == "gt":
+        if clips.r_gt is None:
+            raise ValueError("video.camera = gt needs ground-truth pose files (CameraParams/<camera>/*.txt)")
+        return clips.r_gt, clips.t_gt, None
+    fmap = fmap.view((b, t) + fmap.shape[1:])
+    r_rel, t_rel = model.relative_poses(fmap, clips.time)
+    r_wc, t_wc = chain(r_rel, t_rel)
+    return r_wc, t_wc, (r_rel, t_rel)
+
+
+def relative_pose_error(r_rel: torch.Tensor, t_rel: torch.Tensor, r_gt: torch.Tensor, t_gt: torch.Tensor):
+    """Mean geodesic angle (rad) and translation error (m) of predicted prev_from_cur (B, T-1, ...)
+    against the ground-truth world_from_camera poses (B, T, ...)."""
+    from pipeline.models.video.poses import compose, invert
+
+    r_prev_inv, t_prev_inv = invert(r_gt[:, :-1], t_gt[:, :-1])
+    r_true, t_true = compose(r_prev_inv, t_prev_inv, r_gt[:, 1:], t_gt[:, 1:])
+    return geodesic_angle(r_rel, r_true).mean(), (t_rel - t_true).norm(dim=-1).mean()
+
+
+def forecast_chamfer(model: VideoSlotModel, forecast: Forecast, r_wc: torch.Tensor, t_wc: torch.Tensor,
+                     points: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """(B, G) mean smooth distance (m) of each target frame's points (B, N, 3) to the guessed meshes."""
+    verts = forecast_verts(model.slots, forecast, r_wc, t_wc)  # (B, G, K, V, 3)
+    b, g = verts.shape[:2]
+    pts = points.unsqueeze(1).expand(-1, g, -1, -1).reshape(b * g, -1, 3)
+    msk = mask.unsqueeze(1).expand(-1, g, -1).reshape(b * g, -1)
+    sq, _, _ = point_mesh_sq_dist(pts, verts.reshape((b * g,) + verts.shape[2:]), model.slots.faces, mask=msk,
+                                  exact=exact)
+    dist = (torch.sqrt(sq + SMOOTH_EPS_M**2) - SMOOTH_EPS_M) * msk
+    return (dist.sum(-1) / msk.sum(-1).clamp_min(1)).view(b, g)
+
+
+def matched_track(track: SlotTrack, enabled: bool) -> SlotTrack:
+    """Reorder each clip's slots so slot k is the Hungarian chain of frame 0's slot k (no-op if disabled)."""
+    if not enabled:
+        return track
+    perm = torch.stack([match_chain(c, w) for c, w in zip(track.centre, track.weights, strict=True)])
+    return SlotTrack(reorder(track.centre, perm), reorder(track.rotation, perm), reorder(track.scale, perm),
+                     reorder(track.weights, perm), track.time)
+
+
+def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, weights: LossWeights,
+              samples: int, generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted phase-two loss of one clip batch (see module docstring) and its terms for logging."""
+    b, t = clips.shape
+    slots, fmap = model.encode(clips.frames)
+    depth, terms = total_loss(model.slots, slots, clips.frames, weights, samples, generator)
+    r_wc, t_wc, relative = clip_poses(model, clips, fmap, params.camera)
+    track = matched_track(world_track(slots, (b, t), r_wc, t_wc, clips.time), params.match_slots)
+    order = torch.argsort(clips.time, dim=1)
+    sorted_track = SlotTrack(*(torch.gather(x, 1, order.view(b, t, *([1] * (x.dim() - 2))).expand_as(x))
+                               for x in (track.centre, track.rotation, track.scale, track.weights)),
+                             torch.gather(clips.time, 1, order))
+    proto = prototype_change(sorted_track.weights)
+    motion = motion_loss(sorted_track.centre, sorted_track.time) if t >= 4 else torch.zeros((), device=clips.time.device)
+    scale = scale_smoothness(sorted_track.scale)
+    rotation = rotation_smoothness(sorted_track.rotation)
+    loss = (params.weight_depth * depth + params.weight_prototype_change * proto + params.weight_motion * motion
+            + params.weight_scale_smooth * scale + params.weight_rotation_smooth * rotation)
+    terms = {"depth_loss": terms["loss"], "chamfer_m": terms["chamfer_m"], "free_space_m": terms["free_space_m"],
+             "prototype_change": proto.item(), "motion_m": motion.item(), "scale_smooth": scale.item(),
+             "rotation_smooth_rad": rotation.item()}
+    if relative is not None and clips.r_gt is not None:
+        angle, shift = relative_pose_error(*relative, clips.r_gt, clips.t_gt)
+        loss = loss + params.weight_camera * (angle + shift)
+        terms.update({"camera_rot_deg": math.degrees(angle.item()), "camera_trans_m": shift.item()})
+    context = track.frames(slice(0, t - 1)).detach()
+    delta = (clips.time[:, -1] - clips.time[:, -2]).detach()
+    forecast = model.forecaster(context, delta)
+    target_rows = torch.arange(b, device=clips.time.device) * t + (t - 1)
+    per_guess = forecast_chamfer(model, forecast, r_wc[:, -1].detach(), t_wc[:, -1].detach(),
+                                 clips.frames["points"][target_rows], clips.frames["mask"][target_rows])
+    best, winner = per_guess.min(dim=1)
+    confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
+    loss = loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
+    terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
+                  "confidence_ce": confidence.item(), "loss": loss.item()})
+    return loss, terms
+
+
+def draw_clips(sequences: list[SequenceFrames], n: int, params: Phase2Params,
+               rng: np.random.Generator) -> list[tuple[int, list[int]]]:
+    """``n`` clips from sequences chosen in proportion to their length (redraws clips that do not fit)."""
+    lengths = np.array([len(s.records) for s in sequences], dtype=float)
+    picks = []
+    for _ in range(100 * n):
+        if len(picks) == n:
+            break
+        s = int(rng.choice(len(sequences), p=lengths / lengths.sum()))
+        clip = sample_clip(rng, len(sequences[s].records), params)
+        if clip is not None:
+            picks.append((s, clip))
+    if len(picks) < n:
+        raise ValueError(f"sequences too short for clips of {params.context_frames} context frames + a target "
+                         f"(max_gap={params.max_gap}); use fewer video.context_frames")
+    return picks
+
+
+def phase1_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def build_model(phase1_path: Path, params: Phase2Params, device: torch.device) -> tuple[VideoSlotModel, Phase1Params]:
+    """Video model with its slot model initialised from the phase-one checkpoint (announced if absent)."""
+    payload = common.load_checkpoint(phase1_path)
+    config = dict(payload["config"])
+    config["channels"] = tuple(config["channels"])
+    slot_config = SlotModelConfig(**config)
+    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["params"].items()})
+    model = VideoSlotModel(params.model_config(slot_config), slot_config, seed=params.seed)
+    model.slots.load_state_dict(payload["state_dict"])
+    return model.to(device), p1
+
+
+def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> torch.optim.Optimizer:
+    slot_params = list(model.slots.parameters())
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("slots.")]
+    return torch.optim.Adam([{"params": slot_params, "lr": params.lr, "base_lr": params.lr},
+                             {"params": head_params, "lr": params.head_lr, "base_lr": params.head_lr}])
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """All-reduce-mean every gradient over the DDP processes (zeros for unused parameters)."""
+    if not common.is_distributed():
+        return
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        common.all_reduce_mean(p.grad)
+
+
+@torch.no_grad()
+def validation_terms(model: VideoSlotModel, sequences: list[SequenceFrames], params: Phase2Params,
+                     weights: LossWeights, samples: int, device: torch.device, clips: int = 8) -> dict[str, float]:
+    """Mean loss terms on a fixed set of validation clips (eval mode)."""
+    rng = np.random.default_rng(12345)
+    picks = draw_clips(sequences, clips, params, rng)
+    model.eval()
+    totals: dict[str, float] = {}
+    for i in range(0, len(picks), params.batch_size):
+        chunk = picks[i : i + params.batch_size]
+        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device)
+        _, terms = clip_loss(model, batch, params, weights, samples, torch.Generator(device=device).manual_seed(i))
+        for k, v in terms.items():
+            totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(picks)
+    model.train()
+    return totals
+
+
+def save_state(path: Path, model: VideoSlotModel, optimizer, step: int, digest: str) -> None:
+    common.save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                  "params_digest": digest})
+
+
+def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params: Phase2Params, phase1_path: Path,
+                 out_model: Path, state_path: Path, run=None, device: str = "auto", progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """Train from the phase-one checkpoint and write ``out_model``; returns a summary for the metrics.
+
+    ``stop_after``: save the resumable state after that many steps and return without writing the
+    model; the next call continues from the state (a run with other params or another phase-one
+    model starts fresh).
+    """
+    if not train:
+        raise ValueError("no training sequence with at least 2 usable frames")
+    info = common.init_distributed(device)
+    common.seed_everything(params.seed)
+    model, p1 = build_model(phase1_path, params, info.device)
+    if params.camera == "gt" and any(s.r_wc is None for s in train):
+        raise ValueError("video.camera = gt needs ground-truth pose files for every training sequence")
+    optimizer = build_optimizer(model, params)
+    digest = params.digest(phase1_digest(phase1_path))
+    start_step = 0
+    if state_path.is_file():
+        state = common.load_checkpoint(state_path, map_location=info.device)
+        if state.get("params_digest") == digest:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_step = int(state["step"])
+            print(f"train_phase2: resuming from {state_path} at step {start_step}")
+        else:
+            print(f"train_phase2: {state_path} was made with other params or another phase-one model; starting fresh")
+    model.train()
+    weights = p1.loss_weights()
+    samples = p1.samples_per_slot if params.samples_per_slot <= 0 else params.samples_per_slot
+    per_rank = max(params.batch_size // info.world_size, 1)
+    started, clips_seen = time.perf_counter(), 0
+    terms: dict[str, float] = {}
+    bar = tqdm(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 2",
+               disable=not (progress and info.is_main))
+    for step in bar:
+        if stop_after is not None and step >= stop_after:
+            if info.is_main:
+                save_state(state_path, model, optimizer, step, digest)
+            common.barrier()
+            return {"steps": step, "stopped_early": True}
+        rng = np.random.default_rng([params.seed, step, info.rank])
+        clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, params.steps, group["base_lr"], warmup=min(20, params.steps // 10 + 1))
+        generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
+        loss, terms = clip_loss(model, clips, params, weights, samples, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(model)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+        optimizer.step()
+        clips_seen += per_rank * info.world_size
+        if info.is_main:
+            bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", forecast=f"{terms['forecast_best_m']:.3f}")
+            if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
+                run.log_step("train", step, terms)
+            if run is not None and val and (step % params.val_every == 0 or step == params.steps - 1):
+                run.log_step("val", step, validation_terms(model, val, params, weights, samples, info.device))
+            if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
+                save_state(state_path, model, optimizer, step + 1, digest)
+    seconds = time.perf_counter() - started
+    if info.is_main:
+        slot_config = dataclasses.asdict(model.slots.config)
+        common.save_checkpoint(out_model, {
+            "config": dataclasses.asdict(model.config), "slot_config": slot_config,
+            "params": dataclasses.asdict(params), "phase1_params": dataclasses.asdict(p1),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+        save_state(state_path, model, optimizer, params.steps, digest)
+    common.barrier()
+    return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
+            "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(seconds, 1e-9), 2),
+            "train_sequences": len(train), "train_frames": sum(len(s.records) for s in train),
+            "world_size": info.world_size, "device": str(info.device), "camera": params.camera,
+            "final_train": terms}
+
+
+def load_video_model(path: Path, device: torch.device | str = "cpu") -> tuple[VideoSlotModel, Phase2Params, Phase1Params]:
+    """Rebuild the video model from ``model.pt`` written by :func:`train_phase2` (weights_only load)."""
+    payload = common.load_checkpoint(path, map_location=device)
+    slot_config = dict(payload["slot_config"])
+    slot_config["channels"] = tuple(slot_config["channels"])
+    model = VideoSlotModel(VideoModelConfig(**payload["config"]), SlotModelConfig(**slot_config)).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    params = Phase2Params(**payload["params"])
+    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["phase1_params"].items()})
+    return model, params, p1
