@@ -18,11 +18,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from pipeline.io import atomic
 
 
 def synthetic_room(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,14 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         "note": "shared 2-core machine; timings are noisy (x2-3 between runs per the spec measurements)",
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    atomic.write_json(args.out, report)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from pipeline.io import atomic
 
 CASES = [(8, 2), (8, 4), (8, 8), (16, 4), (16, 8), (32, 8)]  # (frames, frames_per_chunk)
 FRAME_HW = (180, 320)  # original frames; crop mode at target 518 -> 294 x 518 model input
@@ -93,14 +93,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
         "command": "python -m pipeline.models.vggt.bench",
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
-        json.dump(report, fh, indent=2)
-        tmp = fh.name
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    atomic.write_json(args.out, report)
+    os.chmod(args.out, 0o644)  # atomic writes keep mkstemp's 0600
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
