@@ -26,15 +26,16 @@ def depth_figure(path: Path, title: str, rgb: np.ndarray, gt_model: np.ndarray |
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     axes[0, 0].imshow(rgb)
     axes[0, 0].set_title(f"{title}: RGB")
+    shown = depth * (scale if np.isfinite(scale) else 1.0)  # unscaled when there is no ground truth
     finite = gt_model[np.isfinite(gt_model)] if gt_model is not None else np.zeros(0)
-    lo, hi = (np.percentile(finite, [2, 98]) if finite.size else np.percentile(depth * scale, [2, 98]))
+    lo, hi = np.percentile(finite if finite.size else shown[np.isfinite(shown)], [2, 98])
     if gt_model is not None:
         im = axes[0, 1].imshow(gt_model, cmap="magma_r", vmin=lo, vmax=hi)
         fig.colorbar(im, ax=axes[0, 1], fraction=0.03)
         axes[0, 1].set_title("ground-truth depth (m, model grid; white = sky/invalid)")
     else:
         axes[0, 1].set_title("no ground-truth depth")
-    im = axes[1, 0].imshow(depth * (scale if np.isfinite(scale) else 1.0), cmap="magma_r", vmin=lo, vmax=hi)
+    im = axes[1, 0].imshow(shown, cmap="magma_r", vmin=lo, vmax=hi)
     fig.colorbar(im, ax=axes[1, 0], fraction=0.03)
     axes[1, 0].set_title(f"VGGT depth x {scale:.3g} (median-scaled)")
     im = axes[1, 1].imshow(conf, cmap="viridis")
