@@ -54,7 +54,7 @@ from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.losses import SMOOTH_EPS_M, LossWeights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
-from pipeline.models.video.forecaster import Forecast, SlotTrack
+from pipeline.models.video.forecaster import Forecast, SlotTrack, best_of_k
 from pipeline.models.video.model import forecast_verts, world_track
 from pipeline.models.video.poses import relative_gt_poses
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
@@ -321,7 +321,7 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     target_rows = torch.arange(b, device=clips.time.device) * t + (t - 1)
     per_guess = forecast_chamfer(model, forecast, r_wc[:, -1].detach(), t_wc[:, -1].detach(),
                                  clips.frames["points"][target_rows], clips.frames["mask"][target_rows])
-    best, winner = per_guess.min(dim=1)
+    best, winner = best_of_k(per_guess)
     confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
     loss = loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),

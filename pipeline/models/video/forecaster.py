@@ -62,6 +62,13 @@ class Forecast:
     logits: Tensor
 
 
+def best_of_k(errors: Tensor) -> tuple[Tensor, Tensor]:
+    """Winner-takes-all over guesses: errors (B, G) -> (min error (B,), winning guess (B,)).
+
+    Only the winning guess of each sample receives gradient (the min is taken per sample)."""
+    return errors.min(dim=1)
+
+
 def last_velocity(context: SlotTrack) -> Tensor:
     """(B, K, 3) m/s from the last two context frames (zero with one frame)."""
     if context.centre.shape[1] < 2:

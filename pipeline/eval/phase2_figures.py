@@ -1,0 +1,102 @@
+"""Phase-two figures: object tracks (top view, world frame) and a GIF of ray-cast slot reconstructions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.camera import world_to_cv
+from pipeline.eval.phase1_figures import raycast_slots, slot_colours
+from pipeline.io import atomic, synthia
+from pipeline.io.synthia import THING_CLASSES, SequenceLayout
+
+MIN_PIXELS = 50
+
+
+def gt_tracks(raw: Path, sequence: str, camera: str, frames: list[int]) -> dict[int, np.ndarray]:
+    """Visible thing objects' centres per object id as (T_obj, 4) rows [frame, x, y, z] in the OpenCV
+    frame of ``frames[0]`` (the world frame of phase two); empty without generated ground truth."""
+    layout = SequenceLayout(raw / sequence)
+    gt = layout.root / "groundtruth"
+    if not (gt / "objects.parquet").is_file():
+        return {}
+    objects = pd.read_parquet(gt / "objects.parquet")
+    seen = pd.read_parquet(gt / "visibility.parquet")
+    seen = seen[(seen.camera == camera) & (seen.pixels >= MIN_PIXELS) & seen.frame.isin(frames)]
+    rows = objects.merge(seen[["frame", "object_id"]], on=["frame", "object_id"])
+    rows = rows[rows.class_id.isin(THING_CLASSES)]
+    pose0 = synthia.read_pose(layout.pose(camera, frames[0]))
+    out = {}
+    for object_id, part in rows.groupby("object_id"):
+        part = part.sort_values("frame")
+        xyz = world_to_cv(part[["x", "y", "z"]].to_numpy(np.float64), pose0)
+        out[int(object_id)] = np.column_stack([part.frame.to_numpy(), xyz])
+    return out
+
+
+def trajectory_figure(sequence: str, slot_centres: np.ndarray, camera_path: np.ndarray,
+                      gt_camera_path: np.ndarray | None, tracks: dict[int, np.ndarray], world_note: str, out: Path) -> Path:
+    """Top view (x right, z forward of the first frame's camera) of predicted slot tracks (T, K, 3),
+    ground-truth object tracks and the camera path (predicted and GT)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 8))
+    colours = slot_colours(slot_centres.shape[1])
+    for k in range(slot_centres.shape[1]):
+        ax.plot(slot_centres[:, k, 0], slot_centres[:, k, 2], "-o", ms=2, lw=1, color=colours[k], alpha=0.8,
+                label=f"slot {k}" if k < 8 else None)
+    for i, (_, rows) in enumerate(tracks.items()):
+        ax.plot(rows[:, 1], rows[:, 3], "--", color="black", lw=1.5, alpha=0.7, label="GT objects" if i == 0 else None)
+        ax.plot(rows[-1, 1], rows[-1, 3], "kx", ms=6)
+    ax.plot(camera_path[:, 0], camera_path[:, 2], "-", color="grey", lw=2, label="camera (used)")
+    if gt_camera_path is not None:
+        ax.plot(gt_camera_path[:, 0], gt_camera_path[:, 2], ":", color="black", lw=2, label="camera (GT)")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z (m)")
+    ax.set_title(f"{sequence}: slot tracks vs GT objects (top view)\nworld = first frame's camera; {world_note}")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
+    plt.close(fig)
+    return out
+
+
+def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, max_frames: int = 20,
+                frame_ms: int = 250) -> Path:
+    """GIF over ``records`` (at most ``max_frames``, evenly spread): input depth | slot meshes ray-cast
+    from the camera, coloured by slot index (a colour that stays on one object = identity kept)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    picks = np.linspace(0, len(records) - 1, min(max_frames, len(records))).astype(int)
+    colours = slot_colours(verts.shape[1])
+    finite = np.concatenate([r.depth[np.isfinite(r.depth)] for r in records])
+    vmax = float(np.percentile(finite, 95)) if len(finite) else 1.0
+    images = []
+    for i in picks:
+        record = records[i]
+        _, slot = raycast_slots(verts[i], faces, record)
+        seg = np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0)
+        fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
+        axes[0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+        axes[0].set_title(f"depth, frame {record.frame}", fontsize=8)
+        axes[1].imshow(seg)
+        axes[1].set_title("ray-cast slots (colour = slot index)", fontsize=8)
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        plt.close(fig)
+    atomic.write_with(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=frame_ms, loop=0))
+    return out

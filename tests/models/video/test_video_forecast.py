@@ -1,0 +1,108 @@
+"""Forecasting baselines on analytic tracks, best-of-k, the forecaster's start, poses and carried anchors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from pipeline.data.camera import cv_to_world, look_pose
+from pipeline.models.video.config import VideoModelConfig
+from pipeline.models.video.forecaster import (Forecaster, SlotTrack, best_of_k, constant_velocity, copy_last,
+                                              last_velocity)
+from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, relative_gt_poses, rot6d_to_matrix
+from pipeline.models.video.tracking import match_chain, reorder, track_anchors
+
+
+def cv_track(times: torch.Tensor, k: int = 3, seed: int = 0) -> tuple[SlotTrack, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x0, v = torch.randn(k, 3, generator=g) * 5, torch.randn(k, 3, generator=g)
+    centre = x0 + v * times.view(-1, 1, 1)  # (T, K, 3)
+    t = len(times)
+    track = SlotTrack(centre[None], torch.eye(3).expand(1, t, k, 3, 3), torch.ones(1, t, k),
+                      torch.full((1, t, k, 2), 0.5), times[None])
+    return track, x0, v
+
+
+def test_constant_velocity_baseline_is_exact_on_constant_velocity_tracks():
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])  # uneven context gaps
+    track, x0, v = cv_track(times)
+    for delta in (0.2, 1.0, 2.35, -0.5):
+        guess = constant_velocity(track, torch.tensor([delta]))
+        truth = x0 + v * (0.9 + delta)
+        assert torch.allclose(guess.centre[0, 0], truth, atol=1e-4)
+    assert torch.allclose(copy_last(track).centre[0, 0], track.centre[0, -1])
+    assert torch.allclose(last_velocity(track)[0], v, atol=1e-4)
+
+
+def test_best_of_k_takes_the_minimum_and_trains_only_the_winner():
+    errors = torch.tensor([[0.5, 0.2, 0.9], [0.1, 0.4, 0.3]], requires_grad=True)
+    best, winner = best_of_k(errors)
+    assert torch.equal(best, errors.detach()[[0, 1], [1, 0]]) and winner.tolist() == [1, 0]
+    best.sum().backward()
+    assert errors.grad.tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+def test_forecaster_starts_at_copy_last_and_constant_velocity():
+    times = torch.tensor([0.0, 0.2, 0.4, 0.6])
+    track, x0, v = cv_track(times, k=4)
+    model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=32, time_features=4))
+    out = model(track, torch.tensor([1.5]))
+    assert out.centre.shape == (1, 3, 4, 3) and out.logits.shape == (1, 3)
+    assert torch.allclose(out.centre[0, 0], track.centre[0, -1], atol=1e-5)  # guess 0: copy last
+    assert torch.allclose(out.centre[0, 1], x0 + v * (0.6 + 0.75 * 1.5), atol=1e-4)  # 0.75 of the CV step
+    assert torch.allclose(out.centre[0, 2], x0 + v * (0.6 + 1.5 * 1.5), atol=1e-4)
+    # reversed and fractional gaps are valid inputs
+    assert torch.isfinite(model(track, torch.tensor([-0.37])).centre).all()
+
+
+def test_rotation_helpers_against_scipy():
+    v = torch.tensor([[0.3, -0.2, 0.5], [0.0, 0.0, 1e-9]], dtype=torch.float64)
+    assert torch.allclose(axis_angle_to_matrix(v), torch.tensor(Rotation.from_rotvec(v.numpy()).as_matrix()), atol=1e-9)
+    r = torch.tensor(Rotation.random(5, random_state=1).as_matrix(), dtype=torch.float64)
+    assert torch.allclose(rot6d_to_matrix(torch.cat([r[..., :, 0], r[..., :, 1]], -1)), r, atol=1e-9)
+
+
+def test_relative_gt_poses_are_proper_and_map_points_like_the_synthia_poses():
+    poses = np.stack([look_pose(np.array([1.0, 1.5, 2.0]), 0.1, 0.02), look_pose(np.array([3.0, 1.5, 6.0]), 0.5, 0.02)])
+    r, t = relative_gt_poses(poses)
+    assert np.allclose(np.linalg.det(r), 1.0)
+    p_cv = np.array([[0.5, -0.2, 7.0]])
+    # a point of camera 1, seen from camera 0's cv frame, equals world -> camera-0 of the SYNTHIA pose
+    world = cv_to_world(p_cv, poses[1])
+    r0 = poses[0][:3, :3] @ np.diag([1.0, -1.0, -1.0])
+    expected = (world - poses[0][:3, 3]) @ r0
+    assert np.allclose(p_cv @ r[1].T + t[1], expected)
+    rel_r = torch.tensor(r[1:][None], dtype=torch.float64)
+    rel_t = torch.tensor(t[1:][None], dtype=torch.float64)
+    cr, ct = chain(rel_r, rel_t)
+    assert torch.allclose(cr[0, 1], torch.tensor(r[1])) and torch.allclose(ct[0, 1], torch.tensor(t[1]))
+    ir, it = invert(cr[0, 1], ct[0, 1])
+    assert torch.allclose(apply(ir, it, apply(cr[0, 1], ct[0, 1], torch.tensor(p_cv))), torch.tensor(p_cv))
+
+
+def test_carried_anchors_keep_identity_when_depth_order_flips():
+    rng = np.random.default_rng(0)
+    times = np.arange(8) * 0.2
+    points, truth = [], []
+    for t in times:  # blob A drives away (z 8 -> 15 m), blob B comes closer (z 14 -> 7 m)
+        a = rng.normal([-2.0, 0, 8 + 5 * t], 0.3, (60, 3))
+        b = rng.normal([2.0, 0, 14 - 5 * t], 0.3, (60, 3))
+        points.append(np.concatenate([a, b]))
+        truth.append(np.repeat([0, 1], 60))
+    anchors = track_anchors(points, times, k=2, seed=0)
+    first = anchors[0].label[truth[0] == 0][0]
+    for a, lab in zip(anchors, truth, strict=True):
+        assert np.all(a.label[lab == 0] == first) and np.all(a.label[lab == 1] == 1 - first)
+
+
+def test_match_chain_undoes_a_permutation():
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randn(1, 1, 5, 3, generator=g) * 10 + torch.linspace(0, 0.3, 4).view(1, 4, 1, 1)
+    weights = torch.softmax(torch.randn(1, 1, 5, 3, generator=g), -1).expand(1, 4, 5, 3)
+    perms = torch.stack([torch.arange(5), torch.tensor([2, 0, 1, 4, 3]), torch.tensor([4, 3, 2, 1, 0]),
+                         torch.tensor([1, 2, 3, 4, 0])])[None]
+    inverse = torch.argsort(perms, dim=-1)
+    shuffled = reorder(centre, inverse)
+    found = match_chain(shuffled[0], reorder(weights, inverse)[0])[None]
+    assert torch.equal(reorder(shuffled, found), centre)
