@@ -103,7 +103,7 @@ class SequenceInference:
 @torch.no_grad()
 def point_slots(points: np.ndarray, verts: torch.Tensor, faces: torch.Tensor) -> np.ndarray:
     """Slot owning each point's nearest surface point (exact), (N,)."""
-    _, slot, _ = point_mesh_sq_dist(torch.from_numpy(points)[None], verts[None], faces, exact=True)
+    _, slot, _ = point_mesh_sq_dist(torch.tensor(points)[None], verts[None], faces, exact=True)
     return slot[0].numpy()
 
 
@@ -200,7 +200,7 @@ def forecast_metrics(model: VideoSlotModel, seq: SequenceFrames, inference: Sequ
                 continue
             target = int(hits[0])
             record = seq.records[target]
-            points = torch.from_numpy(record.points)[None]
+            points = torch.tensor(record.points)[None]
             mask = torch.ones(points.shape[:2], dtype=torch.bool)
             r_wc, t_wc = inference.r_wc[target][None], inference.t_wc[target][None]
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)

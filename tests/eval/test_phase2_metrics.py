@@ -1,0 +1,50 @@
+"""Phase-two identity metrics on constructed cases: clip vs per-frame FG-ARI, identity switches."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from pipeline.eval.phase2_eval import clip_fg_ari, fg_ari, identity_switches
+
+
+def two_objects(n: int = 30) -> np.ndarray:
+    return np.concatenate([np.zeros(5, int), np.full(n, 7), np.full(n, 9)])  # 5 background points, ids 7 and 9
+
+
+def test_fg_ari_ignores_background_and_matches_sklearn():
+    inst = two_objects()
+    slot = np.concatenate([np.full(5, 3), np.zeros(30, int), np.ones(30, int)])
+    slot[10] = 1  # one foreground error
+    fg = inst > 0
+    assert fg_ari(inst, slot) == adjusted_rand_score(inst[fg], slot[fg])
+    assert fg_ari(np.array([0, 4, 4]), np.array([0, 1, 2])) is None  # fewer than 2 instances: not scored
+
+
+def test_identity_swap_keeps_per_frame_ari_but_lowers_clip_ari():
+    inst = two_objects()
+    frame_a = np.concatenate([np.full(5, 2), np.zeros(30, int), np.ones(30, int)])
+    frame_b = np.concatenate([np.full(5, 2), np.ones(30, int), np.zeros(30, int)])  # slots swapped
+    assert fg_ari(inst, frame_a) == 1.0 and fg_ari(inst, frame_b) == 1.0
+    swapped = clip_fg_ari([inst, inst], [frame_a, frame_b])
+    kept = clip_fg_ari([inst, inst], [frame_a, frame_a])
+    assert kept == 1.0 and swapped < 0.5
+    # the same value as one ARI over the stacked frames
+    both = np.concatenate([inst, inst])
+    fg = both > 0
+    assert swapped == adjusted_rand_score(both[fg], np.concatenate([frame_a, frame_b])[fg])
+
+
+def test_identity_switch_counting():
+    inst = two_objects()
+    a = np.concatenate([np.full(5, 5), np.zeros(30, int), np.ones(30, int)])  # 7 -> slot 0, 9 -> slot 1
+    b = np.concatenate([np.full(5, 5), np.full(30, 2), np.ones(30, int)])  # 7 moves to slot 2: 1 switch
+    c = np.concatenate([np.full(5, 5), np.ones(30, int), np.full(30, 2)])  # both move: 2 switches
+    assert identity_switches([inst] * 3, [a, a, a]) == (0, 2)
+    assert identity_switches([inst] * 3, [a, b, b]) == (1, 2)
+    assert identity_switches([inst] * 3, [a, b, c]) == (3, 2)
+    # an instance absent in the middle frame keeps its last match: no switch when it returns on it
+    gone = np.concatenate([np.zeros(5, int), np.full(30, 0), np.full(30, 9)])
+    assert identity_switches([inst, gone, inst], [a, a, a]) == (0, 2)
+    # small instances (< min_points) are not tracked
+    assert identity_switches([inst], [a], min_points=31) == (0, 0)

@@ -1,0 +1,126 @@
+"""Phase-two training: resuming equals an uninterrupted run; the stage and the report run end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.data.build_pointclouds import build_pointclouds
+from pipeline.data.pointcloud import PointcloudParams
+from pipeline.train.phase1 import Phase1Params, train_phase1
+from pipeline.train.phase2 import Phase2Params, load_sequences, load_video_model, sample_clip, train_phase2
+
+REPO = Path(__file__).parents[2]
+SEQ = "SYNTHIA-SEQS-01-GENERATED"
+CAM = "Stereo_Left/Omni_F"
+P1 = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=48, input_width=80, points="all", far_m=60.0,
+                  min_points=8, points_per_frame=64, steps=1, batch_size=2, samples_per_slot=8, refine_steps_train=0,
+                  log_every=1, val_every=100, checkpoint_every=100)
+P2 = Phase2Params(guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
+                  batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
+                  log_every=1, val_every=100, checkpoint_every=100)
+
+
+@pytest.fixture(scope="module")
+def tiny(generated_root, tmp_path_factory):
+    """Point clouds of the fixture sequence and a 1-step phase-one model."""
+    root = tmp_path_factory.mktemp("phase2")
+    clouds = root / "clouds"
+    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
+    from pipeline.data.frames import load_frames
+
+    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, P1.selection(), progress=False)
+    train_phase1(records, [], P1, root / "phase1.pt", root / "phase1_state.pt", device="cpu", progress=False)
+    return generated_root, clouds, root / "phase1.pt"
+
+
+def test_clip_sampling_respects_gaps_and_reversal():
+    import numpy as np
+
+    params = Phase2Params(context_frames=4, max_gap=3, max_delta=10, reverse_fraction=0.5)
+    rng = np.random.default_rng(0)
+    reversed_seen = forward_seen = 0
+    for _ in range(200):
+        clip = sample_clip(rng, 40, params)
+        context, target = clip[:-1], clip[-1]
+        gaps = np.diff(context)
+        assert np.all((gaps >= 1) & (gaps <= 3)) and 0 <= min(clip) and max(clip) < 40
+        if target < context[0]:
+            reversed_seen += 1
+            assert 1 <= context[0] - target <= 10
+        else:
+            forward_seen += 1
+            assert 1 <= target - context[-1] <= 10
+    assert reversed_seen > 50 and forward_seen > 50
+
+
+def test_resume_equals_uninterrupted(tiny, tmp_path):
+    raw, clouds, phase1 = tiny
+    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(P1).items()})
+    seqs = load_sequences(raw, clouds, [SEQ], CAM, p1.selection())
+    train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
+    part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
+                        progress=False, stop_after=2)
+    assert part["stopped_early"] and not (tmp_path / "b/model.pt").exists()
+    summary = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
+                           progress=False)
+    assert summary["resumed_from_step"] == 2
+    a, _, _ = load_video_model(tmp_path / "a/model.pt")
+    b, _, _ = load_video_model(tmp_path / "b/model.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
+    raw, clouds, phase1 = tiny
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update({"val_sequences": 0, "test_sequences": 0})
+    params["video"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(P2).items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "models/phase1").mkdir(parents=True)
+    shutil.copy(phase1, tmp_path / "models/phase1/model.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
+    from stages import train_phase2 as stage
+
+    result = CliRunner().invoke(stage.app, ["--raw", str(raw), "--clouds", str(clouds), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models/phase2/model.pt").is_file()
+    rows = (tmp_path / "reports/train_phase2/train.csv").read_text().splitlines()
+    assert len(rows) == 1 + P2.steps and "forecast_best_m" in rows[0]
+    metrics = json.loads((tmp_path / "reports/train_phase2/metrics.json").read_text())
+    assert metrics["train"]["steps"] == P2.steps and metrics["train"]["camera"] == "predicted"
+
+    from pipeline.eval.phase2_report import phase2_report
+
+    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, clouds,
+                                 [SEQ], CAM, tmp_path / "figures")
+    identity = out["identity"]["phase2_carried"]
+    assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
+    delta1 = out["forecast_chamfer_m"]["delta_1"]
+    assert delta1["forecasts"] >= 1
+    assert delta1["model_best_of_k"] <= delta1["model_best_of_1"] + 1e-9
+    assert {"copy_last", "constant_velocity", "target_frame_slots"} <= set(delta1)
+    assert out["camera_error"]["pairs"] == 2
+    assert {p.suffix for p in figures} == {".png", ".gif"} and all(p.is_file() for p in figures)
+
+
+def test_missing_phase1_model_is_one_line_error(tmp_path, monkeypatch):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["video"] = {}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    from stages import train_phase2 as stage
+
+    result = CliRunner().invoke(stage.app, ["--phase1", "nowhere/model.pt"])
+    assert result.exit_code == 1
+    assert "nowhere/model.pt: phase-one model not found" in (result.stderr or result.output)
