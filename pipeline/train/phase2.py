@@ -93,7 +93,7 @@ class Phase2Params:
     max_gap: int = 3
     max_delta: int = 10
     reverse_fraction: float = 0.1
-    steps: int = 250
+    steps: int = 200
     batch_size: int = 2
     lr: float = 1e-4
     head_lr: float = 1e-3
