@@ -20,12 +20,14 @@ def main(
     clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet dataset."),
     reports: Path = typer.Option(Path("reports/evaluate"), help="Metrics and figures folder."),
     phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model."),
+    phase2: Path = typer.Option(Path("models/phase2/model.pt"), help="Phase-two (video) model."),
 ) -> None:
     params = load_params()
     data = parse_section(params, "data", DataParams)
     from pipeline.data.splits import split_sequences
     from pipeline.eval import dataset_report
     from pipeline.eval.phase1_report import phase1_report
+    from pipeline.eval.phase2_report import phase2_report
     from pipeline.io import synthia
     from pipeline.tracking import stage_run
 
@@ -48,7 +50,9 @@ def main(
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
                                                        reports / "meshes")
         run.log_metrics({"phase1": phase1_metrics})
-        for figure in figures + phase1_figures:
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
+        run.log_metrics({"phase2": phase2_metrics})
+        for figure in figures + phase1_figures + phase2_figures:
             run.log_artifact(figure, "figures")
         # Make the MLflow run self-describing: every param and the lock file (stages DVC skipped log nothing).
         run.log_params(flatten(params))

@@ -24,8 +24,12 @@ SMOKE = {
     "vggt": {"target_size": 70, "max_points": 256},
     "train": {"steps": 3, "batch_size": 2, "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
               "refine_steps_eval": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2},
+    "laq": {"steps": 3, "batch_size": 2, "frame_offset": 1, "log_every": 1, "checkpoint_every": 2},
+    "video": {"steps": 2, "batch_size": 1, "context_frames": 2, "max_gap": 1, "max_delta": 1, "points_per_frame": 64,
+              "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
+              "checkpoint_every": 2},
 }
-STAGES = ("download", "pointclouds", "vggt", "train_phase1", "evaluate")
+STAGES = ("download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc")]
 
@@ -96,6 +100,9 @@ def test_outputs_exist_and_are_valid(smoke_repo):
     assert (root / "models/phase1/model.pt").is_file()
     assert metrics(root, "train_phase1")["train"]["steps"] == 3
     assert list((root / "reports/evaluate/meshes").glob("*.ply"))
+    assert metrics(root, "concerto")["random_weights"] is True
+    assert (root / "models/laq").is_dir() and "usage_held_out" in metrics(root, "laq")
+    assert (root / "models/phase2/model.pt").is_file() and "phase2" in evaluation
 
 
 def test_second_repro_is_a_no_op(smoke_repo):
@@ -122,7 +129,7 @@ def test_downstream_param_reruns_only_downstream(smoke_repo):
     for upstream in ("download", "vggt"):
         assert f"Stage '{upstream}' didn't change, skipping" in log
         assert f"Running stage '{upstream}'" not in log
-    for downstream in ("pointclouds", "train_phase1", "evaluate"):
+    for downstream in ("pointclouds", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
         assert f"Running stage '{downstream}'" in log
     assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:

@@ -68,6 +68,24 @@ def resize_depth(depth_m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(filled, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
 
+def anchors_from_clusters(points: np.ndarray, label: np.ndarray, centre: np.ndarray) -> Anchors:
+    """Per-cluster radius, PCA spread/axes and weight of ``points`` (N, 3) with ``label`` (N,) in
+    ``range(K)`` and centres (K, 3), in the given cluster order (an empty cluster gets radius
+    0.05 m, zero spread and weight)."""
+    k = len(centre)
+    radius, spread, axes, weight = np.full(k, 0.05), np.zeros((k, 3)), np.tile(np.eye(3), (k, 1, 1)), np.zeros(k)
+    for i in range(k):
+        members = points[label == i] - centre[i]
+        if len(members) == 0:
+            continue
+        radius[i] = max(float(np.linalg.norm(members, axis=1).mean()), 0.05)
+        eigval, eigvec = np.linalg.eigh(members.T @ members / len(members))
+        spread[i] = np.sqrt(np.clip(eigval[::-1], 0, None))
+        axes[i] = eigvec[:, ::-1]
+        weight[i] = len(members) / len(points)
+    return Anchors(centre.astype(np.float64), radius, spread, axes, weight, label.astype(np.int64))
+
+
 def kmeans_anchors(points: np.ndarray, k: int, seed: int) -> Anchors:
     """k-means (sklearn, k-means++) with per-cluster radius and PCA; clusters sorted by centre depth."""
     from sklearn.cluster import KMeans
@@ -77,22 +95,12 @@ def kmeans_anchors(points: np.ndarray, k: int, seed: int) -> Anchors:
     order = np.argsort(km.cluster_centers_[:, 2])
     remap = np.empty_like(order)
     remap[order] = np.arange(k_eff)
-    label = remap[km.labels_]
-    centre = km.cluster_centers_[order]
-    radius, spread, axes, weight = [], [], [], []
-    for i in range(k_eff):
-        members = points[label == i] - centre[i]
-        radius.append(max(float(np.linalg.norm(members, axis=1).mean()) if len(members) else 0.0, 0.05))
-        cov = members.T @ members / max(len(members), 1)
-        eigval, eigvec = np.linalg.eigh(cov)
-        spread.append(np.sqrt(np.clip(eigval[::-1], 0, None)))
-        axes.append(eigvec[:, ::-1])
-        weight.append(len(members) / len(points))
+    anchors = anchors_from_clusters(points, remap[km.labels_], km.cluster_centers_[order])
     pad = k - k_eff  # fewer points than slots: repeat the last cluster (tiny weight marks it)
-    anchors = Anchors(centre, np.array(radius), np.array(spread), np.array(axes), np.array(weight), label)
     if pad:
         anchors = Anchors(*(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in
-                            (anchors.centre, anchors.radius, anchors.spread, anchors.axes, anchors.weight)), label)
+                            (anchors.centre, anchors.radius, anchors.spread, anchors.axes, anchors.weight)),
+                          anchors.label)
     return anchors
 
 

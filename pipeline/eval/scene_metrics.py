@@ -8,7 +8,7 @@ map the points came from (for visibility) and K meshes sharing one face list:
 - ``comp_all_m`` / ``comp_vis_m``: mean distance from area-uniform surface samples (all / only the
   visible ones: in the image and not more than 0.3 m behind the observed depth) to the nearest
   target point; ``chamfer_l1_m = (acc + comp_all) / 2`` and ``chamfer_vis_m = (acc + comp_vis) / 2``;
-- ``fscore@t``: harmonic mean of precision (visible samples within t of a point) and recall
+- ``fscore_<t>``: harmonic mean of precision (visible samples within t of a point) and recall
   (points within t of a surface), for t in 0.1 / 0.2 / 0.5 m;
 - ``fsv``: fraction of in-image samples more than 0.3 m in front of the observed depth;
 - ``fg_ari``: adjusted Rand index between GT instance ids and the slot owning each point's nearest
@@ -75,7 +75,7 @@ def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, f
     for t in F_THRESHOLDS:
         precision = float(np.mean(comp_vis < t)) if visible.any() else 0.0
         recall = float(np.mean(acc < t))
-        out[f"fscore@{t}"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        out[f"fscore_{t}"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     z = samples_np[:, 2]
     observed = np.full(len(z), np.inf)
     u = np.round(intrinsics.focal * samples_np[:, 0] / np.maximum(z, 1e-6) + intrinsics.cx).astype(np.int64)

@@ -62,7 +62,7 @@ class Phase1Params:
     weight_scale: float = 0.1
     weight_distill: float = 1.0
     refine_steps_train: int = 2
-    refine_steps_eval: int = 40
+    refine_steps_eval: int = 120
     refine_lr: float = 0.05
     weight_smoothness: float = 1.0
     weight_usage: float = 0.05

@@ -20,28 +20,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from pipeline.data.frames import Anchors, kmeans_anchors
+from pipeline.data.frames import Anchors, anchors_from_clusters, kmeans_anchors
 
 JUMP_RADII = 2.0
 JUMP_M = 1.0
-
-
-def anchors_from_clusters(points: np.ndarray, label: np.ndarray, centre: np.ndarray) -> Anchors:
-    """Per-cluster radius, PCA spread/axes and weight of ``points`` (N, 3) with ``label`` (N,) in
-    ``range(K)`` and centres (K, 3); same definitions as :func:`pipeline.data.frames.kmeans_anchors`,
-    but the cluster order is kept (an empty cluster gets radius 0.05 m, zero spread and weight)."""
-    k = len(centre)
-    radius, spread, axes, weight = np.full(k, 0.05), np.zeros((k, 3)), np.tile(np.eye(3), (k, 1, 1)), np.zeros(k)
-    for i in range(k):
-        members = points[label == i] - centre[i]
-        if len(members) == 0:
-            continue
-        radius[i] = max(float(np.linalg.norm(members, axis=1).mean()), 0.05)
-        eigval, eigvec = np.linalg.eigh(members.T @ members / len(members))
-        spread[i] = np.sqrt(np.clip(eigval[::-1], 0, None))
-        axes[i] = eigvec[:, ::-1]
-        weight[i] = len(members) / len(points)
-    return Anchors(centre.astype(np.float64), radius, spread, axes, weight, label.astype(np.int64))
 
 
 def carried_kmeans(points: np.ndarray, init: np.ndarray, seed: int) -> Anchors:
