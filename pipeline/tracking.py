@@ -68,6 +68,7 @@ class StageRun:
         self.metrics: dict[str, Any] = {}
         self._mlflow = mlflow_module
         self._curves: dict[str, list[dict[str, Any]]] = {}
+        self._declared: dict[str, list[str]] = {}
 
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
         if self._mlflow is not None:
@@ -89,6 +90,11 @@ class StageRun:
         if self._mlflow is not None:
             self._mlflow.log_metrics({f"{curve}/{k}": float(v) for k, v in values.items()}, step=step)
 
+    def declare_curve(self, curve: str, columns: list[str]) -> None:
+        """Make sure ``reports/<stage>/<curve>.csv`` is written (header only if no row is logged),
+        for curves that may legitimately stay empty but are declared as DVC outputs."""
+        self._declared[curve] = ["step", *columns]
+
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         if self._mlflow is not None and Path(path).exists():
             self._mlflow.log_artifact(str(path), artifact_path=folder)
@@ -102,9 +108,12 @@ class StageRun:
             self._mlflow.set_tags(tags)
 
     def _finish(self) -> None:
+        for curve in self._declared:
+            self._curves.setdefault(curve, [])
         for curve, rows in self._curves.items():
             buffer = io.StringIO()
-            fields = sorted({k for row in rows for k in row}, key=lambda k: (k != "step", k))
+            fields = sorted({k for row in rows for k in row} | set(self._declared.get(curve, [])),
+                            key=lambda k: (k != "step", k))
             writer = csv.DictWriter(buffer, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)

@@ -48,6 +48,7 @@ def main(
                     "not Concerto", features, pairs.manifest.get("weights_source"))
     with stage_run("laq") if info.is_main else contextlib.nullcontext() as run:
         if run is not None:
+            run.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
             run.log_params({"laq": asdict(laq), "data.val_sequences": data.val_sequences,
                             "data.test_sequences": data.test_sequences})
         result = train_laq(pairs.train, pairs.val, laq, out, splits=pairs.splits, manifest=pairs.manifest,

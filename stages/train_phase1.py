@@ -47,6 +47,8 @@ def main(
     report_dir = Path("reports/train_phase1") if main_process else Path(f".cache/rank{os.environ['RANK']}")
     with stage_run("train_phase1", report_dir) as run:
         run.log_params({"train": params["train"], "split": split})
+        for curve in ("train", "val"):  # DVC outputs even when, e.g., no validation frame qualifies
+            run.declare_curve(curve, ["loss", "chamfer_m", "free_space_m", "reverse_m"])
         records, skipped = load_frames(raw, clouds, split["train"], camera, train.selection(), progress=main_process)
         val, _ = load_frames(raw, clouds, split["val"], camera, train.selection(), progress=main_process)
         if not records:

@@ -51,6 +51,8 @@ def main(
     _, p1 = build_model(phase1, video, device="cpu")
     with stage_run("train_phase2", report_dir) as run:
         run.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
+        for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty
+            run.declare_curve(curve, ["loss", "chamfer_m"])
         train = load_sequences(raw, clouds, split["train"], camera, p1.selection(), progress=main_process)
         val = load_sequences(raw, clouds, split["val"], camera, p1.selection(), progress=main_process)
         if not train:

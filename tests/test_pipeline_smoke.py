@@ -22,7 +22,7 @@ SMOKE = {
     "data": {"sequences": 3, "frames": 3, "height": 96, "width": 160},
     "pointcloud": {"max_points": 512},
     "vggt": {"target_size": 70, "max_points": 256},
-    "train": {"steps": 3, "batch_size": 2, "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
+    "train": {"steps": 3, "batch_size": 2, "points": "all", "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
               "refine_steps_eval": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2},
     "laq": {"steps": 3, "batch_size": 2, "frame_offset": 1, "log_every": 1, "checkpoint_every": 2},
     "video": {"steps": 2, "batch_size": 1, "context_frames": 2, "max_gap": 1, "max_delta": 1, "points_per_frame": 64,

@@ -70,7 +70,7 @@ def test_training_lowers_the_loss(generated_root, tmp_path):
 
 
 DDP_SCRIPT = """
-import sys, torch
+import os, sys, torch
 from pathlib import Path
 from pipeline.data.frames import load_frames
 from pipeline.train.phase1 import Phase1Params, train_phase1
@@ -78,7 +78,8 @@ from tests.train.test_phase1_train import TINY, SEQ, CAM
 raw, clouds, out = map(Path, sys.argv[1:4])
 records, _ = load_frames(raw, clouds, [SEQ], CAM, TINY.selection(), progress=False)
 summary = train_phase1(records, [], TINY, out / "model.pt", out / "state.pt", device="cpu", progress=False)
-print("world", summary["world_size"], "frames", summary["frames_seen"])
+if int(os.environ["RANK"]) == 0:
+    print("world", summary["world_size"], "frames", summary["frames_seen"])
 """
 
 
