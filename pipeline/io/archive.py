@@ -26,6 +26,8 @@ checked against the validated listing.
 
 from __future__ import annotations
 
+import abc
+
 import os
 import re
 import shutil
@@ -102,19 +104,22 @@ def _check_mode(mode: int, raw_name: str, archive: Path) -> None:
 # Format readers: each yields validated entries and opens a file entry as a binary stream.
 
 
-class _Reader:
+class _Reader(abc.ABC):
     """Common interface of the three format readers."""
 
     kind = ""
 
+    @abc.abstractmethod
     def entries(self) -> list[Entry]:
-        raise NotImplementedError
+        """Validated entries of the archive."""
 
+    @abc.abstractmethod
     def open(self, entry: Entry) -> IO[bytes]:
-        raise NotImplementedError
+        """A binary stream of a file entry."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the archive."""
 
 
 class _ZipReader(_Reader):
