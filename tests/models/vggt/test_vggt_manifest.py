@@ -9,9 +9,7 @@ from pipeline.models.vggt import VGGT, default_dpt_layers, vggt_1b, vggt_tiny
 from pipeline.models.vggt.load import (VGGT_1B_ORDERED_MANIFEST_SHA256, VGGT_1B_SORTED_MANIFEST_SHA256,
                                        manifest_sha256)
 
-MANIFEST = Path("/work/shared/reference/vggt_1b.tsv")
-if not MANIFEST.exists():  # the shared folder sits next to the repo
-    MANIFEST = Path(__file__).resolve().parents[4] / "shared/reference/vggt_1b.tsv"
+MANIFEST = Path(__file__).resolve().parents[2] / "reference" / "vggt_1b.tsv"  # copied from shared/reference
 
 
 def read_manifest(path: Path) -> list[tuple[str, tuple[int, ...]]]:
@@ -30,7 +28,6 @@ def meta_1b() -> VGGT:
         return VGGT(vggt_1b())
 
 
-@pytest.mark.skipif(not MANIFEST.exists(), reason="shared reference manifest not available")
 def test_1b_state_dict_matches_manifest_in_order(meta_1b):
     got = [(k, tuple(v.shape)) for k, v in meta_1b.state_dict().items()]
     ref = read_manifest(MANIFEST)
