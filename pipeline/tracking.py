@@ -121,6 +121,16 @@ class StageRun:
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
 
 
+def rank_report_dir(stage: str) -> Path:
+    """``reports/<stage>`` on the main process of a torchrun job (or a plain run); other ranks get a
+    scratch folder and MLflow off, so only rank 0 writes metrics and logs runs."""
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        return project_root() / "reports" / stage
+    os.environ["PROTOSCENE_MLFLOW"] = "off"
+    return project_root() / ".cache" / f"rank{rank}" / stage
+
+
 def _parent_run_id(mlflow, experiment_id: str, name: str) -> str:
     from mlflow.tracking import MlflowClient
 

@@ -31,20 +31,14 @@ def main(
     data = parse_section(params, "data", DataParams)
     train = parse_section(params, "train", Phase1Params)
     from pipeline.data.frames import load_frames
-    from pipeline.data.splits import split_sequences
-    from pipeline.io import synthia
-    from pipeline.tracking import stage_run
+    from pipeline.data.splits import training_split
+    from pipeline.tracking import rank_report_dir, stage_run
     from pipeline.train.phase1 import train_phase1
 
-    split = split_sequences([s.name for s in synthia.list_sequences(raw)], data.val_sequences, data.test_sequences)
-    if not split["train"]:
-        raise ValueError(f"params.yaml: no training sequence left after {data.val_sequences} val + "
-                         f"{data.test_sequences} test sequences (data.sequences too small)")
+    split = training_split(raw, data.val_sequences, data.test_sequences)
     camera = data.cameras[0]
     main_process = int(os.environ.get("RANK", "0")) == 0
-    if not main_process:
-        os.environ["PROTOSCENE_MLFLOW"] = "off"
-    report_dir = Path("reports/train_phase1") if main_process else Path(f".cache/rank{os.environ['RANK']}")
+    report_dir = rank_report_dir("train_phase1")
     with stage_run("train_phase1", report_dir) as run:
         run.log_params({"train": params["train"], "split": split})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., no validation frame qualifies

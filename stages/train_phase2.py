@@ -32,22 +32,16 @@ def main(
     params = load_params()
     data = parse_section(params, "data", DataParams)
     video = parse_section(params, "video", Phase2Params)
-    from pipeline.data.splits import split_sequences
-    from pipeline.io import synthia
-    from pipeline.tracking import stage_run
+    from pipeline.data.splits import training_split
+    from pipeline.tracking import rank_report_dir, stage_run
     from pipeline.train.phase2 import build_model, load_sequences, train_phase2
 
     if not phase1.is_file():
         raise FileNotFoundError(f"{phase1}: phase-one model not found (run the train_phase1 stage first)")
-    split = split_sequences([s.name for s in synthia.list_sequences(raw)], data.val_sequences, data.test_sequences)
-    if not split["train"]:
-        raise ValueError(f"params.yaml: no training sequence left after {data.val_sequences} val + "
-                         f"{data.test_sequences} test sequences (data.sequences too small)")
+    split = training_split(raw, data.val_sequences, data.test_sequences)
     camera = data.cameras[0]
     main_process = int(os.environ.get("RANK", "0")) == 0
-    if not main_process:
-        os.environ["PROTOSCENE_MLFLOW"] = "off"
-    report_dir = Path("reports/train_phase2") if main_process else Path(f".cache/rank{os.environ['RANK']}")
+    report_dir = rank_report_dir("train_phase2")
     _, p1 = build_model(phase1, video, device="cpu")
     with stage_run("train_phase2", report_dir) as run:
         run.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})

@@ -14,3 +14,14 @@ def split_sequences(names: list[str], val: int, test: int) -> dict[str, list[str
     n_val = min(val, len(ordered) - n_test)
     n_train = len(ordered) - n_test - n_val
     return {"train": ordered[:n_train], "val": ordered[n_train:n_train + n_val], "test": ordered[n_train + n_val:]}
+
+
+def training_split(raw_root, val: int, test: int) -> dict[str, list[str]]:
+    """Split the SYNTHIA-SEQS sequences under ``raw_root``; no training sequence is a params error."""
+    from pipeline.io import synthia
+
+    split = split_sequences([s.name for s in synthia.list_sequences(raw_root)], val, test)
+    if not split["train"]:
+        raise ValueError(f"params.yaml: no training sequence left after {val} val + {test} test sequences "
+                         f"(data.sequences too small)")
+    return split

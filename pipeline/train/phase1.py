@@ -98,8 +98,15 @@ class Phase1Params:
                            smoothness=self.weight_smoothness, usage=self.weight_usage,
                            free_margin_m=self.free_margin_m, free_cap_m=self.free_cap_m, far_m=self.far_m)
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+    def digest(self, data: str = "") -> str:
+        """Identity of a training run: these params plus a fingerprint of its data."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True) + data
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def records_fingerprint(records: list[FrameRecord]) -> str:
+    """Which frames (and how many target points each) a run trains on; part of the resume identity."""
+    return ";".join(f"{r.sequence}:{r.camera}:{r.frame}:{len(r.points)}" for r in records)
 
 
 PAD_M = 1.0e4
@@ -176,6 +183,10 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
                  stop_after: int | None = None) -> dict:
     """Train and write ``out_model`` (config + weights); returns a summary for the metrics file.
 
+    ``state_path`` holds the resumable state while training runs (every ``checkpoint_every`` steps)
+    and is removed once the model is written, so a rerun trains again rather than "resuming" a
+    finished run. A state made with other params or other training frames is ignored.
+
     ``stop_after``: save the resumable state after that many steps and return without writing the
     model (a time-sliced job, or a test of resuming); the next call continues from the state.
     """
@@ -184,15 +195,16 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
     optimizer = build_optimizer(model, params)
     start_step = 0
+    digest = params.digest(records_fingerprint(train))
     if state_path.is_file():
         state = common.load_checkpoint(state_path, map_location=info.device)
-        if state.get("params_digest") == params.digest():
+        if state.get("params_digest") == digest:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start_step = int(state["step"])
             print(f"train_phase1: resuming from {state_path} at step {start_step}")
         else:
-            print(f"train_phase1: {state_path} was made with other params; starting fresh")
+            print(f"train_phase1: {state_path} was made with other params or data; starting fresh")
     ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
            if info.distributed else model)
     weights = params.loss_weights()
@@ -206,7 +218,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
             if info.is_main:
                 common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
                                                     "optimizer": optimizer.state_dict(), "step": step,
-                                                    "params_digest": params.digest()})
+                                                    "params_digest": digest})
             common.barrier()
             return {"steps": step, "stopped_early": True}
         rng = np.random.default_rng([params.seed, step, info.rank])
@@ -237,15 +249,14 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
             if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
                 common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
                                                     "optimizer": optimizer.state_dict(), "step": step + 1,
-                                                    "params_digest": params.digest()})
+                                                    "params_digest": digest})
     seconds = time.perf_counter() - started
     if info.is_main:
         model_cpu = common.unwrap(ddp)
         common.save_checkpoint(out_model, {"config": dataclasses.asdict(params.model_config()),
                                            "params": dataclasses.asdict(params),
                                            "state_dict": {k: v.detach().cpu() for k, v in model_cpu.state_dict().items()}})
-        common.save_checkpoint(state_path, {"model": model_cpu.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "step": params.steps, "params_digest": params.digest()})
+        state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
     common.barrier()
     return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
             "frames_seen": frames_seen, "frames_per_s": round(frames_seen / max(seconds, 1e-9), 1),
