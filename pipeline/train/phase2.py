@@ -473,6 +473,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
             "params": dataclasses.asdict(params), "phase1_params": dataclasses.asdict(p1),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
         state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
+        state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
     common.barrier()
     return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
             "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(seconds, 1e-9), 2),
