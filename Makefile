@@ -17,7 +17,7 @@ repro: setup
 	dvc repro
 
 test: setup-dev
-	python -m pytest -n 2 --dist loadgroup --durations=8
+	python -m pytest -n 2 --durations=8
 
 bench: setup
 	python -m pipeline.geometry.bench --out reports/bench

@@ -31,7 +31,7 @@ SMOKE = {
 }
 STAGES = ("download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc")]
+pytestmark = [pytest.mark.slow]
 
 
 def copy_repository(dest: Path) -> None:
@@ -52,8 +52,7 @@ def write_smoke_params(root: Path, overrides: dict) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory):
+def make_smoke_repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
     copy_repository(root)
     for stale in ("dvc.lock",):  # reproduce from scratch
@@ -80,7 +79,7 @@ def metrics(root: Path, stage: str) -> dict:
     return json.loads((root / "reports" / stage / "metrics.json").read_text())
 
 
-def test_outputs_exist_and_are_valid(smoke_repo):
+def check_outputs_exist_and_are_valid(smoke_repo):
     root, _, log = smoke_repo
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
@@ -105,12 +104,12 @@ def test_outputs_exist_and_are_valid(smoke_repo):
     assert (root / "models/phase2/model.pt").is_file() and "phase2" in evaluation
 
 
-def test_second_repro_is_a_no_op(smoke_repo):
+def check_second_repro_is_a_no_op(smoke_repo):
     _, run, _ = smoke_repo
     assert "Data and pipelines are up to date" in run("dvc", "repro")
 
 
-def test_mlflow_recorded_the_stages(smoke_repo):
+def check_mlflow_recorded_the_stages(smoke_repo):
     root, _, _ = smoke_repo
     with sqlite3.connect(root / "mlflow.db") as db:
         names = [r[0] for r in db.execute("select name from runs")]
@@ -121,7 +120,7 @@ def test_mlflow_recorded_the_stages(smoke_repo):
     assert list((root / "mlartifacts").rglob("*.png"))  # figures logged as artifacts
 
 
-def test_downstream_param_reruns_only_downstream(smoke_repo):
+def check_downstream_param_reruns_only_downstream(smoke_repo):
     root, run, _ = smoke_repo
     run("git", "add", "-A")
     run("git", "commit", "-qm", "lock")
@@ -134,3 +133,12 @@ def test_downstream_param_reruns_only_downstream(smoke_repo):
     assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1
+
+
+def test_smoke_pipeline(tmp_path_factory):
+    """One test, so the steps run in order on one worker: the last one changes the repository."""
+    smoke_repo = make_smoke_repo(tmp_path_factory)
+    check_outputs_exist_and_are_valid(smoke_repo)
+    check_second_repro_is_a_no_op(smoke_repo)
+    check_mlflow_recorded_the_stages(smoke_repo)
+    check_downstream_param_reruns_only_downstream(smoke_repo)
