@@ -12,7 +12,7 @@ Safety model (applies to every format):
   (:func:`pipeline.io.atomic.atomic_dir`) with ``O_EXCL | O_NOFOLLOW``, the number of bytes
   written is compared with the size declared by the archive, and only when everything succeeded
   is the folder renamed into place. Any failure or interruption (exception, Ctrl-C) removes the
-  temporary folder; a hard kill leaves only a hidden ``.<target>.XXXX.tmp`` folder, which the
+  temporary folder; a hard kill leaves only a hidden ``.<target>.<random>.tmp`` folder, which the
   next call for the same target removes. The target therefore either does not exist or is
   complete.
 
@@ -434,7 +434,7 @@ _FORCE_UNAR = False  # tests set this to run stored (uncompressed) fixtures thro
 def remove_stale_partials(target: Path) -> None:
     """Delete temporary siblings left by a killed extraction into `target`.
 
-    These are the hidden folders ``.<name>.XXXX.tmp`` / ``.<name>.XXXX.old`` made by
+    These are the hidden folders ``.<name>.<random>.tmp`` / ``.<name>.<random>.old`` made by
     :func:`pipeline.io.atomic.atomic_dir`.
     """
     for pattern in (f".{target.name}.*.tmp", f".{target.name}.*.old"):

@@ -51,7 +51,7 @@ class Phase1Params:
     far_m: float = 40.0
     min_points: int = 64
     points_per_frame: int = 1024
-    steps: int = 1200
+    steps: int = 600
     batch_size: int = 8
     lr: float = 5e-4
     prototype_lr: float = 2e-3
