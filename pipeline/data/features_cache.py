@@ -12,10 +12,13 @@ Arrays of one ``.npz`` (T frames, N tokens per frame, C channels):
 frames       (T,) int32      frame indices, strictly increasing
 time_s       (T,) float32    frame / 5 FPS (seconds)
 global       (T, C) float32  one pooled feature per frame (pooling named in the manifest)
-tokens       (T, N, C)       float32 spatial tokens; N is fixed, token order is NOT aligned across frames
+tokens       (T, N, C)       float32 spatial tokens; N is fixed; their order is the manifest's
+                             ``token_layout``: ``bev`` = fixed bird's-eye cells, aligned across frames;
+                             ``fps`` = farthest-point order, NOT aligned across frames
 token_xyz    (T, N, 3)       float32 token centres, metres, OpenCV camera frame of that frame (x right,
                              y down, z forward) — or the input's units when the points came from VGGT
-token_mask   (T, N) bool     False on padding tokens (a frame with fewer occupied voxels than N)
+token_mask   (T, N) bool     False on empty tokens (an empty bird's-eye cell, or a padding repeat of a
+                             frame with fewer occupied voxels than N); their features carry no information
 ===========  ==============  =====================================================================
 
 All values are finite. Writers are atomic (temp file in the same folder, then ``os.replace``).

@@ -10,6 +10,8 @@
   ground-truth relative camera motion (axis-angle rotation and translation of frame t+offset in
   frame t's OpenCV camera axes), fitted on training pairs (penalty by leave-one-sequence-out CV),
   R² on held-out pairs; the same probe fitted on shuffled training labels is the chance reference.
+  With bird's-eye tokens the training pairs are also probed mirrored left-right (their motion mirrored
+  by :func:`mirror_motion`), as in training, so the probe sees left and right turns alike.
   The same probe on the difference of the pooled ``global`` features is a reference for what the
   frozen features alone carry linearly.
 - NMI / AMI between code tuples (and each position) and motion classes from quantile bins of the
@@ -56,6 +58,15 @@ def relative_motion(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
     return np.concatenate([rotvec, ra.T @ (pose_b[:3, 3] - pose_a[:3, 3])])
 
 
+def mirror_motion(motion: np.ndarray) -> np.ndarray:
+    """Relative motions (P, 6) seen in a left-right mirrored world (x → −x in the OpenCV camera frame).
+
+    Translation: t_x negated. Rotation vectors are axial: under the reflection M = diag(−1, 1, 1),
+    ω → det(M) M ω = (ω_x, −ω_y, −ω_z); so yaw (rot_y) and roll (rot_z) change sign, pitch does not.
+    """
+    return motion * np.array([1.0, -1.0, -1.0, -1.0, 1.0, 1.0])
+
+
 def pair_motion(raw: Path, sequences: list[str], cameras: list[str], frames: np.ndarray) -> np.ndarray:
     """(P, 6) relative motion of each pair (sequence, camera, frames (P, 2)) from the pose files under ``raw``."""
     out = np.zeros((len(frames), 6))
@@ -73,13 +84,21 @@ def pair_motion(raw: Path, sequences: list[str], cameras: list[str], frames: np.
 
 
 # ---------------------------------------------------------------------------------------- probes
-def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """Closed-form ridge on standardised inputs: W = (XᵀX + αI)⁻¹ XᵀY, intercept = mean of y."""
+def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float | np.ndarray) -> dict[str, np.ndarray]:
+    """Closed-form ridge on standardised inputs: W = (XᵀX + αI)⁻¹ XᵀY, intercept = mean of y.
+
+    ``alpha``: one penalty, or one per target column of ``y`` (each column is an independent ridge).
+    """
     mu, sd = x.mean(0), x.std(0)
     sd = np.where(sd > 1e-12, sd, 1.0)
     xs = (x - mu) / sd
     y_mean = y.mean(0)
-    w = np.linalg.solve(xs.T @ xs + alpha * np.eye(x.shape[1]), xs.T @ (y - y_mean))
+    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (y.shape[1],))
+    gram, xty = xs.T @ xs, xs.T @ (y - y_mean)
+    w = np.zeros((x.shape[1], y.shape[1]))
+    for a in np.unique(alphas):
+        cols = alphas == a
+        w[:, cols] = np.linalg.solve(gram + a * np.eye(x.shape[1]), xty[:, cols])
     return {"mu": mu, "sd": sd, "w": w, "b": y_mean}
 
 
@@ -98,34 +117,29 @@ def r2_scores(y_true: np.ndarray, y_pred: np.ndarray, min_var: float = 1e-10) ->
 PROBE_ALPHAS = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5)
 
 
-def choose_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas=PROBE_ALPHAS) -> float:
-    """Ridge penalty with the least leave-one-group-out squared error (targets scaled by their std).
+def choose_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas=PROBE_ALPHAS) -> np.ndarray:
+    """Per target column, the ridge penalty with the least leave-one-group-out squared error; (T,).
 
     Groups are sequences, so the choice never sees a held-out frame of the sequence it predicts.
-    With a single group the middle of the grid (1.0) is returned.
+    With a single group the middle of the grid (1.0) is returned for every target.
     """
     names = np.unique(groups)
     if len(names) < 2:
-        return 1.0
-    scale = y.std(0)
-    keep = scale > 1e-12
-    errors = []
-    for alpha in alphas:
-        sse = 0.0
+        return np.ones(y.shape[1])
+    errors = np.zeros((len(alphas), y.shape[1]))
+    for i, alpha in enumerate(alphas):
         for g in names:
             fit = ridge_fit(x[groups != g], y[groups != g], alpha)
-            residual = (ridge_predict(fit, x[groups == g]) - y[groups == g])[:, keep] / scale[keep]
-            sse += float((residual ** 2).sum())
-        errors.append(sse)
-    return float(alphas[int(np.argmin(errors))])
+            errors[i] += ((ridge_predict(fit, x[groups == g]) - y[groups == g]) ** 2).sum(0)
+    return np.asarray(alphas, dtype=np.float64)[errors.argmin(0)]
 
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_eval: np.ndarray,
                  y_eval: np.ndarray, seed: int = 0, names: tuple[str, ...] = MOTION_NAMES) -> dict[str, Any]:
     """Ridge probe fitted on training pairs, R² on held-out pairs, against the same probe on shuffled labels.
 
-    The penalty is chosen by leave-one-sequence-out CV on the training pairs (:func:`choose_alpha`),
-    separately for the true and the shuffled labels. ``r2`` is the mean over targets that vary on the
+    The penalty of each target is chosen by leave-one-sequence-out CV on the training pairs
+    (:func:`choose_alpha`), separately for the true and the shuffled labels. ``r2`` is the mean over targets that vary on the
     held-out set; ``r2_per_target`` lists all (None when constant).
     """
     rng = np.random.default_rng(seed)
@@ -139,7 +153,8 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndar
             "r2_shuffled_labels": float(np.mean(shuffled[valid])) if valid.any() else float("nan"),
             "r2_per_target": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, r2)},
             "targets_constant": [n for n, ok in zip(names, valid) if not ok],
-            "alpha": alpha, "alpha_shuffled_labels": alpha_shuffled}
+            "alpha": {n: float(a) for n, a in zip(names, alpha)},
+            "alpha_shuffled_labels": {n: float(a) for n, a in zip(names, alpha_shuffled)}}
 
 
 # ------------------------------------------------------------------------------------ clustering
@@ -178,8 +193,8 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ model side
 @torch.no_grad()
-def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64) -> dict[str, np.ndarray]:
-    """Eval-mode codes of every pair of ``data`` (a :class:`pipeline.train.laq.FeaturePairs`).
+def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64, mirror: bool = False) -> dict[str, np.ndarray]:
+    """Eval-mode codes of every pair of ``data`` (a :class:`pipeline.train.laq.FeaturePairs`), mirrored if ``mirror``.
 
     Returns ``indices`` (P, S), ``embeddings`` (P, S·Q) hard code vectors, ``mse`` (P,) of the prediction,
     ``copy_mse`` (P,) of copying frame t, and ``feature_diff`` (P, C) of the pooled ``global`` features.
@@ -188,12 +203,13 @@ def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64) -> dict
     indices, embeddings, mse, copy_mse = [], [], [], []
     for start in range(0, len(data), batch):
         idx = torch.arange(start, min(start + batch, len(data)))
-        t0, x0, t1, x1 = data.batch(idx, device)
-        out = model(t0, x0, t1, x1)
+        flip = torch.full((len(idx),), mirror) if mirror else None
+        t0, x0, t1, x1, m0, m1 = data.batch(idx, device, flip)
+        out = model(t0, x0, t1, x1, m0, m1)
         indices.append(out.indices.cpu())
         embeddings.append(out.codes.flatten(1).cpu())
-        mse.append((out.prediction - t1).pow(2).mean((1, 2)).cpu())
-        copy_mse.append((t0 - t1).pow(2).mean((1, 2)).cpu())
+        mse.append(model.token_error(out.prediction, t1).cpu())
+        copy_mse.append(model.token_error(t0, t1).cpu())
     glob = data.global_
     return {"indices": torch.cat(indices).numpy(), "embeddings": torch.cat(embeddings).double().numpy(),
             "mse": torch.cat(mse).double().numpy(), "copy_mse": torch.cat(copy_mse).double().numpy(),
@@ -206,9 +222,9 @@ def prediction_mse(model: LAQ, data, indices: np.ndarray, device: torch.device, 
     total = 0.0
     for start in range(0, len(data), batch):
         idx = torch.arange(start, min(start + batch, len(data)))
-        t0, x0, t1, _ = data.batch(idx, device)
+        t0, x0, t1, _, m0, _ = data.batch(idx, device)
         codes = torch.as_tensor(indices[start:start + len(idx)], device=device)
-        total += float((model.predict_with_indices(t0, x0, codes) - t1).pow(2).mean()) * len(idx)
+        total += float(model.token_error(model.predict_with_indices(t0, x0, codes, m0), t1).sum())
     return total / len(data)
 
 
@@ -251,6 +267,11 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
     random_codes = prediction_mse(model, held_out, rng.integers(0, size, idx.shape), device)
     classes = motion_classes(motion_train, motion_eval, motion_bins)
     groups = np.asarray([f"{a}|{b}" for a, b in zip(train.sequence, train.camera)])
+    probe_x, probe_y, probe_groups = codes_train["embeddings"], motion_train, groups
+    if train.grid is not None:  # mirrored training pairs, as seen in training
+        probe_x = np.concatenate([probe_x, infer_codes(model, train, device, mirror=True)["embeddings"]])
+        probe_y = np.concatenate([probe_y, mirror_motion(motion_train)])
+        probe_groups = np.concatenate([groups, groups])
     tuples = tuple_ids(idx)
     mi = mutual_information(tuples, classes)
     mi_shuffled = mutual_information(tuples[rng.permutation(len(tuples))], classes)
@@ -261,8 +282,7 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
         "prediction": {"mse": mse, "copy_baseline_mse": copy, "mse_ratio_to_copy": mse / copy if copy > 0 else None},
         "controllability": {"mse_shuffled_codes": shuffled, "mse_random_codes": random_codes,
                             "delta_mse_shuffled": shuffled - mse, "delta_mse_random": random_codes - mse},
-        "probe": linear_probe(codes_train["embeddings"], motion_train, groups, codes_eval["embeddings"],
-                              motion_eval, seed),
+        "probe": linear_probe(probe_x, probe_y, probe_groups, codes_eval["embeddings"], motion_eval, seed),
         "probe_feature_diff_reference": linear_probe(codes_train["feature_diff"], motion_train, groups,
                                                      codes_eval["feature_diff"], motion_eval, seed),
         "nmi": {"motion_classes": int(len(np.unique(classes))), "tuple": mi, "tuple_shuffled": mi_shuffled,

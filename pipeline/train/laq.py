@@ -1,10 +1,14 @@
 """Train Concerto-LAQ from cached features (``data/features``, the ``concerto`` stage's output).
 
 Data: ``data/features/<sequence>/<camera with / → _>.npz`` with ``frames`` (T,) int32, ``time_s`` (T,),
-``global`` (T, C), ``tokens`` (T, N, C) and ``token_xyz`` (T, N, 3) (metres, camera frame), plus
-``manifest.json``. A training pair is (frame f, frame f + ``frame_offset``) of one sequence and camera
-(frame indices, not array positions). Features are standardised per channel with statistics of the
-training sequences (stored in the checkpoint). Memory is that of the cached arrays only.
+``global`` (T, C), ``tokens`` (T, N, C), ``token_xyz`` (T, N, 3) (metres, camera frame) and ``token_mask``
+(T, N), plus ``manifest.json``. A training pair is (frame f, frame f + ``frame_offset``) of one sequence and camera
+(frame indices, not array positions). With bird's-eye tokens (manifest ``token_layout: bev``) a share
+``mirror`` of the training pairs is mirrored left-right (grid columns reversed, x negated): the same drive
+seen in a mirrored street, so left and right turns are equally common whatever the few training
+sequences did. Features are standardised per channel with statistics of the
+training sequences' occupied tokens (stored in the checkpoint); empty tokens are set to 0 after that (the
+mean), so "this cell empties" is a change the decoder predicts like any other. Memory is that of the cached arrays only.
 
 Training is deterministic for a seed on CPU: the batch of step s is drawn from a generator seeded
 with (seed, s), so a resumed run draws the same batches; the NSVQ noise uses the global torch RNG,
@@ -46,7 +50,10 @@ class LAQParams:
     - ``dim``: model width; ``heads``: attention heads;
     - ``spatial_depth`` / ``temporal_depth`` / ``decoder_depth``: transformer blocks (decoder 0 = spatial_depth);
     - ``codebook_size``: NSVQ codebook entries; ``code_seq_len``: codes per frame pair; ``quant_dim``: code size;
-    - ``frame_offset``: frames between the two frames of a pair (frame indices; 5 FPS → 1 s at 5).
+    - ``frame_offset``: frames between the two frames of a pair (frame indices; 5 FPS → 1 s at 5);
+    - ``geometry_weight``: weight of the geometry channels (centroid offset of bird's-eye tokens) in the loss;
+    - ``mirror``: probability that a training pair is mirrored left-right (needs ``concerto.tokens: bev``;
+      0 = off).
     Training:
     - ``steps``: optimiser steps; ``batch_size``: pairs per step (over all DDP ranks);
     - ``lr``: peak Adam learning rate (linear warm-up over 5 % of steps, cosine decay to 10 %);
@@ -66,6 +73,9 @@ class LAQParams:
     spatial_depth: int = 2
     temporal_depth: int = 2
     decoder_depth: int = 2
+    temporal_mode: str = "joint"
+    geometry_weight: float = 1.0
+    mirror: float = 0.5
     codebook_size: int = 256
     code_seq_len: int = 4
     quant_dim: int = 32
@@ -85,7 +95,7 @@ class LAQParams:
     motion_bins: int = 3
 
     def validate(self) -> None:
-        LAQConfig(in_channels=1, **self.model_kwargs())  # sizes
+        LAQConfig(in_channels=4, **self.model_kwargs())  # sizes
         if self.frame_offset < 1:
             raise ValueError(f"frame_offset = {self.frame_offset} must be >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -94,11 +104,14 @@ class LAQParams:
             raise ValueError(f"replace_until = {self.replace_until} must be a fraction in [0, 1]")
         if self.replace_every < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("replace_every, log_every and checkpoint_every must be >= 1")
+        if not 0.0 <= self.mirror <= 1.0:
+            raise ValueError(f"mirror = {self.mirror} must be a probability in [0, 1]")
         if self.motion_bins < 2:
             raise ValueError(f"motion_bins = {self.motion_bins} must be >= 2")
 
     def model_kwargs(self) -> dict[str, Any]:
-        keys = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "codebook_size",
+        keys = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
+                "codebook_size",
                 "code_seq_len", "quant_dim")
         return {k: getattr(self, k) for k in keys}
 
@@ -119,30 +132,62 @@ def read_manifest(features: Path) -> dict[str, Any]:
 class FeaturePairs:
     """Frames of some sequences and the (t, t+offset) pairs between them.
 
-    ``tokens`` (F, N, C) float32, ``xyz`` (F, N, 3) metres, ``global_`` (F, C); ``pairs`` (P, 2) int64
+    ``tokens`` (F, N, C) float32, ``xyz`` (F, N, 3) metres, ``mask`` (F, N) bool (occupied), ``global_`` (F, C);
+    ``pairs`` (P, 2) int64
     row indices into the frame arrays; per pair ``sequence``, ``camera`` and ``frames`` (P, 2) frame indices.
+    ``grid``: (rows, columns) of the bird's-eye token grid (token = row * columns + col), None for unaligned tokens.
+    Bird's-eye tokens end with :data:`GEOMETRY_CHANNELS` channels: the offset (x, y, z) of the cell's centroid
+    from the cell centre (metres; 0 in empty cells), so C = cached channels + 3 for them.
     """
 
     tokens: torch.Tensor
     xyz: torch.Tensor
+    mask: torch.Tensor
     global_: torch.Tensor
     pairs: torch.Tensor
     sequence: list[str]
     camera: list[str]
     frames: np.ndarray
+    grid: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """(tokens_t, xyz_t, tokens_t1, xyz_t1) of pairs ``idx``, on ``device``."""
+    def batch(self, idx: torch.Tensor, device: torch.device, mirror: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(tokens_t, xyz_t, tokens_t1, xyz_t1, mask_t, mask_t1) of pairs ``idx`` on ``device`` (``LAQ.forward`` order).
+
+        ``mirror`` (len(idx),) bool: mirror those pairs left-right (:func:`mirror_grid`; needs ``grid``).
+        """
         a, b = self.pairs[idx, 0], self.pairs[idx, 1]
-        return tuple(x.to(device) for x in (self.tokens[a], self.xyz[a], self.tokens[b], self.xyz[b]))
+        t0, x0, t1, x1, m0, m1 = self.tokens[a], self.xyz[a], self.tokens[b], self.xyz[b], self.mask[a], self.mask[b]
+        if mirror is not None and bool(mirror.any()):
+            if self.grid is None:
+                raise ValueError("mirroring needs bird's-eye grid tokens (features manifest token_layout: bev)")
+
+            def flip(x: torch.Tensor, is_xyz: bool = False) -> torch.Tensor:
+                return torch.where(mirror.view(-1, *[1] * (x.dim() - 1)), mirror_grid(x, self.grid, is_xyz), x)
+
+            t0, t1, m0, m1, x0, x1 = flip(t0), flip(t1), flip(m0), flip(m1), flip(x0, True), flip(x1, True)
+            sign = torch.ones(t0.shape[-1])
+            sign[-GEOMETRY_CHANNELS] = -1.0  # the centroid's x offset (kept zero-mean by standardise)
+            t0, t1 = (torch.where(mirror[:, None, None], t * sign, t) for t in (t0, t1))
+        return tuple(x.to(device) for x in (t0, x0, t1, x1, m0, m1))
+
+
+def mirror_grid(x: torch.Tensor, grid: tuple[int, int], is_xyz: bool = False) -> torch.Tensor:
+    """Left-right mirror of per-token arrays (B, N, ...) on a (rows, columns) grid: columns reversed; for
+    token centres (``is_xyz``, (B, N, 3), OpenCV camera axes) x is negated too. The grid is symmetric about
+    x = 0, so a mirrored cell centre is the centre of the mirrored cell."""
+    rows, cols = grid
+    flipped = x.unflatten(1, (rows, cols)).flip(2).flatten(1, 2)
+    if is_xyz:
+        flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], dtype=x.dtype)
+    return flipped
 
 
 def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, manifest: dict[str, Any]) -> FeaturePairs:
     """Read the npz files of ``sequences`` (every camera in the manifest) and pair frames ``frame_offset`` apart."""
-    tokens, xyz, glob, pairs, seq_of, cam_of, frames_of = [], [], [], [], [], [], []
+    tokens, xyz, masks, glob, pairs, seq_of, cam_of, frames_of = [], [], [], [], [], [], [], []
     offset = 0
     channels, n_tokens = int(manifest["channels"]), int(manifest["tokens"])
     for sequence in sequences:
@@ -156,8 +201,10 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
                     raise ValueError(f"{path}: missing arrays {sorted(missing)}")
                 frames = npz["frames"].astype(np.int64)
                 tok, pos, gl = npz["tokens"], npz["token_xyz"], npz["global"]
+                occupied = npz["token_mask"] if "token_mask" in npz.files else np.ones(tok.shape[:2], bool)
             t = len(frames)
-            if tok.shape != (t, n_tokens, channels) or pos.shape != (t, n_tokens, 3) or gl.shape != (t, channels):
+            if (tok.shape != (t, n_tokens, channels) or pos.shape != (t, n_tokens, 3) or gl.shape != (t, channels)
+                    or occupied.shape != (t, n_tokens)):
                 raise ValueError(f"{path}: tokens {tok.shape}, token_xyz {pos.shape}, global {gl.shape} do not match "
                                  f"{t} frames x {n_tokens} tokens x {channels} channels of the manifest")
             if not np.isfinite(tok).all():
@@ -170,16 +217,43 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
                     seq_of.append(sequence)
                     cam_of.append(camera)
                     frames_of.append((int(f), int(f) + frame_offset))
+            if token_grid(manifest) is not None:
+                tok = np.concatenate([tok, centroid_offsets(pos, occupied, manifest)], axis=-1)
             tokens.append(tok.astype(np.float32))
             xyz.append(pos.astype(np.float32))
+            masks.append(occupied.astype(bool))
             glob.append(gl.astype(np.float32))
             offset += t
     if not tokens:
-        return FeaturePairs(torch.zeros(0, n_tokens, channels), torch.zeros(0, n_tokens, 3), torch.zeros(0, channels),
+        return FeaturePairs(torch.zeros(0, n_tokens, channels), torch.zeros(0, n_tokens, 3),
+                            torch.zeros(0, n_tokens, dtype=torch.bool), torch.zeros(0, channels),
                             torch.zeros(0, 2, dtype=torch.int64), [], [], np.zeros((0, 2), np.int64))
     return FeaturePairs(torch.from_numpy(np.concatenate(tokens)), torch.from_numpy(np.concatenate(xyz)),
+                        torch.from_numpy(np.concatenate(masks)),
                         torch.from_numpy(np.concatenate(glob)), torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2),
-                        seq_of, cam_of, np.asarray(frames_of, dtype=np.int64).reshape(-1, 2))
+                        seq_of, cam_of, np.asarray(frames_of, dtype=np.int64).reshape(-1, 2), token_grid(manifest))
+
+
+GEOMETRY_CHANNELS = 3
+
+
+def centroid_offsets(token_xyz: np.ndarray, mask: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
+    """(T, N, 3) offset of each bird's-eye token's centroid from its cell centre (points' units; 0 where empty)."""
+    from pipeline.models.ptv3.bev_tokens import BEVGrid
+
+    grid = BEVGrid(int(manifest["bev_cells_x"]), int(manifest["bev_cells_z"]), float(manifest["bev_width"]),
+                   float(manifest["bev_depth"]))
+    return np.where(mask[..., None], token_xyz - grid.centres()[None], 0.0)
+
+
+def token_grid(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    """(rows, columns) of the bird's-eye token grid of a features manifest, None for other layouts."""
+    if manifest.get("token_layout") != "bev":
+        return None
+    rows, cols = int(manifest["bev_cells_z"]), int(manifest["bev_cells_x"])
+    if rows * cols != int(manifest["tokens"]):
+        raise ValueError(f"features manifest: bev grid {cols} x {rows} does not give its {manifest['tokens']} tokens")
+    return rows, cols
 
 
 @dataclass
@@ -217,14 +291,15 @@ def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_se
                    held_out=load_feature_pairs(features, held_out_names, frame_offset, manifest))
 
 
-def channel_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (C,) over all frames and tokens (std floored at 1e-6)."""
-    flat = tokens.reshape(-1, tokens.shape[-1]).double()
+def channel_stats(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (C,) over the occupied tokens (``mask`` (F, N)) of all frames (std floored at 1e-6)."""
+    flat = tokens[mask].double()
     return flat.mean(0).float(), flat.std(0).clamp_min(1e-6).float()
 
 
 def standardise(data: FeaturePairs, mean: torch.Tensor, std: torch.Tensor) -> FeaturePairs:
-    data.tokens = (data.tokens - mean) / std
+    """In place: ``(tokens - mean) / std`` on occupied tokens, 0 on empty ones."""
+    data.tokens = torch.where(data.mask[..., None], (data.tokens - mean) / std, torch.zeros(()))
     return data
 
 
@@ -244,11 +319,13 @@ def replaces_at(step: int, params: LAQParams) -> bool:
     return done % params.replace_every == 0 and done <= params.replace_until * params.steps
 
 
-def batch_indices(step: int, n_pairs: int, params: LAQParams, rank: int = 0, world: int = 1) -> torch.Tensor:
-    """The pairs of step ``step`` (same on every rank), this rank's strided share."""
+def batch_indices(step: int, n_pairs: int, params: LAQParams, rank: int = 0,
+                  world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs of step ``step`` and which of them to mirror (same on every rank), this rank's strided share."""
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
     idx = torch.randint(n_pairs, (params.batch_size,), generator=generator)
-    return idx[rank::world]
+    mirror = torch.rand(params.batch_size, generator=generator) < params.mirror
+    return idx[rank::world], mirror[rank::world]
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -298,11 +375,18 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
     device = info.device
     if len(train) == 0:
         raise ValueError("no training pairs: too few sequences for the split, or frame_offset larger than the clips")
-    config = LAQConfig(in_channels=train.tokens.shape[-1], **params.model_kwargs())
+    if params.mirror > 0 and train.grid is None:
+        raise ValueError(f"laq.mirror = {params.mirror} needs bird's-eye tokens (concerto.tokens: bev); "
+                         f"set laq.mirror: 0 for other token layouts")
+    config = LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
+                       **params.model_kwargs())
     signature = _signature(params, config, splits, manifest)
     ckpt_path = out_dir / CHECKPOINT
     common.seed_everything(params.seed)
-    mean, std = channel_stats(train.tokens[torch.unique(train.pairs)])
+    used = torch.unique(train.pairs)
+    mean, std = channel_stats(train.tokens[used], train.mask[used])
+    if train.grid is not None:
+        mean[-GEOMETRY_CHANNELS] = 0.0  # x offset: zero-mean, so mirroring is a sign flip after standardising
     standardise(train, mean, std)
     standardise(val, mean, std)
     model = LAQ(config).to(device)
@@ -360,7 +444,8 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
     for step in range(start, end):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, params)
-        out = net(*train.batch(batch_indices(step, len(train), params, info.rank, info.world_size), device))
+        idx, mirror = batch_indices(step, len(train), params, info.rank, info.world_size)
+        out = net(*train.batch(idx, device, mirror if params.mirror > 0 else None))
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if params.grad_clip > 0:

@@ -23,7 +23,8 @@ SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
 POINTS = 300
 PARAMS = {"weights": "random", "preset": "tiny", "points_from": "pointclouds", "grid_size": 0.05,
-          "spatial_tokens": 8, "seed": 0, "max_points": 0}
+          "tokens": "fps", "spatial_tokens": 8, "seed": 0, "max_points": 0,
+          "bev_cells_x": 4, "bev_cells_z": 3, "bev_width": 16.0, "bev_depth": 30.0}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,41 @@ def test_deterministic_and_max_points(project):
         assert np.array_equal(capped["tokens"][i][~valid][: valid.sum()], capped["tokens"][i][valid][: (~valid).sum()])
 
 
+def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
+    """tokens=bev: token n of a frame = mean point feature of the points in bird's-eye cell n (brute force)."""
+    from pipeline.models.ptv3 import build_random, extract_features
+
+    set_params(project, tokens="bev")
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors, stderr
+    manifest = features_cache.load_manifest(project / "data/features")
+    assert manifest["tokens"] == 12 and manifest["token_layout"] == "bev"
+    assert (manifest["bev_cells_x"], manifest["bev_cells_z"], manifest["bev_width"], manifest["bev_depth"]) == (4, 3, 16.0, 30.0)
+    feats = features_cache.load_features(project / "data/features", SEQ, CAM)
+    d = pointcloud_table.read_frame(project / "data/pointclouds", SEQ, CAM, 2)
+    xyz = d[["x", "y", "z"]].to_numpy(np.float64)
+    r = concerto.ZUP_FROM_CV
+    point_feats = extract_features(build_random("tiny", seed=0), xyz @ r.T, d[["r", "g", "b"]].to_numpy(np.uint8),
+                                   d[["nx", "ny", "nz"]].to_numpy(np.float64) @ r.T, grid_size=0.05, seed=0,
+                                   n_spatial_tokens=1)["point_features"]
+    occupied = 0
+    for n in range(12):
+        row, col = divmod(n, 4)
+        x0, z0 = -8.0 + 4.0 * col, 10.0 * row
+        inside = (xyz[:, 0] >= x0) & (xyz[:, 0] < x0 + 4.0) & (xyz[:, 2] >= z0) & (xyz[:, 2] < z0 + 10.0)
+        assert feats["token_mask"][2, n] == inside.any()
+        if inside.any():
+            occupied += 1
+            np.testing.assert_allclose(feats["tokens"][2, n], point_feats[inside].mean(0), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(feats["token_xyz"][2, n], xyz[inside].mean(0), rtol=1e-5, atol=1e-4)
+        else:
+            assert not feats["tokens"][2, n].any()
+            np.testing.assert_allclose(feats["token_xyz"][2, n], [x0 + 2.0, 0.0, z0 + 5.0])
+    assert occupied >= 2
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["token_layout"] == "bev" and 0 < metrics["points_in_grid_fraction"] <= 1
+
+
 def test_points_from_vggt(project):
     vggt_points = project / "data/vggt/points"
     shutil.copytree(project / "data/pointclouds", vggt_points)
@@ -175,6 +211,8 @@ def test_points_from_vggt(project):
     (lambda root: shutil.rmtree(root / "data/pointclouds"), r"^error: data/pointclouds: point clouds not found"),
     (lambda root: set_params(root, grid=0.1), r"^error: params\.yaml: unknown key 'concerto\.grid'"),
     (lambda root: set_params(root, spatial_tokens=0), r"^error: params\.yaml: concerto: spatial_tokens = 0"),
+    (lambda root: set_params(root, tokens="bev", bev_cells_x=0), r"^error: params\.yaml: concerto: bev_cells_x = 0"),
+    (lambda root: set_params(root, tokens="grid"), r"^error: params\.yaml: 'concerto\.tokens' = 'grid' should be one of"),
     (lambda root: set_params(root, weights="/nowhere/model.pth"), r"^error: concerto checkpoint not found"),
 ])
 def test_bad_input_one_line_no_output(project, change, pattern):

@@ -13,14 +13,19 @@ class LAQConfig:
     - ``in_channels``: channels C of the cached per-token features (Concerto output);
     - ``dim``: model width; ``heads``: attention heads (``dim % heads == 0``);
     - ``spatial_depth``: transformer blocks over the tokens of one frame;
-    - ``temporal_depth``: transformer blocks over the two time steps at each token position;
+    - ``temporal_depth``: transformer blocks mixing the two frames; ``temporal_mode``: ``joint`` (attention
+      over all 2N tokens of the pair) or ``per_token`` (over the two time steps of each token position,
+      LAPA's factorisation, meaningful only when tokens are aligned across frames);
     - ``decoder_depth``: blocks of the predictor (self-attention over frame t's tokens + cross-attention
       to the codes); 0 means "same as ``spatial_depth``" (as in LAPA);
     - ``code_seq_len``: discrete codes per frame pair, one learned query each;
     - ``codebook_size``: entries of the shared NSVQ codebook; ``quant_dim``: their dimension (LAPA: 32);
     - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
       ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
-    - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``.
+    - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``;
+    - ``geometry_channels``: the last channels of each token that describe its geometry (3 for bird's-eye
+      tokens: centroid offset in the cell; 0 = none); ``geometry_weight``: their share of the loss, which is
+      ``MSE(features) + geometry_weight * MSE(geometry)``.
     """
 
     in_channels: int = 512
@@ -29,12 +34,15 @@ class LAQConfig:
     spatial_depth: int = 4
     temporal_depth: int = 4
     decoder_depth: int = 0
+    temporal_mode: str = "joint"
     code_seq_len: int = 4
     codebook_size: int = 256
     quant_dim: int = 32
     pos_frequencies: int = 8
     pos_scale_m: float = 20.0
     mlp_ratio: float = 4.0
+    geometry_channels: int = 0
+    geometry_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -42,6 +50,11 @@ class LAQConfig:
         for name in ("in_channels", "dim", "heads", "code_seq_len", "codebook_size", "quant_dim", "pos_frequencies"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)} must be >= 1")
+        if not 0 <= self.geometry_channels < self.in_channels or self.geometry_weight < 0:
+            raise ValueError(f"geometry_channels = {self.geometry_channels} must be in [0, in_channels) and "
+                             f"geometry_weight = {self.geometry_weight} >= 0")
+        if self.temporal_mode not in ("joint", "per_token"):
+            raise ValueError(f"temporal_mode = {self.temporal_mode!r} must be 'joint' or 'per_token'")
         for name in ("spatial_depth", "temporal_depth", "decoder_depth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)} must be >= 0")

@@ -1,11 +1,16 @@
 """Concerto-LAQ model: encoder (spatial + temporal transformer, frame difference, code queries), NSVQ, decoder.
 
-Shapes: B frame pairs, N spatial tokens per frame (same order in both frames), C feature channels,
-S = ``code_seq_len`` codes, Q = ``quant_dim``. Token centres are metres in the camera frame (OpenCV axes).
+Shapes: B frame pairs, N spatial tokens per frame, C feature channels, S = ``code_seq_len`` codes,
+Q = ``quant_dim``. Token centres are metres in the camera frame (OpenCV axes). ``mask`` (B, N) marks
+occupied tokens (an empty bird's-eye cell or a padding token is False; None = all occupied).
 
 - Encoder (C-ViViT-like, after LAPA's LAQ): each frame's tokens are projected C → dim (shared by both
-  frames) plus a Fourier encoding of the token centres; ``spatial_depth`` blocks attend within a frame,
-  ``temporal_depth`` blocks across the two time steps at each token position. The difference
+  frames; empty tokens get one learned "empty" vector instead) plus a Fourier encoding of the token
+  centres; ``spatial_depth`` blocks attend within a frame, then ``temporal_depth`` blocks mix the two
+  frames: ``temporal_mode = "joint"`` attends over all 2N tokens of the pair (a token of frame t+offset
+  can find where its content was in frame t, which is how ego-motion shows on a bird's-eye grid), or
+  ``"per_token"`` over the two time steps of each token position (LAPA's factorisation; needs tokens
+  aligned across frames). The difference
   (frame t+offset − frame t) of the encodings is split into S spatial cells of frame t (for S = 4:
   left/right x near/far, :func:`spatial_cells`) and each cell is read by its own learned query with
   cross-attention restricted to the cell, so the S codes summarise different parts of the scene (like
@@ -13,7 +18,9 @@ S = ``code_seq_len`` codes, Q = ``quant_dim``. Token centres are metres in the c
 - NSVQ quantises each of the S vectors (dimension Q) with one shared codebook.
 - Decoder: frame t's projected tokens with stop-gradient (LAPA) go through ``decoder_blocks`` blocks
   with cross-attention to the S codes; a zero-initialised head predicts the change, so the prediction
-  of frame t+offset's tokens starts as the copy of frame t. Loss: MSE of the predicted tokens.
+  of frame t+offset's tokens starts as the copy of frame t. Loss (:meth:`LAQ.token_error`): MSE of the
+  predicted feature channels plus ``geometry_weight`` times the MSE of the geometry channels (bird's-eye
+  tokens carry their centroid's offset in the cell: the most direct trace of ego-motion).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class LAQ(nn.Module):
         c = config
         self.in_norm = nn.LayerNorm(c.in_channels)
         self.in_proj = nn.Linear(c.in_channels, c.dim)
+        self.empty = nn.Parameter(torch.zeros(c.dim))
         self.position = FourierPosition(c.dim, c.pos_frequencies, c.pos_scale_m)
         self.spatial = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.spatial_depth))
         self.time_embed = nn.Parameter(torch.zeros(2, c.dim))
@@ -65,22 +73,34 @@ class LAQ(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def embed(self, tokens: Tensor, xyz: Tensor) -> Tensor:
-        """(…, N, C) features and (…, N, 3) centres → (…, N, dim)."""
-        return self.in_proj(self.in_norm(tokens)) + self.position(xyz)
+    def embed(self, tokens: Tensor, xyz: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(…, N, C) features, (…, N, 3) centres and (…, N) occupancy → (…, N, dim)."""
+        h = self.in_proj(self.in_norm(tokens))
+        if mask is not None:
+            h = torch.where(mask[..., None], h, self.empty)
+        return h + self.position(xyz)
 
-    def encode(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor, mask0: Tensor | None = None,
+               mask1: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Continuous latent actions (B, S, Q) and frame t's token embedding (B, N, dim)."""
         b, n, _ = tokens0.shape
-        x = self.embed(torch.stack([tokens0, tokens1], 1), torch.stack([xyz0, xyz1], 1))  # (B, 2, N, dim)
+        mask = None if mask0 is None and mask1 is None else torch.stack([_full(mask0, tokens0), _full(mask1, tokens1)], 1)
+        x = self.embed(torch.stack([tokens0, tokens1], 1), torch.stack([xyz0, xyz1], 1), mask)  # (B, 2, N, dim)
         first = x[:, 0]
         h = x.reshape(b * 2, n, -1)
         for block in self.spatial:
             h = block(h)
-        h = h.reshape(b, 2, n, -1).transpose(1, 2).reshape(b * n, 2, -1) + self.time_embed
-        for block in self.temporal:
-            h = block(h)
-        h = h.reshape(b, n, 2, -1)
+        h = h.reshape(b, 2, n, -1) + self.time_embed[None, :, None, :]
+        if self.config.temporal_mode == "joint":
+            h = h.reshape(b, 2 * n, -1)
+            for block in self.temporal:
+                h = block(h)
+            h = h.reshape(b, 2, n, -1).transpose(1, 2)
+        else:
+            h = h.transpose(1, 2).reshape(b * n, 2, -1)
+            for block in self.temporal:
+                h = block(h)
+            h = h.reshape(b, n, 2, -1)
         diff = h[:, :, 1] - h[:, :, 0] + self.diff_position(xyz0)
         cells = spatial_cells(xyz0, self.config.code_seq_len)  # (B, N)
         mask = cells[:, None, :] == torch.arange(self.config.code_seq_len, device=cells.device)[None, :, None]
@@ -95,14 +115,32 @@ class LAQ(nn.Module):
             y = block(y, context=context)
         return tokens0 + self.head(self.out_norm(y))
 
-    def forward(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor) -> LAQOutput:
-        """Frame pair (tokens (B, N, C), centres (B, N, 3)) at t and t+offset → :class:`LAQOutput`."""
-        latent, first = self.encode(tokens0, xyz0, tokens1, xyz1)
+    def forward(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor, mask0: Tensor | None = None,
+                mask1: Tensor | None = None) -> LAQOutput:
+        """Frame pair (tokens (B, N, C), centres (B, N, 3), occupancy (B, N)) at t and t+offset → :class:`LAQOutput`.
+
+        The loss is the MSE over all tokens of frame t+offset; empty tokens are expected to hold zeros
+        (the data loader sets them so), so the decoder also learns which cells empty or fill.
+        """
+        latent, first = self.encode(tokens0, xyz0, tokens1, xyz1, mask0, mask1)
         codes, indices = self.quantizer(latent)
         prediction = self.decode(first, tokens0, codes)
-        return LAQOutput(F.mse_loss(prediction, tokens1), prediction, indices, codes, latent)
+        return LAQOutput(self.token_error(prediction, tokens1).mean(), prediction, indices, codes, latent)
+
+    def token_error(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Per-pair loss (B,): MSE over the feature channels + ``geometry_weight`` x MSE over the geometry channels."""
+        g = self.config.geometry_channels
+        squared = (prediction - target).pow(2)
+        if g == 0:
+            return squared.mean((1, 2))
+        return squared[..., :-g].mean((1, 2)) + self.config.geometry_weight * squared[..., -g:].mean((1, 2))
 
     @torch.no_grad()
-    def predict_with_indices(self, tokens0: Tensor, xyz0: Tensor, indices: Tensor) -> Tensor:
+    def predict_with_indices(self, tokens0: Tensor, xyz0: Tensor, indices: Tensor, mask0: Tensor | None = None) -> Tensor:
         """Prediction (B, N, C) of frame t+offset from frame t and given code indices (B, S) (hard codes)."""
-        return self.decode(self.embed(tokens0, xyz0), tokens0, self.quantizer.lookup(indices))
+        return self.decode(self.embed(tokens0, xyz0, mask0), tokens0, self.quantizer.lookup(indices))
+
+
+def _full(mask: Tensor | None, tokens: Tensor) -> Tensor:
+    """``mask`` or an all-True (B, N) mask for ``tokens`` (B, N, C)."""
+    return torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device) if mask is None else mask

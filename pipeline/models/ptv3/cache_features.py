@@ -14,8 +14,10 @@ Conventions:
   rotated back: metres in the OpenCV camera frame of that frame.
 - ``global`` = the library's ``global_mean``: mean over the stage-0 voxels of the up-cast features, so
   C = the up-cast width D (128 tiny, 896 concerto_small, 1088 base, 1536 large) for globals and tokens.
-- Tokens: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
-  frames; use ``token_xyz``). Frames with fewer voxels than N repeat tokens and mask the repeats.
+- Tokens (``concerto.tokens``): ``bev`` (default) pools the per-point features into a fixed bird's-eye grid of
+  the camera frame (:mod:`.bev_tokens`; token n is the same region in every frame, empty cells masked);
+  ``fps``: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
+  frames; use ``token_xyz``), where frames with fewer voxels than N repeat tokens and mask the repeats.
 
 Random weights (the offline default) are announced in the manifest and in the metrics (``RANDOM_NOTE``); the
 stage also warns on stderr and tags the MLflow run.
@@ -32,6 +34,7 @@ import torch
 
 from pipeline import runtime
 
+from .bev_tokens import pool_bev
 from .features import extract_features
 from .loader import RANDOM_INIT, load_encoder
 from .model import PointTransformerV3
@@ -90,6 +93,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
     out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
+    grid = p.bev_grid()
     for frame, start, end in zip(frames, starts, ends, strict=True):
         rows = order[start:end]
         if p.max_points and len(rows) > p.max_points:
@@ -97,16 +101,24 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
         xyz = xyz_all[rows] @ ZUP_FROM_CV.T
         nrm = nrm_all[rows] @ ZUP_FROM_CV.T
         t0 = time.perf_counter()
+        bev = p.tokens == "bev"
         res = extract_features(model, xyz, rgb_all[rows], nrm, grid_size=p.grid_size, seed=p.seed,
-                               n_spatial_tokens=p.spatial_tokens, return_point_features=False)
+                               n_spatial_tokens=1 if bev else p.spatial_tokens, return_point_features=bev)
         stats["model_seconds"] += time.perf_counter() - t0
         stats["points"] += len(rows)
         stats["voxels"] += res["num_voxels"]
         stats["meta"] = res["meta"]
         out["global_"].append(res["global_mean"])
-        out["tokens"].append(res["spatial_tokens"])
-        out["token_xyz"].append(res["spatial_token_xyz"].astype(np.float64) @ ZUP_FROM_CV)  # back to camera axes
-        out["token_mask"].append(res["spatial_token_mask"])
+        if bev:
+            cells = pool_bev(xyz_all[rows], res["point_features"], grid)  # camera-frame points
+            out["tokens"].append(cells["tokens"])
+            out["token_xyz"].append(cells["token_xyz"])
+            out["token_mask"].append(cells["token_mask"])
+            stats["points_in_grid"] += int(cells["counts"].sum())
+        else:
+            out["tokens"].append(res["spatial_tokens"])
+            out["token_xyz"].append(res["spatial_token_xyz"].astype(np.float64) @ ZUP_FROM_CV)  # back to camera axes
+            out["token_mask"].append(res["spatial_token_mask"])
         if len(out["global_"]) % TRIM_EVERY == 0:
             runtime.release_heap()
         bar.update()
@@ -136,7 +148,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
 
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
     random_weights = model.weights_source == RANDOM_INIT
-    stats = {"model_seconds": 0.0, "points": 0, "voxels": 0, "meta": None}
+    stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
     globals_, masks = [], []
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp:
@@ -153,15 +165,18 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         meta = stats["meta"]
         manifest = {
             "weights_source": str(model.weights_source), "random_weights": random_weights,
-            "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.spatial_tokens,
+            "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.n_tokens,
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
             "sequences": sequences,
             "points_units": str(in_manifest.get("units", "metres")),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
-            "token_order": meta["spatial_token_order"], "upcast": meta["upcast"], "seed": p.seed,
+            "token_layout": p.tokens, "token_order": token_order(p, meta), "upcast": meta["upcast"], "seed": p.seed,
             "max_points": p.max_points, "enc_channels": meta["enc_channels"],
         }
+        if p.tokens == "bev":
+            manifest.update({"bev_cells_x": p.bev_cells_x, "bev_cells_z": p.bev_cells_z,
+                             "bev_width": p.bev_width, "bev_depth": p.bev_depth})
         if random_weights:
             manifest["note"] = RANDOM_NOTE
         features_cache.write_manifest(tmp, manifest)
@@ -170,7 +185,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     metrics = {
         "weights_source": manifest["weights_source"], "random_weights": random_weights, "preset": manifest["preset"],
         "points_from": p.points_from, "grid_size": p.grid_size, "channels": manifest["channels"],
-        "tokens": p.spatial_tokens, "device": str(device), "torch_threads": runtime.torch_threads(),
+        "tokens": p.n_tokens, "token_layout": p.tokens, "device": str(device), "torch_threads": runtime.torch_threads(),
         "sequences": len(sequences), "frames": int(len(all_globals)), "points": stats["points"],
         "voxels_per_frame": round(stats["voxels"] / len(all_globals), 1),
         "points_per_s": round(stats["points"] / stats["model_seconds"], 1),
@@ -179,10 +194,22 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         "peak_rss_mb": round(runtime.peak_rss_mb(), 1),
         "features": feature_statistics(all_globals, np.concatenate(masks)),
     }
+    if p.tokens == "bev":
+        metrics["points_in_grid_fraction"] = round(stats["points_in_grid"] / max(1, stats["points"]), 4)
     if random_weights:
         metrics["note"] = RANDOM_NOTE
     metrics.update(runtime.cuda_memory_metrics(device))
     return metrics
+
+
+def token_order(p: ConcertoParams, meta: dict) -> str:
+    """How the N tokens of a frame are ordered (manifest text)."""
+    if p.tokens == "fps":
+        return meta["spatial_token_order"]
+    return (f"bird's-eye grid of the camera frame, aligned across frames: token = row * {p.bev_cells_x} + col, "
+            f"{p.bev_cells_x} columns over x in [-{p.bev_width / 2:g}, {p.bev_width / 2:g}), {p.bev_cells_z} rows over "
+            f"z in [0, {p.bev_depth:g}) (units of the points); mean point features per cell, zeros and "
+            f"token_mask False in empty cells (token_xyz = cell centre there)")
 
 
 def load_model(p: ConcertoParams, device: torch.device) -> PointTransformerV3:

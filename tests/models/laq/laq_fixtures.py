@@ -20,10 +20,16 @@ from pipeline.io.synthia import write_pose
 CAMERA = "Stereo_Left/Omni_F"
 
 
+BEV_WIDTH, BEV_DEPTH = 20.0, 28.0
+
+
 def token_grid(n_side: int) -> np.ndarray:
-    """(n_side², 3) cv-frame centres: x in [-8, 8] m, y = 1.5 m (ground), z in [4, 24] m."""
-    x, z = np.meshgrid(np.linspace(-8, 8, n_side), np.linspace(4, 24, n_side))
-    return np.stack([x.ravel(), np.full(x.size, 1.5), z.ravel()], 1).astype(np.float32)
+    """(n_side², 3) cv-frame centres of an n_side x n_side bird's-eye grid (20 m x 28 m), y = 1.5 m (ground)."""
+    from pipeline.models.ptv3.bev_tokens import BEVGrid
+
+    centres = BEVGrid(n_side, n_side, BEV_WIDTH, BEV_DEPTH).centres()
+    centres[:, 1] = 1.5
+    return centres.astype(np.float32)
 
 
 def drive(frames: int, rng: np.random.Generator, fps: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +80,11 @@ def write_features(root: Path, sequences: int = 4, frames: int = 24, n_side: int
         np.savez(out / f"{CAMERA.replace('/', '_')}.npz", frames=np.arange(frames, dtype=np.int32),
                  time_s=(np.arange(frames) / 5.0).astype(np.float32),
                  **{"global": tokens.mean(1)}, tokens=tokens,
-                 token_xyz=np.broadcast_to(grid, (frames, *grid.shape)).copy())
+                 token_xyz=np.broadcast_to(grid, (frames, *grid.shape)).copy(),
+                 token_mask=np.ones((frames, len(grid)), bool))
     manifest = {"weights_source": "test fixture", "random_weights": random_weights, "preset": "fixture",
                 "channels": channels, "tokens": len(grid), "pooling": "grid", "points_from": "fixture",
-                "camera": [CAMERA], "sequences": names}
+                "camera": [CAMERA], "sequences": names, "token_layout": "bev", "bev_cells_x": n_side,
+                "bev_cells_z": n_side, "bev_width": BEV_WIDTH, "bev_depth": BEV_DEPTH}
     (features / "manifest.json").write_text(json.dumps(manifest))
     return names

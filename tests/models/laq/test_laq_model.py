@@ -111,3 +111,53 @@ def test_spatial_cells_are_equal_and_match_a_brute_force_split():
             members = [m for m in range(20) if (m in left) == (col == 0)]
             near = sorted(members, key=lambda m: float(rng[m]))[:5]
             assert int(cells[b, n]) == (0 if n in near else 1) * 2 + col
+
+
+def test_token_error_weights_geometry_channels():
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**{**SMALL, "geometry_channels": 2, "geometry_weight": 3.0}))
+    pred, target = torch.randn(2, 10, 6), torch.randn(2, 10, 6)
+    sq = (pred - target) ** 2
+    expected = sq[..., :4].mean((1, 2)) + 3.0 * sq[..., 4:].mean((1, 2))
+    torch.testing.assert_close(model.token_error(pred, target), expected)
+    plain = LAQ(LAQConfig(**SMALL))
+    torch.testing.assert_close(plain.token_error(pred, target), sq.mean((1, 2)))
+
+
+def test_empty_tokens_embed_as_the_learned_empty_vector():
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**SMALL))
+    with torch.no_grad():
+        model.empty.normal_()
+    t0, x0, _, _ = inputs()
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[:, 4] = False
+    other = t0.clone()
+    other[:, 4] += 100.0  # features of an empty token must not matter
+    a, b = model.embed(t0, x0, mask), model.embed(other, x0, mask)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a[:, 4], model.empty + model.position(x0[:, 4]))
+
+
+def test_joint_temporal_mixing_reaches_other_tokens_per_token_does_not():
+    """With no spatial blocks, only 'joint' lets a change of frame t+offset's token 7 alter the encoding at token 2."""
+    torch.manual_seed(0)
+    t0, x0, t1, x1 = inputs()
+    moved = t1.clone()
+    moved[:, 7] += torch.arange(6.0)  # not a constant shift (the input LayerNorm would remove it)
+    for mode, reaches in (("joint", True), ("per_token", False)):
+        model = LAQ(LAQConfig(**{**SMALL, "spatial_depth": 0, "temporal_mode": mode})).eval()
+        seen = {}
+
+        def hook(_module, _inputs, output, seen=seen):
+            seen["out"] = output
+
+        handle = model.temporal[-1].register_forward_hook(hook)
+        model.encode(t0, x0, t1, x1)
+        before = seen["out"].clone()
+        model.encode(t0, x0, moved, x1)
+        handle.remove()
+        b, n = 3, 10
+        as_tokens = (lambda h: h.reshape(b, 2, n, -1)[:, :, 2]) if mode == "joint" else (lambda h: h.reshape(b, n, 2, -1)[:, 2])
+        changed = not torch.allclose(as_tokens(before), as_tokens(seen["out"]))
+        assert changed == reaches, mode

@@ -42,8 +42,47 @@ def test_pairs_are_frame_offset_apart(features):
     assert np.all(train.frames[:, 1] - train.frames[:, 0] == 2)
     first = np.load(features / splits["train"][0] / "Stereo_Left_Omni_F.npz")
     i = 3
-    torch.testing.assert_close(train.tokens[train.pairs[i, 0]], torch.from_numpy(first["tokens"][train.frames[i, 0]]))
-    torch.testing.assert_close(train.tokens[train.pairs[i, 1]], torch.from_numpy(first["tokens"][train.frames[i, 1]]))
+    c = first["tokens"].shape[-1]  # bird's-eye tokens: cached features, then 3 geometry channels
+    assert train.tokens.shape[-1] == c + 3 and train.grid == (3, 3)
+    torch.testing.assert_close(train.tokens[train.pairs[i, 0], :, :c], torch.from_numpy(first["tokens"][train.frames[i, 0]]))
+    torch.testing.assert_close(train.tokens[train.pairs[i, 1], :, :c], torch.from_numpy(first["tokens"][train.frames[i, 1]]))
+    # geometry channels: centroid offset from the cell centre; the fixture's centroids are the centres at y = 1.5
+    torch.testing.assert_close(train.tokens[:, :, c:], torch.tensor([0.0, 1.5, 0.0]).expand(len(train.tokens), 9, 3))
+
+
+def test_mirrored_batch_is_the_left_right_mirror(features):
+    from pipeline.train.laq import mirror_grid
+
+    train, _, _, _ = load(features, TINY)
+    idx = torch.tensor([0, 5])
+    plain = train.batch(idx, torch.device("cpu"))
+    flipped = train.batch(idx, torch.device("cpu"), mirror=torch.tensor([False, True]))
+    for a, b in zip(plain, flipped):
+        torch.testing.assert_close(a[0], b[0])  # not mirrored
+    t0, x0 = plain[0][1].reshape(3, 3, -1), plain[1][1].reshape(3, 3, 3)  # (rows = z, cols = x, ...)
+    ft0, fx0 = flipped[0][1].reshape(3, 3, -1), flipped[1][1].reshape(3, 3, 3)
+    for col in range(3):
+        torch.testing.assert_close(ft0[:, col, :-3], t0[:, 2 - col, :-3])  # features move to the mirrored column
+        torch.testing.assert_close(ft0[:, col, -3], -t0[:, 2 - col, -3])  # the centroid's x offset flips sign
+        torch.testing.assert_close(fx0[:, col], x0[:, 2 - col] * torch.tensor([-1.0, 1.0, 1.0]))
+    # cell centres of a symmetric grid map onto each other, so mirroring twice is the identity
+    twice = mirror_grid(mirror_grid(plain[1], train.grid, True), train.grid, True)
+    torch.testing.assert_close(twice, plain[1])
+
+
+def test_mirror_needs_a_bev_grid(features, tmp_path):
+    import shutil
+
+    copy = tmp_path / "features"
+    shutil.copytree(features, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["token_layout"] = "fps"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    train, val, splits, manifest = load(copy, TINY)
+    assert train.grid is None and train.tokens.shape[-1] == 4
+    with pytest.raises(ValueError, match="laq.mirror = 0.5 needs bird's-eye tokens"):
+        train_laq(train, val, dataclasses.replace(TINY, mirror=0.5), tmp_path / "ckpt", splits=splits,
+                  manifest=manifest, progress=False)
 
 
 def test_bad_feature_file_is_reported(features, tmp_path):
