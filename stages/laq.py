@@ -2,7 +2,7 @@
 
 Reads only ``data/features`` (the `concerto` stage) and the pose files in ``data/raw``; writes
 ``models/laq/checkpoint.pt`` (resumable), ``reports/laq/{metrics.json, train.csv, codebook.csv}`` and
-``reports/laq/figures/code_usage.png``. Runs as ``python -m stages.laq`` or, for DDP, as
+``reports/laq/figures/{code_usage,probe}.png``. Runs as ``python -m stages.laq`` or, for DDP, as
 ``torchrun --nproc_per_node N -m stages.laq`` (rank 0 logs, evaluates and writes the reports).
 """
 
@@ -56,10 +56,12 @@ def main(
                            progress=progress, dist_info=info)
         if run is None:
             return
-        metrics, codes = laq_metrics.stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
-        figure = run.report_dir / "figures" / "code_usage.png"
-        laq_metrics.usage_figure(codes, laq.codebook_size, figure)
-        run.log_artifact(figure, "figures")
+        metrics, figures = laq_metrics.stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
+        usage, probe = run.report_dir / "figures" / "code_usage.png", run.report_dir / "figures" / "probe.png"
+        laq_metrics.usage_figure(figures["indices"], laq.codebook_size, usage)
+        laq_metrics.probe_figure(figures["probe"], probe)
+        for figure in (usage, probe):
+            run.log_artifact(figure, "figures")
         run.log_metrics(metrics)
         log.info("laq: %s", laq_metrics.headline(metrics))
 

@@ -253,7 +253,9 @@ def replacement_summary(events: list[dict[str, float]]) -> dict[str, Any]:
 
 def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_eval: np.ndarray, *,
                  motion_bins: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
-    """All metrics on ``held_out`` pairs (probe fitted on ``train``); also returns the code arrays for figures."""
+    """All metrics on ``held_out`` pairs (probe fitted on ``train``), and the arrays of the figures: ``indices``
+    (code indices per split, for :func:`usage_figure`) and ``probe`` (held-out motion, the probe's prediction
+    and sequence names, for :func:`probe_figure`)."""
     if len(held_out) < 2:
         raise ValueError("need at least 2 held-out pairs for the LAQ metrics (val/test sequences too short?)")
     rng = np.random.default_rng(seed)
@@ -275,6 +277,9 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
     tuples = tuple_ids(idx)
     mi = mutual_information(tuples, classes)
     mi_shuffled = mutual_information(tuples[rng.permutation(len(tuples))], classes)
+    probe = linear_probe(probe_x, probe_y, probe_groups, codes_eval["embeddings"], motion_eval, seed)
+    alphas = np.array([probe["alpha"][n] for n in MOTION_NAMES])
+    predicted = ridge_predict(ridge_fit(probe_x, probe_y, alphas), codes_eval["embeddings"])
     metrics = {
         "pairs": {"train": len(train), "held_out": len(held_out)},
         "usage_held_out": usage_stats(idx, size),
@@ -282,27 +287,30 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
         "prediction": {"mse": mse, "copy_baseline_mse": copy, "mse_ratio_to_copy": mse / copy if copy > 0 else None},
         "controllability": {"mse_shuffled_codes": shuffled, "mse_random_codes": random_codes,
                             "delta_mse_shuffled": shuffled - mse, "delta_mse_random": random_codes - mse},
-        "probe": linear_probe(probe_x, probe_y, probe_groups, codes_eval["embeddings"], motion_eval, seed),
+        "probe": probe,
         "probe_feature_diff_reference": linear_probe(codes_train["feature_diff"], motion_train, groups,
                                                      codes_eval["feature_diff"], motion_eval, seed),
         "nmi": {"motion_classes": int(len(np.unique(classes))), "tuple": mi, "tuple_shuffled": mi_shuffled,
                 "per_position": [mutual_information(idx[:, s], classes) for s in range(idx.shape[1])]},
     }
-    return metrics, {"train": codes_train["indices"], "held_out": idx}
+    figures = {"indices": {"train": codes_train["indices"], "held_out": idx},
+               "probe": {"true": motion_eval, "predicted": predicted, "sequence": list(held_out.sequence)}}
+    return metrics, figures
 
 
-RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the codes describe "
-                        "random-feature dynamics; numbers check the pipeline, not Concerto")
+RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the feature channels are random "
+                        "functions of the points and only the token geometry (bird's-eye occupancy, centroids) is "
+                        "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
 
 
 def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
-                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``laq`` stage's metrics: :func:`evaluate_laq` on the held-out pairs plus training and data summaries.
 
     ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
     standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
     ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
-    Returns (metrics, code indices per split for :func:`usage_figure`).
+    Returns (metrics, the figure arrays of :func:`evaluate_laq`).
     """
     from pipeline.train.common import load_checkpoint
     from pipeline.train.laq import standardise
@@ -310,8 +318,8 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
     motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
     motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
-    metrics, codes = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
-                                  motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
+    metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
+                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
     history = load_checkpoint(checkpoint)["history"]
     metrics["replacement"] = replacement_summary(history["codebook"])
     final = history["train"][-1] if history["train"] else {}
@@ -325,7 +333,7 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
                        "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
     if manifest["random_weights"]:
         metrics["note"] = RANDOM_FEATURES_NOTE
-    return metrics, codes
+    return metrics, figures
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -334,6 +342,35 @@ def headline(metrics: dict[str, Any]) -> str:
     return (f"held-out perplexity per position {[round(p, 2) for p in usage['perplexity_per_position']]}, "
             f"probe R2 {metrics['probe']['r2']:.3f} (shuffled labels {metrics['probe']['r2_shuffled_labels']:.3f}), "
             f"dMSE shuffled {metrics['controllability']['delta_mse_shuffled']:.4f}")
+
+
+def probe_figure(probe: dict[str, Any], path: Path, targets: tuple[str, ...] = ("t_z", "rot_y")) -> None:
+    """PNG: ground-truth vs probe-predicted motion of the held-out pairs, one panel per target, one colour per sequence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = {"t_x": "m", "t_y": "m", "t_z": "m", "rot_x": "rad", "rot_y": "rad", "rot_z": "rad"}
+    sequences = np.asarray(probe["sequence"])
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], targets):
+        j = MOTION_NAMES.index(name)
+        true, pred = probe["true"][:, j], probe["predicted"][:, j]
+        for seq in np.unique(sequences):
+            sel = sequences == seq
+            ax.scatter(true[sel], pred[sel], s=14, alpha=0.8, label=seq)
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
+        r2 = r2_scores(true[:, None], pred[:, None])[0]
+        ax.set_title(f"{name} over the pair: R² {r2:.2f}" if np.isfinite(r2) else f"{name} (constant)")
+        ax.set_xlabel(f"ground truth ({units[name]})")
+        ax.set_ylabel(f"linear probe on the codes ({units[name]})")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("held-out frame pairs: camera motion read from the LAQ codes")
+    fig.tight_layout()
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)
 
 
 def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path) -> None:

@@ -52,7 +52,7 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     assert metrics["replacement"]["events"] == 2 and metrics["replacement"]["last_step"] == 6
     assert "r2" in metrics["probe"] and "delta_mse_shuffled" in metrics["controllability"]
     assert "note" not in metrics
-    assert (project / "reports/laq/figures/code_usage.png").is_file()
+    assert (project / "reports/laq/figures/code_usage.png").is_file() and (project / "reports/laq/figures/probe.png").is_file()
     header = (project / "reports/laq/train.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "step" and {"loss", "val_loss", "perplexity_0", "active_codes"} <= set(header)
     assert (project / "reports/laq/codebook.csv").read_text().splitlines()[0] == "step,active,replaced"
