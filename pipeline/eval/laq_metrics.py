@@ -312,6 +312,7 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
     Returns (metrics, the figure arrays of :func:`evaluate_laq`).
     """
+    from pipeline import runtime
     from pipeline.train.common import load_checkpoint
     from pipeline.train.laq import standardise
 
@@ -326,7 +327,8 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
                            "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
                            "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
-                           "device": str(dist_info.device), "world_size": dist_info.world_size}
+                           "device": str(dist_info.device), "world_size": dist_info.world_size,
+                           "peak_rss_mb": round(runtime.peak_rss_mb(), 1)}
     metrics["data"] = {"splits": data.splits, "held_out": data.held_out_names, "frame_offset": params.frame_offset,
                        "features_random_weights": bool(manifest["random_weights"]),
                        "features_weights_source": manifest.get("weights_source"),

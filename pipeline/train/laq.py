@@ -80,7 +80,7 @@ class LAQParams:
     code_seq_len: int = 4
     quant_dim: int = 32
     frame_offset: int = 5
-    steps: int = 200
+    steps: int = 800
     batch_size: int = 16
     lr: float = 3e-4
     grad_clip: float = 1.0
