@@ -190,6 +190,7 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
     tokens, xyz, masks, glob, pairs, seq_of, cam_of, frames_of = [], [], [], [], [], [], [], []
     offset = 0
     channels, n_tokens = int(manifest["channels"]), int(manifest["tokens"])
+    grid = bev_grid(manifest)
     for sequence in sequences:
         for camera in manifest["camera"]:
             path = features_path(features, sequence, camera)
@@ -217,8 +218,8 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
                     seq_of.append(sequence)
                     cam_of.append(camera)
                     frames_of.append((int(f), int(f) + frame_offset))
-            if token_grid(manifest) is not None:
-                tok = np.concatenate([tok, centroid_offsets(pos, occupied, manifest)], axis=-1)
+            if grid is not None:
+                tok = np.concatenate([tok, centroid_offsets(pos, occupied, grid)], axis=-1)
             tokens.append(tok.astype(np.float32))
             xyz.append(pos.astype(np.float32))
             masks.append(occupied.astype(bool))
@@ -231,29 +232,30 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
     return FeaturePairs(torch.from_numpy(np.concatenate(tokens)), torch.from_numpy(np.concatenate(xyz)),
                         torch.from_numpy(np.concatenate(masks)),
                         torch.from_numpy(np.concatenate(glob)), torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2),
-                        seq_of, cam_of, np.asarray(frames_of, dtype=np.int64).reshape(-1, 2), token_grid(manifest))
+                        seq_of, cam_of, np.asarray(frames_of, dtype=np.int64).reshape(-1, 2),
+                        None if grid is None else (grid.cells_z, grid.cells_x))
 
 
 GEOMETRY_CHANNELS = 3
 
 
-def centroid_offsets(token_xyz: np.ndarray, mask: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
-    """(T, N, 3) offset of each bird's-eye token's centroid from its cell centre (points' units; 0 where empty)."""
+def bev_grid(manifest: dict[str, Any]):
+    """The bird's-eye grid (:class:`~pipeline.models.ptv3.bev_tokens.BEVGrid`) of a features manifest, None for other layouts."""
+    if manifest.get("token_layout") != "bev":
+        return None
     from pipeline.models.ptv3.bev_tokens import BEVGrid
 
     grid = BEVGrid(int(manifest["bev_cells_x"]), int(manifest["bev_cells_z"]), float(manifest["bev_width"]),
                    float(manifest["bev_depth"]))
+    if grid.n_tokens != int(manifest["tokens"]):
+        raise ValueError(f"features manifest: bev grid {grid.cells_x} x {grid.cells_z} does not give its "
+                         f"{manifest['tokens']} tokens")
+    return grid
+
+
+def centroid_offsets(token_xyz: np.ndarray, mask: np.ndarray, grid) -> np.ndarray:
+    """(T, N, 3) offset of each bird's-eye token's centroid from its ``grid`` cell centre (points' units; 0 where empty)."""
     return np.where(mask[..., None], token_xyz - grid.centres()[None], 0.0)
-
-
-def token_grid(manifest: dict[str, Any]) -> tuple[int, int] | None:
-    """(rows, columns) of the bird's-eye token grid of a features manifest, None for other layouts."""
-    if manifest.get("token_layout") != "bev":
-        return None
-    rows, cols = int(manifest["bev_cells_z"]), int(manifest["bev_cells_x"])
-    if rows * cols != int(manifest["tokens"]):
-        raise ValueError(f"features manifest: bev grid {cols} x {rows} does not give its {manifest['tokens']} tokens")
-    return rows, cols
 
 
 @dataclass

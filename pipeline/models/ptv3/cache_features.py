@@ -93,7 +93,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
     out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
-    grid = p.bev_grid()
+    grid, bev = p.bev_grid(), p.tokens == "bev"
     for frame, start, end in zip(frames, starts, ends, strict=True):
         rows = order[start:end]
         if p.max_points and len(rows) > p.max_points:
@@ -101,7 +101,6 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
         xyz = xyz_all[rows] @ ZUP_FROM_CV.T
         nrm = nrm_all[rows] @ ZUP_FROM_CV.T
         t0 = time.perf_counter()
-        bev = p.tokens == "bev"
         res = extract_features(model, xyz, rgb_all[rows], nrm, grid_size=p.grid_size, seed=p.seed,
                                n_spatial_tokens=1 if bev else p.spatial_tokens, return_point_features=bev)
         stats["model_seconds"] += time.perf_counter() - t0
