@@ -172,13 +172,16 @@ def _tar_special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
     return info
 
 
+# an absolute member path that must never be written (a name no one else uses, e.g. not a clone at /tmp/x)
+ABSOLUTE_ENTRY = "/tmp/protoscene-test-absolute-archive-entry"
+
 MALICIOUS = {
     "zip-traversal": lambda p: make_zip(p, {"SEQ/a.txt": b"a", "SEQ/../../x": b"pwned"}),
-    "zip-absolute": lambda p: make_zip(p, {"SEQ/a.txt": b"a", "/tmp/x": b"pwned"}),
+    "zip-absolute": lambda p: make_zip(p, {"SEQ/a.txt": b"a", ABSOLUTE_ENTRY: b"pwned"}),
     "zip-backslash-traversal": lambda p: make_zip(p, {"SEQ/a.txt": b"a", "SEQ\\..\\..\\x": b"pwned"}),
     "zip-symlink": lambda p: make_zip(p, {"SEQ/a.txt": b"a"}, links={"SEQ/link": "../../"}),
     "tar-traversal": lambda p: make_tar(p, {"SEQ/a.txt": b"a", "../x": b"pwned"}),
-    "tar-absolute": lambda p: make_tar(p, {"SEQ/a.txt": b"a", "/tmp/x": b"pwned"}),
+    "tar-absolute": lambda p: make_tar(p, {"SEQ/a.txt": b"a", ABSOLUTE_ENTRY: b"pwned"}),
     "tar-symlink-escape": lambda p: make_tar(
         p, {"SEQ/a.txt": b"a"}, [_tar_special("SEQ/link", tarfile.SYMTYPE, "../..")]),
     "tar-hardlink": lambda p: make_tar(
@@ -186,7 +189,7 @@ MALICIOUS = {
     "tar-chardev": lambda p: make_tar(p, {"SEQ/a.txt": b"a"}, [_tar_special("SEQ/dev", tarfile.CHRTYPE)]),
     "tar-fifo": lambda p: make_tar(p, {"SEQ/a.txt": b"a"}, [_tar_special("SEQ/fifo", tarfile.FIFOTYPE)]),
     "rar-traversal": lambda p: make_rar(p, {"SEQ/a.txt": b"a", "SEQ/../../x": b"pwned"}),
-    "rar-absolute": lambda p: make_rar(p, {"SEQ/a.txt": b"a", "/tmp/x": b"pwned"}),
+    "rar-absolute": lambda p: make_rar(p, {"SEQ/a.txt": b"a", ABSOLUTE_ENTRY: b"pwned"}),
     "rar-backslash-traversal": lambda p: make_rar(p, {"SEQ/a.txt": b"a", "..\\x": b"pwned"}),
     "rar-symlink": lambda p: make_rar(p, {"SEQ/a.txt": b"a"}, [
         RarEntry("SEQ/link", b"", mode=0o120777, redirect=(REDIR_UNIX_SYMLINK, "../.."))]),
@@ -210,7 +213,7 @@ def test_malicious_archive_is_refused_and_nothing_is_written(tmp_path, case):
     assert not target.exists() and not (work / "all").exists()
     assert not (work / "dest").exists() or list((work / "dest").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no ../x next to the target
-    assert not Path("/tmp/x").exists() or Path("/tmp/x").read_bytes() != b"pwned"
+    assert not Path(ABSOLUTE_ENTRY).is_file() or Path(ABSOLUTE_ENTRY).read_bytes() != b"pwned"
 
 
 def test_safe_entries_are_listed(tmp_path):
