@@ -14,9 +14,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
-from pipeline.models.ptv3.params import ConcertoParams
+from pipeline.params.concerto import ConcertoParams
+from pipeline.params.data import DataParams
 
 app = typer.Typer(add_completion=False)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams, DownloadParams
 from pipeline.errors import one_line_errors
 from pipeline.io.atomic import atomic_dir
+from pipeline.params.data import DataParams, DownloadParams
 
 app = typer.Typer(add_completion=False)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from pipeline.config import flatten, load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
+from pipeline.params.data import DataParams
 
 app = typer.Typer(add_completion=False)
 

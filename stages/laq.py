@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
-from pipeline.train.laq import LAQParams
+from pipeline.params.data import DataParams
+from pipeline.params.laq import LAQParams
 
 app = typer.Typer(add_completion=False)
 log = logging.getLogger("stages.laq")
@@ -49,7 +48,7 @@ def main(
     with stage_run("laq") if info.is_main else contextlib.nullcontext() as run:
         if run is not None:
             run.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
-            run.log_params({"laq": asdict(laq), "data.val_sequences": data.val_sequences,
+            run.log_params({"laq": laq.model_dump(), "data.val_sequences": data.val_sequences,
                             "data.test_sequences": data.test_sequences})
         result = train_laq(pairs.train, pairs.val, laq, out, splits=pairs.splits, manifest=pairs.manifest,
                            log_fn=run.log_step if run is not None else None, resume=resume,

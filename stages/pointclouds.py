@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.errors import one_line_errors
+from pipeline.params.data import DataParams
+from pipeline.params.pointcloud import PointcloudParams
 
 app = typer.Typer(add_completion=False)
 

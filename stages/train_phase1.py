@@ -11,9 +11,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
-from pipeline.train.phase1 import Phase1Params
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
 
 app = typer.Typer(add_completion=False)
 
@@ -33,7 +33,7 @@ def main(
     from pipeline.data.frames import load_frames
     from pipeline.data.splits import training_split
     from pipeline.tracking import rank_report_dir, stage_run
-    from pipeline.train.phase1 import train_phase1
+    from pipeline.train.phase1 import frame_selection, train_phase1
 
     split = training_split(raw, data.val_sequences, data.test_sequences)
     camera = data.cameras[0]
@@ -43,8 +43,8 @@ def main(
         run.log_params({"train": params["train"], "split": split})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., no validation frame qualifies
             run.declare_curve(curve, ["loss", "chamfer_m", "free_space_m", "reverse_m"])
-        records, skipped = load_frames(raw, clouds, split["train"], camera, train.selection(), progress=main_process)
-        val, _ = load_frames(raw, clouds, split["val"], camera, train.selection(), progress=main_process)
+        records, skipped = load_frames(raw, clouds, split["train"], camera, frame_selection(train), progress=main_process)
+        val, _ = load_frames(raw, clouds, split["val"], camera, frame_selection(train), progress=main_process)
         if not records:
             raise ValueError(f"params.yaml: no training frame has >= train.min_points={train.min_points} target points")
         summary = train_phase1(records, val, train, out, state, run=run, device=device, progress=main_process)

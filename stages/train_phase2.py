@@ -12,9 +12,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
-from pipeline.train.phase2 import Phase2Params
+from pipeline.params.data import DataParams
+from pipeline.params.video import Phase2Params
 
 app = typer.Typer(add_completion=False)
 
@@ -34,6 +34,7 @@ def main(
     video = parse_section(params, "video", Phase2Params)
     from pipeline.data.splits import training_split
     from pipeline.tracking import rank_report_dir, stage_run
+    from pipeline.train.phase1 import frame_selection
     from pipeline.train.phase2 import build_model, load_sequences, train_phase2
 
     if not phase1.is_file():
@@ -47,8 +48,8 @@ def main(
         run.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty
             run.declare_curve(curve, ["loss", "chamfer_m"])
-        train = load_sequences(raw, clouds, split["train"], camera, p1.selection(), progress=main_process)
-        val = load_sequences(raw, clouds, split["val"], camera, p1.selection(), progress=main_process)
+        train = load_sequences(raw, clouds, split["train"], camera, frame_selection(p1), progress=main_process)
+        val = load_sequences(raw, clouds, split["val"], camera, frame_selection(p1), progress=main_process)
         if not train:
             raise ValueError(f"no training sequence has >= 2 frames with >= {p1.min_points} target points")
         summary = train_phase2(train, val, video, phase1, out, state, run=run, device=device, progress=main_process)

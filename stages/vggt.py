@@ -13,9 +13,9 @@ from pathlib import Path
 import typer
 
 from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
 from pipeline.errors import one_line_errors
-from pipeline.models.vggt.params import VggtParams
+from pipeline.params.data import DataParams
+from pipeline.params.vggt import VggtParams
 
 app = typer.Typer(add_completion=False)
 
@@ -34,6 +34,7 @@ def main(
     data = parse_section(params, "data", DataParams)
     p = parse_section(params, "vggt", VggtParams)
     from pipeline import runtime
+    from pipeline.models.vggt.config import depth_camera_config
     from pipeline.models.vggt.load import load_vggt
     from pipeline.models.vggt.outputs import build_vggt_outputs
     from pipeline.tracking import stage_run
@@ -42,7 +43,7 @@ def main(
     runtime.set_torch_threads(threads)
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw}: dataset folder not found (run the download stage first)")
-    model, info = load_vggt(p.weights, p.model_config(), revision=p.revision or None, device=torch_device, seed=p.seed)
+    model, info = load_vggt(p.weights, depth_camera_config(p.preset), revision=p.revision or None, device=torch_device, seed=p.seed)
     random_weights = bool(info["random_init"])
     if random_weights:
         print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "

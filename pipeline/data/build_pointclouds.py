@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.data.pointcloud import PointcloudParams, frame_points
+from pipeline.data.pointcloud import frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.params.pointcloud import PointcloudParams
 
 
 @dataclass(frozen=True)

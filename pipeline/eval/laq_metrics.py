@@ -36,7 +36,8 @@ from pipeline.models.laq.nsvq import perplexity
 
 if TYPE_CHECKING:
     from pipeline.train.common import DistInfo
-    from pipeline.train.laq import LAQData, LAQParams, TrainResult
+    from pipeline.params.laq import LAQParams
+    from pipeline.train.laq import LAQData, TrainResult
 
 MOTION_NAMES = ("rot_x", "rot_y", "rot_z", "t_x", "t_y", "t_z")
 

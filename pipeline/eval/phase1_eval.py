@@ -16,7 +16,8 @@ from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
 from pipeline.models.slots.refine import refine_vectors
-from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, predict
+from pipeline.params.train import Phase1Params
+from pipeline.train.phase1 import anchors_of, loss_weights, make_batch, predict
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
@@ -35,7 +36,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
             slots = predict(model, batch)
         if refine_steps > 0:
             vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
-                                     params.loss_weights(), params.samples_per_slot, seed=i)
+                                     loss_weights(params), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
         out += [(slots.verts[j].detach().numpy(), slots.centre[j].detach().numpy(), slots.weights[j].detach().numpy())

@@ -11,15 +11,16 @@ from pipeline.data.frames import load_frames
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
 from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
 from pipeline.geometry.mesh import point_mesh_sq_dist
-from pipeline.train.phase1 import Phase1Params, load_model
+from pipeline.params.train import Phase1Params
+from pipeline.train.phase1 import frame_selection, load_model
 
 
 def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
                   figures_dir: Path, meshes_dir: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
     """Evaluate the trained model on ``sequences``; returns (metrics, figure paths)."""
     model, saved = load_model(model_path)
-    params = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    records, skipped = load_frames(raw, clouds, sequences, camera, params.selection())
+    params = Phase1Params.model_validate(saved)
+    records, skipped = load_frames(raw, clouds, sequences, camera, frame_selection(params))
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
     metrics = evaluate_phase1(model, records, raw, params)

@@ -40,7 +40,8 @@ from pipeline.models.video.poses import chain
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.tracking import match_chain, reorder
 from pipeline.train.phase1 import make_batch, predict
-from pipeline.train.phase2 import Phase2Params, SequenceFrames, forecast_chamfer
+from pipeline.params.video import Phase2Params
+from pipeline.train.phase2 import SequenceFrames, forecast_chamfer
 from pipeline.models.video.model import world_track
 
 DELTAS = (1, 5, 10)

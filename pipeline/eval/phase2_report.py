@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.data.frames import load_frames
 from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
-from pipeline.train.phase1 import load_model
+from pipeline.train.phase1 import frame_selection, load_model
 from pipeline.train.phase2 import load_sequences, load_video_model
 
 
@@ -19,7 +19,7 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, 
     ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
     model, params, p1 = load_video_model(model_path)
     phase1_model, _ = load_model(phase1_path)
-    selection = p1.selection()
+    selection = frame_selection(p1)
     seqs = load_sequences(raw, clouds, sequences, camera, selection)
     if not seqs:
         raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from pipeline.data import features_cache
 from pipeline.data.build_pointclouds import build_pointclouds
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import pointcloud_table
 from pipeline.models.ptv3 import cache_features as concerto  # RANDOM_NOTE, ZUP_FROM_CV
 from stages import concerto as concerto_stage
+from tests.conftest import repo_params
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -31,7 +31,7 @@ PARAMS = {"weights": "random", "preset": "tiny", "points_from": "pointclouds", "
 def pointclouds(generated_root, tmp_path_factory) -> Path:
     """data/pointclouds of the fixture: one camera, 300 points per frame."""
     out = tmp_path_factory.mktemp("pc") / "pointclouds"
-    build_pointclouds(generated_root, out, (CAM,), PointcloudParams(max_points=POINTS), workers=1, progress=False)
+    build_pointclouds(generated_root, out, (CAM,), repo_params("pointcloud", max_points=POINTS), workers=1, progress=False)
     return out
 
 

@@ -33,13 +33,15 @@ import numpy as np
 import torch
 
 from pipeline import runtime
+from pipeline.params.concerto import ConcertoParams
 
-from .bev_tokens import pool_bev
+from .bev_tokens import BEVGrid, pool_bev
 from .features import extract_features
 from .loader import RANDOM_INIT, load_encoder
 from .model import PointTransformerV3
-from .params import PRESET_NAMES, ConcertoParams
 
+# params.yaml concerto.preset -> preset name of pipeline/models/ptv3/config.py
+PRESET_NAMES = {"tiny": "tiny", "small": "concerto_small", "base": "concerto_base", "large": "concerto_large"}
 
 RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
 POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
@@ -93,7 +95,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
     out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
-    grid, bev = p.bev_grid(), p.tokens == "bev"
+    grid, bev = BEVGrid(p.bev_cells_x, p.bev_cells_z, p.bev_width, p.bev_depth), p.tokens == "bev"
     for frame, start, end in zip(frames, starts, ends, strict=True):
         rows = order[start:end]
         if p.max_points and len(rows) > p.max_points:

@@ -30,7 +30,7 @@ import torch
 
 from pipeline import runtime
 from pipeline.io.synthia import SequenceLayout
-from pipeline.models.vggt.params import VggtParams
+from pipeline.params.vggt import VggtParams
 
 RANDOM_NOTE = "random weights: numbers are not meaningful"
 POINTS_DIR = "points"
