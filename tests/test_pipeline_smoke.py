@@ -130,7 +130,9 @@ def check_unknown_key_stops_the_pipeline(smoke_repo):
     errors = [line for line in log.splitlines() if line.startswith("error: params.yaml")]
     assert errors == ["error: params.yaml: unknown key 'pointcloud.maxpoints' (did you mean 'pointcloud.max_points'?)"]
     assert "Running stage 'pointclouds'" not in log
-    run("git", "checkout", "--", "params.yaml")
+    run("git", "checkout", "--", "params.yaml")  # the typo fixed: only the check reruns (DVC removed its output)
+    log = run("dvc", "repro")
+    assert "Running stage 'check_params'" in log and log.count("Running stage") == 1
     assert "Data and pipelines are up to date" in run("dvc", "status")
 
 
