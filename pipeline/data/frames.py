@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from pipeline.progress import progress_bar
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
 
@@ -129,7 +129,7 @@ def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera:
                          f"got {manifest['coordinates']!r}")
     records, skipped = [], 0
     hw = (sel.input_height, sel.input_width)
-    bar = tqdm(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)
+    bar = progress_bar(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)
     for name in sequences:
         layout = SequenceLayout(raw_root / name)
         intrinsics = synthia.read_intrinsics(layout.intrinsics)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.progress import progress_bar
 from pipeline.io.atomic import atomic_dir
 
 _CHUNK = 1 << 20
@@ -490,9 +491,7 @@ def safe_extract(
         remove_stale_partials(target)
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(selected), unit="file", desc=f"extract {archive.name}")
+            bar = progress_bar(total=len(selected), unit="file", desc=f"extract {archive.name}")
         try:
             with atomic_dir(target) as tmp:  # removed on any exception, swapped in on success
                 os.chmod(tmp, 0o755)  # mkdtemp creates 0700

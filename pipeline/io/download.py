@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline.progress import progress_bar
 from pipeline.io.archive import safe_extract
 from pipeline.io.atomic import write_json, write_text
 from pipeline.io.synthia import ALL_CAMERAS, SEQUENCE_PATTERN
@@ -163,9 +164,7 @@ def _attempt(
         got = 0
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+            bar = progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
                        desc=part.name.removesuffix(".part"), leave=False)
         try:
             with open(part, mode) as out:

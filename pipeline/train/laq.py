@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.progress import progress_bar
 from pipeline.data.features_cache import features_path
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
@@ -439,9 +440,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
     began = time.perf_counter()
     bar = None
     if progress and info.is_main and end > start:
-        from tqdm import tqdm
-
-        bar = tqdm(total=end - start, desc="laq", unit="step", leave=False)
+        bar = progress_bar(total=end - start, desc="laq", unit="step", leave=False)
     model.train()
     for step in range(start, end):
         for group in optimizer.param_groups:

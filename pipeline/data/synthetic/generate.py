@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from pipeline.progress import progress_bar
 from pipeline.data.camera import SYNTHIA_BASELINE_M, look_pose, right_vector, synthia_intrinsics
 from pipeline.data.synthetic.render import FrameRenderer
 from pipeline.data.synthetic.scene import Scene, build_scene
@@ -147,7 +147,7 @@ def generate_dataset(config: GeneratorConfig, out_root: Path, progress: bool = T
     tasks = [(config, out_root, i, f) for i in range(config.sequences) for f in range(config.frames)]
     collected: dict[int, dict[str, list[dict]]] = {i: {"cameras": [], "objects": [], "visibility": []}
                                                      for i in range(config.sequences)}
-    bar = tqdm(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
     if config.workers > 1:
         with mp.get_context("fork").Pool(config.workers) as pool:
             for index, rows in pool.imap_unordered(_task, tasks, chunksize=1):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.train.common import all_reduce_sum, broadcast_, is_distributed
+from pipeline.distributed import all_reduce_sum, broadcast_, is_distributed
 
 _TINY = 1e-20  # inside square roots: keeps the gradient of ||·|| finite at 0
 

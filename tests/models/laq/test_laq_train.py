@@ -157,7 +157,7 @@ def _ddp_worker(rank: int, world: int, port: int, features: str, out: str) -> No
     reduced = common.all_reduce_sum(local.clone())
     torch.save({"local": local, "reduced": reduced, "codebook": quantizer.codebook.detach().clone(),
                 "weight": result.model.in_proj.weight.detach().clone()}, Path(out) / f"rank{rank}.pt")
-    common.cleanup_distributed()
+    torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_cpu_processes_share_counters_and_codebook(features, tmp_path):

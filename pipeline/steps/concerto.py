@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.progress import progress_bar
 from pipeline import runtime
 
 from .bev_tokens import pool_bev
@@ -73,7 +74,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
                      p: ConcertoParams, bar, stats: dict) -> dict[str, np.ndarray]:
     """Features of every frame of one (sequence, camera) partition: arrays for ``write_features``.
 
-    ``bar``: a tqdm bar advanced once per frame; ``stats``: running totals (``model_seconds``, ``points``,
+    ``bar``: a progress bar (``pipeline/progress.py``) advanced once per frame; ``stats``: running totals (``model_seconds``, ``points``,
     ``voxels``, last ``meta``) updated in place.
     """
     from pipeline.data.sampling import random_subsample
@@ -140,8 +141,6 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
 
     ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
     """
-    from tqdm import tqdm
-
     from pipeline.data import features_cache
     from pipeline.io import atomic
 
@@ -151,7 +150,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     globals_, masks = [], []
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp:
-        bar = tqdm(total=total, desc="concerto features", unit="frame", disable=not progress)
+        bar = progress_bar(total=total, desc="concerto features", unit="frame", disable=not progress)
         try:
             for seq_index, sequence in enumerate(sequences):
                 for camera in cameras:

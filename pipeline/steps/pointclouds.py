@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from pipeline.progress import progress_bar
 from pipeline.data.pointcloud import PointcloudParams, frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
@@ -65,7 +65,7 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     start = time.perf_counter()
     frames: dict[tuple[str, str], list[dict]] = {}
     with atomic.atomic_dir(out_root) as tmp:
-        bar = tqdm(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
+        bar = progress_bar(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
         pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
         results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
         try:
