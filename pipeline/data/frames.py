@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.progress import progress_bar
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
+from pipeline.progress import progress_bar
 
 MAX_DEPTH_M = 655.0
 

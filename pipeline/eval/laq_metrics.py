@@ -17,13 +17,13 @@
 - NMI / AMI between code tuples (and each position) and motion classes from quantile bins of the
   yaw rate (rotation about the camera's y axis) and forward motion (translation along z).
 
-:func:`stage_metrics` assembles all of these with training and data summaries for the ``laq`` stage.
+``pipeline/steps/laq.py`` assembles all of these with training and data summaries for the ``laq`` stage.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +33,6 @@ from pipeline.io import atomic
 from pipeline.io.synthia import SequenceLayout, read_pose
 from pipeline.models.laq import LAQ
 from pipeline.models.laq.nsvq import perplexity
-
-if TYPE_CHECKING:
-    from pipeline.train.common import DistInfo
-    from pipeline.train.laq import LAQData, LAQParams, TrainResult
 
 MOTION_NAMES = ("rot_x", "rot_y", "rot_z", "t_x", "t_y", "t_z")
 
@@ -295,46 +291,6 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
     }
     figures = {"indices": {"train": codes_train["indices"], "held_out": idx},
                "probe": {"true": motion_eval, "predicted": predicted, "sequence": list(held_out.sequence)}}
-    return metrics, figures
-
-
-RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the feature channels are random "
-                        "functions of the points and only the token geometry (bird's-eye occupancy, centroids) is "
-                        "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
-
-
-def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
-                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``laq`` stage's metrics: :func:`evaluate_laq` on the held-out pairs plus training and data summaries.
-
-    ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
-    standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
-    ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
-    Returns (metrics, the figure arrays of :func:`evaluate_laq`).
-    """
-    from pipeline import runtime
-    from pipeline.train.common import load_checkpoint
-    from pipeline.train.laq import standardise
-
-    train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
-    motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
-    motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
-    metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
-                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
-    history = load_checkpoint(checkpoint)["history"]
-    metrics["replacement"] = replacement_summary(history["codebook"])
-    final = history["train"][-1] if history["train"] else {}
-    metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
-                           "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
-                           "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
-                           "device": str(dist_info.device), "world_size": dist_info.world_size,
-                           "peak_rss_mb": round(runtime.peak_rss_mb(), 1)}
-    metrics["data"] = {"splits": data.splits, "held_out": data.held_out_names, "frame_offset": params.frame_offset,
-                       "features_random_weights": bool(manifest["random_weights"]),
-                       "features_weights_source": manifest.get("weights_source"),
-                       "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
-    if manifest["random_weights"]:
-        metrics["note"] = RANDOM_FEATURES_NOTE
     return metrics, figures
 
 

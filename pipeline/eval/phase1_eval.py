@@ -8,7 +8,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from pipeline.progress import progress_bar
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
 from pipeline.eval.gt_objects import matched_position_error, visible_things
@@ -19,6 +18,7 @@ from pipeline.models.slots import SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, predict
 from pipeline.models.slots.losses import LossWeights
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.progress import progress_bar
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3

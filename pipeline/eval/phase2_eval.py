@@ -32,18 +32,18 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.progress import progress_bar
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
-from pipeline.models.video import VideoSlotModel
 from pipeline.models.slots.batch import make_batch, predict
+from pipeline.models.slots.model import SlotParams
+from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.forecaster import SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
 from pipeline.models.video.poses import chain
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
-
+from pipeline.progress import progress_bar
 
 
 class Phase2EvalSettings(Protocol):
@@ -143,8 +143,6 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> S
         if seq.r_wc is None:
             raise ValueError(f"{seq.name}: video.camera = gt needs pose files")
         r_wc, t_wc = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
-    from pipeline.models.slots.model import SlotParams
-
     merged = SlotParams(*(torch.cat([getattr(p, f) for p in params]) for f in
                           ("vector", "scale", "centre", "euler", "weights", "verts")))
     track = world_track(merged, (1, len(seq.records)), r_wc[None], t_wc[None], time)

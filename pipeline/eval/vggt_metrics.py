@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV
+from pipeline.io import synthia
 
 if TYPE_CHECKING:
     from pipeline.io.synthia import SequenceLayout
@@ -169,8 +170,6 @@ def evaluate_camera(layout: SequenceLayout, camera: str, frames: list[int], out:
     and per-consecutive-pair ``rotation_deg``, ``translation_dir_deg`` lists (empty when no ground truth);
     ``gt_model`` the ground-truth depth of each frame on the model grid (None without Depth/).
     """
-    from pipeline.io import synthia
-
     errors: dict[str, list[float]] = {k: [] for k in ("abs_rel", "delta1", "scale", "rotation_deg",
                                                        "translation_dir_deg")}
     gt_model: list[np.ndarray | None] = [None] * len(frames)

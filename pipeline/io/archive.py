@@ -27,7 +27,6 @@ checked against the validated listing.
 from __future__ import annotations
 
 import abc
-
 import os
 import re
 import shutil
@@ -42,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.progress import progress_bar
 from pipeline.io.atomic import atomic_dir
+from pipeline.progress import progress_bar
 
 _CHUNK = 1 << 20
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")

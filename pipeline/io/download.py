@@ -29,10 +29,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline.progress import progress_bar
 from pipeline.io.archive import safe_extract
 from pipeline.io.atomic import write_json, write_text
 from pipeline.io.synthia import ALL_CAMERAS, SEQUENCE_PATTERN
+from pipeline.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

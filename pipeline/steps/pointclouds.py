@@ -1,4 +1,9 @@
-"""Turn every frame of every sequence into a point-cloud parquet partition (the `pointclouds` stage)."""
+"""DVC stage ``pointclouds``: every depth frame -> a labelled point cloud with normals, one parquet partition
+per (sequence, camera) (layout: ``pipeline/io/pointcloud_table.py``) plus ``manifest.json``.
+
+:func:`run` parses the ``data`` and ``pointcloud`` sections, builds the clouds with :func:`build_pointclouds`
+(per-frame work: ``pipeline/data/pointcloud.py``) and logs params and metrics to MLflow.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,17 @@ import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.progress import progress_bar
+from pipeline.config import parse_section
+from pipeline.data.params import DataParams
 from pipeline.data.pointcloud import PointcloudParams, frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.progress import progress_bar
+from pipeline.tracking import stage_run
 
 
 @dataclass(frozen=True)
@@ -90,3 +99,12 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
             "frames_per_s": round(len(tasks) / seconds, 2),
             "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}
+
+
+def run(params: dict[str, Any], raw: Path, out: Path, workers: int = 2) -> None:
+    """The stage: clouds of every frame of ``raw`` into ``out``; ``params`` is the whole params.yaml."""
+    data = parse_section(params, "data", DataParams)
+    cloud = parse_section(params, "pointcloud", PointcloudParams)
+    with stage_run("pointclouds") as stage:
+        stage.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
+        stage.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))

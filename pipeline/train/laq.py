@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.progress import progress_bar
 from pipeline.data.features_cache import features_path
+from pipeline.data.splits import split_sequences
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
+from pipeline.models.ptv3.bev_tokens import BEVGrid
+from pipeline.progress import progress_bar
 from pipeline.train import common
 
 log = logging.getLogger(__name__)
@@ -244,8 +246,6 @@ def bev_grid(manifest: dict[str, Any]):
     """The bird's-eye grid (:class:`~pipeline.models.ptv3.bev_tokens.BEVGrid`) of a features manifest, None for other layouts."""
     if manifest.get("token_layout") != "bev":
         return None
-    from pipeline.models.ptv3.bev_tokens import BEVGrid
-
     grid = BEVGrid(int(manifest["bev_cells_x"]), int(manifest["bev_cells_z"]), float(manifest["bev_width"]),
                    float(manifest["bev_depth"]))
     if grid.n_tokens != int(manifest["tokens"]):
@@ -280,8 +280,6 @@ def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_se
 
     Raises ValueError when the split leaves no training or no held-out sequence.
     """
-    from pipeline.data.splits import split_sequences
-
     manifest = read_manifest(features)
     splits = split_sequences(list(manifest["sequences"]), val_sequences, test_sequences)
     held_out_names = splits["val"] + splits["test"]

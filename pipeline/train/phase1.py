@@ -20,12 +20,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pipeline.progress import progress_bar
 from pipeline.data.frames import FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, predict
 from pipeline.models.slots.losses import LossWeights, total_loss
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.progress import progress_bar
 from pipeline.train import common
 
 

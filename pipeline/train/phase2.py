@@ -45,7 +45,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pipeline.progress import progress_bar
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import make_batch
@@ -53,10 +52,11 @@ from pipeline.models.slots.losses import LossWeights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import SlotTrack, best_of_k
 from pipeline.models.video.model import forecast_chamfer, world_track
-from pipeline.models.video.sequences import SequenceFrames, load_sequences  # noqa: F401  (the stage's names)
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
+from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
+from pipeline.progress import progress_bar
 from pipeline.train import common
 from pipeline.train.phase1 import Phase1Params, learning_rate
 

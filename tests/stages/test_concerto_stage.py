@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.data import features_cache
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import pointcloud_table
-from pipeline.models.ptv3 import cache_features as concerto  # RANDOM_NOTE, ZUP_FROM_CV
+from pipeline.steps import concerto  # RANDOM_NOTE, ZUP_FROM_CV
+from pipeline.steps.pointclouds import build_pointclouds
 from stages import concerto as concerto_stage
 
 REPO = Path(__file__).parents[2]

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.progress import progress_bar
 from pipeline.data.camera import SYNTHIA_BASELINE_M, look_pose, right_vector, synthia_intrinsics
 from pipeline.data.synthetic.render import FrameRenderer
 from pipeline.data.synthetic.scene import Scene, build_scene
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import ALL_CAMERAS, FRAME_RATE_HZ, SequenceLayout
+from pipeline.progress import progress_bar
 
 VIEW_YAW = {"Omni_F": 0.0, "Omni_R": math.pi / 2, "Omni_B": math.pi, "Omni_L": 3 * math.pi / 2}
 

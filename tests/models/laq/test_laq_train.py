@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from laq_fixtures import write_features
+
 from pipeline.data.splits import split_sequences
 from pipeline.train import common
 from pipeline.train.laq import LAQParams, load_feature_pairs, read_manifest, replaces_at, train_laq
