@@ -88,11 +88,7 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
         manifest = {"coordinates": params.coordinates, "max_points": params.max_points,
                     "sampling": params.sampling, "far_m": params.far_m, "partitions": []}
         for (sequence, camera), columns in sorted(frames.items()):
-            table = pointcloud_table.to_table(columns)
-            pointcloud_table.write_partition(pointcloud_table.partition_path(tmp, sequence, camera), table)
-            counts = [len(c["frame"]) for c in columns]
-            manifest["partitions"].append({"sequence": sequence, "camera": camera, "frames": len(columns),
-                                           "points": int(sum(counts)), "min_points": int(min(counts))})
+            manifest["partitions"].append(pointcloud_table.write_frames(tmp, sequence, camera, columns))
         atomic.write_json(tmp / "manifest.json", manifest)
     seconds = time.perf_counter() - start
     total_points = sum(p["points"] for p in manifest["partitions"])

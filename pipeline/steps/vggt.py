@@ -97,13 +97,8 @@ def frame_columns(out: dict, i: int, frame: int, rgb: np.ndarray, labels: tuple[
     normals = estimate_normals(points, params.normal_neighbours, viewpoint=np.zeros(3))
     zeros = np.zeros(len(u), dtype=np.uint16)
     class_id, instance_id = (labels[0][v, u], labels[1][v, u]) if labels is not None else (zeros, zeros)
-    return {
-        "frame": np.full(len(u), frame, dtype=np.int32), "u": u.astype(np.int16), "v": v.astype(np.int16),
-        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "depth": depth[vm, um],
-        "nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2],
-        "r": rgb[v, u, 0], "g": rgb[v, u, 1], "b": rgb[v, u, 2],
-        "class_id": class_id, "instance_id": instance_id,
-    }
+    return pointcloud_table.frame_columns(frame, u, v, points, depth[vm, um], normals, rgb[v, u], class_id,
+                                          instance_id)
 
 
 def save_npz(path: Path, out: dict, frames: list[int], random_weights: bool) -> None:
@@ -160,12 +155,8 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
                     labels = synthia.read_labels(layout.labels(camera, frame), rgb.shape[1:3]) if has_labels else None
                     rng = np.random.default_rng([params.seed, seq_index, frame])
                     columns.append(frame_columns(out, i, frame, rgb[i], labels, params, rng))
-                table = pointcloud_table.to_table(columns)
-                pointcloud_table.write_partition(pointcloud_table.partition_path(tmp / POINTS_DIR, layout.name, camera),
-                                                 table)
-                counts = [len(c["frame"]) for c in columns]
-                manifest["partitions"].append({"sequence": layout.name, "camera": camera, "frames": len(columns),
-                                               "points": int(sum(counts)), "min_points": int(min(counts))})
+                manifest["partitions"].append(pointcloud_table.write_frames(tmp / POINTS_DIR, layout.name, camera,
+                                                                            columns))
                 save_npz(tmp / layout.name / f"{pointcloud_table.camera_dirname(camera)}.npz", out, frames,
                          random_weights)
                 key = layout.name if len(cameras) == 1 else f"{layout.name}/{camera}"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.camera import relative_gt_poses
 from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
 from pipeline.io import synthia
 from pipeline.io.synthia import SequenceLayout
-from pipeline.models.video.poses import relative_gt_poses
 from pipeline.models.video.tracking import track_anchors
 
 
