@@ -10,7 +10,7 @@ A :class:`FrameRecord` holds, for one (sequence, camera, frame):
   classes and to depth <= ``far_m``; ``instance`` (N,) and ``class_id`` (N,) per point;
 - ``anchors``: per-frame k-means of the target points (K clusters, sorted by depth) with centre,
   mean radius and PCA spread — the slot models start from these by construction
-  (``shared/specs/phase-one-notes.md`` §5.1: the single biggest lever).
+  (data-driven initialisation: the single biggest lever for phase one).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Do the LAQ codes mean something? Metrics on held-out frame pairs (shared/specs/models.md §2, §6).
+"""Do the LAQ codes mean something? Metrics on held-out frame pairs (README, "Concerto-LAQ").
 
 - Code usage: perplexity exp(H) per code position, pooled over positions, and of the joint code tuple;
   active codes; replacement events of training.

@@ -9,7 +9,7 @@
 * :func:`download_sequences` fetches ``<base_url>/<SYNTHIA-SEQS-NN-WEATHER>.rar`` archives into a
   cache and extracts a camera/frame subset of each safely (see :mod:`pipeline.io.archive`).
 
-SYNTHIA facts used here (see specs/synthia.md §3, §8): one ``.rar`` per sequence whose top folder
+SYNTHIA facts used here (from the dataset's download page and archives): one ``.rar`` per sequence whose top folder
 is the sequence name; legacy host ``http://synthia-dataset.cvc.uab.cat/SYNTHIA_SEQS/``; licence
 CC BY-NC-SA 3.0.
 """
