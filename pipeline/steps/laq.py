@@ -33,7 +33,6 @@ from pipeline.train.laq import CHECKPOINT, LAQData, LAQParams, TrainResult, load
 
 log = logging.getLogger("pipeline.steps.laq")
 
-
 RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the feature channels are random "
                         "functions of the points and only the token geometry (bird's-eye occupancy, centroids) is "
                         "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
@@ -41,12 +40,13 @@ RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoi
 
 def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
                   dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``laq`` stage's metrics: :func:`pipeline.eval.laq_metrics.evaluate_laq` on the held-out pairs plus training and data summaries.
+    """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the held-out pairs, plus
+    training and data summaries.
 
     ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
     standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
     ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
-    Returns (metrics, the figure arrays of :func:`pipeline.eval.laq_metrics.evaluate_laq`).
+    Returns (metrics, the figure arrays of ``evaluate_laq``).
     """
     train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
     motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
