@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
@@ -15,9 +14,11 @@ from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
+from pipeline.models.slots.batch import anchors_of, make_batch, predict
+from pipeline.models.slots.losses import loss_weights
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.params.train import Phase1Params
-from pipeline.train.phase1 import anchors_of, loss_weights, make_batch, predict
+from pipeline.progress import progress_bar
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
@@ -52,7 +53,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
     single = predict_meshes(model, records)
     refined = predict_meshes(model, records, params, params.refine_steps_eval)
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
-    for record, (verts, centres, _), (verts_r, centres_r, _) in tqdm(
+    for record, (verts, centres, _), (verts_r, centres_r, _) in progress_bar(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
         truth = visible_things(SequenceLayout(raw_root / record.sequence), record.camera, record.frame)

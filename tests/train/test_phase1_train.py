@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.frames import load_frames
+from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import frame_selection, load_model, train_phase1
 from tests.conftest import repo_params
 
