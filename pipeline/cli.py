@@ -32,6 +32,16 @@ def validate(
 
 @app.command()
 @one_line_errors
+def relog(stage: str = typer.Argument(..., help="Stage whose reports/<stage> to log again (e.g. evaluate).")) -> None:
+    """Log a stage's reports/<stage>/metrics.json and curves to MLflow again (after a tracking failure)."""
+    from pipeline.tracking import relog as relog_stage
+
+    rows = relog_stage(stage)
+    typer.echo(f"logged reports/{stage}/metrics.json and {rows} curve rows to MLflow")
+
+
+@app.command()
+@one_line_errors
 def visualize(
     video: Path = typer.Argument(..., help="A .webm / .mp4 video."),
     frame: int = typer.Option(30, help="Frame index to reconstruct."),

@@ -44,7 +44,7 @@ def main(
             "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
             "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
         }
-        run.log_metrics({"dataset": totals, "per_sequence": per_sequence})
+        run.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
