@@ -19,7 +19,6 @@ quantizer) and each rank takes a strided share of the step's batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.data.features_cache import features_path
+from pipeline.data.features_cache import features_path, read_npz
+from pipeline.io import manifest as manifests
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
 from pipeline.train import common
@@ -118,13 +118,12 @@ class LAQParams:
 
 # --------------------------------------------------------------------------------------------- data
 def read_manifest(features: Path) -> dict[str, Any]:
+    """The features manifest, with the keys LAQ reads; features must come from camera-coordinate clouds
+    (caches written before the features manifest recorded ``coordinates`` count as camera)."""
     path = features / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: features manifest not found (run the concerto stage first)")
-    manifest = json.loads(path.read_text())
-    for key in ("channels", "tokens", "camera", "sequences", "random_weights"):
-        if key not in manifest:
-            raise ValueError(f"{path}: manifest lacks key '{key}'")
+    manifest = manifests.read_manifest(path, "features manifest not found (run the concerto stage first)",
+                             ("channels", "tokens", "camera", "sequences", "random_weights"))
+    manifests.require_camera_frame(manifest, path, default="camera")
     return manifest
 
 
@@ -196,13 +195,13 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
             path = features_path(features, sequence, camera)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: feature file missing (listed in the manifest)")
-            with np.load(path) as npz:
-                missing = {"frames", "tokens", "token_xyz", "global"} - set(npz.files)
-                if missing:
-                    raise ValueError(f"{path}: missing arrays {sorted(missing)}")
-                frames = npz["frames"].astype(np.int64)
-                tok, pos, gl = npz["tokens"], npz["token_xyz"], npz["global"]
-                occupied = npz["token_mask"] if "token_mask" in npz.files else np.ones(tok.shape[:2], bool)
+            npz = read_npz(path)
+            missing = {"frames", "tokens", "token_xyz", "global"} - set(npz)
+            if missing:
+                raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+            frames = npz["frames"].astype(np.int64)
+            tok, pos, gl = npz["tokens"], npz["token_xyz"], npz["global"]
+            occupied = npz["token_mask"] if "token_mask" in npz else np.ones(tok.shape[:2], bool)
             t = len(frames)
             if (tok.shape != (t, n_tokens, channels) or pos.shape != (t, n_tokens, 3) or gl.shape != (t, channels)
                     or occupied.shape != (t, n_tokens)):

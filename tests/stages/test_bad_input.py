@@ -80,7 +80,18 @@ def corrupt_unknown_param(root: Path) -> str:
     return r"params\.yaml: unknown key 'pointcloud\.maxpoints'"
 
 
-@pytest.mark.parametrize("corrupt", [corrupt_eight_bit_depth, corrupt_truncated_png, corrupt_wrong_size,
+def corrupt_nan_pose_world_clouds(root: Path) -> str:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["pointcloud"]["coordinates"] = "world"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    path = root / "data/raw" / SEQ / "CameraParams" / CAM / "000001.txt"
+    values = path.read_text().split()
+    values[12] = "nan"  # x of the translation (column-major)
+    path.write_text(" ".join(values))
+    return r"CameraParams/Stereo_Left/Omni_F/000001\.txt: pose holds non-finite numbers"
+
+
+@pytest.mark.parametrize("corrupt", [corrupt_nan_pose_world_clouds, corrupt_eight_bit_depth, corrupt_truncated_png, corrupt_wrong_size,
                                      corrupt_missing_pose, corrupt_missing_intrinsics, corrupt_unknown_param])
 def test_bad_input_one_line_and_no_partial_output(project, corrupt):
     import re

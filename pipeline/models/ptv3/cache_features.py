@@ -25,7 +25,6 @@ stage also warns on stderr and tags the MLflow run.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from pipeline import runtime
+from pipeline.io.manifest import read_manifest, require_camera_frame
 
 from .bev_tokens import pool_bev
 from .features import extract_features
@@ -54,9 +54,8 @@ TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per f
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
     """Input manifest, sorted sequence names having every camera, and the total frame count."""
     path = points_root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: point-cloud manifest not found (run the stage that writes {points_root})")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path, f"point-cloud manifest not found (run the stage that writes {points_root})")
+    require_camera_frame(manifest, path)
     parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
     sequences = sorted({s for s, _ in parts})
     if not sequences:
@@ -166,7 +165,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "weights_source": str(model.weights_source), "random_weights": random_weights,
             "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.n_tokens,
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
-            "sequences": sequences,
+            "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
