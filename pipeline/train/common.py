@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.io import atomic
+from pipeline.io import checkpoint
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -67,19 +67,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (tensors and plain types only) atomically with ``torch.save``."""
-    atomic.write_with(path, lambda tmp: torch.save(payload, tmp))
+    """Write ``payload`` (tensors and plain types only) atomically and byte-reproducibly
+    (:func:`pipeline.io.checkpoint.save`)."""
+    checkpoint.save(path, payload)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors have many types; report one line naming the file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (errors name the file)."""
+    return checkpoint.load(path, map_location)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
