@@ -109,6 +109,8 @@ def parse_section(raw: dict[str, Any], section: str, cls: type[T]) -> T:
                 raise ParamsError(f"params.yaml: missing key '{key}'")
             continue
         kwargs[name] = _check_type(values[name], hints[name], key)
+        if name == "seed" and isinstance(kwargs[name], int) and not 0 <= kwargs[name] < 2**32:
+            raise ParamsError(f"params.yaml: {key} = {kwargs[name]} must be in [0, 2**32) (numpy and scikit-learn seeds)")
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if validate is not None:
