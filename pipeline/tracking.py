@@ -29,8 +29,10 @@ import io
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,8 +132,17 @@ class StageRun:
         self._declared[curve] = ["step", *columns]
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        if Path(path).exists():
+        """Log a file (also one still staged by an open :func:`pipeline.io.atomic.transaction`)."""
+        staged = atomic.current_path(path)
+        if not staged.is_file():
+            return
+        if staged == Path(path):
             self._track("log_artifact", str(path), artifact_path=folder)
+            return
+        with tempfile.TemporaryDirectory() as scratch:  # log the staged file under its final name
+            named = Path(scratch) / Path(path).name
+            shutil.copyfile(staged, named)
+            self._track("log_artifact", str(named), artifact_path=folder)
 
     def log_dict(self, obj: dict[str, Any], artifact_file: str) -> None:
         self._track("log_dict", obj, artifact_file)

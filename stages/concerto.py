@@ -36,6 +36,7 @@ def main(
     p = parse_section(params, "concerto", ConcertoParams)
     from pipeline import runtime
     from pipeline.models.ptv3.cache_features import build_features, input_points, load_model
+    from pipeline.io import atomic
     from pipeline.tracking import stage_run
 
     points_root = input_points(p)
@@ -47,7 +48,7 @@ def main(
         print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
               f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
               f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
-    with stage_run("concerto", reports) as run:
+    with atomic.transaction(), stage_run("concerto", reports) as run:  # all outputs change together
         run.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
         run.set_tags({"concerto.weights_source": str(model.weights_source),
                       "concerto.random_weights": str(p.random_weights)})

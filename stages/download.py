@@ -14,6 +14,7 @@ import typer
 from pipeline.config import load_params, parse_section
 from pipeline.data.params import DataParams, DownloadParams
 from pipeline.errors import one_line_errors
+from pipeline.io import atomic
 from pipeline.io.atomic import atomic_dir
 
 app = typer.Typer(add_completion=False)
@@ -30,7 +31,7 @@ def main(
     data, download = parse_section(params, "data", DataParams), parse_section(params, "download", DownloadParams)
     from pipeline.tracking import stage_run
 
-    with stage_run("download") as run:
+    with atomic.transaction(), stage_run("download") as run:  # data/raw and reports change together
         run.log_params({"data": params["data"], "download": params["download"]})
         with atomic_dir(out) as tmp:
             if download.source == "synthetic":
@@ -45,9 +46,9 @@ def main(
                 folders = download_sequences(list(download.synthia_sequences), download.synthia_base_url, tmp,
                                              checksums_path=Path("synthia.sha256"), cameras=list(data.cameras),
                                              frame_limit=data.frames, archive_cache=archive_cache)
-        run.log_metrics({"source": download.source, "sequences": len(folders),
-                         "files": sum(1 for _ in out.rglob("*") if _.is_file()),
-                         "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())})
+        files = [p for p in atomic.current_path(out).rglob("*") if p.is_file()]
+        run.log_metrics({"source": download.source, "sequences": len(folders), "files": len(files),
+                         "bytes": sum(p.stat().st_size for p in files)})
 
 
 if __name__ == "__main__":

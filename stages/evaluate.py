@@ -29,11 +29,12 @@ def main(
     from pipeline.eval.phase1_report import phase1_report
     from pipeline.eval.phase2_report import phase2_report
     from pipeline.io import synthia
+    from pipeline.io import atomic
     from pipeline.tracking import stage_run
 
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
-    with stage_run("evaluate", reports) as run:
+    with atomic.transaction(), stage_run("evaluate", reports) as run:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
         figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
                    for layout in layouts]

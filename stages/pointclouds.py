@@ -26,9 +26,10 @@ def main(
     data = parse_section(params, "data", DataParams)
     cloud = parse_section(params, "pointcloud", PointcloudParams)
     from pipeline.data.build_pointclouds import build_pointclouds
+    from pipeline.io import atomic
     from pipeline.tracking import stage_run
 
-    with stage_run("pointclouds") as run:
+    with atomic.transaction(), stage_run("pointclouds") as run:  # data/pointclouds and reports change together
         run.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
         run.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))
 

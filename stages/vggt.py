@@ -36,6 +36,7 @@ def main(
     from pipeline import runtime
     from pipeline.models.vggt.load import load_vggt
     from pipeline.models.vggt.outputs import build_vggt_outputs
+    from pipeline.io import atomic
     from pipeline.tracking import stage_run
 
     torch_device = runtime.stage_device(device)
@@ -48,12 +49,12 @@ def main(
         print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "
               f"and metrics are NOT meaningful. Use real weights with e.g. `dvc exp run -S vggt.weights=facebook/VGGT-1B "
               f"-S vggt.preset=1b -S vggt.target_size=518` on a machine with internet.", file=sys.stderr, flush=True)
-    with stage_run("vggt", reports) as run:
+    with atomic.transaction(), stage_run("vggt", reports) as run:  # all outputs change together
         run.log_params({"vggt": params["vggt"], "data.cameras": list(data.cameras)})
         run.set_tags({"vggt.weights_source": info["weights_source"], "vggt.random_weights": str(random_weights)})
         run.log_metrics(build_vggt_outputs(raw, out, reports / "figures", data.cameras, p, model, torch_device,
                                            random_weights))
-        for png in sorted((reports / "figures").glob("*.png")):
+        for png in sorted(atomic.current_path(reports / "figures").glob("*.png")):
             run.log_artifact(png, "figures")
 
 

@@ -89,4 +89,4 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     total_points = sum(p["points"] for p in manifest["partitions"])
     return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
             "frames_per_s": round(len(tasks) / seconds, 2),
-            "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}
+            "bytes": sum(p.stat().st_size for p in atomic.current_path(out_root).rglob("*.parquet"))}

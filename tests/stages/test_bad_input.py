@@ -103,3 +103,27 @@ def test_bad_input_one_line_and_no_partial_output(project, corrupt):
     assert not (project / "data/pointclouds").exists()
     assert not list((project / "data").glob(".pointclouds*"))  # no temporary leftovers
     assert not (project / "reports/pointclouds/metrics.json").exists()
+
+
+def test_unwritable_reports_keep_the_old_point_clouds(project, monkeypatch):
+    """Every output of the stage changes together: the report folder refuses writes -> exit 1, and the
+    previous data/pointclouds stays (not the new one), with no partial left."""
+    import tempfile
+
+    assert run_stage() == (0, [])
+    before = (project / "data/pointclouds/manifest.json").read_bytes()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pointcloud"]["max_points"] = 128
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    original = tempfile.mkstemp
+
+    def refuse_reports(*args, **kwargs):
+        if Path(kwargs.get("dir", "")).resolve() == (project / "reports/pointclouds").resolve():
+            raise PermissionError(13, "Permission denied", str(kwargs["dir"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_reports)
+    code, errors = run_stage()
+    assert code == 1 and len(errors) == 1 and "Permission denied" in errors[0], errors
+    assert (project / "data/pointclouds/manifest.json").read_bytes() == before
+    assert not list((project / "data").glob(".pointclouds*"))
