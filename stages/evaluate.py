@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -28,12 +29,19 @@ def main(
     from pipeline.eval import dataset_report
     from pipeline.eval.phase1_report import phase1_report
     from pipeline.eval.phase2_report import phase2_report
-    from pipeline.io import synthia
-    from pipeline.io import atomic
+    from pipeline.io import atomic, synthia
     from pipeline.tracking import stage_run
+    from pipeline.train.common import check_trained_with, load_checkpoint
+    from pipeline.train.phase1 import Phase1Params
+    from pipeline.train.phase2 import Phase2Params
 
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
+    train = asdict(parse_section(params, "train", Phase1Params))  # the models must match params.yaml
+    phase1_saved, phase2_saved = load_checkpoint(phase1), load_checkpoint(phase2)
+    check_trained_with(phase1, phase1_saved["params"], train, "train")
+    check_trained_with(phase2, phase2_saved["phase1_params"], train, "train")
+    check_trained_with(phase2, phase2_saved["params"], asdict(parse_section(params, "video", Phase2Params)), "video")
     with atomic.transaction(), stage_run("evaluate", reports) as run:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
         figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")

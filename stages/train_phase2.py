@@ -6,6 +6,7 @@ Initialises from the phase-one model. Also runs under torchrun (DDP):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def main(
     video = parse_section(params, "video", Phase2Params)
     from pipeline.data.splits import training_split
     from pipeline.tracking import rank_report_dir, stage_run
+    from pipeline.train.common import check_trained_with
+    from pipeline.train.phase1 import Phase1Params
     from pipeline.train.phase2 import build_model, load_sequences, train_phase2
 
     if not phase1.is_file():
@@ -43,6 +46,8 @@ def main(
     main_process = int(os.environ.get("RANK", "0")) == 0
     report_dir = rank_report_dir("train_phase2")
     _, p1 = build_model(phase1, video, device="cpu")
+    check_trained_with(phase1, dataclasses.asdict(p1), dataclasses.asdict(parse_section(params, "train", Phase1Params)),
+                       "train")
     with stage_run("train_phase2", report_dir) as run:
         run.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty

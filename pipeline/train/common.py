@@ -77,6 +77,26 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     return checkpoint.load(path, map_location)
 
 
+RUN_ONLY_KEYS = frozenset({"device", "log_every", "val_every", "checkpoint_every"})  # do not change the model
+
+
+def check_trained_with(path: Path | str, recorded: dict[str, Any], current: dict[str, Any], section: str) -> None:
+    """Refuse a model trained with other params: ``recorded`` (saved in the checkpoint at ``path``) against the
+    ``current`` params.yaml ``section``; the ValueError names the first differing key and both values.
+    Keys that only steer the run (:data:`RUN_ONLY_KEYS`) are not compared."""
+
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+    for key in sorted(set(recorded) | set(current)):
+        if key in RUN_ONLY_KEYS:
+            continue
+        old, new = plain(recorded.get(key, "<absent>")), plain(current.get(key, "<absent>"))
+        if old != new:
+            raise ValueError(f"{path}: trained with {section}.{key}={old!r} but params.yaml has {new!r}; "
+                             f"retrain it (dvc repro) or restore the params")
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
