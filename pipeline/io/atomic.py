@@ -4,10 +4,10 @@ Files are written to a hidden temporary name in the same folder and renamed with
 (atomic on POSIX within one filesystem). Folders are built in a hidden sibling and swapped in at
 the end; on any exception the temporary is removed and the previous content stays untouched.
 
-- Partials are named ``.<target name>.<8 random chars>.tmp<suffix>`` (folders ``.tmp``, replaced
+- Partials are named ``.<target name>.<random>.tmp<suffix>`` (folders ``.tmp``, replaced
   folders ``.old``) and hold an exclusive ``flock`` while they are written. A run that crashed (kill -9)
-  leaves them behind; the next write of the same target removes every such partial that no live
-  process holds (:func:`remove_stale_partials`). Nothing else in the folder is touched.
+  leaves them behind; the next run's first write into that folder removes every such partial that no
+  live process holds (:func:`remove_stale_partials`). Nothing else in the folder is touched.
 - Files and folders get the usual modes (0666 / 0777 minus the umask), not ``mkstemp``'s 0600/0700.
 - :func:`transaction`: inside ``with transaction():`` every atomic write is staged and all of them
   are renamed onto their targets only when the block ends without error (one stage, several outputs:
@@ -37,9 +37,8 @@ def _umask() -> int:
     return mask
 
 
-def _partial_pattern(name: str) -> re.Pattern[str]:
-    """Our own partials of target ``name`` (mkstemp/mkdtemp use 8 characters of ``[a-z0-9_]``)."""
-    return re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.(tmp.*|old)$")
+PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]+\.(tmp.*|old)$")  # mkstemp/mkdtemp random part
+_cleaned: set[Path] = set()  # folders this process has already cleaned (one scan per folder, not per write)
 
 
 def _lock(path: Path) -> int:
@@ -49,14 +48,15 @@ def _lock(path: Path) -> int:
     return fd
 
 
-def remove_stale_partials(target: Path | str) -> list[Path]:
-    """Remove the partials of ``target`` left by crashed runs (ours, by name, and held by no process)."""
-    target = Path(target)
-    if not target.parent.is_dir():
+def remove_stale_partials(folder: Path | str) -> list[Path]:
+    """Remove the partials in ``folder`` left by crashed runs: hidden temporaries of our naming pattern
+    (``.<name>.<random>.tmp*`` / ``.old``) that no live process holds. Nothing else is touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
         return []
-    pattern, removed = _partial_pattern(target.name), []
-    for path in target.parent.iterdir():
-        if not pattern.match(path.name):
+    removed = []
+    for path in folder.iterdir():
+        if not PARTIAL.match(path.name):
             continue
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -113,7 +113,10 @@ class _Staged:
 def _stage(target: Path, is_dir: bool, suffix: str = "") -> _Staged:
     """Create the locked, hidden temporary of ``target`` after clearing stale partials of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target)
+    folder = target.parent.resolve()
+    if folder not in _cleaned:
+        remove_stale_partials(folder)
+        _cleaned.add(folder)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode

@@ -42,7 +42,7 @@ def test_dir_swap(tmp_path):
 
 
 def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
-    """kill -9 leaves hidden partials; the next write of the same target removes them, nothing else."""
+    """kill -9 leaves hidden partials; the next write into that folder removes them, nothing else."""
     import fcntl
     import os
 
@@ -53,7 +53,8 @@ def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
     stale_old.mkdir()
     stale_file = tmp_path / ".model.pt.k3j4h5g6.tmp.pt"
     stale_file.write_bytes(b"half")
-    keep = [tmp_path / ".pointclouds-notes", tmp_path / ".other.ab12cd_9.tmp", tmp_path / "pointclouds.ab12cd_9.tmp"]
+    keep = [tmp_path / ".pointclouds-notes", tmp_path / ".config.tmp", tmp_path / "pointclouds.ab12cd_9.tmp",
+            tmp_path / "notes.old"]
     for path in keep:
         path.write_text("not ours")
     held = tmp_path / ".pointclouds.held0000.tmp"  # a live writer's partial: locked
