@@ -40,9 +40,9 @@ def validate(
 @one_line_errors
 def relog(stage: str = typer.Argument(..., help="Stage whose reports/<stage> to log again (e.g. evaluate).")) -> None:
     """Log a stage's reports/<stage>/metrics.json and curves to MLflow again (after a tracking failure)."""
-    from pipeline.tracking import relog as relog_stage
+    from pipeline.steps import relog as relog_step
 
-    rows = relog_stage(stage)
+    rows = relog_step.run(stage)
     typer.echo(f"logged reports/{stage}/metrics.json and {rows} curve rows to MLflow")
 
 
@@ -59,11 +59,11 @@ def visualize(
 ) -> None:
     """Point cloud of one video frame from VGGT: a PNG (top + perspective views) and a PLY."""
     from pipeline.data.video import decode_frames
+    from pipeline.distributed import pick_device
     from pipeline.eval.visualize_frame import write_frame_views
     from pipeline.models.vggt import vggt_1b, vggt_tiny
     from pipeline.models.vggt.infer import point_cloud_from_outputs, run_vggt
     from pipeline.models.vggt.load import load_vggt
-    from pipeline.train.common import pick_device
 
     presets = {"tiny": vggt_tiny, "1b": vggt_1b}
     if preset not in presets:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import atomic
-from pipeline.io.manifest import read_manifest
+from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.io.pointcloud_table import camera_dirname
 from pipeline.io.synthia import FRAME_RATE_HZ
 
@@ -134,10 +134,12 @@ def _check_manifest(manifest: Any, path: Path) -> None:
 
 
 def load_manifest(root: Path | str) -> dict[str, Any]:
-    """``<root>/manifest.json`` as a dict, checked for the keys and types of MANIFEST_KEYS."""
+    """``<root>/manifest.json`` as a dict, checked for the keys and types of MANIFEST_KEYS and for features of
+    camera-coordinate clouds (caches written before the manifest recorded ``coordinates`` count as camera)."""
     path = Path(root) / MANIFEST
     manifest = read_manifest(path, "features manifest not found (run the concerto stage)")
     _check_manifest(manifest, path)
+    require_camera_frame(manifest, path, default="camera")
     return manifest
 
 
