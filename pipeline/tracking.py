@@ -12,6 +12,12 @@ and compare UI. Every stage opens :func:`stage_run`, which
   ``dvc.stage`` and ``dvc.baseline_rev``;
 - writes ``reports/<stage>/metrics.json`` atomically when the stage finishes without error.
 
+Quality metrics and run facts are kept apart: timings, throughput, peak memory, device and host
+facts (:data:`RUN_FACT_KEYS`, or anything passed to :meth:`StageRun.log_run_facts`) go to
+``reports/<stage>/run.json`` (not a DVC metric, ignored by git) and to MLflow, so two runs with
+equal results leave the checkout clean. Training curves are also drawn as a static PNG,
+``reports/<stage>/figures/curves.png`` (:mod:`pipeline.eval.curve_figures`), readable offline.
+
 ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging only; outputs are unchanged, so it is safe for
 DVC). See ``shared/specs/pipeline.md`` §2 for the pitfalls this design avoids.
 """
@@ -23,6 +29,7 @@ import csv
 import io
 import logging
 import os
+import platform
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +40,38 @@ from pipeline.io import atomic
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
+
+RUN_FACT_KEYS = frozenset({
+    "seconds", "train_seconds", "model_seconds", "seconds_this_run",  # wall-clock seconds
+    "frames_per_s", "model_frames_per_s", "points_per_s", "clips_per_s",  # throughput
+    "peak_rss_mb", "cuda_peak_allocated_mb",  # peak memory, MiB
+    "device", "world_size", "torch_threads", "resumed_from_step", "steps_this_run",  # where and how it ran
+})
+"""Leaf keys that describe how a run went rather than what it produced: never written to metrics.json."""
+
+
+def split_run_facts(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split nested ``metrics`` into (quality metrics, run facts) by leaf key (:data:`RUN_FACT_KEYS`);
+    both keep the nesting, empty sub-dicts are dropped from the facts."""
+    quality: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            q, f = split_run_facts(value)
+            if q or not f:  # a group made only of run facts leaves no empty dict behind
+                quality[key] = q
+            if f:
+                facts[key] = f
+        elif key in RUN_FACT_KEYS:
+            facts[key] = value
+        else:
+            quality[key] = value
+    return quality, facts
+
+
+def host_facts() -> dict[str, Any]:
+    """Python, platform and CPU count of this machine (for ``run.json``)."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
 def tracking_root() -> Path:
@@ -60,12 +99,14 @@ def mlflow_enabled() -> bool:
 
 
 class StageRun:
-    """What a stage logs: final metrics (to JSON + MLflow), step metrics (CSV + MLflow), artifacts."""
+    """What a stage logs: final metrics (to JSON + MLflow), run facts (``run.json`` + MLflow), step
+    metrics (CSV + PNG + MLflow), artifacts."""
 
     def __init__(self, stage: str, report_dir: Path, mlflow_module: Any | None):
         self.stage = stage
         self.report_dir = report_dir
         self.metrics: dict[str, Any] = {}
+        self.run_facts: dict[str, Any] = {}
         self._mlflow = mlflow_module
         self._curves: dict[str, list[dict[str, Any]]] = {}
         self._declared: dict[str, list[str]] = {}
@@ -76,10 +117,26 @@ class StageRun:
             self._mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
-        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots."""
+        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots. Run facts
+        among them (leaf keys in :data:`RUN_FACT_KEYS`) are routed to :meth:`log_run_facts`."""
+        metrics, facts = split_run_facts(metrics)
         self.metrics.update(metrics)
+        self._log_numbers(metrics)
+        if facts:
+            self.log_run_facts(facts)
+
+    def log_run_facts(self, facts: dict[str, Any]) -> None:
+        """Timings, memory, device, host: written to ``run.json`` (not a DVC metric, not in git) and
+        logged to MLflow under the prefix ``run.`` (numbers as metrics, the rest as tags)."""
+        self.run_facts.update(facts)
+        self._log_numbers(facts, prefix="run.")
         if self._mlflow is not None:
-            numeric = {k: float(v) for k, v in flatten(metrics).items()
+            self._mlflow.set_tags({k: str(v)[:500] for k, v in flatten(facts, "run.").items()
+                                   if not isinstance(v, int | float) or isinstance(v, bool)})
+
+    def _log_numbers(self, values: dict[str, Any], prefix: str = "") -> None:
+        if self._mlflow is not None:
+            numeric = {k: float(v) for k, v in flatten(values, prefix).items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
             if numeric:
                 self._mlflow.log_metrics(numeric)
@@ -118,7 +175,15 @@ class StageRun:
             writer.writeheader()
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
+        if any(self._curves.values()):
+            from pipeline.eval.curve_figures import curves_figure
+
+            self.log_artifact(curves_figure(self._curves, self.stage, self.report_dir / "figures" / "curves.png"),
+                              "figures")
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
+        self.log_run_facts({"host": host_facts()})
+        atomic.write_json(self.report_dir / "run.json", self.run_facts)
+        self.log_artifact(self.report_dir / "run.json", "reports")
 
 
 def rank_report_dir(stage: str) -> Path:
