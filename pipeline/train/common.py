@@ -71,6 +71,19 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     atomic.write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
+STATE_NOTE = ("Resumable training state of this stage (a DVC output kept between runs, not cached).\n"
+              "While the stage trains, `state.pt` here holds model, optimiser and step every `checkpoint_every`\n"
+              "steps, so an interrupted run continues where it stopped; a finished run removes it.\n")
+
+
+def discard_state(state_path: Path | str) -> None:
+    """Remove the resumable state of a finished run and leave a README in its folder, so the persisted
+    DVC output folder is never empty (DVC warns about empty outputs)."""
+    state_path = Path(state_path)
+    state_path.unlink(missing_ok=True)
+    atomic.write_text(state_path.parent / "README.md", STATE_NOTE)
+
+
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
     path = Path(path)
