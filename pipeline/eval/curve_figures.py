@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io import atomic
 
 MAX_RATIO = 10.0
 UNITS = {"_m": "metres", "_rad": "radians", "_deg": "degrees"}
@@ -66,11 +65,9 @@ def scale_groups(magnitudes: Mapping[str, float], max_ratio: float = MAX_RATIO) 
 def curves_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]], stage: str, out: Path) -> Path:
     """PNG at ``out`` (written atomically): one panel per scale group, each column against its step,
     curves of one column in one colour (line style per curve), legend outside the data on the right."""
-    import matplotlib
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     data = series(curves)
     magnitudes: dict[str, float] = {}
     for (_, column), (_, values) in data.items():
@@ -99,6 +96,4 @@ def curves_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]], stage: str,
         axes[0, 0].text(0.5, 0.5, "no logged steps", ha="center", va="center")
     fig.suptitle(f"{stage}: training curves ({', '.join(names)}; one panel per unit and scale)")
     fig.tight_layout()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)
-    return out
+    return figure_kit.save(fig, out, dpi=80)

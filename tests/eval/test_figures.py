@@ -5,11 +5,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image, ImageSequence
 
 from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.frames import FrameSelection, load_frames
@@ -20,17 +17,6 @@ from pipeline.io.synthia import SequenceLayout
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
-MIN_SIDE, MAX_SIDE = 300, 2600  # pixels: large enough to read, small enough to open anywhere
-
-
-def assert_readable(path: Path) -> None:
-    """``path`` exists and every frame has sides within bounds and more than one grey level."""
-    assert path.is_file() and path.stat().st_size > 2000, path
-    with Image.open(path) as image:
-        for frame in ImageSequence.Iterator(image):
-            w, h = frame.size
-            assert MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE, (path, frame.size)
-            assert np.asarray(frame.convert("L"), dtype=float).var() > 0, path
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +32,12 @@ def scene(generated_root, tmp_path_factory):
     return generated_root, clouds, records, meshes, faces.numpy()
 
 
-def test_dataset_overview(scene, tmp_path):
+def test_dataset_overview(scene, tmp_path, assert_readable):
     raw, clouds, *_ = scene
     assert_readable(dataset_report.overview_figure(SequenceLayout(raw / SEQ), CAM, clouds, tmp_path / "d.png"))
 
 
-def test_phase_one_figures(scene, tmp_path):
+def test_phase_one_figures(scene, tmp_path, assert_readable):
     _, _, records, meshes, faces = scene
     record = records[0]
     point_slot = np.asarray(record.anchors.label)
@@ -61,7 +47,7 @@ def test_phase_one_figures(scene, tmp_path):
     assert_readable(phase1_figures.prototype_gallery(shapes, faces, np.full(6, 1 / 6), tmp_path / "p.png"))
 
 
-def test_phase_two_figures(scene, tmp_path):
+def test_phase_two_figures(scene, tmp_path, assert_readable):
     _, _, records, meshes, faces = scene
     centres = meshes.mean(axis=2)  # (T, K, 3)
     camera = np.cumsum(np.tile([[0.0, 0.0, 1.0]], (len(records), 1)), axis=0)
@@ -71,7 +57,7 @@ def test_phase_two_figures(scene, tmp_path):
     assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "g.gif"))
 
 
-def test_vggt_and_laq_figures(tmp_path):
+def test_vggt_and_laq_figures(tmp_path, assert_readable):
     rng = np.random.default_rng(0)
     depth = rng.uniform(2, 40, (42, 70))
     assert_readable(vggt_figures.depth_figure(tmp_path / "v.png", "SEQ frame 0", rng.integers(0, 255, (96, 160, 3), np.uint8),
@@ -86,7 +72,7 @@ def test_vggt_and_laq_figures(tmp_path):
     assert_readable(tmp_path / "usage.png")
 
 
-def test_training_curves_group_scales_and_render(tmp_path):
+def test_training_curves_group_scales_and_render(tmp_path, assert_readable):
     rows = [{"step": s, "loss": 80.0 / (s + 1), "chamfer_m": 0.2, "motion_m": 30.0 + s, "lr": 1e-4} for s in range(6)]
     out = curve_figures.curves_figure({"train": rows, "val": rows[::2]}, "demo", tmp_path / "c.png")
     assert_readable(out)
