@@ -54,9 +54,8 @@ def visibility(samples: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -
 def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, faces: torch.Tensor,
                   depth: np.ndarray, intrinsics: Intrinsics, samples_per_mesh: int = 1000, seed: int = 0) -> dict:
     """All metrics of one frame (see module docstring). ``verts`` (K, V, 3), ``points`` (N, 3)."""
-    # copies: ``points`` may be a read-only view (e.g. of a parquet column), which torch would warn about
-    verts_t = torch.tensor(verts, dtype=torch.float32)
-    pts_t = torch.tensor(points, dtype=torch.float32)
+    verts_t = torch.as_tensor(verts, dtype=torch.float32)
+    pts_t = torch.as_tensor(points, dtype=torch.float32)
     with torch.no_grad():
         sq, slot, _ = point_mesh_sq_dist(pts_t[None], verts_t[None], faces, exact=True)
         acc = torch.sqrt(sq[0]).numpy()

@@ -78,3 +78,9 @@ def test_training_curves_group_scales_and_render(tmp_path, assert_readable):
     assert_readable(out)
     groups = curve_figures.scale_groups({"chamfer_m": 0.2, "motion_m": 35.0, "free_space_m": 0.5, "loss": 80.0, "lr": 1e-4})
     assert sorted(map(sorted, groups)) == [["chamfer_m", "free_space_m"], ["loss"], ["lr"], ["motion_m"]]
+
+
+def test_frame_points_are_writable(scene):
+    """Figures and metrics hand ``record.points`` to torch, which warns about read-only arrays."""
+    _, _, records, *_ = scene
+    assert all(r.points.flags.writeable for r in records)
