@@ -68,6 +68,8 @@ def curves_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]], stage: str,
     from pipeline.eval import figure_kit
 
     plt = figure_kit.pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     data = series(curves)
     magnitudes: dict[str, float] = {}
     for (_, column), (_, values) in data.items():
@@ -87,6 +89,7 @@ def curves_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]], stage: str,
                     ax.plot(steps, values, style, color=colours[i % len(colours)], lw=1.4,
                             marker="o" if len(steps) < 12 else None, ms=3, label=f"{curve}: {column}")
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(unit_of(group[0]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
