@@ -19,7 +19,7 @@ import numpy as np
 
 MAX_RATIO = 10.0
 UNITS = {"_m": "metres", "_rad": "radians", "_deg": "degrees"}
-STYLES = ("-", "--", ":", "-.")
+STYLES = {"train": "-", "val": "--"}  # line style per curve; other curves (e.g. codebook) dotted
 
 
 def unit_of(column: str) -> str:
@@ -78,14 +78,14 @@ def curves_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]], stage: str,
     names = sorted(curves)
     cols = 2 if len(groups) > 1 else 1
     rows = max(1, math.ceil(len(groups) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 3.4 * rows + 0.8), squeeze=False)
     colours = plt.get_cmap("tab10").colors
     for ax, group in zip(axes.flat, groups, strict=False):
         for i, column in enumerate(group):
             for curve in names:
                 if (curve, column) in data:
                     steps, values = data[(curve, column)]
-                    style = STYLES[names.index(curve) % len(STYLES)]
+                    style = STYLES.get(curve, ":")
                     ax.plot(steps, values, style, color=colours[i % len(colours)], lw=1.4,
                             marker="o" if len(steps) < 12 else None, ms=3, label=f"{curve}: {column}")
         ax.set_xlabel("step")
