@@ -15,8 +15,8 @@ and compare UI. Every stage opens :func:`stage_run`, which
 Quality metrics and run facts are kept apart: timings, throughput, peak memory, device and host
 facts (:data:`RUN_FACT_KEYS`, or anything passed to :meth:`StageRun.log_run_facts`) go to
 ``reports/<stage>/run.json`` (not a DVC metric, ignored by git) and to MLflow, so two runs with
-equal results leave the checkout clean. Training curves are also drawn as a static PNG,
-``reports/<stage>/figures/curves.png`` (:mod:`pipeline.eval.curve_figures`), readable offline.
+equal results leave the checkout clean. :attr:`StageRun.curves` hands the logged training curves to
+the training steps, which draw them as ``reports/<stage>/figures/curves.png`` (:mod:`pipeline.eval.curve_figures`).
 
 ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging only; outputs are unchanged, so it is safe for
 DVC). See ``shared/specs/pipeline.md`` §2 for the pitfalls this design avoids.
@@ -100,7 +100,7 @@ def mlflow_enabled() -> bool:
 
 class StageRun:
     """What a stage logs: final metrics (to JSON + MLflow), run facts (``run.json`` + MLflow), step
-    metrics (CSV + PNG + MLflow), artifacts."""
+    metrics (CSV + MLflow), artifacts."""
 
     def __init__(self, stage: str, report_dir: Path, mlflow_module: Any | None):
         self.stage = stage
@@ -152,6 +152,11 @@ class StageRun:
         for curves that may legitimately stay empty but are declared as DVC outputs."""
         self._declared[curve] = ["step", *columns]
 
+    @property
+    def curves(self) -> dict[str, list[dict[str, Any]]]:
+        """Rows logged so far per curve (declared curves included, possibly empty): ``{curve: [{"step": ..}]}``."""
+        return {**{curve: [] for curve in self._declared}, **self._curves}
+
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         if self._mlflow is not None and Path(path).exists():
             self._mlflow.log_artifact(str(path), artifact_path=folder)
@@ -175,11 +180,6 @@ class StageRun:
             writer.writeheader()
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
-        if any(self._curves.values()):
-            from pipeline.eval.curve_figures import curves_figure
-
-            self.log_artifact(curves_figure(self._curves, self.stage, self.report_dir / "figures" / "curves.png"),
-                              "figures")
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
         self.log_run_facts({"host": host_facts()})
         atomic.write_json(self.report_dir / "run.json", self.run_facts)

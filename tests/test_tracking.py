@@ -1,13 +1,10 @@
 """The tracking layer keeps quality metrics (``metrics.json``, a DVC metric) apart from run facts
-(``run.json``: timings, memory, device, host) and draws the training curves as a PNG."""
+(``run.json``: timings, memory, device, host) and keeps the logged training curves for the figure of the training steps."""
 
 from __future__ import annotations
 
 import json
 import re
-
-import numpy as np
-from PIL import Image
 
 from pipeline.tracking import RUN_FACT_KEYS, split_run_facts, stage_run
 
@@ -54,12 +51,10 @@ def test_committed_metrics_hold_no_run_facts():
         assert not [k for k in keys if k in RUN_FACT_KEYS], path
 
 
-def test_curves_png_is_written_when_steps_are_logged(tmp_path, monkeypatch):
+def test_curves_hold_logged_and_declared_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
     with stage_run("demo", tmp_path) as run:
-        for step in range(5):
-            run.log_step("train", step, {"loss": 10.0 / (step + 1), "chamfer_m": 0.1 * step})
-        run.log_step("val", 4, {"loss": 2.5})
-    image = np.asarray(Image.open(tmp_path / "figures" / "curves.png").convert("L"), dtype=float)
-    assert 300 <= image.shape[1] <= 2400 and 200 <= image.shape[0] <= 2400
-    assert image.var() > 0
+        run.declare_curve("codebook", ["replaced"])
+        for step in range(3):
+            run.log_step("train", step, {"loss": 10.0 / (step + 1)})
+        assert run.curves == {"codebook": [], "train": [{"step": s, "loss": 10.0 / (s + 1)} for s in range(3)]}
