@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.frames import FrameSelection, load_frames
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.eval import curve_figures, dataset_report, laq_metrics, phase1_figures, phase2_figures, vggt_figures
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
+from pipeline.steps.pointclouds import build_pointclouds
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
