@@ -106,7 +106,7 @@ def test_every_label_in_a_full_tour_and_in_two_consecutive_default_sequences():
 
     for base_seed in (0, 1):
         config = SMALL.__class__(**{**SMALL.__dict__, "seed": base_seed, "sequences": 6, "frames": 40})
-        labels = [build_scene(sequence_seed(config, i), 40, **rig_plan(config, i)).rig_states()[2] for i in range(6)]
+        labels = [build_scene(sequence_seed(config, i), 40, **rig_plan(base_seed, i)).rig_states()[2] for i in range(6)]
         for i in range(5):
             assert set(labels[i]) | set(labels[i + 1]) == set(LABELS), (base_seed, i)
         for sequence in labels:

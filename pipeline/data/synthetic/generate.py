@@ -88,11 +88,11 @@ def camera_pose(scene: Scene, rig_xz: np.ndarray, rig_yaw: float, camera: str) -
     return look_pose(position, rig_yaw + VIEW_YAW[view], scene.rig_pitch)
 
 
-def rig_plan(config: GeneratorConfig, index: int) -> dict[str, int]:
+def rig_plan(seed: int, index: int) -> dict[str, int]:
     """Tour phase and first-turn direction of sequence ``index``: both alternate from one sequence to the
-    next (the first turn's sign also flips with the parity of ``config.seed``), so any two consecutive
-    sequences of half a tour (the default 8 s) together hold every manoeuvre label."""
-    return {"phase": index % 2, "turn": 1 if (index + config.seed) % 2 == 0 else -1}
+    next (the first turn's sign also flips with the parity of the generator ``seed``), so any two
+    consecutive sequences of half a tour (the default 8 s) together hold every manoeuvre label."""
+    return {"phase": index % 2, "turn": 1 if (index + seed) % 2 == 0 else -1}
 
 
 _SCENES: dict[int, Scene] = {}
@@ -100,7 +100,7 @@ _SCENES: dict[int, Scene] = {}
 
 def _scene(config: GeneratorConfig, index: int) -> Scene:
     if index not in _SCENES:
-        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames, **rig_plan(config, index))
+        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames, **rig_plan(config.seed, index))
     return _SCENES[index]
 
 

@@ -265,11 +265,9 @@ def build_scene(seed: int, frames: int, phase: int = 0, turn: int = 0) -> Scene:
                 depth, height = rng.uniform(8, 15), rng.uniform(6, 30)
                 lateral = side * (SIDEWALK_OUTER + 1.0 + depth / 2 + rng.uniform(0, 4))
                 centre = _offset(point, yaw, lateral)
-                corners = [
-                    (centre[0] + dx * right_vector(yaw)[0] + dz * heading_vector(yaw)[0],
-                     centre[1] + dx * right_vector(yaw)[2] + dz * heading_vector(yaw)[2])
-                    for dx in np.linspace(-depth / 2, depth / 2, 4) for dz in np.linspace(-width / 2, width / 2, 6)
-                ]
+                right, ahead = right_vector(yaw), heading_vector(yaw)
+                corners = [(centre[0] + dx * right[0] + dz * ahead[0], centre[1] + dx * right[2] + dz * ahead[2])
+                           for dx in np.linspace(-depth / 2, depth / 2, 4) for dz in np.linspace(-width / 2, width / 2, 6)]
                 if tree.query(np.array(corners))[0].min() > SIDEWALK_OUTER + 0.5:
                     part = BoxPart((0.0, height / 2, 0.0), (depth, height, width))
                     tone = int(rng.integers(90, 200))
