@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data.camera import cv_to_world
+from pipeline.data.synthetic.generate import rig_plan
 from pipeline.data.synthetic.laq_drives import LAQ_SEED_BASE, render_laq_drives
 from pipeline.data.synthetic.manoeuvres import LABELS
 from pipeline.data.synthetic.scene import build_scene
@@ -18,7 +19,7 @@ def test_points_poses_and_labels():
     for index, drive in enumerate(drives):
         assert drive.camera_to_world.shape == (6, 4, 4) and len(drive.points) == 6
         assert set(drive.manoeuvre) <= set(LABELS)
-        scene = build_scene(LAQ_SEED_BASE + 200_000 + index, 6, phase=index % 2, turn=1 if index % 2 == 0 else -1)
+        scene = build_scene(LAQ_SEED_BASE + 200_000 + index, 6, **rig_plan(2, index))
         assert list(drive.manoeuvre) == list(scene.rig_states()[2])
         for points, class_id, pose in zip(drive.points, drive.class_id, drive.camera_to_world, strict=True):
             assert 100 < len(points) <= 300 and points.dtype == np.float32

@@ -91,8 +91,9 @@ def camera_pose(scene: Scene, rig_xz: np.ndarray, rig_yaw: float, camera: str) -
 def rig_plan(seed: int, index: int) -> dict[str, int]:
     """Tour phase and first-turn direction of sequence ``index``: both alternate from one sequence to the
     next (the first turn's sign also flips with the parity of the generator ``seed``), so any two
-    consecutive sequences of half a tour (the default 8 s) together hold every manoeuvre label."""
-    return {"phase": index % 2, "turn": 1 if (index + seed) % 2 == 0 else -1}
+    consecutive sequences of half a tour (the default 8 s) together hold every manoeuvre label. The first
+    sequence starts with the tour's second half (already moving)."""
+    return {"phase": (index + 1) % 2, "turn": 1 if (index + seed) % 2 == 0 else -1}
 
 
 _SCENES: dict[int, Scene] = {}
