@@ -5,7 +5,7 @@ slot model starts from), meshed as unit ico-spheres of one level:
 
 - **k-means spheres**: centre = cluster mean, radius = mean distance of its points to the centre;
 - **k-means + PCA ellipsoids**: the sphere mapped by the cluster's PCA axes with semi-axes
-  ``c * sqrt(eigenvalue) + 0.02`` metres (``c = 1.5`` by default; phase-one notes §1).
+  ``c * sqrt(eigenvalue) + 0.02`` metres (``c = 1.5`` by default).
 """
 
 from __future__ import annotations
