@@ -48,7 +48,7 @@ def main(
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
-                                                       reports / "meshes")
+                                                       reports / "meshes", reports / "phase1_frames.csv")
         run.log_metrics({"phase1": phase1_metrics})
         phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
         run.log_metrics({"phase2": phase2_metrics})

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
 from pipeline.eval.gt_objects import matched_position_error, visible_things
+from pipeline.eval.prototype_stats import class_prototype_stats
 from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
@@ -21,6 +22,7 @@ from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, predict
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
 MIN_OBJECT_POINTS = 20
+SELECTION_KEYS = ("chamfer_l1_m", "chamfer_vis_m", "acc_m", "comp_all_m", "fg_ari")
 
 
 def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
@@ -28,9 +30,10 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
     pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
     out = []
+    device = model.faces.device
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        batch = make_batch(chunk, 1, None, torch.device("cpu"))
+        batch = make_batch(chunk, 1, None, device)
         with torch.no_grad():
             slots = predict(model, batch)
         if refine_steps > 0:
@@ -38,19 +41,33 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
                                      params.loss_weights(), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
-        out += [(slots.verts[j].detach().numpy(), slots.centre[j].detach().numpy(), slots.weights[j].detach().numpy())
+        out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
                 for j in range(len(chunk))]
     return out
 
 
+def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict[str, float | None]:
+    """Mean single-pass metrics of ``model`` over ``records``, computed as :func:`evaluate_phase1`
+    computes them (the model-selection scores; ``chamfer_l1_m`` and ``fg_ari`` among them)."""
+    was_training = model.training
+    model.eval()
+    rows = [frame_metrics(r.points, r.instance, verts, model.faces.cpu(), r.depth, r.intrinsics, seed=r.frame)
+            for r, (verts, _, _) in zip(records, predict_meshes(model, records), strict=True)]
+    model.train(was_training)
+    return {k: v for k, v in mean_metrics(rows).items() if k in SELECTION_KEYS}
+
+
 def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
-                    progress: bool = True) -> dict:
-    """Mean metrics per method over ``records`` plus relative improvements of the model."""
+                    progress: bool = True) -> tuple[dict, list[dict]]:
+    """Mean metrics per method over ``records``, relative improvements of the model and the prototype
+    statistics (:mod:`pipeline.eval.prototype_stats`, single pass); also one row per (frame, method)
+    with that frame's metrics (``sequence``, ``frame``, ``method`` and the metric columns)."""
     unit, unit_faces = ico_sphere(BASELINE_ICO_LEVEL)
     unit = unit.numpy()
     single = predict_meshes(model, records)
     refined = predict_meshes(model, records, params, params.refine_steps_eval)
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
+    per_frame: list[dict] = []
     for record, (verts, centres, _), (verts_r, centres_r, _) in tqdm(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
@@ -72,7 +89,9 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
                 if error is not None:
                     row["position_error_m"] = error
             rows[method].append(row)
+            per_frame.append({"sequence": record.sequence, "frame": record.frame, "method": method, **row})
     summary = {m: mean_metrics(r) for m, r in rows.items()}
+    summary["prototypes"] = class_prototype_stats(records, single, model.faces.cpu(), MIN_OBJECT_POINTS)
     base = summary["kmeans_spheres"]
     for method in ("model", "model_refined"):
         learned = summary[method]
@@ -83,7 +102,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
             "fg_ari_gain": (round(learned["fg_ari"] - base["fg_ari"], 4)
                             if learned.get("fg_ari") is not None and base.get("fg_ari") is not None else None),
         }
-    return summary
+    return summary, per_frame
 
 
 def _reduction(baseline: float | None, value: float | None) -> float | None:

@@ -71,8 +71,10 @@ def reconstruction_figure(record: FrameRecord, verts: np.ndarray, faces: np.ndar
     return out
 
 
-def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path) -> Path:
-    """One 3-D surface plot per learned prototype (unit scale, no pose), with its mean usage."""
+def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path,
+                      classes: dict[str, list[int]] | None = None) -> Path:
+    """One 3-D surface plot per learned prototype (unit scale, no pose; x right, z forward, y up),
+    with its mean usage and, given ``classes`` (class -> matched slots per prototype), its counts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +89,8 @@ def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, 
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_zlim(-lim, lim)
-        ax.set_title(f"prototype {i}\nusage {usage[i]:.2f}")
+        counts = ", ".join(f"{name} {c[i]}" for name, c in (classes or {}).items() if c[i])
+        ax.set_title(f"prototype {i}\nusage {usage[i]:.2f}\n{counts}", fontsize=8)
         ax.set_axis_off()
     fig.tight_layout()
     atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))

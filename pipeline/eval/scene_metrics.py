@@ -51,15 +51,21 @@ def visibility(samples: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -
     return in_image, visible
 
 
+def nearest_slot(points: np.ndarray, verts: np.ndarray, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(distance (N,) metres, owning slot (N,)) of each point to the nearest surface of K meshes (K, V, 3)."""
+    with torch.no_grad():
+        sq, slot, _ = point_mesh_sq_dist(torch.as_tensor(points, dtype=torch.float32)[None],
+                                         torch.as_tensor(verts, dtype=torch.float32)[None], faces, exact=True)
+    return torch.sqrt(sq[0]).numpy(), slot[0].numpy()
+
+
 def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, faces: torch.Tensor,
                   depth: np.ndarray, intrinsics: Intrinsics, samples_per_mesh: int = 1000, seed: int = 0) -> dict:
     """All metrics of one frame (see module docstring). ``verts`` (K, V, 3), ``points`` (N, 3)."""
     verts_t = torch.as_tensor(verts, dtype=torch.float32)
     pts_t = torch.as_tensor(points, dtype=torch.float32)
+    acc, slot = nearest_slot(points, verts, faces)
     with torch.no_grad():
-        sq, slot, _ = point_mesh_sq_dist(pts_t[None], verts_t[None], faces, exact=True)
-        acc = torch.sqrt(sq[0]).numpy()
-        slot = slot[0].numpy()
         samples = surface_samples(verts_t, faces, samples_per_mesh, seed)
         comp_sq, _ = nearest_sq_dist(samples[None], pts_t[None])
         comp = torch.sqrt(comp_sq[0]).numpy()

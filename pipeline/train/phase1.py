@@ -25,7 +25,9 @@ from pipeline.data.frames import FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.losses import LossWeights, total_loss
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.models.slots.shapes import normalised_extents, shape_clusters
 from pipeline.train import common
+from pipeline.train.selection import ModelSelector
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,11 @@ class Phase1Params:
     ``batch_size`` frames, Adam ``lr`` with warm-up and cosine decay, ``prototype_lr`` for the
     prototype offsets, gradient clipping at ``grad_clip``. Loss weights and free-space settings:
     see :mod:`pipeline.models.slots.losses`. ``samples_per_slot``: mesh samples per slot for the
-    free-space term.
+    free-space term. Prototypes: ``prototype_init`` = ``shapes`` (P shape clusters of the training
+    anchors' PCA extents) or ``random`` (small random bumps on the sphere); ``prior_width`` of the
+    anchor prior over prototypes (:mod:`pipeline.models.slots.model`). Selection: ``val_frames``
+    validation frames (0 = all) scored every ``val_every`` steps, Chamfer-L1 ties within
+    ``select_tolerance_m`` broken by FG-ARI (:mod:`pipeline.train.selection`).
     """
 
     slots: int = 8
@@ -73,6 +79,10 @@ class Phase1Params:
     val_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0
+    prototype_init: Literal["shapes", "random"] = "shapes"
+    prior_width: float = 0.3
+    val_frames: int = 0
+    select_tolerance_m: float = 0.002
 
     def validate(self) -> None:
         if self.slots < 1 or self.prototypes < 1:
@@ -86,7 +96,8 @@ class Phase1Params:
 
     def model_config(self) -> SlotModelConfig:
         return SlotModelConfig(slots=self.slots, prototypes=self.prototypes, ico_level=self.ico_level,
-                               input_height=self.input_height, input_width=self.input_width)
+                               input_height=self.input_height, input_width=self.input_width,
+                               prior_width=self.prior_width)
 
     def selection(self) -> FrameSelection:
         return FrameSelection(points=self.points, far_m=self.far_m, input_height=self.input_height,
@@ -178,10 +189,41 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     return totals
 
 
+def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int) -> np.ndarray:
+    """(P, 3) shape clusters of the training anchors' normalised extents (see
+    :mod:`pipeline.models.slots.shapes`): the initial prototype bank."""
+    axes = torch.from_numpy(np.concatenate([r.anchors.axes for r in records]))
+    spread = torch.from_numpy(np.concatenate([r.anchors.spread for r in records]))
+    radius = torch.from_numpy(np.concatenate([r.anchors.radius for r in records]))
+    weight = np.concatenate([r.anchors.weight for r in records])
+    extents = normalised_extents(axes, spread, radius).numpy()
+    return shape_clusters(extents, weight, prototypes, seed)
+
+
+def build_model(train: list[FrameRecord], params: Phase1Params, device: torch.device) -> SlotSceneModel:
+    """The untrained model; with ``prototype_init = shapes`` its bank holds the training shape clusters."""
+    model = SlotSceneModel(params.model_config(), seed=params.seed)
+    if params.prototype_init == "shapes":
+        model.prototypes.init_from_extents(torch.from_numpy(prototype_extents(train, params.prototypes, params.seed)))
+    return model.to(device)
+
+
+def validation_frames(val: list[FrameRecord], limit: int) -> list[FrameRecord]:
+    """At most ``limit`` (0 = all) validation frames, evenly spaced over the list."""
+    if limit <= 0 or len(val) <= limit:
+        return val
+    return [val[i] for i in np.linspace(0, len(val) - 1, limit).round().astype(int)]
+
+
 def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
                  state_path: Path, run=None, device: str = "auto", progress: bool = True,
                  stop_after: int | None = None) -> dict:
-    """Train and write ``out_model`` (config + weights); returns a summary for the metrics file.
+    """Train and write ``out_model`` (config + the SELECTED weights); returns a summary for the metrics file.
+
+    Model selection: the untrained model (step 0), every ``val_every`` steps and the last step are
+    scored on the validation frames by the evaluation's own metrics (single pass, Chamfer-L1 with
+    FG-ARI as tie-break, :class:`pipeline.train.selection.ModelSelector`); the best is written.
+    Without validation frames the last step is written (announced in the summary).
 
     ``state_path`` holds the resumable state while training runs (every ``checkpoint_every`` steps)
     and is removed once the model is written, so a rerun trains again rather than "resuming" a
@@ -190,10 +232,13 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     ``stop_after``: save the resumable state after that many steps and return without writing the
     model (a time-sliced job, or a test of resuming); the next call continues from the state.
     """
+    from pipeline.eval.phase1_eval import validation_scores  # the evaluation's metrics (imports this module)
+
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
-    model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
+    model = build_model(train, params, info.device)
     optimizer = build_optimizer(model, params)
+    selector = ModelSelector(params.select_tolerance_m)
     start_step = 0
     digest = params.digest(records_fingerprint(train))
     if state_path.is_file():
@@ -201,6 +246,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
         if state.get("params_digest") == digest:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            selector = ModelSelector.from_state(state["selector"])
             start_step = int(state["step"])
             print(f"train_phase1: resuming from {state_path} at step {start_step}")
         else:
@@ -209,18 +255,33 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
            if info.distributed else model)
     weights = params.loss_weights()
     per_rank = max(params.batch_size // info.world_size, 1)
+    select_on = validation_frames(val, params.val_frames)
     started, frames_seen = time.perf_counter(), 0
+
+    def save_state(step: int) -> None:
+        common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(), "optimizer": optimizer.state_dict(),
+                                            "step": step, "params_digest": digest, "selector": selector.state()})
+
+    def validate(step: int) -> None:
+        """Validation curve row (loss terms + evaluation metrics) and a selection candidate."""
+        row = validation_loss(ddp, val, params, info.device)
+        scores = validation_scores(common.unwrap(ddp), select_on)
+        row.update({f"eval_{k}": v for k, v in scores.items() if v is not None})
+        selector.offer(step, scores, common.unwrap(ddp).state_dict())
+        if run is not None:
+            run.log_step("val", step, row)
+
     bar = tqdm(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
                disable=not (progress and info.is_main))
     terms: dict[str, float] = {}
     for step in bar:
         if stop_after is not None and step >= stop_after:
             if info.is_main:
-                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "step": step,
-                                                    "params_digest": digest})
+                save_state(step)
             common.barrier()
             return {"steps": step, "stopped_early": True}
+        if info.is_main and val and step % params.val_every == 0:
+            validate(step)  # before the update: step 0 is the untrained model
         rng = np.random.default_rng([params.seed, step, info.rank])
         chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
         batch = make_batch(chosen, params.points_per_frame, rng, info.device)
@@ -244,25 +305,31 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
             bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
             if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
                 run.log_step("train", step, terms)
-            if run is not None and val and (step % params.val_every == 0 or step == params.steps - 1):
-                run.log_step("val", step, validation_loss(ddp, val, params, info.device))
             if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
-                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "step": step + 1,
-                                                    "params_digest": digest})
+                save_state(step + 1)
     seconds = time.perf_counter() - started
+    if info.is_main and val:
+        validate(params.steps)  # the trained model after its last update
+    selection = {"selected_step": selector.step if val else params.steps, "selected_val": selector.scores,
+                 "selection": "validation chamfer_l1_m, fg_ari tie-break" if val else "none (no validation frames): last step"}
     if info.is_main:
-        model_cpu = common.unwrap(ddp)
+        weights_out = selector.weights if val else common.unwrap(ddp).state_dict()
         common.save_checkpoint(out_model, {"config": dataclasses.asdict(params.model_config()),
                                            "params": dataclasses.asdict(params),
-                                           "state_dict": {k: v.detach().cpu() for k, v in model_cpu.state_dict().items()}})
+                                           "selected_step": selection["selected_step"],
+                                           "state_dict": {k: v.detach().cpu() for k, v in weights_out.items()}})
         state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
         state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
     common.barrier()
     return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
             "frames_seen": frames_seen, "frames_per_s": round(frames_seen / max(seconds, 1e-9), 1),
-            "train_frames": len(train), "val_frames": len(val), "world_size": info.world_size,
-            "device": str(info.device), "final_train": terms}
+            "train_frames": len(train), "val_frames": len(val), "selection_frames": len(select_on),
+            "world_size": info.world_size, "device": str(info.device), "final_train": terms, **selection}
+
+
+def selected_step(path: Path) -> int | None:
+    """The training step whose weights ``model.pt`` holds (model selection); None for older files."""
+    return common.load_checkpoint(path).get("selected_step")
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[SlotSceneModel, dict]:
