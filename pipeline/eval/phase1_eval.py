@@ -17,7 +17,7 @@ from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
 from pipeline.models.slots.refine import refine_vectors
-from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, predict
+from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, model_merge, predict
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
@@ -33,7 +33,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
     device = model.faces.device
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        batch = make_batch(chunk, 1, None, device)
+        batch = make_batch(chunk, 1, None, device, model_merge(model))
         with torch.no_grad():
             slots = predict(model, batch)
         if refine_steps > 0:

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.data.frames import FrameRecord, FrameSelection
+from pipeline.data.frames import Anchors, FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.losses import LossWeights, total_loss
+from pipeline.models.slots.grouping import merge_clusters
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.models.slots.shapes import normalised_extents, shape_clusters
 from pipeline.train import common
@@ -45,7 +46,9 @@ class Phase1Params:
     anchors' PCA extents) or ``random`` (small random bumps on the sphere); ``prior_width`` of the
     anchor prior over prototypes (:mod:`pipeline.models.slots.model`). Selection: ``val_frames``
     validation frames (0 = all) scored every ``val_every`` steps, Chamfer-L1 ties within
-    ``select_tolerance_m`` broken by FG-ARI (:mod:`pipeline.train.selection`).
+    ``select_tolerance_m`` broken by FG-ARI (:mod:`pipeline.train.selection`). Slots: k-means
+    clusters within ``merge_gap_m`` of each other share one slot while its largest semi-axis stays
+    below ``merge_max_semi_axis_m`` (:mod:`pipeline.models.slots.grouping`; 0 = off).
     """
 
     slots: int = 8
@@ -83,6 +86,8 @@ class Phase1Params:
     prior_width: float = 0.3
     val_frames: int = 0
     select_tolerance_m: float = 0.002
+    merge_gap_m: float = 0.3
+    merge_max_semi_axis_m: float = 2.5
 
     def validate(self) -> None:
         if self.slots < 1 or self.prototypes < 1:
@@ -97,7 +102,8 @@ class Phase1Params:
     def model_config(self) -> SlotModelConfig:
         return SlotModelConfig(slots=self.slots, prototypes=self.prototypes, ico_level=self.ico_level,
                                input_height=self.input_height, input_width=self.input_width,
-                               prior_width=self.prior_width)
+                               prior_width=self.prior_width, merge_gap_m=self.merge_gap_m,
+                               merge_max_semi_axis_m=self.merge_max_semi_axis_m)
 
     def selection(self) -> FrameSelection:
         return FrameSelection(points=self.points, far_m=self.far_m, input_height=self.input_height,
@@ -121,33 +127,56 @@ def records_fingerprint(records: list[FrameRecord]) -> str:
 
 
 PAD_M = 1.0e4
-ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight")
+ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight", "parent")
+_MERGED: dict[tuple, tuple[Anchors, np.ndarray]] = {}
+
+
+def slot_anchors(record: FrameRecord, merge: tuple[float, float]) -> tuple[Anchors, np.ndarray]:
+    """The record's k-means anchors after merging (``merge`` = (gap m, max semi-axis m); gap 0 = off)
+    and the slot ``parent`` (K,); merged once per record and cached (:mod:`pipeline.models.slots.grouping`)."""
+    if merge[0] <= 0:
+        return record.anchors, np.arange(len(record.anchors.centre))
+    key = (record.sequence, record.camera, record.frame, len(record.points), float(record.points[:, 2].sum()), merge)
+    if key not in _MERGED:
+        _MERGED[key] = merge_clusters(record.points, record.anchors, *merge)
+    return _MERGED[key]
 
 
 def make_batch(records: list[FrameRecord], points_per_frame: int, rng: np.random.Generator | None,
-               device: torch.device) -> dict[str, torch.Tensor]:
-    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None)."""
+               device: torch.device, merge: tuple[float, float] = (0.0, 0.0)) -> dict[str, torch.Tensor]:
+    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None).
+
+    Anchors and point labels are the slot anchors (:func:`slot_anchors` with ``merge``, a model's
+    ``(config.merge_gap_m, config.merge_max_semi_axis_m)``)."""
     n = points_per_frame if rng is not None else max(len(r.points) for r in records)
     points = np.full((len(records), n, 3), PAD_M, np.float32)  # padding far away: never a nearest point
     mask = np.zeros((len(records), n), bool)
     label = np.full((len(records), n), -1, np.int64)
-    for i, r in enumerate(records):
+    anchors = [slot_anchors(r, merge) for r in records]
+    for i, (r, (a, _)) in enumerate(zip(records, anchors, strict=True)):
         if rng is None or len(r.points) <= n:
             idx = np.arange(min(len(r.points), n))
         else:
             idx = rng.choice(len(r.points), n, replace=False)
         points[i, : len(idx)] = r.points[idx]
         mask[i, : len(idx)] = True
-        label[i, : len(idx)] = r.anchors.label[idx]
+        label[i, : len(idx)] = a.label[idx]
     batch = {
         "depth": torch.from_numpy(np.stack([r.depth for r in records])),
         "focal_cx_cy": torch.tensor([[r.intrinsics.focal, r.intrinsics.cx, r.intrinsics.cy] for r in records],
                                     dtype=torch.float32),
         "points": torch.from_numpy(points), "mask": torch.from_numpy(mask), "label": torch.from_numpy(label),
+        "parent": torch.from_numpy(np.stack([parent for _, parent in anchors])),
     }
-    for key in ANCHOR_KEYS:
-        batch[key] = torch.from_numpy(np.stack([getattr(r.anchors, key) for r in records]).astype(np.float32))
+    for key in ANCHOR_KEYS[:-1]:
+        batch[key] = torch.from_numpy(np.stack([getattr(a, key) for a, _ in anchors]).astype(np.float32))
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def model_merge(model) -> tuple[float, float]:
+    """The cluster-merge setting of a (possibly DDP-wrapped) slot model, for :func:`make_batch`."""
+    config = common.unwrap(model).config
+    return (config.merge_gap_m, config.merge_max_semi_axis_m)
 
 
 def anchors_of(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -179,7 +208,7 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     totals: dict[str, float] = {}
     chunks = [records[i : i + params.batch_size] for i in range(0, len(records), params.batch_size)]
     for chunk in chunks:
-        batch = make_batch(chunk, params.points_per_frame, rng, device)
+        batch = make_batch(chunk, params.points_per_frame, rng, device, model_merge(model))
         out = predict(model, batch)
         _, terms = total_loss(common.unwrap(model), out, batch, params.loss_weights(), params.samples_per_slot,
                               torch.Generator(device=device).manual_seed(0))
@@ -284,7 +313,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
             validate(step)  # before the update: step 0 is the untrained model
         rng = np.random.default_rng([params.seed, step, info.rank])
         chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
-        batch = make_batch(chosen, params.points_per_frame, rng, info.device)
+        batch = make_batch(chosen, params.points_per_frame, rng, info.device, model_merge(ddp))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, params.steps, group["base_lr"])
         out = predict(ddp, batch)

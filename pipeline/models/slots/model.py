@@ -143,8 +143,11 @@ class SlotSceneModel(nn.Module):
         return nn.functional.grid_sample(fmap, grid, align_corners=True).squeeze(-1).transpose(1, 2)
 
     def decode(self, vector: Tensor, anchors: dict[str, Tensor], temperature: float = 1.0) -> SlotParams:
-        """Slot vectors -> geometry (see module docstring)."""
+        """Slot vectors -> geometry (see module docstring). With ``anchors["parent"]`` (B, K) an alias
+        slot takes its parent's vector (merged clusters, :mod:`pipeline.models.slots.grouping`)."""
         m, cfg = self.config.max_log_scale, self.config
+        if "parent" in anchors:
+            vector = torch.gather(vector, 1, anchors["parent"].unsqueeze(-1).expand_as(vector))
         radius = anchors["radius"]
         scale = radius * torch.exp(m * torch.tanh(vector[..., 0] / m))
         centre = anchors["centre"] + radius.unsqueeze(-1) * cfg.max_offset * torch.tanh(vector[..., 1:4])
