@@ -87,7 +87,7 @@ class Phase1Params:
     val_frames: int = 0
     select_tolerance_m: float = 0.002
     merge_gap_m: float = 0.3
-    merge_max_semi_axis_m: float = 2.5
+    merge_max_semi_axis_m: float = 1.5
 
     def validate(self) -> None:
         if self.slots < 1 or self.prototypes < 1:
@@ -218,13 +218,14 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     return totals
 
 
-def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int) -> np.ndarray:
-    """(P, 3) shape clusters of the training anchors' normalised extents (see
-    :mod:`pipeline.models.slots.shapes`): the initial prototype bank."""
-    axes = torch.from_numpy(np.concatenate([r.anchors.axes for r in records]))
-    spread = torch.from_numpy(np.concatenate([r.anchors.spread for r in records]))
-    radius = torch.from_numpy(np.concatenate([r.anchors.radius for r in records]))
-    weight = np.concatenate([r.anchors.weight for r in records])
+def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int, merge: tuple[float, float]) -> np.ndarray:
+    """(P, 3) shape clusters of the training slot anchors' normalised extents (see
+    :mod:`pipeline.models.slots.shapes`; one entry per slot, aliases left out): the initial prototype bank."""
+    anchors = [slot_anchors(r, merge) for r in records]
+    axes = torch.from_numpy(np.concatenate([a.axes for a, _ in anchors]))
+    spread = torch.from_numpy(np.concatenate([a.spread for a, _ in anchors]))
+    radius = torch.from_numpy(np.concatenate([a.radius for a, _ in anchors]))
+    weight = np.concatenate([a.weight * (parent == np.arange(len(parent))) for a, parent in anchors])
     extents = normalised_extents(axes, spread, radius).numpy()
     return shape_clusters(extents, weight, prototypes, seed)
 
@@ -233,7 +234,8 @@ def build_model(train: list[FrameRecord], params: Phase1Params, device: torch.de
     """The untrained model; with ``prototype_init = shapes`` its bank holds the training shape clusters."""
     model = SlotSceneModel(params.model_config(), seed=params.seed)
     if params.prototype_init == "shapes":
-        model.prototypes.init_from_extents(torch.from_numpy(prototype_extents(train, params.prototypes, params.seed)))
+        merge = (params.merge_gap_m, params.merge_max_semi_axis_m)
+        model.prototypes.init_from_extents(torch.from_numpy(prototype_extents(train, params.prototypes, params.seed, merge)))
     return model.to(device)
 
 
