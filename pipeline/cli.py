@@ -43,11 +43,11 @@ def visualize(
 ) -> None:
     """Point cloud of one video frame from VGGT: a PNG (top + perspective views) and a PLY."""
     from pipeline.data.video import decode_frames
+    from pipeline.distributed import pick_device
     from pipeline.eval.visualize_frame import write_frame_views
     from pipeline.models.vggt import vggt_1b, vggt_tiny
     from pipeline.models.vggt.infer import point_cloud_from_outputs, run_vggt
     from pipeline.models.vggt.load import load_vggt
-    from pipeline.train.common import pick_device
 
     if frame_size % 14:
         raise ValueError(f"--frame-size {frame_size} must be a multiple of 14")

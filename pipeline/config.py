@@ -1,7 +1,7 @@
 """Project paths and ``params.yaml`` loading with strict validation (the one place for both).
 
-Every stage reads its parameters through :func:`load_section`, which turns one section of
-``params.yaml`` into a frozen dataclass. A key that is unknown, missing or of the wrong type stops
+Every stage reads ``params.yaml`` once with :func:`load_params` and turns each section it uses into a
+frozen dataclass with :func:`parse_section`. A key that is unknown, missing or of the wrong type stops
 the stage with one line naming the key (``params.yaml: unknown key 'pointcloud.maxpoints'``), so a
 typo in ``dvc exp run -S ...`` can never be silently ignored.
 
@@ -117,11 +117,6 @@ def parse_section(raw: dict[str, Any], section: str, cls: type[T]) -> T:
         except ValueError as err:
             raise ParamsError(f"params.yaml: {section}: {err}") from None
     return obj
-
-
-def load_section(section: str, cls: type[T], path: Path | str | None = None) -> T:
-    """Load one section of ``params.yaml`` as the dataclass ``cls`` (see :func:`parse_section`)."""
-    return parse_section(load_params(path), section, cls)
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

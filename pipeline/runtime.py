@@ -13,15 +13,15 @@ import resource
 
 import torch
 
+from pipeline.distributed import pick_device
+
 
 def stage_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` explicit (CUDA checked).
 
-    :func:`pipeline.train.common.pick_device`, with a string torch cannot parse reported as a ValueError
+    :func:`pipeline.distributed.pick_device`, with a string torch cannot parse reported as a ValueError
     (one error line in a stage) instead of torch's RuntimeError.
     """
-    from pipeline.train.common import pick_device
-
     try:
         return pick_device(name)
     except RuntimeError:

@@ -1,22 +1,21 @@
 """DVC stage `concerto`: point clouds -> cached Concerto (PTv3) features per frame, for LAQ training.
 
-Reads ``data/pointclouds`` or ``data/vggt/points`` (``concerto.points_from``), writes ``data/features``
-(``pipeline/data/features_cache.py``) and ``reports/concerto/metrics.json``; see
-:mod:`pipeline.models.ptv3.cache_features`. Random weights (the offline default) are announced on stderr,
-in the manifest and in the metrics.
+The work is :func:`pipeline.steps.concerto.run`: reads ``data/pointclouds`` or ``data/vggt/points``
+(``concerto.points_from``), writes ``data/features`` (``pipeline/data/features_cache.py``) and
+``reports/concerto/metrics.json``. Random weights (the offline default) are announced on stderr, in the
+manifest and in the metrics.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
-from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
+from pipeline import runtime
+from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.models.ptv3.params import ConcertoParams
+from pipeline.steps import concerto
 
 app = typer.Typer(add_completion=False)
 
@@ -32,26 +31,9 @@ def main(
                                         "on a shared 2-core machine; more help larger presets on free cores."),
 ) -> None:
     params = load_params()
-    data = parse_section(params, "data", DataParams)
-    p = parse_section(params, "concerto", ConcertoParams)
-    from pipeline import runtime
-    from pipeline.models.ptv3.cache_features import build_features, input_points, load_model
-    from pipeline.tracking import stage_run
-
-    points_root = input_points(p)
     torch_device = runtime.stage_device(device)
-    runtime.tame_heap()
     runtime.set_torch_threads(threads)
-    model = load_model(p, torch_device)
-    if p.random_weights:
-        print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
-              f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
-              f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
-    with stage_run("concerto", reports) as run:
-        run.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
-        run.set_tags({"concerto.weights_source": str(model.weights_source),
-                      "concerto.random_weights": str(p.random_weights)})
-        run.log_metrics(build_features(points_root, out, data.cameras, p, model, torch_device, progress))
+    concerto.run(params, out, reports, torch_device, progress)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""DVC stage `pointclouds`: depth maps -> labelled point clouds with normals, in parquet."""
+"""DVC stage `pointclouds`: depth maps -> labelled point clouds with normals, in parquet.
+
+The work is :func:`pipeline.steps.pointclouds.run`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ from pathlib import Path
 
 import typer
 
-from pipeline.config import load_params, parse_section
-from pipeline.data.params import DataParams
-from pipeline.data.pointcloud import PointcloudParams
+from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.steps import pointclouds
 
 app = typer.Typer(add_completion=False)
 
@@ -22,15 +24,7 @@ def main(
     out: Path = typer.Option(Path("data/pointclouds"), help="Parquet dataset to write."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Processes (does not change outputs)."),
 ) -> None:
-    params = load_params()
-    data = parse_section(params, "data", DataParams)
-    cloud = parse_section(params, "pointcloud", PointcloudParams)
-    from pipeline.data.build_pointclouds import build_pointclouds
-    from pipeline.tracking import stage_run
-
-    with stage_run("pointclouds") as run:
-        run.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
-        run.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))
+    pointclouds.run(load_params(), raw, out, workers)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ Conventions used throughout protoscene:
 - SYNTHIA pose files hold camera-to-world with OpenGL camera axes (x right, y up, looking down -z),
   so a cv point maps to the world as ``p_world = R @ diag(1, -1, -1) @ p_cv + t``.
 - World: SYNTHIA/Unity style, metres, y up, left-handed (x right, z forward for yaw 0).
+
+Pose conversions (the one implementation each): :func:`extrinsic_from_synthia_pose` (camera-from-world
+3x4, OpenCV axes), :func:`relative_gt_poses` (world_from_camera of a clip in the first frame's OpenCV axes),
+:func:`synthia_pair_motion` (6-vector motion of camera b seen from camera a: axis-angle, translation) and
+:func:`extrinsic_motions` (frame i -> i + step rigid maps of camera-from-world extrinsics).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from pipeline.io.synthia import Intrinsics
 
@@ -94,3 +100,53 @@ def look_pose(position: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
     pose[:3, :3] = rotation_cv @ GL_FROM_CV
     pose[:3, 3] = position
     return pose
+
+
+# ------------------------------------------------------------------------- poses and relative motion
+def extrinsic_from_synthia_pose(pose: np.ndarray) -> np.ndarray:
+    """SYNTHIA camera-to-world 4x4 (OpenGL camera axes) -> camera-from-world (3, 4), OpenCV camera axes.
+
+    ``R_cv = pose[:3, :3] @ GL_FROM_CV`` is world-from-camera for OpenCV axes; the extrinsic is its inverse
+    ``[R_cv^T | -R_cv^T c]`` (R_cv is orthogonal, det -1 in SYNTHIA's left-handed world).
+    """
+    R = np.asarray(pose, dtype=np.float64)[:3, :3] @ GL_FROM_CV
+    c = np.asarray(pose, dtype=np.float64)[:3, 3]
+    return np.concatenate([R.T, (-R.T @ c)[:, None]], axis=1)
+
+
+def relative_gt_poses(camera_to_world: np.ndarray, reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SYNTHIA poses (T, 4, 4) (camera-to-world, OpenGL axes) -> world_from_camera (R (T, 3, 3), t (T, 3))
+    in the OpenCV frame of ``reference`` (default: the first pose)."""
+    reference = camera_to_world[0] if reference is None else reference
+    r0 = reference[:3, :3] @ GL_FROM_CV
+    rt = camera_to_world[:, :3, :3] @ GL_FROM_CV
+    rotation = np.einsum("ji,tjk->tik", r0, rt)
+    translation = (camera_to_world[:, :3, 3] - reference[:3, 3]) @ r0
+    return rotation, translation
+
+
+def synthia_pair_motion(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """Motion (6,) of camera b in camera a's OpenCV frame: axis-angle (rad, 3) then translation (m, 3).
+
+    Poses are SYNTHIA camera-to-world (OpenGL axes). ``R = R_a^T R_b`` with ``R = pose[:3,:3] @ GL_FROM_CV``
+    is a proper rotation even though SYNTHIA's world is left-handed (both factors have det -1);
+    ``t = R_a^T (c_b - c_a)``. rot_y > 0 turns the camera towards +x (right) in the OpenCV frame.
+    """
+    ra = pose_a[:3, :3] @ GL_FROM_CV
+    rb = pose_b[:3, :3] @ GL_FROM_CV
+    rel = ra.T @ rb
+    rotvec = Rotation.from_matrix(rel).as_rotvec()
+    return np.concatenate([rotvec, ra.T @ (pose_b[:3, 3] - pose_a[:3, 3])])
+
+
+def extrinsic_motions(extrinsics: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-from-world (S, 3, 4) -> motions from frame i to i + step: R (S-step, 3, 3), t (S-step, 3).
+
+    ``R = R_i R_j^T`` and ``t = t_i - R t_j`` with j = i + step, i.e. the map from camera-j to camera-i
+    coordinates; t is camera j's centre in camera i's axes.
+    """
+    E = np.asarray(extrinsics, dtype=np.float64)
+    Ra, ta, Rb, tb = E[:-step, :, :3], E[:-step, :, 3], E[step:, :, :3], E[step:, :, 3]
+    R = Ra @ np.swapaxes(Rb, -1, -2)
+    t = ta - np.einsum("nij,nj->ni", R, tb)
+    return R, t

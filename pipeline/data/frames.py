@@ -10,7 +10,7 @@ A :class:`FrameRecord` holds, for one (sequence, camera, frame):
   classes and to depth <= ``far_m``; ``instance`` (N,) and ``class_id`` (N,) per point;
 - ``anchors``: per-frame k-means of the target points (K clusters, sorted by depth) with centre,
   mean radius and PCA spread — the slot models start from these by construction
-  (``shared/specs/phase-one-notes.md`` §5.1: the single biggest lever).
+  (data-driven initialisation: the single biggest lever for phase one).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
+from pipeline.progress import progress_bar
 
 MAX_DEPTH_M = 655.0
 
@@ -129,7 +129,7 @@ def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera:
                          f"got {manifest['coordinates']!r}")
     records, skipped = [], 0
     hw = (sel.input_height, sel.input_width)
-    bar = tqdm(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)
+    bar = progress_bar(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)
     for name in sequences:
         layout = SequenceLayout(raw_root / name)
         intrinsics = synthia.read_intrinsics(layout.intrinsics)

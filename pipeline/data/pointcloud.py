@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV, backproject, cv_to_world
 from pipeline.data.sampling import subsample
-from pipeline.io import synthia
+from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout
 
 
@@ -74,10 +74,5 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
     else:
         points, normals = points_cv, normals_cv
-    return {
-        "frame": np.full(len(u), frame, dtype=np.int32), "u": u.astype(np.int16), "v": v.astype(np.int16),
-        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "depth": depth[v, u],
-        "nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2],
-        "r": rgb[v, u, 0], "g": rgb[v, u, 1], "b": rgb[v, u, 2],
-        "class_id": class_id[v, u], "instance_id": instance_id[v, u],
-    }
+    return pointcloud_table.frame_columns(frame, u, v, points, depth[v, u], normals, rgb[v, u], class_id[v, u],
+                                          instance_id[v, u])

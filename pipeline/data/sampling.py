@@ -1,8 +1,11 @@
-"""Point subsampling: uniform random and farthest-point sampling (FPS)."""
+"""Point subsampling: uniform random and farthest-point sampling (FPS, ``pipeline/geometry/sampling.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from pipeline.geometry.sampling import farthest_point_sampling
 
 
 def random_subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,13 +26,8 @@ def farthest_point_sample(points: np.ndarray, k: int, rng: np.random.Generator, 
     if n <= k:
         return np.arange(n)
     pool = random_subsample(n, presample * k, rng)
-    candidates = points[pool].astype(np.float64)
-    chosen = np.empty(k, dtype=np.int64)
-    chosen[0] = rng.integers(len(candidates))
-    nearest = np.sum((candidates - candidates[chosen[0]]) ** 2, axis=1)
-    for i in range(1, k):
-        chosen[i] = int(np.argmax(nearest))
-        np.minimum(nearest, np.sum((candidates - candidates[chosen[i]]) ** 2, axis=1), out=nearest)
+    candidates = torch.from_numpy(points[pool].astype(np.float64))
+    chosen = farthest_point_sampling(candidates, k, start=int(rng.integers(len(candidates)))).numpy()
     return np.sort(pool[chosen])
 
 

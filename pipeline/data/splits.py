@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.io import synthia
+
 
 def split_sequences(names: list[str], val: int, test: int) -> dict[str, list[str]]:
     """Sorted names -> {"train", "val", "test"}: the last ``test`` are test, the ``val`` before them val.
@@ -18,8 +20,6 @@ def split_sequences(names: list[str], val: int, test: int) -> dict[str, list[str
 
 def training_split(raw_root, val: int, test: int) -> dict[str, list[str]]:
     """Split the SYNTHIA-SEQS sequences under ``raw_root``; no training sequence is a params error."""
-    from pipeline.io import synthia
-
     split = split_sequences([s.name for s in synthia.list_sequences(raw_root)], val, test)
     if not split["train"]:
         raise ValueError(f"params.yaml: no training sequence left after {val} val + {test} test sequences "

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io import pointcloud_table, synthia
+from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import CLASS_COLORS, CLASS_NAMES, SequenceLayout
 
 
@@ -65,8 +65,6 @@ def overview_figure(layout: SequenceLayout, camera: str, clouds_root: Path, out:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pipeline.io import atomic
 
     frames = layout.frames(camera)
     frame = frames[len(frames) // 2]

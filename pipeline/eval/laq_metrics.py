@@ -1,4 +1,4 @@
-"""Do the LAQ codes mean something? Metrics on held-out frame pairs (shared/specs/models.md §2, §6).
+"""Do the LAQ codes mean something? Metrics on held-out frame pairs (README, "Concerto-LAQ").
 
 - Code usage: perplexity exp(H) per code position, pooled over positions, and of the joint code tuple;
   active codes; replacement events of training.
@@ -17,47 +17,31 @@
 - NMI / AMI between code tuples (and each position) and motion classes from quantile bins of the
   yaw rate (rotation about the camera's y axis) and forward motion (translation along z).
 
-:func:`stage_metrics` assembles all of these with training and data summaries for the ``laq`` stage.
+``pipeline/steps/laq.py`` assembles all of these with training and data summaries for the ``laq`` stage.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from pipeline.data.camera import GL_FROM_CV
+from pipeline.data.camera import synthia_pair_motion
 from pipeline.io import atomic
 from pipeline.io.synthia import SequenceLayout, read_pose
 from pipeline.models.laq import LAQ
 from pipeline.models.laq.nsvq import perplexity
 
-if TYPE_CHECKING:
-    from pipeline.train.common import DistInfo
-    from pipeline.train.laq import LAQData, LAQParams, TrainResult
-
 MOTION_NAMES = ("rot_x", "rot_y", "rot_z", "t_x", "t_y", "t_z")
 
 
 # ----------------------------------------------------------------------------------- ground truth
-def relative_motion(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
-    """Motion (6,) of camera b in camera a's OpenCV frame: axis-angle (rad, 3) then translation (m, 3).
-
-    Poses are SYNTHIA camera-to-world (OpenGL axes). ``R = R_a^T R_b`` with ``R = pose[:3,:3] @ GL_FROM_CV``
-    is a proper rotation even though SYNTHIA's world is left-handed (both factors have det -1);
-    ``t = R_a^T (c_b - c_a)``. rot_y > 0 turns the camera towards +x (right) in the OpenCV frame.
-    """
-    from scipy.spatial.transform import Rotation
-
-    ra = pose_a[:3, :3] @ GL_FROM_CV
-    rb = pose_b[:3, :3] @ GL_FROM_CV
-    rel = ra.T @ rb
-    rotvec = Rotation.from_matrix(rel).as_rotvec()
-    return np.concatenate([rotvec, ra.T @ (pose_b[:3, 3] - pose_a[:3, 3])])
-
-
 def mirror_motion(motion: np.ndarray) -> np.ndarray:
     """Relative motions (P, 6) seen in a left-right mirrored world (x → −x in the OpenCV camera frame).
 
@@ -79,39 +63,29 @@ def pair_motion(raw: Path, sequences: list[str], cameras: list[str], frames: np.
         return cache[key]
 
     for i, (sequence, camera, (fa, fb)) in enumerate(zip(sequences, cameras, frames)):
-        out[i] = relative_motion(pose(sequence, camera, int(fa)), pose(sequence, camera, int(fb)))
+        out[i] = synthia_pair_motion(pose(sequence, camera, int(fa)), pose(sequence, camera, int(fb)))
     return out
 
 
 # ---------------------------------------------------------------------------------------- probes
-def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float | np.ndarray) -> dict[str, np.ndarray]:
-    """Closed-form ridge on standardised inputs: W = (XᵀX + αI)⁻¹ XᵀY, intercept = mean of y.
+def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float | np.ndarray) -> Pipeline:
+    """scikit-learn ridge on standardised inputs (``StandardScaler`` then ``Ridge`` with an intercept), fitted.
 
-    ``alpha``: one penalty, or one per target column of ``y`` (each column is an independent ridge).
+    ``x`` (P, D), ``y`` (P, T); ``alpha``: one penalty, or one per target column (each column an independent ridge).
     """
-    mu, sd = x.mean(0), x.std(0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    xs = (x - mu) / sd
-    y_mean = y.mean(0)
-    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (y.shape[1],))
-    gram, xty = xs.T @ xs, xs.T @ (y - y_mean)
-    w = np.zeros((x.shape[1], y.shape[1]))
-    for a in np.unique(alphas):
-        cols = alphas == a
-        w[:, cols] = np.linalg.solve(gram + a * np.eye(x.shape[1]), xty[:, cols])
-    return {"mu": mu, "sd": sd, "w": w, "b": y_mean}
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y)
 
 
-def ridge_predict(model: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return (x - model["mu"]) / model["sd"] @ model["w"] + model["b"]
+def ridge_predict(model: Pipeline, x: np.ndarray) -> np.ndarray:
+    """Predictions (P, T) of a :func:`ridge_fit` model."""
+    return model.predict(x)
 
 
 def r2_scores(y_true: np.ndarray, y_pred: np.ndarray, min_var: float = 1e-10) -> np.ndarray:
-    """Per-column R² = 1 − SS_res / SS_tot; NaN where the held-out target is (nearly) constant."""
-    ss_res = ((y_true - y_pred) ** 2).sum(0)
-    ss_tot = ((y_true - y_true.mean(0)) ** 2).sum(0)
+    """Per-column R² (scikit-learn ``r2_score``); NaN where the held-out target is (nearly) constant."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ss_tot > min_var * len(y_true), 1.0 - ss_res / ss_tot, np.nan)
+        scores = r2_score(y_true, y_pred, multioutput="raw_values", force_finite=False)
+    return np.where(y_true.var(0) > min_var, scores, np.nan)
 
 
 PROBE_ALPHAS = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5)
@@ -295,46 +269,6 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
     }
     figures = {"indices": {"train": codes_train["indices"], "held_out": idx},
                "probe": {"true": motion_eval, "predicted": predicted, "sequence": list(held_out.sequence)}}
-    return metrics, figures
-
-
-RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the feature channels are random "
-                        "functions of the points and only the token geometry (bird's-eye occupancy, centroids) is "
-                        "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
-
-
-def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
-                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``laq`` stage's metrics: :func:`evaluate_laq` on the held-out pairs plus training and data summaries.
-
-    ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
-    standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
-    ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
-    Returns (metrics, the figure arrays of :func:`evaluate_laq`).
-    """
-    from pipeline import runtime
-    from pipeline.train.common import load_checkpoint
-    from pipeline.train.laq import standardise
-
-    train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
-    motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
-    motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
-    metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
-                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
-    history = load_checkpoint(checkpoint)["history"]
-    metrics["replacement"] = replacement_summary(history["codebook"])
-    final = history["train"][-1] if history["train"] else {}
-    metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
-                           "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
-                           "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
-                           "device": str(dist_info.device), "world_size": dist_info.world_size,
-                           "peak_rss_mb": round(runtime.peak_rss_mb(), 1)}
-    metrics["data"] = {"splits": data.splits, "held_out": data.held_out_names, "frame_offset": params.frame_offset,
-                       "features_random_weights": bool(manifest["random_weights"]),
-                       "features_weights_source": manifest.get("weights_source"),
-                       "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
-    if manifest["random_weights"]:
-        metrics["note"] = RANDOM_FEATURES_NOTE
     return metrics, figures
 
 

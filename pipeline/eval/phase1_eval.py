@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
@@ -16,8 +16,10 @@ from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
+from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict
+from pipeline.models.slots.losses import LossWeights
 from pipeline.models.slots.refine import refine_vectors
-from pipeline.train.phase1 import Phase1Params, anchors_of, make_batch, model_merge, predict
+from pipeline.progress import progress_bar
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
@@ -25,7 +27,19 @@ MIN_OBJECT_POINTS = 20
 SELECTION_KEYS = ("chamfer_l1_m", "chamfer_vis_m", "acc_m", "comp_all_m", "fg_ari")
 
 
-def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
+class RefineSettings(Protocol):
+    """The phase-one settings the evaluation reads (the ``train`` section of params.yaml, as trained)."""
+
+    @property
+    def refine_lr(self) -> float: ...
+    @property
+    def samples_per_slot(self) -> int: ...
+    @property
+    def refine_steps_eval(self) -> int: ...
+    def loss_weights(self) -> LossWeights: ...
+
+
+def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: RefineSettings | None = None,
                    refine_steps: int = 0, batch_size: int = 8):
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
     pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
@@ -57,7 +71,7 @@ def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict
     return {k: v for k, v in mean_metrics(rows).items() if k in SELECTION_KEYS}
 
 
-def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
+def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: RefineSettings,
                     progress: bool = True) -> tuple[dict, list[dict]]:
     """Mean metrics per method over ``records``, relative improvements of the model and the prototype
     statistics (:mod:`pipeline.eval.prototype_stats`, single pass); also one row per (frame, method)
@@ -68,7 +82,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
     refined = predict_meshes(model, records, params, params.refine_steps_eval)
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     per_frame: list[dict] = []
-    for record, (verts, centres, _), (verts_r, centres_r, _) in tqdm(
+    for record, (verts, centres, _), (verts_r, centres_r, _) in progress_bar(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
         truth = visible_things(SequenceLayout(raw_root / record.sequence), record.camera, record.frame)

@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline.data.camera import pixel_rays
 from pipeline.data.frames import FrameRecord
+from pipeline.geometry.raycast import MeshRaycaster
 from pipeline.io import atomic
 
 SLOT_COLOURS = np.array([[0.90, 0.10, 0.10], [0.10, 0.60, 0.90], [0.20, 0.80, 0.20], [0.95, 0.60, 0.10],
@@ -22,16 +23,12 @@ def slot_colours(k: int) -> np.ndarray:
 def raycast_slots(verts: np.ndarray, faces: np.ndarray, record: FrameRecord) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast K meshes (K, V, 3; camera frame) with the record's camera: (depth (h, w) with +inf
     where no slot is hit, slot id (h, w) with -1 there). Planar depth, as the input."""
-    import open3d as o3d
-
-    scene = o3d.t.geometry.RaycastingScene()
-    ids = [scene.add_triangles(v.astype(np.float32), faces.astype(np.uint32)) for v in verts]
+    scene = MeshRaycaster()
+    ids = [scene.add_mesh(v, faces) for v in verts]
     h, w = record.depth.shape
     dirs = pixel_rays(h, w, record.intrinsics).reshape(-1, 3)
-    rays = np.concatenate([np.zeros_like(dirs), dirs], axis=1).astype(np.float32)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))
-    depth = hit["t_hit"].numpy().reshape(h, w)
-    geometry = hit["geometry_ids"].numpy().astype(np.int64).reshape(h, w)
+    depth, geometry, _ = scene.cast(np.zeros_like(dirs), dirs)
+    depth, geometry = depth.reshape(h, w), geometry.reshape(h, w)
     lut = {g: k for k, g in enumerate(ids)}
     slot = np.vectorize(lambda g: lut.get(g, -1))(geometry)
     return np.where(np.isfinite(depth), depth, np.inf), slot

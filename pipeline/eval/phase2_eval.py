@@ -25,23 +25,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
-from tqdm import tqdm
 
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
+from pipeline.models.slots.batch import make_batch, predict
+from pipeline.models.slots.model import SlotParams
 from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.forecaster import SlotTrack, constant_velocity, copy_last
+from pipeline.models.video.model import forecast_chamfer, world_track
 from pipeline.models.video.poses import chain
 from pipeline.models.video.priors import third_difference_m
+from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
-from pipeline.train.phase1 import make_batch, predict
-from pipeline.train.phase2 import Phase2Params, SequenceFrames, forecast_chamfer
-from pipeline.models.video.model import world_track
+from pipeline.progress import progress_bar
+
+
+class Phase2EvalSettings(Protocol):
+    """The phase-two settings the evaluation reads (the ``video`` section of params.yaml, as trained)."""
+
+    @property
+    def camera(self) -> str: ...  # "predicted" (camera head) | "gt"
+    @property
+    def match_slots(self) -> bool: ...
+    @property
+    def eval_context_frames(self) -> int: ...
+    @property
+    def eval_clip_frames(self) -> int: ...
+
 
 DELTAS = (1, 5, 10)
 MIN_INSTANCE_POINTS = 20
@@ -127,8 +143,6 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> S
         if seq.r_wc is None:
             raise ValueError(f"{seq.name}: video.camera = gt needs pose files")
         r_wc, t_wc = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
-    from pipeline.models.slots.model import SlotParams
-
     merged = SlotParams(*(torch.cat([getattr(p, f) for p in params]) for f in
                           ("vector", "scale", "centre", "euler", "weights", "verts")))
     track = world_track(merged, (1, len(seq.records)), r_wc[None], t_wc[None], time)
@@ -183,7 +197,7 @@ def window(track: SlotTrack, start: int, stop: int, match: bool) -> SlotTrack:
 
 
 @torch.no_grad()
-def forecast_metrics(model: VideoSlotModel, seq: SequenceFrames, inference: SequenceInference, params: Phase2Params,
+def forecast_metrics(model: VideoSlotModel, seq: SequenceFrames, inference: SequenceInference, params: Phase2EvalSettings,
                      stride: int = 2) -> dict[int, dict[str, list[float]]]:
     """Per Δ (frames): lists of per-forecast errors (m) for every method (see module docstring)."""
     c = params.eval_context_frames
@@ -248,13 +262,13 @@ def motion_residual_m(inference: SequenceInference, match: bool) -> float | None
 
 
 def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[SequenceFrames],
-                    per_frame_records: list[list], params: Phase2Params, progress: bool = True) -> tuple[dict, list[SequenceInference]]:
+                    per_frame_records: list[list], params: Phase2EvalSettings, progress: bool = True) -> tuple[dict, list[SequenceInference]]:
     """All phase-two metrics over held-out ``sequences`` (``per_frame_records``: the same frames with
     phase-one per-frame anchors, for the phase-one reference)."""
     inferences, ours, reference = [], [], []
     forecasts: dict[int, dict[str, list[float]]] = {d: {} for d in DELTAS}
     residuals = []
-    for seq, raw_records in tqdm(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
+    for seq, raw_records in progress_bar(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
                                  unit="seq", disable=not progress):
         inference = infer_sequence(model, seq, params.camera)
         inferences.append(inference)

@@ -1,6 +1,6 @@
 """First-real-use check of SYNTHIA conventions: do consecutive frames overlap in the world?
 
-SYNTHIA's pose convention is inferred, not documented (``shared/specs/synthia.md`` §6.4, §10). For
+SYNTHIA's pose convention is inferred, not documented by the dataset (``pipeline/data/camera.py`` states it). For
 pairs of consecutive frames where the camera moved, this back-projects static-class pixels of both
 frames into the world under several candidate conventions and measures the fraction of frame-t+1
 points that land within ``radius`` metres of a frame-t point. The convention the project assumes

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.io import atomic
+
 
 def depth_figure(path: Path, title: str, rgb: np.ndarray, gt_model: np.ndarray | None, depth: np.ndarray,
                  conf: np.ndarray, scale: float, note: str) -> Path:
@@ -20,8 +22,6 @@ def depth_figure(path: Path, title: str, rgb: np.ndarray, gt_model: np.ndarray |
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pipeline.io import atomic
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     axes[0, 0].imshow(rgb)

@@ -2,7 +2,7 @@
 
 Conventions:
 - Extrinsics are camera-from-world ``[R | t]`` (3, 4) with OpenCV camera axes (x right, y down, z forward).
-  SYNTHIA poses are converted with :func:`extrinsic_from_synthia_pose`; their world is left-handed, so those
+  SYNTHIA poses are converted with ``extrinsic_from_synthia_pose`` (``pipeline/data/camera.py``); their world is left-handed, so those
   R have det -1. Only *relative* motions between two frames of the same source are compared, and
   ``R_a R_b^T`` of two det -1 matrices is a proper rotation, so both sources compare cleanly.
 - The relative motion from frame a to frame b is the rigid map from camera-b to camera-a coordinates:
@@ -16,15 +16,11 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from pipeline.data.camera import GL_FROM_CV
-
-if TYPE_CHECKING:
-    from pipeline.io.synthia import SequenceLayout
-
+from pipeline.data.camera import extrinsic_from_synthia_pose, extrinsic_motions
+from pipeline.io import synthia
+from pipeline.io.synthia import SequenceLayout
 
 # --------------------------------------------------------------------------- pixel grids
 
@@ -93,30 +89,6 @@ def depth_errors(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0) -> d
 # --------------------------------------------------------------------------- cameras
 
 
-def extrinsic_from_synthia_pose(pose: np.ndarray) -> np.ndarray:
-    """SYNTHIA camera-to-world 4x4 (OpenGL camera axes) -> camera-from-world (3, 4), OpenCV camera axes.
-
-    ``R_cv = pose[:3, :3] @ GL_FROM_CV`` is world-from-camera for OpenCV axes; the extrinsic is its inverse
-    ``[R_cv^T | -R_cv^T c]`` (R_cv is orthogonal, det -1 in SYNTHIA's left-handed world).
-    """
-    R = np.asarray(pose, dtype=np.float64)[:3, :3] @ GL_FROM_CV
-    c = np.asarray(pose, dtype=np.float64)[:3, 3]
-    return np.concatenate([R.T, (-R.T @ c)[:, None]], axis=1)
-
-
-def relative_motion(extrinsics: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-from-world (S, 3, 4) -> motions from frame i to i + step: R (S-step, 3, 3), t (S-step, 3).
-
-    ``R = R_i R_j^T`` and ``t = t_i - R t_j`` with j = i + step, i.e. the map from camera-j to camera-i
-    coordinates; t is camera j's centre in camera i's axes.
-    """
-    E = np.asarray(extrinsics, dtype=np.float64)
-    Ra, ta, Rb, tb = E[:-step, :, :3], E[:-step, :, 3], E[step:, :, :3], E[step:, :, 3]
-    R = Ra @ np.swapaxes(Rb, -1, -2)
-    t = ta - np.einsum("nij,nj->ni", R, tb)
-    return R, t
-
-
 def rotation_error_deg(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
     """Geodesic angle (degrees) of R_pred^T R_gt for rotations (..., 3, 3)."""
     M = np.swapaxes(R_pred, -1, -2) @ R_gt
@@ -139,8 +111,8 @@ def pose_errors(pred_extrinsics: np.ndarray, gt_extrinsics: np.ndarray) -> dict[
     """Consecutive-frame errors: ``rotation_deg`` and ``translation_dir_deg`` (S-1,) of pred vs ground truth."""
     if pred_extrinsics.shape != gt_extrinsics.shape or pred_extrinsics.shape[1:] != (3, 4):
         raise ValueError(f"extrinsics must both be (S, 3, 4), got {pred_extrinsics.shape} and {gt_extrinsics.shape}")
-    R_p, t_p = relative_motion(pred_extrinsics)
-    R_g, t_g = relative_motion(gt_extrinsics)
+    R_p, t_p = extrinsic_motions(pred_extrinsics)
+    R_g, t_g = extrinsic_motions(gt_extrinsics)
     return {"rotation_deg": rotation_error_deg(R_p, R_g), "translation_dir_deg": translation_direction_error_deg(t_p, t_g)}
 
 
@@ -169,8 +141,6 @@ def evaluate_camera(layout: SequenceLayout, camera: str, frames: list[int], out:
     and per-consecutive-pair ``rotation_deg``, ``translation_dir_deg`` lists (empty when no ground truth);
     ``gt_model`` the ground-truth depth of each frame on the model grid (None without Depth/).
     """
-    from pipeline.io import synthia
-
     errors: dict[str, list[float]] = {k: [] for k in ("abs_rel", "delta1", "scale", "rotation_deg",
                                                        "translation_dir_deg")}
     gt_model: list[np.ndarray | None] = [None] * len(frames)

@@ -12,7 +12,7 @@ three through the same autograd Function, so they differ only in the argmin), an
 ``torch.cdist(x, y).min(-1)`` with full autograd. Also timed (extra): ``point_mesh_sq_dist`` for
 K=8 deformed level-3 ico-spheres (exact and candidates-only).
 
-Synthetic data as in ``shared/specs/perf.md``: K spheres (centres in a 2×2×0.6 m box 3 m in front
+Synthetic data: K spheres (centres in a 2×2×0.6 m box 3 m in front
 of the camera, radii 0.15–0.35 m, vertices in random directions with 5 % radial noise); targets 80 %
 on the camera-facing hemispheres (+5 mm noise), 20 % on a background plane. Timing: one untimed
 first call, then ``--repeats`` timed calls; the median is reported with the share of the machine's

@@ -27,7 +27,6 @@ checked against the validated listing.
 from __future__ import annotations
 
 import abc
-
 import os
 import re
 import shutil
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.io.atomic import atomic_dir
+from pipeline.progress import progress_bar
 
 _CHUNK = 1 << 20
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
@@ -490,9 +490,7 @@ def safe_extract(
         remove_stale_partials(target)
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(selected), unit="file", desc=f"extract {archive.name}")
+            bar = progress_bar(total=len(selected), unit="file", desc=f"extract {archive.name}")
         try:
             with atomic_dir(target) as tmp:  # removed on any exception, swapped in on success
                 os.chmod(tmp, 0o755)  # mkdtemp creates 0700

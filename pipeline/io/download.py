@@ -9,7 +9,7 @@
 * :func:`download_sequences` fetches ``<base_url>/<SYNTHIA-SEQS-NN-WEATHER>.rar`` archives into a
   cache and extracts a camera/frame subset of each safely (see :mod:`pipeline.io.archive`).
 
-SYNTHIA facts used here (see specs/synthia.md §3, §8): one ``.rar`` per sequence whose top folder
+SYNTHIA facts used here (from the dataset's download page and archives): one ``.rar`` per sequence whose top folder
 is the sequence name; legacy host ``http://synthia-dataset.cvc.uab.cat/SYNTHIA_SEQS/``; licence
 CC BY-NC-SA 3.0.
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 from pipeline.io.archive import safe_extract
 from pipeline.io.atomic import write_json, write_text
 from pipeline.io.synthia import ALL_CAMERAS, SEQUENCE_PATTERN
+from pipeline.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,7 @@ def _attempt(
         got = 0
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+            bar = progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
                        desc=part.name.removesuffix(".part"), leave=False)
         try:
             with open(part, mode) as out:

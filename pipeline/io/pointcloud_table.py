@@ -49,6 +49,20 @@ def partition_path(root: Path, sequence: str, camera: str) -> Path:
     return root / f"sequence={sequence}" / f"camera={camera_dirname(camera)}" / "points.parquet"
 
 
+def frame_columns(frame: int, u: np.ndarray, v: np.ndarray, points: np.ndarray, depth: np.ndarray,
+                  normals: np.ndarray, rgb: np.ndarray, class_id: np.ndarray, instance_id: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """The :data:`SCHEMA` columns of one frame's N points: pixel ``u``, ``v`` (N,), ``points`` and ``normals``
+    (N, 3), planar ``depth`` (N,), colours ``rgb`` (N, 3) and the labels (N,); :func:`to_table` casts them."""
+    return {
+        "frame": np.full(len(u), frame, dtype=np.int32), "u": u.astype(np.int16), "v": v.astype(np.int16),
+        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "depth": depth,
+        "nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2],
+        "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2],
+        "class_id": class_id, "instance_id": instance_id,
+    }
+
+
 def to_table(frames: list[dict[str, np.ndarray]]) -> pa.Table:
     """Concatenate per-frame column dicts into a table with :data:`SCHEMA` (casts, checks columns)."""
     columns = {}
@@ -68,6 +82,14 @@ def write_partition(path: Path, table: pa.Table) -> None:
     with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
         for start, end in zip(starts, ends, strict=True):
             writer.write_table(table.slice(start, end - start))
+
+
+def write_frames(root: Path, sequence: str, camera: str, frames: list[dict[str, np.ndarray]]) -> dict:
+    """Write one (sequence, camera) partition from per-frame column dicts; returns its ``manifest.json`` entry."""
+    write_partition(partition_path(root, sequence, camera), to_table(frames))
+    counts = [len(f["frame"]) for f in frames]
+    return {"sequence": sequence, "camera": camera, "frames": len(frames), "points": int(sum(counts)),
+            "min_points": int(min(counts))}
 
 
 def read_frame(root: Path, sequence: str, camera: str, frame: int, columns: list[str] | None = None) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """SYNTHIA-SEQS on-disk layout: one reader and writer for real and generated sequences.
 
-Layout of a sequence folder ``SYNTHIA-SEQS-<NN>-<WEATHER>/`` (see ``shared/specs/synthia.md`` §3–§6)::
+Layout of a sequence folder ``SYNTHIA-SEQS-<NN>-<WEATHER>/`` (as published with SYNTHIA-SEQS, Ros et al., CVPR 2016)::
 
     RGB/<rig>/<view>/%06d.png            8-bit RGB
     Depth/<rig>/<view>/%06d.png          16-bit x 3 channels, planar depth Z in centimetres (R=G=B);

@@ -19,7 +19,6 @@ quantizer) and each rank takes a strided share of the step's batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,9 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.data.features_cache import features_path
+from pipeline.data.features_cache import load_features, load_manifest
+from pipeline.data.splits import split_sequences
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
+from pipeline.models.ptv3.bev_tokens import BEVGrid
+from pipeline.progress import progress_bar
 from pipeline.train import common
 
 log = logging.getLogger(__name__)
@@ -117,17 +119,6 @@ class LAQParams:
 
 
 # --------------------------------------------------------------------------------------------- data
-def read_manifest(features: Path) -> dict[str, Any]:
-    path = features / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: features manifest not found (run the concerto stage first)")
-    manifest = json.loads(path.read_text())
-    for key in ("channels", "tokens", "camera", "sequences", "random_weights"):
-        if key not in manifest:
-            raise ValueError(f"{path}: manifest lacks key '{key}'")
-    return manifest
-
-
 @dataclass
 class FeaturePairs:
     """Frames of some sequences and the (t, t+offset) pairs between them.
@@ -193,23 +184,10 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
     grid = bev_grid(manifest)
     for sequence in sequences:
         for camera in manifest["camera"]:
-            path = features_path(features, sequence, camera)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: feature file missing (listed in the manifest)")
-            with np.load(path) as npz:
-                missing = {"frames", "tokens", "token_xyz", "global"} - set(npz.files)
-                if missing:
-                    raise ValueError(f"{path}: missing arrays {sorted(missing)}")
-                frames = npz["frames"].astype(np.int64)
-                tok, pos, gl = npz["tokens"], npz["token_xyz"], npz["global"]
-                occupied = npz["token_mask"] if "token_mask" in npz.files else np.ones(tok.shape[:2], bool)
+            arrays = load_features(features, sequence, camera)  # checked against the manifest's N and C
+            frames = arrays["frames"].astype(np.int64)
+            tok, pos, gl, occupied = arrays["tokens"], arrays["token_xyz"], arrays["global"], arrays["token_mask"]
             t = len(frames)
-            if (tok.shape != (t, n_tokens, channels) or pos.shape != (t, n_tokens, 3) or gl.shape != (t, channels)
-                    or occupied.shape != (t, n_tokens)):
-                raise ValueError(f"{path}: tokens {tok.shape}, token_xyz {pos.shape}, global {gl.shape} do not match "
-                                 f"{t} frames x {n_tokens} tokens x {channels} channels of the manifest")
-            if not np.isfinite(tok).all():
-                raise ValueError(f"{path}: tokens contain NaN or inf")
             row = {int(f): i for i, f in enumerate(frames)}
             for i, f in enumerate(frames):
                 j = row.get(int(f) + frame_offset)
@@ -243,8 +221,6 @@ def bev_grid(manifest: dict[str, Any]):
     """The bird's-eye grid (:class:`~pipeline.models.ptv3.bev_tokens.BEVGrid`) of a features manifest, None for other layouts."""
     if manifest.get("token_layout") != "bev":
         return None
-    from pipeline.models.ptv3.bev_tokens import BEVGrid
-
     grid = BEVGrid(int(manifest["bev_cells_x"]), int(manifest["bev_cells_z"]), float(manifest["bev_width"]),
                    float(manifest["bev_depth"]))
     if grid.n_tokens != int(manifest["tokens"]):
@@ -279,9 +255,7 @@ def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_se
 
     Raises ValueError when the split leaves no training or no held-out sequence.
     """
-    from pipeline.data.splits import split_sequences
-
-    manifest = read_manifest(features)
+    manifest = load_manifest(features)
     splits = split_sequences(list(manifest["sequences"]), val_sequences, test_sequences)
     held_out_names = splits["val"] + splits["test"]
     if not splits["train"] or not held_out_names:
@@ -439,9 +413,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
     began = time.perf_counter()
     bar = None
     if progress and info.is_main and end > start:
-        from tqdm import tqdm
-
-        bar = tqdm(total=end - start, desc="laq", unit="step", leave=False)
+        bar = progress_bar(total=end - start, desc="laq", unit="step", leave=False)
     model.train()
     for step in range(start, end):
         for group in optimizer.param_groups:
@@ -490,11 +462,3 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
         save(end)
     model.eval()
     return TrainResult(model, mean, std, end - start, time.perf_counter() - began, start)
-
-
-def load_trained(path: Path, device: str | torch.device = "cpu") -> tuple[LAQ, torch.Tensor, torch.Tensor]:
-    """Model (eval mode) and feature statistics from a checkpoint written by :func:`train_laq`."""
-    ckpt = common.load_checkpoint(path, map_location=device)
-    model = LAQ(LAQConfig(**ckpt["config"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt["mean"], ckpt["std"]

@@ -15,18 +15,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from pipeline.data.frames import Anchors, FrameRecord, FrameSelection
+from pipeline.data.frames import FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
+from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_anchors
 from pipeline.models.slots.losses import LossWeights, total_loss
-from pipeline.models.slots.grouping import merge_clusters
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.models.slots.shapes import normalised_extents, shape_clusters
+from pipeline.progress import progress_bar
 from pipeline.train import common
 from pipeline.train.selection import ModelSelector
 
@@ -126,68 +126,6 @@ def records_fingerprint(records: list[FrameRecord]) -> str:
     return ";".join(f"{r.sequence}:{r.camera}:{r.frame}:{len(r.points)}" for r in records)
 
 
-PAD_M = 1.0e4
-ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight", "parent")
-_MERGED: dict[tuple, tuple[Anchors, np.ndarray]] = {}
-
-
-def slot_anchors(record: FrameRecord, merge: tuple[float, float]) -> tuple[Anchors, np.ndarray]:
-    """The record's k-means anchors after merging (``merge`` = (gap m, max semi-axis m); gap 0 = off)
-    and the slot ``parent`` (K,); merged once per record and cached (:mod:`pipeline.models.slots.grouping`)."""
-    if merge[0] <= 0:
-        return record.anchors, np.arange(len(record.anchors.centre))
-    key = (record.sequence, record.camera, record.frame, len(record.points), float(record.points[:, 2].sum()), merge)
-    if key not in _MERGED:
-        _MERGED[key] = merge_clusters(record.points, record.anchors, *merge)
-    return _MERGED[key]
-
-
-def make_batch(records: list[FrameRecord], points_per_frame: int, rng: np.random.Generator | None,
-               device: torch.device, merge: tuple[float, float] = (0.0, 0.0)) -> dict[str, torch.Tensor]:
-    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None).
-
-    Anchors and point labels are the slot anchors (:func:`slot_anchors` with ``merge``, a model's
-    ``(config.merge_gap_m, config.merge_max_semi_axis_m)``)."""
-    n = points_per_frame if rng is not None else max(len(r.points) for r in records)
-    points = np.full((len(records), n, 3), PAD_M, np.float32)  # padding far away: never a nearest point
-    mask = np.zeros((len(records), n), bool)
-    label = np.full((len(records), n), -1, np.int64)
-    anchors = [slot_anchors(r, merge) for r in records]
-    for i, (r, (a, _)) in enumerate(zip(records, anchors, strict=True)):
-        if rng is None or len(r.points) <= n:
-            idx = np.arange(min(len(r.points), n))
-        else:
-            idx = rng.choice(len(r.points), n, replace=False)
-        points[i, : len(idx)] = r.points[idx]
-        mask[i, : len(idx)] = True
-        label[i, : len(idx)] = a.label[idx]
-    batch = {
-        "depth": torch.from_numpy(np.stack([r.depth for r in records])),
-        "focal_cx_cy": torch.tensor([[r.intrinsics.focal, r.intrinsics.cx, r.intrinsics.cy] for r in records],
-                                    dtype=torch.float32),
-        "points": torch.from_numpy(points), "mask": torch.from_numpy(mask), "label": torch.from_numpy(label),
-        "parent": torch.from_numpy(np.stack([parent for _, parent in anchors])),
-    }
-    for key in ANCHOR_KEYS[:-1]:
-        batch[key] = torch.from_numpy(np.stack([getattr(a, key) for a, _ in anchors]).astype(np.float32))
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def model_merge(model) -> tuple[float, float]:
-    """The cluster-merge setting of a (possibly DDP-wrapped) slot model, for :func:`make_batch`."""
-    config = common.unwrap(model).config
-    return (config.merge_gap_m, config.merge_max_semi_axis_m)
-
-
-def anchors_of(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in ANCHOR_KEYS}
-
-
-def predict(model, batch: dict[str, torch.Tensor]):
-    """Forward pass of a (possibly DDP-wrapped) slot model on a batch from :func:`make_batch`."""
-    return model(batch["depth"], batch["focal_cx_cy"], anchors_of(batch), batch["points"], batch["label"])
-
-
 def learning_rate(step: int, total: int, base: float, warmup: int = 50) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -246,15 +184,19 @@ def validation_frames(val: list[FrameRecord], limit: int) -> list[FrameRecord]:
     return [val[i] for i in np.linspace(0, len(val) - 1, limit).round().astype(int)]
 
 
+Scorer = Callable[[SlotSceneModel, list[FrameRecord]], dict[str, float | None]]
+
+
 def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
                  state_path: Path, run=None, device: str = "auto", progress: bool = True,
-                 stop_after: int | None = None) -> dict:
+                 stop_after: int | None = None, scorer: Scorer | None = None) -> dict:
     """Train and write ``out_model`` (config + the SELECTED weights); returns a summary for the metrics file.
 
     Model selection: the untrained model (step 0), every ``val_every`` steps and the last step are
-    scored on the validation frames by the evaluation's own metrics (single pass, Chamfer-L1 with
-    FG-ARI as tie-break, :class:`pipeline.train.selection.ModelSelector`); the best is written.
-    Without validation frames the last step is written (announced in the summary).
+    scored on the validation frames by ``scorer`` (the evaluation's own metrics, e.g.
+    ``pipeline.eval.phase1_eval.validation_scores``: mean single-pass ``chamfer_l1_m`` and ``fg_ari``)
+    and the best is written (Chamfer-L1, FG-ARI as tie-break, :class:`pipeline.train.selection.ModelSelector`).
+    Without validation frames or scorer the last step is written (announced in the summary).
 
     ``state_path`` holds the resumable state while training runs (every ``checkpoint_every`` steps)
     and is removed once the model is written, so a rerun trains again rather than "resuming" a
@@ -263,8 +205,6 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     ``stop_after``: save the resumable state after that many steps and return without writing the
     model (a time-sliced job, or a test of resuming); the next call continues from the state.
     """
-    from pipeline.eval.phase1_eval import validation_scores  # the evaluation's metrics (imports this module)
-
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
     model = build_model(train, params, info.device)
@@ -296,13 +236,14 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     def validate(step: int) -> None:
         """Validation curve row (loss terms + evaluation metrics) and a selection candidate."""
         row = validation_loss(ddp, val, params, info.device)
-        scores = validation_scores(common.unwrap(ddp), select_on)
-        row.update({f"eval_{k}": v for k, v in scores.items() if v is not None})
-        selector.offer(step, scores, common.unwrap(ddp).state_dict())
+        if scorer is not None:
+            scores = scorer(common.unwrap(ddp), select_on)
+            row.update({f"eval_{k}": v for k, v in scores.items() if v is not None})
+            selector.offer(step, scores, common.unwrap(ddp).state_dict())
         if run is not None:
             run.log_step("val", step, row)
 
-    bar = tqdm(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
+    bar = progress_bar(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
                disable=not (progress and info.is_main))
     terms: dict[str, float] = {}
     for step in bar:
@@ -341,10 +282,12 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     seconds = time.perf_counter() - started
     if info.is_main and val:
         validate(params.steps)  # the trained model after its last update
-    selection = {"selected_step": selector.step if val else params.steps, "selected_val": selector.scores,
-                 "selection": "validation chamfer_l1_m, fg_ari tie-break" if val else "none (no validation frames): last step"}
+    selecting = bool(val) and scorer is not None
+    selection = {"selected_step": selector.step if selecting else params.steps, "selected_val": selector.scores,
+                 "selection": ("validation chamfer_l1_m, fg_ari tie-break" if selecting
+                               else "none (no validation frames or scorer): last step")}
     if info.is_main:
-        weights_out = selector.weights if val else common.unwrap(ddp).state_dict()
+        weights_out = selector.weights if selecting else common.unwrap(ddp).state_dict()
         common.save_checkpoint(out_model, {"config": dataclasses.asdict(params.model_config()),
                                            "params": dataclasses.asdict(params),
                                            "selected_step": selection["selected_step"],

@@ -44,23 +44,21 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
-from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
-from pipeline.io import synthia
-from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotModelConfig
-from pipeline.models.slots.losses import SMOOTH_EPS_M, LossWeights, total_loss
+from pipeline.models.slots.batch import make_batch
+from pipeline.models.slots.losses import LossWeights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
-from pipeline.models.video.forecaster import Forecast, SlotTrack, best_of_k
-from pipeline.models.video.model import forecast_verts, world_track
-from pipeline.models.video.poses import relative_gt_poses
+from pipeline.models.video.forecaster import SlotTrack, best_of_k
+from pipeline.models.video.model import forecast_chamfer, world_track
+from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
-from pipeline.models.video.tracking import match_chain, reorder, track_anchors
+from pipeline.models.video.sequences import SequenceFrames
+from pipeline.models.video.tracking import match_chain, reorder
+from pipeline.progress import progress_bar
 from pipeline.train import common
-from pipeline.train.phase1 import Phase1Params, learning_rate, make_batch
+from pipeline.train.phase1 import Phase1Params, learning_rate
 
 SCHEDULES = ("constant", "increasing", "decreasing", "random")
 
@@ -140,43 +138,6 @@ class Phase2Params:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass
-class SequenceFrames:
-    """The usable frames of one sequence with carried anchors, times and ground-truth poses.
-
-    ``records`` hold carried anchors (slot k = the same cluster in every frame); ``time`` (T,)
-    seconds; ``r_wc``/``t_wc`` (T, 3, 3)/(T, 3) ``world_from_camera`` relative to the sequence's first
-    usable frame (OpenCV axes), or None when the sequence has no pose files.
-    """
-
-    name: str
-    records: list[FrameRecord]
-    time: np.ndarray
-    r_wc: np.ndarray | None
-    t_wc: np.ndarray | None
-
-
-def load_sequences(raw: Path, clouds: Path, names: list[str], camera: str, selection: FrameSelection,
-                   progress: bool = False) -> list[SequenceFrames]:
-    """Frames of ``names`` with carried anchors; sequences with fewer than 2 usable frames are dropped."""
-    out = []
-    for name in names:
-        records, _ = load_frames(raw, clouds, [name], camera, selection, progress=progress)
-        if len(records) < 2:
-            continue
-        records.sort(key=lambda r: r.frame)
-        times = np.array([r.frame / synthia.FRAME_RATE_HZ for r in records])
-        anchors = track_anchors([r.points for r in records], times, selection.slots, selection.seed)
-        records = [dataclasses.replace(r, anchors=a) for r, a in zip(records, anchors, strict=True)]
-        layout = SequenceLayout(raw / name)
-        pose_files = [layout.pose(camera, r.frame) for r in records]
-        r_wc = t_wc = None
-        if all(p.is_file() for p in pose_files):
-            r_wc, t_wc = relative_gt_poses(np.stack([synthia.read_pose(p) for p in pose_files]))
-        out.append(SequenceFrames(name, records, times, r_wc, t_wc))
-    return out
-
-
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:
     """``n`` gaps (frames) under a random rate schedule: constant, increasing, decreasing or random."""
     schedule = SCHEDULES[int(rng.integers(len(SCHEDULES)))]
@@ -245,8 +206,6 @@ def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]
 def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str):
     """world_from_camera (B, T, 3, 3), (B, T, 3) of every clip frame (world = first clip frame), and
     the predicted relative poses (or None with ``camera = gt``)."""
-    from pipeline.models.video.poses import chain
-
     b, t = clips.shape
     if camera == "gt":
         if clips.r_gt is None:
@@ -261,24 +220,9 @@ def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, came
 def relative_pose_error(r_rel: torch.Tensor, t_rel: torch.Tensor, r_gt: torch.Tensor, t_gt: torch.Tensor):
     """Mean geodesic angle (rad) and translation error (m) of predicted prev_from_cur (B, T-1, ...)
     against the ground-truth world_from_camera poses (B, T, ...)."""
-    from pipeline.models.video.poses import compose, invert
-
     r_prev_inv, t_prev_inv = invert(r_gt[:, :-1], t_gt[:, :-1])
     r_true, t_true = compose(r_prev_inv, t_prev_inv, r_gt[:, 1:], t_gt[:, 1:])
     return geodesic_angle(r_rel, r_true).mean(), (t_rel - t_true).norm(dim=-1).mean()
-
-
-def forecast_chamfer(model: VideoSlotModel, forecast: Forecast, r_wc: torch.Tensor, t_wc: torch.Tensor,
-                     points: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
-    """(B, G) mean smooth distance (m) of each target frame's points (B, N, 3) to the guessed meshes."""
-    verts = forecast_verts(model.slots, forecast, r_wc, t_wc)  # (B, G, K, V, 3)
-    b, g = verts.shape[:2]
-    pts = points.unsqueeze(1).expand(-1, g, -1, -1).reshape(b * g, -1, 3)
-    msk = mask.unsqueeze(1).expand(-1, g, -1).reshape(b * g, -1)
-    sq, _, _ = point_mesh_sq_dist(pts, verts.reshape((b * g,) + verts.shape[2:]), model.slots.faces, mask=msk,
-                                  exact=exact)
-    dist = (torch.sqrt(sq + SMOOTH_EPS_M**2) - SMOOTH_EPS_M) * msk
-    return (dist.sum(-1) / msk.sum(-1).clamp_min(1)).view(b, g)
 
 
 def matched_track(track: SlotTrack, enabled: bool) -> SlotTrack:
@@ -437,7 +381,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     per_rank = max(params.batch_size // info.world_size, 1)
     started, clips_seen = time.perf_counter(), 0
     terms: dict[str, float] = {}
-    bar = tqdm(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 2",
+    bar = progress_bar(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 2",
                disable=not (progress and info.is_main))
     for step in bar:
         if stop_after is not None and step >= stop_after:

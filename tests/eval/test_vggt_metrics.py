@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from pipeline.data import camera
 from pipeline.data.camera import heading_vector, look_pose, right_vector, world_to_cv
 from pipeline.eval import vggt_metrics as vm
 from pipeline.models.vggt.preprocess import preprocess_frames
-
 
 # --------------------------------------------------------------------------- depth
 
@@ -114,7 +114,7 @@ def test_pose_errors_see_a_wrong_relative_rotation():
 
 def test_synthia_extrinsic_maps_world_points_like_world_to_cv():
     pose = look_pose(np.array([3.0, 1.5, -2.0]), yaw=0.7, pitch=-0.1)
-    E = vm.extrinsic_from_synthia_pose(pose)
+    E = camera.extrinsic_from_synthia_pose(pose)
     X = np.random.default_rng(0).normal(size=(10, 3)) * 5
     np.testing.assert_allclose(X @ E[:, :3].T + E[:, 3], world_to_cv(X, pose), atol=1e-9)
     assert np.linalg.det(E[:, :3]) == pytest.approx(-1.0)  # left-handed SYNTHIA world
@@ -127,8 +127,8 @@ def test_synthia_relative_motion_of_known_camera_moves(yaw):
     p0 = np.array([5.0, 1.6, 2.0])
     poses = [look_pose(p0, yaw, 0.0), look_pose(p0 + 2.0 * heading_vector(yaw), yaw, 0.0),
              look_pose(p0 + 2.0 * heading_vector(yaw) + 0.5 * right_vector(yaw), yaw + math.radians(10), 0.0)]
-    E = np.stack([vm.extrinsic_from_synthia_pose(p) for p in poses])
-    R, t = vm.relative_motion(E)
+    E = np.stack([camera.extrinsic_from_synthia_pose(p) for p in poses])
+    R, t = camera.extrinsic_motions(E)
     np.testing.assert_allclose(t[0], [0.0, 0.0, 2.0], atol=1e-9)
     np.testing.assert_allclose(t[1], [0.5, 0.0, 0.0], atol=1e-9)
     np.testing.assert_allclose(R[0], np.eye(3), atol=1e-9)

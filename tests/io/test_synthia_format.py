@@ -9,7 +9,7 @@ import pytest
 from pipeline.io import synthia
 from pipeline.io.synthia import SynthiaFormatError
 
-# A real pose line quoted in a public reader (SEQS-04-SUMMER frame 0), see shared/specs/synthia.md §6.3.
+# A real pose line quoted in a public reader (SEQS-04-SUMMER frame 0).
 REAL_POSE_LINE = ("-0.00057973 0.00086285 1 0 -0.11839 0.99297 -0.00092542 0 0.99297 0.11839 0.00047349 0 "
                   "44.388 3.1314 117.55 1")
 

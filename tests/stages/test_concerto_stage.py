@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.data import features_cache
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import pointcloud_table
-from pipeline.models.ptv3 import cache_features as concerto  # RANDOM_NOTE, ZUP_FROM_CV
+from pipeline.steps import concerto  # RANDOM_NOTE, ZUP_FROM_CV
+from pipeline.steps.pointclouds import build_pointclouds
 from stages import concerto as concerto_stage
 
 REPO = Path(__file__).parents[2]
@@ -110,7 +110,8 @@ def test_end_to_end_outputs_manifest_metrics(project):
 
 def test_matches_direct_library_call_z_up(project):
     """The stage's global/tokens for a frame equal the library run on the frame's points rotated to z-up."""
-    from pipeline.models.ptv3 import build_random, extract_features
+    from pipeline.models.ptv3.features import extract_features
+    from pipeline.models.ptv3.loader import build_random
 
     assert run_stage()[0] == 0
     feats = features_cache.load_features(project / "data/features", SEQ, CAM)
@@ -154,7 +155,8 @@ def test_deterministic_and_max_points(project):
 
 def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
     """tokens=bev: token n of a frame = mean point feature of the points in bird's-eye cell n (brute force)."""
-    from pipeline.models.ptv3 import build_random, extract_features
+    from pipeline.models.ptv3.features import extract_features
+    from pipeline.models.ptv3.loader import build_random
 
     set_params(project, tokens="bev")
     code, errors, stderr = run_stage()
@@ -227,7 +229,7 @@ def test_bad_input_one_line_no_output(project, change, pattern):
 
 def test_checkpoint_weights_not_random(project):
     """A local official-format .pth: no random-weights warning or note; features follow the file's weights."""
-    from pipeline.models.ptv3 import build_random, save_checkpoint
+    from pipeline.models.ptv3.loader import build_random, save_checkpoint
 
     assert run_stage()[0] == 0
     random_run = features_cache.load_features(project / "data/features", SEQ, CAM)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.io import pointcloud_table
 from pipeline.io.synthia import read_labels, read_rgb
-from pipeline.models.vggt import outputs as vggt  # RANDOM_NOTE
+from pipeline.steps import vggt  # RANDOM_NOTE
 from stages import vggt as vggt_stage
 
 REPO = Path(__file__).parents[2]

@@ -28,7 +28,7 @@ def test_selected_model_is_no_worse_than_its_initialisation(generated_root, tmp_
 
     curves = Curves()
     summary = train_phase1(records, records, params, tmp_path / "m.pt", tmp_path / "s.pt", run=curves, device="cpu",
-                           progress=False)
+                           progress=False, scorer=validation_scores)
     assert [r["step"] for r in curves.rows] == [0, 2, 4, 6]
     common.seed_everything(params.seed)
     initial = validation_scores(build_model(records, params, torch.device("cpu")), records)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.frames import load_frames
 from pipeline.data.pointcloud import PointcloudParams
+from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import Phase1Params, load_model, train_phase1
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"

@@ -12,10 +12,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.data.build_pointclouds import build_pointclouds
 from pipeline.data.pointcloud import PointcloudParams
+from pipeline.models.video.sequences import load_sequences
+from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import Phase1Params, train_phase1
-from pipeline.train.phase2 import Phase2Params, load_sequences, load_video_model, sample_clip, train_phase2
+from pipeline.train.phase2 import Phase2Params, load_video_model, sample_clip, train_phase2
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -99,7 +100,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "reports/train_phase2/metrics.json").read_text())
     assert metrics["train"]["steps"] == P2.steps and metrics["train"]["camera"] == "predicted"
 
-    from pipeline.eval.phase2_report import phase2_report
+    from pipeline.steps.evaluate import phase2_report
 
     out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, clouds,
                                  [SEQ], CAM, tmp_path / "figures")

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.data.camera import SYNTHIA_BASELINE_M, look_pose, right_vector, synthia_intrinsics
 from pipeline.data.synthetic.render import FrameRenderer
 from pipeline.data.synthetic.scene import Scene, build_scene
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import ALL_CAMERAS, FRAME_RATE_HZ, SequenceLayout
+from pipeline.progress import progress_bar
 
 VIEW_YAW = {"Omni_F": 0.0, "Omni_R": math.pi / 2, "Omni_B": math.pi, "Omni_L": 3 * math.pi / 2}
 
@@ -147,7 +147,7 @@ def generate_dataset(config: GeneratorConfig, out_root: Path, progress: bool = T
     tasks = [(config, out_root, i, f) for i in range(config.sequences) for f in range(config.frames)]
     collected: dict[int, dict[str, list[dict]]] = {i: {"cameras": [], "objects": [], "visibility": []}
                                                      for i in range(config.sequences)}
-    bar = tqdm(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
     if config.workers > 1:
         with mp.get_context("fork").Pool(config.workers) as pool:
             for index, rows in pool.imap_unordered(_task, tasks, chunksize=1):

@@ -1,4 +1,4 @@
-"""Ray-cast rendering of a synthetic scene with open3d's ``RaycastingScene``.
+"""Ray-cast rendering of a synthetic scene (open3d's ``RaycastingScene`` via ``pipeline/geometry/raycast.py``).
 
 For each camera of a frame it returns planar depth (metres, inf for sky), class and instance ids,
 a per-pixel object id (the generator's own ids, for ground truth visibility) and a shaded RGB image.
@@ -12,6 +12,7 @@ import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV, heading_vector, pixel_rays, right_vector
 from pipeline.data.synthetic.scene import CLASS_ID, Scene, SceneObject
+from pipeline.geometry.raycast import MeshRaycaster
 from pipeline.io.synthia import Intrinsics
 
 SKY_CLASS = 1
@@ -51,31 +52,23 @@ class FrameRenderer:
     """Builds the open3d scene of one time step and renders any number of cameras from it."""
 
     def __init__(self, scene: Scene, t: float):
-        import open3d as o3d
-
         self.scene = scene
-        self._raycast = o3d.t.geometry.RaycastingScene()
+        self._raycast = MeshRaycaster()
         e = GROUND_EXTENT_M
         ground = np.array([[-e, 0, -e], [e, 0, -e], [-e, 0, e], [e, 0, e]], dtype=np.float32)
-        self._ground_id = self._raycast.add_triangles(ground, np.array([[0, 2, 1], [1, 2, 3]], dtype=np.uint32))
+        self._ground_id = self._raycast.add_mesh(ground, np.array([[0, 2, 1], [1, 2, 3]], dtype=np.uint32))
         self._objects: dict[int, SceneObject] = {}
         for obj in scene.objects:
             verts, faces = box_mesh(obj, t)
-            self._objects[self._raycast.add_triangles(verts, faces)] = obj
+            self._objects[self._raycast.add_mesh(verts, faces)] = obj
 
     def render(self, camera_to_world: np.ndarray, intrinsics: Intrinsics, height: int, width: int,
                rng: np.random.Generator) -> RenderedView:
         """Render one camera (SYNTHIA camera-to-world pose, OpenGL axes)."""
-        import open3d as o3d
-
         rotation_cv = camera_to_world[:3, :3] @ GL_FROM_CV
         dirs = pixel_rays(height, width, intrinsics).reshape(-1, 3) @ rotation_cv.T  # z_cv = 1 => t_hit = depth
         origins = np.broadcast_to(camera_to_world[:3, 3], dirs.shape)
-        rays = o3d.core.Tensor(np.concatenate([origins, dirs], axis=1).astype(np.float32))
-        hit = self._raycast.cast_rays(rays, nthreads=1)
-        depth = hit["t_hit"].numpy()
-        geometry = hit["geometry_ids"].numpy().astype(np.int64)
-        normals = hit["primitive_normals"].numpy()
+        depth, geometry, normals = self._raycast.cast(origins, dirs, nthreads=1)
         sky = ~np.isfinite(depth)
         points = camera_to_world[:3, 3] + dirs * np.where(sky, 0.0, depth)[:, None]
 

@@ -14,7 +14,7 @@ occupied tokens (an empty bird's-eye cell or a padding token is False; None = al
   (frame t+offset − frame t) of the encodings is split into S spatial cells of frame t (for S = 4:
   left/right x near/far, :func:`spatial_cells`) and each cell is read by its own learned query with
   cross-attention restricted to the cell, so the S codes summarise different parts of the scene (like
-  LAPA's 2 x 2 token grid; one pooled vector would give S identical codes, shared/specs/models.md §1.5).
+  LAPA's 2 x 2 token grid, Ye et al. 2024; one pooled vector would give S identical codes).
 - NSVQ quantises each of the S vectors (dimension Q) with one shared codebook.
 - Decoder: frame t's projected tokens with stop-gradient (LAPA) go through ``decoder_blocks`` blocks
   with cross-attention to the S codes; a zero-initialised head predicts the change, so the prediction

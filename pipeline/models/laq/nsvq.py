@@ -9,7 +9,7 @@ Dead codes: ``usage`` counts assignments (a buffer, summed over DDP ranks at rep
 :meth:`NSVQ.replace_unused` overwrites every code used fewer than ``threshold`` times per step since
 the last replacement with a copy of a randomly chosen used code plus Gaussian noise of norm
 ``noise · ||c||`` (the reference code's 1e-12 noise is below float32 resolution and leaves exact
-duplicates, see shared/specs/models.md §1.2), then resets the counters.
+duplicates), then resets the counters.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.train.common import all_reduce_sum, broadcast_, is_distributed
+from pipeline.distributed import all_reduce_sum, broadcast_, is_distributed
 
 _TINY = 1e-20  # inside square roots: keeps the gradient of ||·|| finite at 0
 

@@ -5,31 +5,11 @@ weight-compatible with the released `Pointcept/Concerto` checkpoints (strict loa
 Offline default (tests, CPU pipeline): the `tiny` preset with seeded RANDOM weights —
 `load_encoder(None)`; results carry `meta["weights_source"] == "random-init (no checkpoint)"`.
 
-Real weights on a GPU machine with internet (optionally `pip install flash-attn`):
+Real weights on a GPU machine with internet (optionally `pip install flash-attn`); import from the
+modules (this package file imports nothing, so e.g. `bev_tokens` loads without the encoder):
 
-    from pipeline.models.ptv3 import load_encoder, extract_features
+    from pipeline.models.ptv3.features import extract_features
+    from pipeline.models.ptv3.loader import load_encoder
     model = load_encoder("concerto_base", device="cuda")        # or a local path "/data/concerto_base.pth"
     out = extract_features(model, coords, colors_uint8, normals, grid_size=0.02, seed=0, n_spatial_tokens=64)
 """
-
-from .config import PRESETS, PTv3Config, preset
-from .features import extract_features, upcast, upcast_width
-from .loader import RANDOM_INIT, build_random, load_concerto, load_encoder, save_checkpoint
-from .model import PointTransformerV3
-from .transform import concerto_transform
-
-__all__ = [
-    "PRESETS",
-    "PTv3Config",
-    "preset",
-    "PointTransformerV3",
-    "load_concerto",
-    "load_encoder",
-    "build_random",
-    "save_checkpoint",
-    "RANDOM_INIT",
-    "concerto_transform",
-    "extract_features",
-    "upcast",
-    "upcast_width",
-]

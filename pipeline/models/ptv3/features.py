@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.geometry.sampling import farthest_point_sampling
+
 from .model import PointTransformerV3
 from .point import PointBatch
 from .transform import concerto_transform
@@ -61,16 +63,8 @@ def upcast_width(enc_channels: tuple[int, ...], concat_levels: int = UPCAST_CONC
 
 def farthest_point_order(xyz: torch.Tensor, k: int) -> torch.Tensor:
     """Indices [min(k, M)] of farthest-point sampling on xyz [M, 3], started at the row nearest the centroid."""
-    m = xyz.shape[0]
-    k = min(k, m)
-    dist = torch.full((m,), float("inf"), dtype=xyz.dtype, device=xyz.device)
-    idx = torch.empty(k, dtype=torch.long, device=xyz.device)
-    cur = int(torch.argmin(((xyz - xyz.mean(0)) ** 2).sum(1)))
-    for i in range(k):
-        idx[i] = cur
-        dist = torch.minimum(dist, ((xyz - xyz[cur]) ** 2).sum(1))
-        cur = int(torch.argmax(dist))
-    return idx
+    start = int(torch.argmin(((xyz - xyz.mean(0)) ** 2).sum(1))) if len(xyz) else 0
+    return farthest_point_sampling(xyz, k, start)
 
 
 def spatial_tokens(xyz: torch.Tensor, feat: torch.Tensor, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

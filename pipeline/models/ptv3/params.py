@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.models.ptv3.bev_tokens import BEVGrid
+
 # params.yaml preset -> preset name of pipeline/models/ptv3/config.py
 PRESET_NAMES = {"tiny": "tiny", "small": "concerto_small", "base": "concerto_base", "large": "concerto_large"}
 
@@ -64,8 +66,6 @@ class ConcertoParams:
         return self.bev_cells_x * self.bev_cells_z if self.tokens == "bev" else self.spatial_tokens
 
     def bev_grid(self):
-        from .bev_tokens import BEVGrid
-
         return BEVGrid(self.bev_cells_x, self.bev_cells_z, self.bev_width, self.bev_depth)
 
     @property

@@ -17,7 +17,7 @@ class SlotModelConfig:
     - ``input_height`` x ``input_width``: depth-map size seen by the encoder;
     - ``channels``: widths of the ResNet stages (a stride-2 stem, then each stage halves the resolution);
     - ``head_gain``: scale of the slot head's last layer at init (small, so the model starts at
-      its anchors and Adam does not saturate it; phase-one notes §4.3);
+      its anchors and Adam does not saturate it);
     - ``max_log_scale``: the slot scale is ``anchor_radius * exp(max_log_scale * tanh(v0 / max_log_scale))``;
     - ``max_offset``: the slot centre is ``anchor + anchor_radius * max_offset * tanh(v[1:4])``;
     - ``prior_width``: width (log-extent units) of the anchor prior over prototypes (small = the

@@ -2,7 +2,7 @@
 
 - **Chamfer** (depth points -> nearest surface point of any slot mesh; exact point-to-triangle,
   not vertices): a smooth L1 of the distance, ``sqrt(d^2 + eps^2) - eps`` (metres).
-- **Free space** (fixes one-directional Chamfer's reward for swelling; phase-one notes §5.2):
+- **Free space** (fixes one-directional Chamfer's reward for swelling):
   area-uniform samples on every slot mesh are projected into the depth map. A sample in the image
   that lies more than ``margin`` in front of the observed depth sits in space the camera saw to be
   empty: it costs ``min(observed - margin - z, cap)`` metres. Sky / no-hit pixels count as observed

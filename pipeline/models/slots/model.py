@@ -1,6 +1,6 @@
 """Slot scene model: depth map + per-frame anchors -> K slot vectors -> K posed, blended meshes.
 
-Slot vector decomposition (exactly the user's plan, ``shared/mission/000_*.txt``)::
+Slot vector decomposition (the project's design; README, "Phase one")::
 
     v = [scale (1) | x, y, z, yaw, pitch, roll (6) | prototype logits (P)]
 

@@ -1,6 +1,6 @@
 """Own implementation of VGGT (facebookresearch/vggt), state-dict compatible with the VGGT-1B checkpoint.
 
-Written from the architecture description in ``shared/specs/vggt.md``; contains no upstream code.
+Written from the architecture described in the VGGT paper (Wang et al., CVPR 2025); contains no upstream code.
 Entry points: ``VGGTConfig`` / ``vggt_1b`` / ``vggt_tiny`` (config), ``VGGT`` / ``build_vggt`` (model),
 ``load_vggt`` (weights), ``preprocess_frames`` (input), ``run_vggt`` / ``point_cloud_from_outputs``
 (inference).

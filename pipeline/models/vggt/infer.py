@@ -23,6 +23,8 @@ import contextlib
 import numpy as np
 import torch
 
+from pipeline.geometry.sampling import farthest_point_sampling
+
 from .geometry import depth_to_world_points, pose_encoding_to_extri_intri
 from .model import VGGT
 from .preprocess import preprocess_frames
@@ -133,20 +135,6 @@ def run_vggt(model: VGGT, images: np.ndarray, frames_per_chunk: int = 16, device
     if point_head:
         result["world_points_head"], result["world_points_head_conf"] = pts_head.numpy(), pts_conf.numpy()
     return result
-
-
-def farthest_point_sampling(points: torch.Tensor, k: int, start: int = 0) -> torch.Tensor:
-    """Greedy farthest-point sampling: (N, 3) -> indices (min(k, N),) long; O(N k) time, O(N) memory."""
-    N = points.shape[0]
-    k = min(k, N)
-    idx = torch.empty(k, dtype=torch.long)
-    dist = torch.full((N,), float("inf"), dtype=points.dtype)
-    cur = start
-    for i in range(k):
-        idx[i] = cur
-        dist = torch.minimum(dist, ((points - points[cur]) ** 2).sum(-1))
-        cur = int(torch.argmax(dist))
-    return idx
 
 
 def point_cloud_from_outputs(outputs: dict[str, np.ndarray], max_points: int, method: str = "random",

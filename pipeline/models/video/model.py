@@ -9,7 +9,7 @@
 - ``forecaster`` (:class:`Forecaster`) maps world-frame context slots to G guesses at t + Δ.
 
 :func:`world_track` expresses slots in the world frame; :func:`forecast_verts` poses forecast
-meshes in a target camera.
+meshes in a target camera; :func:`forecast_chamfer` scores them against the target frame's points.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import euler_to_matrix
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
+from pipeline.models.slots.batch import predict
+from pipeline.models.slots.losses import SMOOTH_EPS_M
 from pipeline.models.slots.model import EULER_CONVENTION, SlotParams
 from pipeline.models.video.camera_head import CameraHead
 from pipeline.models.video.config import VideoModelConfig
@@ -38,10 +41,8 @@ class VideoSlotModel(nn.Module):
         self.forecaster = Forecaster(config)
 
     def encode(self, batch: dict[str, Tensor]) -> tuple[SlotParams, Tensor]:
-        """Slots of every frame of a :func:`pipeline.train.phase1.make_batch` batch (N frames) and the
+        """Slots of every frame of a :func:`pipeline.models.slots.batch.make_batch` batch (N frames) and the
         encoder's last feature map (N, C, h, w)."""
-        from pipeline.train.phase1 import predict
-
         captured: dict[str, Tensor] = {}
         handle = self.slots.encoder.register_forward_hook(lambda _m, _i, out: captured.__setitem__("fmap", out[0]))
         try:
@@ -79,3 +80,16 @@ def forecast_verts(slots: SlotSceneModel, forecast: Forecast, r_wc: Tensor, t_wc
     r_cw, t_cw = invert(r_wc, t_wc)
     b, g, k, v, _ = world.shape
     return apply(r_cw[:, None], t_cw[:, None], world.reshape(b, g, k * v, 3)).view(b, g, k, v, 3)
+
+
+def forecast_chamfer(model: VideoSlotModel, forecast: Forecast, r_wc: torch.Tensor, t_wc: torch.Tensor,
+                     points: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """(B, G) mean smooth distance (m) of each target frame's points (B, N, 3) to the guessed meshes."""
+    verts = forecast_verts(model.slots, forecast, r_wc, t_wc)  # (B, G, K, V, 3)
+    b, g = verts.shape[:2]
+    pts = points.unsqueeze(1).expand(-1, g, -1, -1).reshape(b * g, -1, 3)
+    msk = mask.unsqueeze(1).expand(-1, g, -1).reshape(b * g, -1)
+    sq, _, _ = point_mesh_sq_dist(pts, verts.reshape((b * g,) + verts.shape[2:]), model.slots.faces, mask=msk,
+                                  exact=exact)
+    dist = (torch.sqrt(sq + SMOOTH_EPS_M**2) - SMOOTH_EPS_M) * msk
+    return (dist.sum(-1) / msk.sum(-1).clamp_min(1)).view(b, g)

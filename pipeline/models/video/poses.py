@@ -4,27 +4,14 @@ A pose here is ``world_from_camera`` = (R (…, 3, 3), t (…, 3)): a camera poi
 as ``R @ p + t`` (metres). The **world frame of a clip or sequence is the OpenCV camera frame of its
 first frame** (x right, y down, z forward at frame 0). SYNTHIA's own world is left-handed
 (``R_cv = pose[:3, :3] @ GL_FROM_CV`` has det -1), but poses relative to the first frame,
-``R_cv0ᵀ R_cvt``, are proper rotations (``shared`` foundation notes), so everything here stays in SO(3).
+``R_cv0ᵀ R_cvt``, are proper rotations (a product of two reflections), so everything here stays in SO(3).
+SYNTHIA pose files become such poses with ``relative_gt_poses`` (``pipeline/data/camera.py``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
-
-from pipeline.data.camera import GL_FROM_CV
-
-
-def relative_gt_poses(camera_to_world: np.ndarray, reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """SYNTHIA poses (T, 4, 4) (camera-to-world, OpenGL axes) -> world_from_camera (R (T, 3, 3), t (T, 3))
-    in the OpenCV frame of ``reference`` (default: the first pose)."""
-    reference = camera_to_world[0] if reference is None else reference
-    r0 = reference[:3, :3] @ GL_FROM_CV
-    rt = camera_to_world[:, :3, :3] @ GL_FROM_CV
-    rotation = np.einsum("ji,tjk->tik", r0, rt)
-    translation = (camera_to_world[:, :3, 3] - reference[:3, 3]) @ r0
-    return rotation, translation
 
 
 def rot6d_to_matrix(x: Tensor) -> Tensor:

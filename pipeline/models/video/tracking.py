@@ -1,6 +1,6 @@
 """Slot identity over time: anchors carried from frame to frame, and Hungarian matching of slots.
 
-**Carried anchors** (SAVi-like recurrence; ``shared/specs/models.md`` §4.1 a): frame 0 gets the
+**Carried anchors** (a SAVi-like recurrence, Kipf et al. 2022): frame 0 gets the
 phase-one k-means anchors (sorted by depth). Frame t runs k-means *initialised with frame t-1's
 centres moved by their velocity* (constant velocity in the camera frame over the true time gap, so
 ego-motion is carried too), so cluster k of frame t continues cluster k of frame t-1 and the slot
@@ -8,7 +8,7 @@ built on it keeps its index. A centre that lands far from its prediction (k-mean
 cluster, or a new object took it) restarts with zero velocity. The phase-one encoder then refines
 each frame's slots from these anchors (it is permutation-equivariant over slots).
 
-**Matching** (§4.1 b): before any consistency or motion loss, consecutive frames are
+**Matching**: before any consistency or motion loss, consecutive frames are
 Hungarian-matched on centre distance plus prototype-weight distance, and the matches are chained to
 frame 0's order, so a swap of two slots is never penalised as motion.
 """

@@ -80,11 +80,11 @@ def write_features(root: Path, sequences: int = 4, frames: int = 24, n_side: int
         np.savez(out / f"{CAMERA.replace('/', '_')}.npz", frames=np.arange(frames, dtype=np.int32),
                  time_s=(np.arange(frames) / 5.0).astype(np.float32),
                  **{"global": tokens.mean(1)}, tokens=tokens,
-                 token_xyz=np.broadcast_to(grid, (frames, *grid.shape)).copy(),
+                 token_xyz=np.broadcast_to(grid, (frames, *grid.shape)).astype(np.float32),
                  token_mask=np.ones((frames, len(grid)), bool))
     manifest = {"weights_source": "test fixture", "random_weights": random_weights, "preset": "fixture",
                 "channels": channels, "tokens": len(grid), "pooling": "grid", "points_from": "fixture",
-                "camera": [CAMERA], "sequences": names, "token_layout": "bev", "bev_cells_x": n_side,
+                "grid_size": 0.02, "camera": [CAMERA], "sequences": names, "token_layout": "bev", "bev_cells_x": n_side,
                 "bev_cells_z": n_side, "bev_width": BEV_WIDTH, "bev_depth": BEV_DEPTH}
     (features / "manifest.json").write_text(json.dumps(manifest))
     return names

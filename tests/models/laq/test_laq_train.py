@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from laq_fixtures import write_features
+
+from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.train import common
-from pipeline.train.laq import LAQParams, load_feature_pairs, read_manifest, replaces_at, train_laq
+from pipeline.train.laq import LAQParams, load_feature_pairs, replaces_at, train_laq
 
 TINY = LAQParams(dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
                  code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
@@ -30,7 +31,7 @@ def features(tmp_path_factory) -> Path:
 
 
 def load(features: Path, params: LAQParams):
-    manifest = read_manifest(features)
+    manifest = load_manifest(features)
     splits = split_sequences(manifest["sequences"], 1, 0)
     return (load_feature_pairs(features, splits["train"], params.frame_offset, manifest),
             load_feature_pairs(features, splits["val"], params.frame_offset, manifest), splits, manifest)
@@ -90,15 +91,15 @@ def test_bad_feature_file_is_reported(features, tmp_path):
 
     copy = tmp_path / "features"
     shutil.copytree(features, copy)
-    manifest = read_manifest(copy)
+    manifest = load_manifest(copy)
     path = copy / manifest["sequences"][0] / "Stereo_Left_Omni_F.npz"
     arrays = dict(np.load(path))
     arrays["tokens"] = arrays["tokens"][:, :5]
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match="Stereo_Left_Omni_F.npz: tokens"):
+    with pytest.raises(ValueError, match="Stereo_Left_Omni_F.npz: 'token_xyz' has shape"):
         load_feature_pairs(copy, manifest["sequences"][:1], 2, manifest)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
-        read_manifest(tmp_path)
+        load_manifest(tmp_path)
 
 
 def run(features, out, params, **kw):
@@ -157,7 +158,7 @@ def _ddp_worker(rank: int, world: int, port: int, features: str, out: str) -> No
     reduced = common.all_reduce_sum(local.clone())
     torch.save({"local": local, "reduced": reduced, "codebook": quantizer.codebook.detach().clone(),
                 "weight": result.model.in_proj.weight.detach().clone()}, Path(out) / f"rank{rank}.pt")
-    common.cleanup_distributed()
+    torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_cpu_processes_share_counters_and_codebook(features, tmp_path):

@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 from scipy.spatial.transform import Rotation
 
+from pipeline.geometry.sampling import farthest_point_sampling
 from pipeline.models.vggt import build_vggt, vggt_tiny
 from pipeline.models.vggt.geometry import extri_intri_to_pose_encoding
-from pipeline.models.vggt.infer import (autocast_dtype, chunk_ranges, farthest_point_sampling,
-                                        point_cloud_from_outputs, run_vggt)
+from pipeline.models.vggt.infer import autocast_dtype, chunk_ranges, point_cloud_from_outputs, run_vggt
 
 
 def test_chunk_ranges():

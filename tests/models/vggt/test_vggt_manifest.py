@@ -9,7 +9,7 @@ from pipeline.models.vggt import VGGT, default_dpt_layers, vggt_1b, vggt_tiny
 from pipeline.models.vggt.load import (VGGT_1B_ORDERED_MANIFEST_SHA256, VGGT_1B_SORTED_MANIFEST_SHA256,
                                        manifest_sha256)
 
-MANIFEST = Path(__file__).resolve().parents[2] / "reference" / "vggt_1b.tsv"  # copied from shared/reference
+MANIFEST = Path(__file__).resolve().parents[2] / "reference" / "vggt_1b.tsv"  # names and shapes of the published checkpoint
 
 
 def read_manifest(path: Path) -> list[tuple[str, tuple[int, ...]]]:

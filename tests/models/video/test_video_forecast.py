@@ -6,11 +6,17 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from pipeline.data.camera import cv_to_world, look_pose
+from pipeline.data.camera import cv_to_world, look_pose, relative_gt_poses
 from pipeline.models.video.config import VideoModelConfig
-from pipeline.models.video.forecaster import (Forecaster, SlotTrack, best_of_k, constant_velocity, copy_last,
-                                              last_velocity)
-from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, relative_gt_poses, rot6d_to_matrix
+from pipeline.models.video.forecaster import (
+    Forecaster,
+    SlotTrack,
+    best_of_k,
+    constant_velocity,
+    copy_last,
+    last_velocity,
+)
+from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, rot6d_to_matrix
 from pipeline.models.video.tracking import match_chain, reorder, track_anchors
 
 

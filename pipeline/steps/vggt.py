@@ -1,6 +1,7 @@
-"""The ``vggt`` stage's work: RGB frames -> VGGT depth, cameras and point clouds, evaluated against ground truth.
+"""DVC stage ``vggt``: RGB frames -> VGGT depth, cameras and point clouds, evaluated against ground truth.
 
-:func:`build_vggt_outputs` runs the model over every sequence and camera and writes (atomically; a failing run
+:func:`run` loads the model (announcing random weights on stderr and in MLflow) and
+:func:`build_vggt_outputs` runs it over every sequence and camera and writes (atomically; a failing run
 leaves no partial output):
 - ``data/vggt/<sequence>/<camera_dirname>.npz``: ``depth`` / ``depth_conf`` (S, h, w) at model-input
   resolution, ``extrinsic`` (S, 3, 4) camera-from-world with OpenCV axes in the frame of the sequence's first
@@ -22,22 +23,35 @@ stage also warns on stderr and tags the MLflow run.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline import runtime
-from pipeline.io.synthia import SequenceLayout
+from pipeline.config import parse_section
+from pipeline.data.params import DataParams
+from pipeline.data.pointcloud import estimate_normals
+from pipeline.data.sampling import subsample
+from pipeline.eval.vggt_figures import depth_figure
+from pipeline.eval.vggt_metrics import evaluate_camera, model_to_original_pixels, summarise_errors
+from pipeline.io import atomic, pointcloud_table, synthia
+from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.models.vggt.geometry import depth_to_camera_points
+from pipeline.models.vggt.infer import run_vggt
+from pipeline.models.vggt.load import load_vggt
 from pipeline.models.vggt.params import VggtParams
+from pipeline.tracking import stage_run
 
 RANDOM_NOTE = "random weights: numbers are not meaningful"
 POINTS_DIR = "points"
 
+
 def select_frames(layout: SequenceLayout, camera: str, max_frames: int) -> list[int]:
     """Frame indices of a camera: those of Depth/ when present (SYNTHIA), else of RGB/; the first ``max_frames``."""
-    from pipeline.io.synthia import SynthiaFormatError
 
     if (layout.root / "Depth" / camera).is_dir():
         frames = layout.frames(camera)
@@ -53,7 +67,6 @@ def select_frames(layout: SequenceLayout, camera: str, max_frames: int) -> list[
 
 def read_rgb_frames(layout: SequenceLayout, camera: str, frames: list[int]) -> np.ndarray:
     """RGB frames (S, H, W, 3) uint8; every frame must have the size of the first."""
-    from pipeline.io import synthia
 
     first = synthia.read_rgb(layout.rgb(camera, frames[0]))
     out = np.empty((len(frames), *first.shape), dtype=np.uint8)
@@ -70,10 +83,6 @@ def frame_columns(out: dict, i: int, frame: int, rgb: np.ndarray, labels: tuple[
     Model pixels with positive finite depth whose centre lies inside the original image are back-projected
     with the model-pixel intrinsics (OpenCV camera axes, VGGT units), subsampled, and given normals.
     """
-    from pipeline.data.pointcloud import estimate_normals
-    from pipeline.data.sampling import subsample
-    from pipeline.eval.vggt_metrics import model_to_original_pixels
-    from pipeline.models.vggt.geometry import depth_to_camera_points
 
     depth = out["depth"][i]
     u_orig, v_orig, inside = model_to_original_pixels(depth.shape, out["pre_orig_hw"][i], out["pre_scale_xy"][i],
@@ -88,18 +97,12 @@ def frame_columns(out: dict, i: int, frame: int, rgb: np.ndarray, labels: tuple[
     normals = estimate_normals(points, params.normal_neighbours, viewpoint=np.zeros(3))
     zeros = np.zeros(len(u), dtype=np.uint16)
     class_id, instance_id = (labels[0][v, u], labels[1][v, u]) if labels is not None else (zeros, zeros)
-    return {
-        "frame": np.full(len(u), frame, dtype=np.int32), "u": u.astype(np.int16), "v": v.astype(np.int16),
-        "x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "depth": depth[vm, um],
-        "nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2],
-        "r": rgb[v, u, 0], "g": rgb[v, u, 1], "b": rgb[v, u, 2],
-        "class_id": class_id, "instance_id": instance_id,
-    }
+    return pointcloud_table.frame_columns(frame, u, v, points, depth[vm, um], normals, rgb[v, u], class_id,
+                                          instance_id)
 
 
 def save_npz(path: Path, out: dict, frames: list[int], random_weights: bool) -> None:
     """The per-camera arrays (see module docstring), written atomically."""
-    from pipeline.io import atomic
 
     keys = ["depth", "depth_conf", "extrinsic", "intrinsic", "intrinsic_model", "chunk_index", "chunk_scale",
             "weights_source"] + [k for k in out if k.startswith("pre_")]
@@ -122,10 +125,6 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
     ``raw``: SYNTHIA-SEQS sequences; ``model``: a loaded ``VGGT`` (``load_vggt``) on ``device``;
     ``random_weights``: the model has no checkpoint (the note goes into metrics, manifest and figures).
     """
-    from pipeline.eval.vggt_figures import depth_figure
-    from pipeline.eval.vggt_metrics import evaluate_camera, summarise_errors
-    from pipeline.io import atomic, pointcloud_table, synthia
-    from pipeline.models.vggt.infer import run_vggt
 
     layouts = synthia.list_sequences(raw)
     if not layouts:
@@ -156,12 +155,8 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
                     labels = synthia.read_labels(layout.labels(camera, frame), rgb.shape[1:3]) if has_labels else None
                     rng = np.random.default_rng([params.seed, seq_index, frame])
                     columns.append(frame_columns(out, i, frame, rgb[i], labels, params, rng))
-                table = pointcloud_table.to_table(columns)
-                pointcloud_table.write_partition(pointcloud_table.partition_path(tmp / POINTS_DIR, layout.name, camera),
-                                                 table)
-                counts = [len(c["frame"]) for c in columns]
-                manifest["partitions"].append({"sequence": layout.name, "camera": camera, "frames": len(columns),
-                                               "points": int(sum(counts)), "min_points": int(min(counts))})
+                manifest["partitions"].append(pointcloud_table.write_frames(tmp / POINTS_DIR, layout.name, camera,
+                                                                            columns))
                 save_npz(tmp / layout.name / f"{pointcloud_table.camera_dirname(camera)}.npz", out, frames,
                          random_weights)
                 key = layout.name if len(cameras) == 1 else f"{layout.name}/{camera}"
@@ -190,3 +185,27 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
         result["note"] = RANDOM_NOTE
     result.update(runtime.cuda_memory_metrics(device))
     return result
+
+
+def run(params: dict[str, Any], raw: Path, out: Path, reports: Path, device: torch.device) -> None:
+    """The stage: VGGT over ``raw`` into ``out`` (npz + ``points/``), metrics and figures into ``reports``.
+
+    ``params``: the whole params.yaml (sections ``data`` and ``vggt``); ``device``: where the model runs.
+    """
+    data = parse_section(params, "data", DataParams)
+    p = parse_section(params, "vggt", VggtParams)
+    if not raw.is_dir():
+        raise FileNotFoundError(f"{raw}: dataset folder not found (run the download stage first)")
+    model, info = load_vggt(p.weights, p.model_config(), revision=p.revision or None, device=device, seed=p.seed)
+    random_weights = bool(info["random_init"])
+    if random_weights:
+        print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "
+              f"and metrics are NOT meaningful. Use real weights with e.g. `dvc exp run -S vggt.weights=facebook/VGGT-1B "
+              f"-S vggt.preset=1b -S vggt.target_size=518` on a machine with internet.", file=sys.stderr, flush=True)
+    with stage_run("vggt", reports) as stage:
+        stage.log_params({"vggt": params["vggt"], "data.cameras": list(data.cameras)})
+        stage.set_tags({"vggt.weights_source": info["weights_source"], "vggt.random_weights": str(random_weights)})
+        stage.log_metrics(build_vggt_outputs(raw, out, reports / "figures", data.cameras, p, model, device,
+                                             random_weights))
+        for png in sorted((reports / "figures").glob("*.png")):
+            stage.log_artifact(png, "figures")

@@ -1,4 +1,9 @@
-"""Turn every frame of every sequence into a point-cloud parquet partition (the `pointclouds` stage)."""
+"""DVC stage ``pointclouds``: every depth frame -> a labelled point cloud with normals, one parquet partition
+per (sequence, camera) (layout: ``pipeline/io/pointcloud_table.py``) plus ``manifest.json``.
+
+:func:`run` parses the ``data`` and ``pointcloud`` sections, builds the clouds with :func:`build_pointclouds`
+(per-frame work: ``pipeline/data/pointcloud.py``) and logs params and metrics to MLflow.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,17 @@ import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from pipeline.config import parse_section
+from pipeline.data.params import DataParams
 from pipeline.data.pointcloud import PointcloudParams, frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.progress import progress_bar
+from pipeline.tracking import stage_run
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     start = time.perf_counter()
     frames: dict[tuple[str, str], list[dict]] = {}
     with atomic.atomic_dir(out_root) as tmp:
-        bar = tqdm(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
+        bar = progress_bar(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
         pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
         results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
         try:
@@ -79,14 +88,19 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
         manifest = {"coordinates": params.coordinates, "max_points": params.max_points,
                     "sampling": params.sampling, "far_m": params.far_m, "partitions": []}
         for (sequence, camera), columns in sorted(frames.items()):
-            table = pointcloud_table.to_table(columns)
-            pointcloud_table.write_partition(pointcloud_table.partition_path(tmp, sequence, camera), table)
-            counts = [len(c["frame"]) for c in columns]
-            manifest["partitions"].append({"sequence": sequence, "camera": camera, "frames": len(columns),
-                                           "points": int(sum(counts)), "min_points": int(min(counts))})
+            manifest["partitions"].append(pointcloud_table.write_frames(tmp, sequence, camera, columns))
         atomic.write_json(tmp / "manifest.json", manifest)
     seconds = time.perf_counter() - start
     total_points = sum(p["points"] for p in manifest["partitions"])
     return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
             "frames_per_s": round(len(tasks) / seconds, 2),
             "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}
+
+
+def run(params: dict[str, Any], raw: Path, out: Path, workers: int = 2) -> None:
+    """The stage: clouds of every frame of ``raw`` into ``out``; ``params`` is the whole params.yaml."""
+    data = parse_section(params, "data", DataParams)
+    cloud = parse_section(params, "pointcloud", PointcloudParams)
+    with stage_run("pointclouds") as stage:
+        stage.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
+        stage.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))

@@ -1,5 +1,6 @@
-"""The ``concerto`` stage's work: point clouds -> cached Concerto (PTv3) features per frame, for LAQ training.
+"""DVC stage ``concerto``: point clouds -> cached Concerto (PTv3) features per frame, for LAQ training.
 
+:func:`run` loads the encoder (random weights announced on stderr and in MLflow) and
 :func:`build_features` reads the point-cloud parquet (``data/pointclouds`` from ground-truth depth, or ``data/vggt/points`` from the
 ``vggt`` stage; same schema, ``pipeline/io/pointcloud_table.py``), runs the encoder of
 ``pipeline/models/ptv3`` once per frame (eval mode, seeded) and writes ``data/features/`` atomically in the
@@ -15,7 +16,7 @@ Conventions:
 - ``global`` = the library's ``global_mean``: mean over the stage-0 voxels of the up-cast features, so
   C = the up-cast width D (128 tiny, 896 concerto_small, 1088 base, 1536 large) for globals and tokens.
 - Tokens (``concerto.tokens``): ``bev`` (default) pools the per-point features into a fixed bird's-eye grid of
-  the camera frame (:mod:`.bev_tokens`; token n is the same region in every frame, empty cells masked);
+  the camera frame (``pipeline/models/ptv3/bev_tokens.py``; token n is the same region in every frame, empty cells masked);
   ``fps``: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
   frames; use ``token_xyz``), where frames with fewer voxels than N repeat tokens and mask the repeats.
 
@@ -26,20 +27,27 @@ stage also warns on stderr and tags the MLflow run.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline import runtime
-
-from .bev_tokens import pool_bev
-from .features import extract_features
-from .loader import RANDOM_INIT, load_encoder
-from .model import PointTransformerV3
-from .params import PRESET_NAMES, ConcertoParams
-
+from pipeline.config import parse_section
+from pipeline.data import features_cache
+from pipeline.data.params import DataParams
+from pipeline.data.sampling import random_subsample
+from pipeline.io import atomic, pointcloud_table
+from pipeline.models.ptv3.bev_tokens import pool_bev
+from pipeline.models.ptv3.features import extract_features
+from pipeline.models.ptv3.loader import RANDOM_INIT, load_encoder
+from pipeline.models.ptv3.model import PointTransformerV3
+from pipeline.models.ptv3.params import PRESET_NAMES, ConcertoParams
+from pipeline.progress import progress_bar
+from pipeline.tracking import stage_run
 
 RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
 POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
@@ -73,12 +81,9 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
                      p: ConcertoParams, bar, stats: dict) -> dict[str, np.ndarray]:
     """Features of every frame of one (sequence, camera) partition: arrays for ``write_features``.
 
-    ``bar``: a tqdm bar advanced once per frame; ``stats``: running totals (``model_seconds``, ``points``,
+    ``bar``: a progress bar (``pipeline/progress.py``) advanced once per frame; ``stats``: running totals (``model_seconds``, ``points``,
     ``voxels``, last ``meta``) updated in place.
     """
-    from pipeline.data.sampling import random_subsample
-    from pipeline.io import pointcloud_table
-
     table = pointcloud_table.read_partition(points_root, sequence, camera, columns=COLUMNS)
     where = pointcloud_table.partition_path(points_root, sequence, camera)
     frame_col = table["frame"].to_numpy()
@@ -140,18 +145,13 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
 
     ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
     """
-    from tqdm import tqdm
-
-    from pipeline.data import features_cache
-    from pipeline.io import atomic
-
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
     random_weights = model.weights_source == RANDOM_INIT
     stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
     globals_, masks = [], []
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp:
-        bar = tqdm(total=total, desc="concerto features", unit="frame", disable=not progress)
+        bar = progress_bar(total=total, desc="concerto features", unit="frame", disable=not progress)
         try:
             for seq_index, sequence in enumerate(sequences):
                 for camera in cameras:
@@ -224,3 +224,24 @@ def input_points(p: ConcertoParams) -> Path:
         raise FileNotFoundError(f"{points_root}: point clouds not found (concerto.points_from = {p.points_from}; "
                                 f"run the {'vggt' if p.points_from == 'vggt' else 'pointclouds'} stage first)")
     return points_root
+
+
+def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, progress: bool = True) -> None:
+    """The stage: features of every frame of the ``concerto.points_from`` clouds into ``out``, metrics into ``reports``.
+
+    ``params``: the whole params.yaml (sections ``data`` and ``concerto``); ``device``: where the encoder runs.
+    """
+    data = parse_section(params, "data", DataParams)
+    p = parse_section(params, "concerto", ConcertoParams)
+    points_root = input_points(p)
+    runtime.tame_heap()
+    model = load_model(p, device)
+    if p.random_weights:
+        print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
+              f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
+              f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
+    with stage_run("concerto", reports) as stage:
+        stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
+        stage.set_tags({"concerto.weights_source": str(model.weights_source),
+                        "concerto.random_weights": str(p.random_weights)})
+        stage.log_metrics(build_features(points_root, out, data.cameras, p, model, device, progress))

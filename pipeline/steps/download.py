@@ -1,0 +1,42 @@
+"""DVC stage ``download``: raw SYNTHIA-SEQS sequences into ``data/raw`` (generated offline by default).
+
+``download.source: synthetic`` renders look-alike sequences (exact SYNTHIA layout and encodings plus
+ground-truth parquet, ``pipeline/data/synthetic/``); ``synthia`` fetches the real archives
+(``pipeline/io/download.py``; README, "Real SYNTHIA"). The folder is replaced atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import parse_section
+from pipeline.data.params import DataParams, DownloadParams
+from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
+from pipeline.io.atomic import atomic_dir
+from pipeline.io.download import download_sequences
+from pipeline.tracking import stage_run
+
+CHECKSUMS = Path("synthia.sha256")
+
+
+def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2) -> None:
+    """The stage: sequences into ``out``; real archives are kept in ``archive_cache`` (resume).
+
+    ``params``: the whole params.yaml (sections ``data`` and ``download``); ``workers``: render processes.
+    """
+    data, download = parse_section(params, "data", DataParams), parse_section(params, "download", DownloadParams)
+    with stage_run("download") as stage:
+        stage.log_params({"data": params["data"], "download": params["download"]})
+        with atomic_dir(out) as tmp:
+            if download.source == "synthetic":
+                config = GeneratorConfig(seed=data.seed, sequences=data.sequences, frames=data.frames,
+                                         height=data.height, width=data.width, cameras=data.cameras, workers=workers)
+                folders = generate_dataset(config, tmp)
+            else:
+                folders = download_sequences(list(download.synthia_sequences), download.synthia_base_url, tmp,
+                                             checksums_path=CHECKSUMS, cameras=list(data.cameras),
+                                             frame_limit=data.frames, archive_cache=archive_cache)
+        stage.log_metrics({"source": download.source, "sequences": len(folders),
+                           "files": sum(1 for _ in out.rglob("*") if _.is_file()),
+                           "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())})

@@ -1,0 +1,133 @@
+"""DVC stage ``evaluate``: dataset statistics and figures, then phase-one and phase-two metrics on held-out sequences.
+
+:func:`run` writes ``reports/evaluate/{metrics.json, phase1_frames.csv, figures/, meshes/}``: the dataset report
+(``pipeline/eval/dataset_report.py``), :func:`phase1_report` (the learned slots against k-means baselines on
+held-out frames, reconstruction figures, PLY meshes, the prototype gallery) and :func:`phase2_report`
+(identity over time, forecasts and camera on held-out sequences, one trajectory figure and GIF per sequence),
+and logs every param and ``dvc.lock`` to MLflow. The held-out sequences are the test split (the
+validation split when it is empty) of ``pipeline/data/splits.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import flatten, parse_section
+from pipeline.data.frames import load_frames
+from pipeline.data.params import DataParams
+from pipeline.data.splits import split_sequences
+from pipeline.eval import dataset_report
+from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
+from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
+from pipeline.eval.phase2_eval import evaluate_phase2
+from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
+from pipeline.eval.scene_metrics import nearest_slot
+from pipeline.io import atomic, synthia
+from pipeline.models.video.sequences import load_sequences
+from pipeline.tracking import stage_run
+from pipeline.train.phase1 import Phase1Params, load_model, selected_step
+from pipeline.train.phase2 import load_video_model
+
+
+def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
+                  figures_dir: Path, meshes_dir: Path, frames_csv: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
+    """Evaluate the trained model on ``sequences``; returns (metrics, figure paths). Per-frame metrics
+    of every method go to ``frames_csv`` (one row per frame and method: paired comparisons)."""
+    model, saved = load_model(model_path)
+    params = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    records, skipped = load_frames(raw, clouds, sequences, camera, params.selection())
+    if not records:
+        raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
+    metrics, per_frame = evaluate_phase1(model, records, raw, params)
+    atomic.write_text(frames_csv, pd.DataFrame(per_frame).to_csv(index=False))
+    metrics["held_out_sequences"] = sequences
+    metrics["skipped_frames"] = skipped
+    metrics["points"] = params.points
+    picks = np.linspace(0, len(records) - 1, min(n_figures, len(records))).astype(int)
+    predictions = predict_meshes(model, [records[i] for i in picks], params, params.refine_steps_eval)
+    faces = model.faces.cpu().numpy()
+    figures = []
+    for i, (verts, _, _) in zip(picks, predictions, strict=True):
+        record = records[i]
+        _, slot = nearest_slot(record.points, verts, model.faces.cpu())
+        stem = f"phase1_{record.sequence}_{record.frame:06d}"
+        figures.append(reconstruction_figure(record, verts, faces, slot, f"learned slots + {params.refine_steps_eval} refinement steps",
+                                             figures_dir / f"{stem}.png"))
+        export_ply(verts, faces, meshes_dir / f"{stem}.ply")
+    shapes = model.prototypes.shapes().detach().cpu().numpy()
+    usage = np.array(metrics["prototypes"]["prototype_usage"])
+    figures.append(prototype_gallery(shapes, faces, usage, figures_dir / "phase1_prototypes.png",
+                                     metrics["prototypes"]["class_prototype_table"]))
+    metrics["prototype_usage"] = metrics["prototypes"]["prototype_usage"]
+    metrics["selected_step"] = selected_step(model_path)
+    return metrics, figures
+
+
+def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
+                  figures_dir: Path) -> tuple[dict, list[Path]]:
+    """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on
+    ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
+    model, params, p1 = load_video_model(model_path)
+    phase1_model, _ = load_model(phase1_path)
+    selection = p1.selection()
+    seqs = load_sequences(raw, clouds, sequences, camera, selection)
+    if not seqs:
+        raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")
+    per_frame = []
+    for seq in seqs:
+        records, _ = load_frames(raw, clouds, [seq.name], camera, selection, progress=False)
+        by_frame = {r.frame: r for r in records}
+        per_frame.append([by_frame[r.frame] for r in seq.records])
+    metrics, inferences = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
+    figures = []
+    faces = model.slots.faces.cpu().numpy()
+    for seq, inference in zip(seqs, inferences, strict=True):
+        frames = [r.frame for r in seq.records]
+        tracks = gt_tracks(raw, seq.name, camera, frames)
+        centres = inference.track.centre[0].numpy()
+        figures.append(trajectory_figure(seq.name, centres, inference.t_wc.numpy(), seq.t_wc, tracks,
+                                         metrics["world_frame"], figures_dir / f"phase2_tracks_{seq.name}.png"))
+        figures.append(raycast_gif(seq.records, inference.verts, faces, figures_dir / f"phase2_slots_{seq.name}.gif"))
+    metrics["phase2_params"] = {"camera": params.camera, "guesses": params.guesses, "steps": params.steps}
+    metrics["trajectory_gt_objects"] = int(np.sum([len(gt_tracks(raw, s.name, camera, [r.frame for r in s.records]))
+                                                   for s in seqs]))
+    return metrics, figures
+
+
+def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: Path, phase2: Path) -> None:
+    """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports, all into ``reports``.
+
+    ``params``: the whole params.yaml (section ``data``; every param is logged to MLflow).
+    """
+    data = parse_section(params, "data", DataParams)
+    camera = data.cameras[0]
+    layouts = synthia.list_sequences(raw)
+    with stage_run("evaluate", reports) as stage:
+        per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
+        figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
+                   for layout in layouts]
+        totals = {
+            "sequences": len(layouts),
+            "frames": sum(s["frames"] for s in per_sequence.values()),
+            "points_per_frame": round(sum(s["points_per_frame"] for s in per_sequence.values()) / len(layouts), 1),
+            "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
+            "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
+        }
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence})
+        split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
+        held_out = split["test"] or split["val"]
+        phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
+                                                       reports / "meshes", reports / "phase1_frames.csv")
+        stage.log_metrics({"phase1": phase1_metrics})
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
+        stage.log_metrics({"phase2": phase2_metrics})
+        for figure in figures + phase1_figures + phase2_figures:
+            stage.log_artifact(figure, "figures")
+        # Make the MLflow run self-describing: every param and the lock file (stages DVC skipped log nothing).
+        stage.log_params(flatten(params))
+        stage.log_dict(flatten(params), "config/params_flat.json")
+        stage.log_artifact(Path("dvc.lock"), "config")

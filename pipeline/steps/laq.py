@@ -1,0 +1,104 @@
+"""DVC stage ``laq``: train Concerto-LAQ from cached features, then measure its codes on held-out sequences.
+
+:func:`run` reads only ``data/features`` (the ``concerto`` stage) and the pose files in ``data/raw``;
+writes ``models/laq/checkpoint.pt`` (resumable; ``pipeline/train/laq.py``),
+``reports/laq/{metrics.json, train.csv, codebook.csv}`` and ``reports/laq/figures/{code_usage,probe}.png``
+(metrics: ``pipeline/eval/laq_metrics.py``). Under torchrun every rank trains; rank 0 logs, evaluates and
+writes the reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline import runtime
+from pipeline.config import parse_section
+from pipeline.data.params import DataParams
+from pipeline.distributed import DistInfo, init_distributed
+from pipeline.eval.laq_metrics import (
+    evaluate_laq,
+    headline,
+    pair_motion,
+    probe_figure,
+    replacement_summary,
+    usage_figure,
+)
+from pipeline.tracking import stage_run
+from pipeline.train.common import load_checkpoint
+from pipeline.train.laq import CHECKPOINT, LAQData, LAQParams, TrainResult, load_laq_data, standardise, train_laq
+
+log = logging.getLogger("pipeline.steps.laq")
+
+RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoint): the feature channels are random "
+                        "functions of the points and only the token geometry (bird's-eye occupancy, centroids) is "
+                        "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
+
+
+def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
+                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the held-out pairs, plus
+    training and data summaries.
+
+    ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
+    standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
+    ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
+    Returns (metrics, the figure arrays of ``evaluate_laq``).
+    """
+    train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
+    motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
+    motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
+    metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
+                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
+    history = load_checkpoint(checkpoint)["history"]
+    metrics["replacement"] = replacement_summary(history["codebook"])
+    final = history["train"][-1] if history["train"] else {}
+    metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
+                           "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
+                           "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
+                           "device": str(dist_info.device), "world_size": dist_info.world_size,
+                           "peak_rss_mb": round(runtime.peak_rss_mb(), 1)}
+    metrics["data"] = {"splits": data.splits, "held_out": data.held_out_names, "frame_offset": params.frame_offset,
+                       "features_random_weights": bool(manifest["random_weights"]),
+                       "features_weights_source": manifest.get("weights_source"),
+                       "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
+    if manifest["random_weights"]:
+        metrics["note"] = RANDOM_FEATURES_NOTE
+    return metrics, figures
+
+
+def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bool = True,
+        progress: bool = True) -> None:
+    """The stage: train into ``out`` from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
+
+    ``params``: the whole params.yaml (sections ``data`` and ``laq``); ``raw``: the sequences with the camera
+    poses; ``resume``: continue from ``out/checkpoint.pt`` when it was written with the same params.
+    """
+    data = parse_section(params, "data", DataParams)
+    laq = parse_section(params, "laq", LAQParams)
+    pairs = load_laq_data(features, laq.frame_offset, data.val_sequences, data.test_sequences)
+    info = init_distributed(laq.device)
+    if pairs.manifest["random_weights"] and info.is_main:
+        log.warning("features in %s come from RANDOM backbone weights (%s): LAQ metrics measure the pipeline, "
+                    "not Concerto", features, pairs.manifest.get("weights_source"))
+    with stage_run("laq") if info.is_main else contextlib.nullcontext() as stage:
+        if stage is not None:
+            stage.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
+            stage.log_params({"laq": asdict(laq), "data.val_sequences": data.val_sequences,
+                              "data.test_sequences": data.test_sequences})
+        result = train_laq(pairs.train, pairs.val, laq, out, splits=pairs.splits, manifest=pairs.manifest,
+                           log_fn=stage.log_step if stage is not None else None, resume=resume,
+                           progress=progress, dist_info=info)
+        if stage is None:
+            return
+        metrics, figures = stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
+        usage, probe = stage.report_dir / "figures" / "code_usage.png", stage.report_dir / "figures" / "probe.png"
+        usage_figure(figures["indices"], laq.codebook_size, usage)
+        probe_figure(figures["probe"], probe)
+        for figure in (usage, probe):
+            stage.log_artifact(figure, "figures")
+        stage.log_metrics(metrics)
+        log.info("laq: %s", headline(metrics))
