@@ -98,6 +98,10 @@ class Phase1Params:
             raise ValueError("input_height and input_width must be multiples of 32")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.prior_width <= 0 or self.merge_max_semi_axis_m <= 0:
+            raise ValueError("prior_width and merge_max_semi_axis_m must be > 0")
+        if self.merge_gap_m < 0 or self.val_frames < 0 or self.select_tolerance_m < 0:
+            raise ValueError("merge_gap_m, val_frames and select_tolerance_m must be >= 0")
 
     def model_config(self) -> SlotModelConfig:
         return SlotModelConfig(slots=self.slots, prototypes=self.prototypes, ico_level=self.ico_level,
