@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,8 +16,9 @@ from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict
-from pipeline.models.slots.losses import LossWeights
+from pipeline.models.slots.losses import loss_weights
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
@@ -27,19 +27,7 @@ MIN_OBJECT_POINTS = 20
 SELECTION_KEYS = ("chamfer_l1_m", "chamfer_vis_m", "acc_m", "comp_all_m", "fg_ari")
 
 
-class RefineSettings(Protocol):
-    """The phase-one settings the evaluation reads (the ``train`` section of params.yaml, as trained)."""
-
-    @property
-    def refine_lr(self) -> float: ...
-    @property
-    def samples_per_slot(self) -> int: ...
-    @property
-    def refine_steps_eval(self) -> int: ...
-    def loss_weights(self) -> LossWeights: ...
-
-
-def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: RefineSettings | None = None,
+def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
                    refine_steps: int = 0, batch_size: int = 8):
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
     pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
@@ -52,7 +40,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Re
             slots = predict(model, batch)
         if refine_steps > 0:
             vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
-                                     params.loss_weights(), params.samples_per_slot, seed=i)
+                                     loss_weights(params), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
         out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
@@ -71,7 +59,7 @@ def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict
     return {k: v for k, v in mean_metrics(rows).items() if k in SELECTION_KEYS}
 
 
-def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: RefineSettings,
+def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
                     progress: bool = True) -> tuple[dict, list[dict]]:
     """Mean metrics per method over ``records``, relative improvements of the model and the prototype
     statistics (:mod:`pipeline.eval.prototype_stats`, single pass); also one row per (frame, method)

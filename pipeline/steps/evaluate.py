@@ -18,7 +18,6 @@ import pandas as pd
 
 from pipeline.config import flatten, parse_section
 from pipeline.data.frames import load_frames
-from pipeline.data.params import DataParams
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
@@ -28,8 +27,12 @@ from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figu
 from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import load_sequences
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
+from pipeline.params.video import Phase2Params
 from pipeline.tracking import stage_run
-from pipeline.train.phase1 import Phase1Params, load_model, selected_step
+from pipeline.train.common import check_trained_with, load_checkpoint
+from pipeline.train.phase1 import frame_selection, load_model, selected_step
 from pipeline.train.phase2 import load_video_model
 
 
@@ -38,8 +41,8 @@ def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str
     """Evaluate the trained model on ``sequences``; returns (metrics, figure paths). Per-frame metrics
     of every method go to ``frames_csv`` (one row per frame and method: paired comparisons)."""
     model, saved = load_model(model_path)
-    params = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    records, skipped = load_frames(raw, clouds, sequences, camera, params.selection())
+    params = Phase1Params.model_validate(saved)
+    records, skipped = load_frames(raw, clouds, sequences, camera, frame_selection(params))
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
     metrics, per_frame = evaluate_phase1(model, records, raw, params)
@@ -73,7 +76,7 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, 
     ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
     model, params, p1 = load_video_model(model_path)
     phase1_model, _ = load_model(phase1_path)
-    selection = p1.selection()
+    selection = frame_selection(p1)
     seqs = load_sequences(raw, clouds, sequences, camera, selection)
     if not seqs:
         raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")
@@ -106,7 +109,12 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
     data = parse_section(params, "data", DataParams)
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
-    with stage_run("evaluate", reports) as stage:
+    train = parse_section(params, "train", Phase1Params).model_dump()  # the models must match params.yaml
+    phase1_saved, phase2_saved = load_checkpoint(phase1), load_checkpoint(phase2)
+    check_trained_with(phase1, phase1_saved["params"], train, "train")
+    check_trained_with(phase2, phase2_saved["phase1_params"], train, "train")
+    check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
+    with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
         figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
                    for layout in layouts]
@@ -117,7 +125,7 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
             "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
             "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
         }
-        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence})
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",

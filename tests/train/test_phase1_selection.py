@@ -3,8 +3,6 @@ its k-means initialisation (step 0) on the validation frames."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from pipeline.eval.phase1_eval import validation_scores
@@ -17,7 +15,7 @@ from tests.train.test_phase1_train import TINY, tiny_records
 def test_selected_model_is_no_worse_than_its_initialisation(generated_root, tmp_path):
     records, _ = tiny_records(generated_root, tmp_path)
     # a learning rate far too high: training wanders off, selection must not follow it
-    params = dataclasses.replace(TINY, steps=6, val_every=2, lr=0.05, prototype_lr=0.05, refine_steps_train=0)
+    params = TINY.model_copy(update={"steps": 6, "val_every": 2, "lr": 0.05, "prototype_lr": 0.05, "refine_steps_train": 0})
 
     class Curves:
         rows: list = []
