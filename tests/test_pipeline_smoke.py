@@ -29,7 +29,7 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+STAGES = ("download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow]
 

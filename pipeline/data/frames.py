@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -51,6 +52,11 @@ class FrameRecord:
     instance: np.ndarray
     class_id: np.ndarray
     anchors: Anchors
+
+
+def frame_times(records: list[FrameRecord]) -> np.ndarray:
+    """(T,) time stamps in seconds of ``records`` (frame index / frame rate)."""
+    return np.array([r.frame / synthia.FRAME_RATE_HZ for r in records])
 
 
 def scaled_intrinsics(intrinsics: synthia.Intrinsics, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> synthia.Intrinsics:
@@ -108,13 +114,17 @@ def kmeans_anchors(points: np.ndarray, k: int, seed: int) -> Anchors:
 class FrameSelection:
     """Which points of a frame the slot models fit, and at what input size."""
 
-    points: str  # "things" or "all"
+    points: Literal["things", "all"]
     far_m: float
     input_height: int
     input_width: int
     min_points: int
     slots: int
     seed: int
+
+    def validate(self) -> None:
+        if self.min_points < self.slots:  # k-means needs at least one point per slot
+            raise ValueError(f"min_points = {self.min_points} must be >= slots = {self.slots}")
 
 
 def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera: str, sel: FrameSelection,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.config import flatten, parse_section
-from pipeline.data.frames import load_frames
+from pipeline.data.frames_cache import CachedSequence, check_manifest, load_cached
 from pipeline.data.params import DataParams
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
@@ -27,18 +27,25 @@ from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.io import synthia
-from pipeline.models.video.sequences import load_sequences
+from pipeline.models.video.sequences import with_carried
 from pipeline.tracking import stage_run
 from pipeline.train.phase1 import Phase1Params, load_model
+from pipeline.train.common import load_checkpoint
 from pipeline.train.phase2 import load_video_model
 
 
-def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
-                  figures_dir: Path, meshes_dir: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
-    """Evaluate the trained model on ``sequences``; returns (metrics, figure paths)."""
+def trained_params(saved: dict) -> Phase1Params:
+    """The ``train`` params a phase-one checkpoint was trained with (``saved``: its ``params``)."""
+    return Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
+def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], figures_dir: Path, meshes_dir: Path,
+                  n_figures: int = 3) -> tuple[dict, list[Path]]:
+    """Evaluate the trained model on the ``cached`` held-out sequences; returns (metrics, figure paths)."""
     model, saved = load_model(model_path)
-    params = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    records, skipped = load_frames(raw, clouds, sequences, camera, params.selection())
+    params = trained_params(saved)
+    sequences = [c.name for c in cached]
+    records, skipped = [r for c in cached for r in c.records], sum(c.skipped for c in cached)
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
     metrics = evaluate_phase1(model, records, raw, params)
@@ -65,27 +72,25 @@ def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str
     return metrics, figures
 
 
-def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
-                  figures_dir: Path) -> tuple[dict, list[Path]]:
-    """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on
-    ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
+def phase2_report(model_path: Path, phase1_path: Path, raw: Path, frames: Path, cached: list[CachedSequence],
+                  camera: str, figures_dir: Path) -> tuple[dict, list[Path]]:
+    """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on the ``cached``
+    held-out sequences of ``frames``; returns (metrics, figure paths): one trajectory figure and one GIF per
+    sequence."""
     model, params, p1 = load_video_model(model_path)
+    check_manifest(frames, camera, p1.selection())  # phase two's own phase-one params select the same frames
     phase1_model, _ = load_model(phase1_path)
-    selection = p1.selection()
-    seqs = load_sequences(raw, clouds, sequences, camera, selection)
-    if not seqs:
-        raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")
-    per_frame = []
-    for seq in seqs:
-        records, _ = load_frames(raw, clouds, [seq.name], camera, selection, progress=False)
-        by_frame = {r.frame: r for r in records}
-        per_frame.append([by_frame[r.frame] for r in seq.records])
+    tracked = [c for c in cached if c.carried is not None]
+    if not tracked:
+        raise ValueError(f"no held-out sequence of {[c.name for c in cached]} has >= 2 frames with "
+                         f">= {p1.min_points} target points")
+    seqs = [with_carried(c) for c in tracked]
+    per_frame = [c.records for c in tracked]  # the same frames with per-frame k-means anchors
     metrics, inferences = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
     figures = []
     faces = model.slots.faces.cpu().numpy()
     for seq, inference in zip(seqs, inferences, strict=True):
-        frames = [r.frame for r in seq.records]
-        tracks = gt_tracks(raw, seq.name, camera, frames)
+        tracks = gt_tracks(raw, seq.name, camera, [r.frame for r in seq.records])
         centres = inference.track.centre[0].numpy()
         figures.append(trajectory_figure(seq.name, centres, inference.t_wc.numpy(), seq.t_wc, tracks,
                                          metrics["world_frame"], figures_dir / f"phase2_tracks_{seq.name}.png"))
@@ -96,8 +101,9 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, 
     return metrics, figures
 
 
-def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: Path, phase2: Path) -> None:
-    """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports, all into ``reports``.
+def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: Path, phase1: Path, phase2: Path) -> None:
+    """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports on the held-out
+    sequences of the frame cache ``frames``, all into ``reports``.
 
     ``params``: the whole params.yaml (section ``data``; every param is logged to MLflow).
     """
@@ -118,10 +124,11 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
         stage.log_metrics({"dataset": totals, "per_sequence": per_sequence})
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
-        phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
-                                                       reports / "meshes")
+        cached = load_cached(frames, held_out, camera, trained_params(load_checkpoint(phase1)["params"]).selection())
+        phase1_metrics, phase1_figures = phase1_report(phase1, raw, cached, reports / "figures", reports / "meshes")
         stage.log_metrics({"phase1": phase1_metrics})
-        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, frames, cached, camera,
+                                                       reports / "figures")
         stage.log_metrics({"phase2": phase2_metrics})
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")

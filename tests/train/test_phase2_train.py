@@ -12,8 +12,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from pipeline.data.frames_cache import load_cached, load_frames
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.models.video.sequences import load_sequences
+from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import Phase1Params, train_phase1
 from pipeline.train.phase2 import Phase2Params, load_video_model, sample_clip, train_phase2
@@ -31,15 +33,14 @@ P2 = Phase2Params(guesses=2, hidden=16, time_features=2, context_frames=2, max_g
 
 @pytest.fixture(scope="module")
 def tiny(generated_root, tmp_path_factory):
-    """Point clouds of the fixture sequence and a 1-step phase-one model."""
+    """Point clouds and the frame cache of the fixture sequence, and a 1-step phase-one model."""
     root = tmp_path_factory.mktemp("phase2")
-    clouds = root / "clouds"
+    clouds, frames = root / "clouds", root / "frames"
     build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
-    from pipeline.data.frames import load_frames
-
-    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, P1.selection(), progress=False)
+    build_frames(generated_root, clouds, frames, CAM, P1.selection(), progress=False)
+    records, _ = load_frames(frames, [SEQ], CAM, P1.selection())
     train_phase1(records, [], P1, root / "phase1.pt", root / "phase1_state.pt", device="cpu", progress=False)
-    return generated_root, clouds, root / "phase1.pt"
+    return generated_root, frames, root / "phase1.pt"
 
 
 def test_clip_sampling_respects_gaps_and_reversal():
@@ -63,9 +64,9 @@ def test_clip_sampling_respects_gaps_and_reversal():
 
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
-    raw, clouds, phase1 = tiny
+    _, frames, phase1 = tiny
     p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(P1).items()})
-    seqs = load_sequences(raw, clouds, [SEQ], CAM, p1.selection())
+    seqs = load_sequences(frames, [SEQ], CAM, p1.selection())
     train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
     part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
                         progress=False, stop_after=2)
@@ -80,7 +81,7 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
 
 
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
-    raw, clouds, phase1 = tiny
+    raw, frames, phase1 = tiny
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"val_sequences": 0, "test_sequences": 0})
     params["video"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(P2).items()}
@@ -92,7 +93,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
     from stages import train_phase2 as stage
 
-    result = CliRunner().invoke(stage.app, ["--raw", str(raw), "--clouds", str(clouds), "--device", "cpu"])
+    result = CliRunner().invoke(stage.app, ["--frames", str(frames), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "models/phase2/model.pt").is_file()
     rows = (tmp_path / "reports/train_phase2/train.csv").read_text().splitlines()
@@ -102,8 +103,9 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
     from pipeline.steps.evaluate import phase2_report
 
-    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, clouds,
-                                 [SEQ], CAM, tmp_path / "figures")
+    cached = load_cached(frames, [SEQ], CAM, P1.selection())
+    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, frames,
+                                 cached, CAM, tmp_path / "figures")
     identity = out["identity"]["phase2_carried"]
     assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
     delta1 = out["forecast_chamfer_m"]["delta_1"]

@@ -1,0 +1,104 @@
+"""The frames stage's cache: reading it gives exactly the arrays computed directly, and it refuses other params."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.data.camera import relative_gt_poses
+from pipeline.data.carried import track_anchors
+from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
+from pipeline.data.frames_cache import MANIFEST, cached_sequences, check_manifest
+from pipeline.data.frames_cache import load_frames as load_cached_frames
+from pipeline.data.pointcloud import PointcloudParams
+from pipeline.io import synthia
+from pipeline.io.synthia import SequenceLayout
+from pipeline.models.video.sequences import load_sequences
+from pipeline.steps.frames import build_frames, frame_selection
+from pipeline.steps.pointclouds import build_pointclouds
+
+SEQ = "SYNTHIA-SEQS-01-GENERATED"
+CAM = "Stereo_Left/Omni_F"
+SELECTION = FrameSelection(points="all", far_m=60.0, input_height=64, input_width=96, min_points=8, slots=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def cache(generated_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    build_pointclouds(generated_root, root / "clouds", (CAM,), PointcloudParams(max_points=256), workers=1,
+                      progress=False)
+    stats = build_frames(generated_root, root / "clouds", root / "frames", CAM, SELECTION, progress=False)
+    return generated_root, root / "clouds", root / "frames", stats
+
+
+def assert_same_record(a: FrameRecord, b: FrameRecord) -> None:
+    assert (a.sequence, a.camera, a.frame, a.intrinsics) == (b.sequence, b.camera, b.frame, b.intrinsics)
+    for name in ("depth", "points", "instance", "class_id"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    for field in dataclasses.fields(a.anchors):
+        x, y = getattr(a.anchors, field.name), getattr(b.anchors, field.name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), field.name
+
+
+def test_cached_frames_equal_direct_computation(cache):
+    raw, clouds, frames, stats = cache
+    direct, skipped = load_frames(raw, clouds, [SEQ], CAM, SELECTION, progress=False)
+    cached, cached_skipped = load_cached_frames(frames, [SEQ], CAM, SELECTION)
+    assert len(direct) == len(cached) == stats["frames"] == 3 and skipped == cached_skipped
+    for a, b in zip(direct, cached, strict=True):
+        assert_same_record(a, b)
+    assert np.isinf(cached[0].depth).any() and cached[0].depth.shape == (64, 96)  # sky stays +inf at input size
+
+
+def test_cached_sequences_equal_direct_tracking(cache):
+    """Carried anchors and poses as phase two computed them before the cache (k-means re-run per sequence)."""
+    raw, clouds, frames, _ = cache
+    direct, _ = load_frames(raw, clouds, [SEQ], CAM, SELECTION, progress=False)
+    times = np.array([r.frame / synthia.FRAME_RATE_HZ for r in direct])
+    carried = track_anchors([r.points for r in direct], times, SELECTION.slots, SELECTION.seed)
+    layout = SequenceLayout(raw / SEQ)
+    r_wc, t_wc = relative_gt_poses(np.stack([synthia.read_pose(layout.pose(CAM, r.frame)) for r in direct]))
+    (seq,) = load_sequences(frames, [SEQ], CAM, SELECTION)
+    assert np.array_equal(seq.time, times) and np.array_equal(seq.r_wc, r_wc) and np.array_equal(seq.t_wc, t_wc)
+    for record, anchors, cached in zip(direct, carried, seq.records, strict=True):
+        assert_same_record(dataclasses.replace(record, anchors=anchors), cached)
+    assert cached_sequences(frames) == [SEQ]
+
+
+@pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(FrameSelection)])
+def test_other_params_are_refused_naming_the_key(cache, key):
+    _, _, frames, _ = cache
+    other = "things" if key == "points" else getattr(SELECTION, key) + 32
+    with pytest.raises(ValueError, match=rf"manifest.json: made with train\.{key} = .*this stage needs {other!r}"):
+        load_cached_frames(frames, [SEQ], CAM, dataclasses.replace(SELECTION, **{key: other}))
+    with pytest.raises(ValueError, match=r"made for camera 'Stereo_Left/Omni_F'.*data\.cameras\[0\]"):
+        check_manifest(frames, "Stereo_Right/Omni_F", SELECTION)
+
+
+def test_manifest_names_the_params(cache):
+    _, _, frames, _ = cache
+    manifest = json.loads((frames / MANIFEST).read_text())
+    assert manifest["selection"] == {f"train.{k}": v for k, v in dataclasses.asdict(SELECTION).items()}
+    assert manifest["camera"] == CAM and manifest["frames"] == {SEQ: 3}
+
+
+def test_frame_selection_reads_only_its_train_keys():
+    train = {**dataclasses.asdict(SELECTION), "steps": 600, "lr": 0.1}
+    assert frame_selection({"train": train}) == SELECTION
+    with pytest.raises(ValueError, match="min_points = 2 must be >= slots = 3"):
+        frame_selection({"train": {**train, "min_points": 2}})
+    with pytest.raises(ValueError, match="train.points"):
+        frame_selection({"train": {**train, "points": "cars"}})
+
+
+def test_world_coordinates_fail_and_leave_nothing(generated_root, tmp_path):
+    clouds = tmp_path / "clouds"
+    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=64, coordinates="world"), workers=1,
+                      progress=False)
+    with pytest.raises(ValueError, match="pointcloud.coordinates=camera"):
+        build_frames(generated_root, clouds, tmp_path / "frames", CAM, SELECTION, progress=False)
+    assert not (tmp_path / "frames").exists() and not list(tmp_path.glob(".frames*"))
