@@ -84,5 +84,5 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path) -> None:
     data = parse_section(params, "data", DataParams)
     selection = frame_selection(params)
     with stage_run("frames") as stage:
-        stage.log_params({"train": dataclasses.asdict(selection), "data.cameras[0]": data.cameras[0]})
+        stage.log_params({"train": dataclasses.asdict(selection), "camera": data.cameras[0]})
         stage.log_metrics(build_frames(raw, clouds, out, data.cameras[0], selection))
