@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from pipeline.data.camera import relative_gt_poses
 from pipeline.data.carried import track_anchors
@@ -19,6 +23,7 @@ from pipeline.io.synthia import SequenceLayout
 from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.frames import build_frames, frame_selection
 from pipeline.steps.pointclouds import build_pointclouds
+from stages import train_phase1
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
@@ -102,3 +107,21 @@ def test_world_coordinates_fail_and_leave_nothing(generated_root, tmp_path):
     with pytest.raises(ValueError, match="pointcloud.coordinates=camera"):
         build_frames(generated_root, clouds, tmp_path / "frames", CAM, SELECTION, progress=False)
     assert not (tmp_path / "frames").exists() and not list(tmp_path.glob(".frames*"))
+
+
+def test_stage_with_other_train_params_stops_in_one_line(cache, tmp_path, monkeypatch):
+    """train_phase1 on a cache made with other ``train`` keys: exit 1, one line naming the key, no model."""
+    repo = Path(__file__).parents[2]
+    _, _, frames, _ = cache
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update({"val_sequences": 0, "test_sequences": 0})
+    params["train"].update({**dataclasses.asdict(SELECTION), "seed": SELECTION.seed + 1})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(repo / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
+    result = CliRunner().invoke(train_phase1.app, ["--frames", str(frames), "--device", "cpu"])
+    errors = [line for line in (result.stderr or result.output).splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1
+    assert "manifest.json: made with train.seed = 5, this stage needs 6" in errors[0]
+    assert not (tmp_path / "models/phase1/model.pt").exists()
