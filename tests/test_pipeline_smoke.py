@@ -1,17 +1,21 @@
 """The real `dvc repro` on a tiny sample, in a temporary copy of the repository (CI smoke pipeline).
 
-Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; changing one
-downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs.
+Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; an unknown key
+stops `dvc exp run` in one line; a held-out split change marks only the stages that read it; changing one
+downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs;
+two queued experiments run in parallel on a fresh MLflow store both succeed with their runs recorded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,8 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+STAGES = ("check_params", "download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1", "train_phase2",
+          "evaluate")
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,9 +68,9 @@ def make_smoke_repo(tmp_path_factory):
                GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost", GIT_COMMITTER_NAME="ci",
                GIT_COMMITTER_EMAIL="ci@localhost", TYPER_USE_RICH="0")
 
-    def run(*cmd: str) -> str:
+    def run(*cmd: str, ok: bool = True) -> str:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout + proc.stderr
 
     run("git", "init", "-q", "-b", "main")
@@ -114,25 +119,75 @@ def check_mlflow_recorded_the_stages(smoke_repo):
     with sqlite3.connect(root / "mlflow.db") as db:
         names = [r[0] for r in db.execute("select name from runs")]
         metric_keys = {r[0] for r in db.execute("select distinct key from metrics")}
-    assert {"download", "pointclouds", "evaluate"} <= set(names)
-    assert any(n.startswith("repro-") for n in names)  # the parent run of plain `dvc repro`
-    assert "dataset.points_per_frame" in metric_keys
+    parent = next(n for n in names if n.startswith("repro-") and "/" not in n)  # the parent run of `dvc repro`
+    assert {f"{parent}/{stage}" for stage in ("download", "pointclouds", "evaluate")} <= set(names)
+    assert "stats/dataset.points_per_frame" in metric_keys and "headline/phase1.chamfer_l1_m" in metric_keys
     assert list((root / "mlartifacts").rglob("*.png"))  # figures logged as artifacts
+
+
+def check_unknown_key_stops_the_pipeline(smoke_repo):
+    """Even in a section that dvc.yaml lists key by key: check_params tracks the whole file."""
+    _, run, _ = smoke_repo
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "lock")
+    log = run("dvc", "exp", "run", "-S", "+pointcloud.maxpoints=1", ok=False)
+    errors = [line for line in log.splitlines() if line.startswith("error: params.yaml")]
+    assert errors == ["error: params.yaml: unknown key 'pointcloud.maxpoints' (did you mean 'pointcloud.max_points'?)"]
+    assert "Running stage 'pointclouds'" not in log
+    run("git", "checkout", "--", "params.yaml")  # the typo fixed: only the check reruns (DVC removed its output)
+    log = run("dvc", "repro")
+    assert "Running stage 'check_params'" in log and log.count("Running stage") == 1
+    assert "Data and pipelines are up to date" in run("dvc", "status")
+
+
+def check_split_change_marks_only_its_stages(smoke_repo):
+    """A data.val_sequences edit touches the shared `data` section; download and point clouds stay valid."""
+    root, run, _ = smoke_repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["val_sequences"] = 0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(run("dvc", "status", "--json")))
+    assert changed == {"check_params", "laq", "train_phase1", "train_phase2", "evaluate"}
+    run("git", "checkout", "--", "params.yaml")
 
 
 def check_downstream_param_reruns_only_downstream(smoke_repo):
     root, run, _ = smoke_repo
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "lock")
     log = run("dvc", "exp", "run", "-n", "fewer-points", "-S", "pointcloud.max_points=256")
     for upstream in ("download", "vggt"):
         assert f"Stage '{upstream}' didn't change, skipping" in log
         assert f"Running stage '{upstream}'" not in log
+    assert "Running stage 'check_params'" in log  # its output did not change: no cascade
     for downstream in ("pointclouds", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
         assert f"Running stage '{downstream}'" in log
     assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1
+
+
+def check_parallel_queued_experiments_on_a_fresh_store(smoke_repo):
+    """Two queued experiments run at once (`dvc queue start -j 2`) against a store that does not exist
+    yet: both succeed, and both log into the main checkout's store (they run in temporary copies)."""
+    root, run, _ = smoke_repo
+    (root / "mlflow.db").unlink()
+    shutil.rmtree(root / "mlartifacts", ignore_errors=True)
+    for name, steps in (("par-a", 1), ("par-b", 3)):  # reruns train_phase2 and evaluate only
+        run("dvc", "exp", "run", "--queue", "-n", name, "-S", f"video.steps={steps}")
+    run("dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run("dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    for name in ("par-a", "par-b"):
+        assert re.search(rf"{name}\s.*Success", status), status
+    with sqlite3.connect(root / "mlflow.db") as db:
+        names = {r[0]: r[1] for r in db.execute("select name, status from runs")}
+    for name in ("par-a", "par-b"):
+        assert names[name] == "FINISHED" and names[f"{name}/evaluate"] == "FINISHED", names
+        assert names[f"{name}/train_phase2"] == "FINISHED", names
+    assert list((root / "mlartifacts").rglob("metrics.json"))  # artifacts in the main checkout
 
 
 def test_smoke_pipeline(tmp_path_factory):
@@ -141,4 +196,7 @@ def test_smoke_pipeline(tmp_path_factory):
     check_outputs_exist_and_are_valid(smoke_repo)
     check_second_repro_is_a_no_op(smoke_repo)
     check_mlflow_recorded_the_stages(smoke_repo)
+    check_unknown_key_stops_the_pipeline(smoke_repo)
+    check_split_change_marks_only_its_stages(smoke_repo)
     check_downstream_param_reruns_only_downstream(smoke_repo)
+    check_parallel_queued_experiments_on_a_fresh_store(smoke_repo)

@@ -15,7 +15,6 @@ A :class:`FrameRecord` holds, for one (sequence, camera, frame):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,9 @@ from typing import Literal
 import numpy as np
 
 from pipeline.io import pointcloud_table, synthia
+from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
+from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
 
 MAX_DEPTH_M = 655.0
@@ -122,9 +123,12 @@ class FrameSelection:
     slots: int
     seed: int
 
-    def validate(self) -> None:
-        if self.min_points < self.slots:  # k-means needs at least one point per slot
-            raise ValueError(f"min_points = {self.min_points} must be >= slots = {self.slots}")
+
+def frame_selection(params: Phase1Params) -> FrameSelection:
+    """Which points of a frame are targets, and the encoder's input size, from the ``train`` section."""
+    return FrameSelection(points=params.points, far_m=params.far_m, input_height=params.input_height,
+                          input_width=params.input_width, min_points=params.min_points, slots=params.slots,
+                          seed=params.seed)
 
 
 def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera: str, sel: FrameSelection,
@@ -133,10 +137,8 @@ def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera:
 
     Returns (records, number of frames skipped for having too few target points).
     """
-    manifest = json.loads((clouds_root / "manifest.json").read_text())
-    if manifest["coordinates"] != "camera":
-        raise ValueError(f"{clouds_root / 'manifest.json'}: slot models need pointcloud.coordinates=camera, "
-                         f"got {manifest['coordinates']!r}")
+    path = clouds_root / "manifest.json"
+    require_camera_frame(read_manifest(path, "point-cloud manifest not found (run the pointclouds stage)"), path)
     records, skipped = [], 0
     hw = (sel.input_height, sel.input_width)
     bar = progress_bar(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)

@@ -31,7 +31,6 @@ first ``train.*`` key (or the camera) the cache was made with differently.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from pipeline.data.frames import Anchors, FrameRecord, FrameSelection
 from pipeline.io import atomic, synthia
+from pipeline.io.manifest import read_manifest
 from pipeline.io.pointcloud_table import camera_dirname
 
 MANIFEST = "manifest.json"
@@ -128,10 +128,8 @@ def write_manifest(root: Path, camera: str, selection: FrameSelection, sequences
 
 
 def _manifest(root: Path) -> dict:
-    path = root / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: frame cache not found (run the frames stage first)")
-    return json.loads(path.read_text())
+    return read_manifest(root / MANIFEST, "frame cache not found (run the frames stage first)",
+                         keys=("camera", "selection", "sequences", "skipped"))
 
 
 def check_manifest(root: Path, camera: str, selection: FrameSelection) -> dict:

@@ -26,7 +26,6 @@ stage also warns on stderr and tags the MLflow run.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,16 +37,20 @@ import torch
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.data import features_cache
-from pipeline.data.params import DataParams
 from pipeline.data.sampling import random_subsample
 from pipeline.io import atomic, pointcloud_table
-from pipeline.models.ptv3.bev_tokens import pool_bev
+from pipeline.io.manifest import read_manifest, require_camera_frame
+from pipeline.models.ptv3.bev_tokens import BEVGrid, pool_bev
 from pipeline.models.ptv3.features import extract_features
 from pipeline.models.ptv3.loader import RANDOM_INIT, load_encoder
 from pipeline.models.ptv3.model import PointTransformerV3
-from pipeline.models.ptv3.params import PRESET_NAMES, ConcertoParams
+from pipeline.params.concerto import ConcertoParams
+from pipeline.params.data import DataParams
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
+
+# params.yaml concerto.preset -> preset name of pipeline/models/ptv3/config.py
+PRESET_NAMES = {"tiny": "tiny", "small": "concerto_small", "base": "concerto_base", "large": "concerto_large"}
 
 RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
 POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
@@ -62,9 +65,8 @@ TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per f
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
     """Input manifest, sorted sequence names having every camera, and the total frame count."""
     path = points_root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: point-cloud manifest not found (run the stage that writes {points_root})")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path, f"point-cloud manifest not found (run the stage that writes {points_root})")
+    require_camera_frame(manifest, path)
     parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
     sequences = sorted({s for s, _ in parts})
     if not sequences:
@@ -98,7 +100,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
     out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
-    grid, bev = p.bev_grid(), p.tokens == "bev"
+    grid, bev = BEVGrid(p.bev_cells_x, p.bev_cells_z, p.bev_width, p.bev_depth), p.tokens == "bev"
     for frame, start, end in zip(frames, starts, ends, strict=True):
         rows = order[start:end]
         if p.max_points and len(rows) > p.max_points:
@@ -166,7 +168,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "weights_source": str(model.weights_source), "random_weights": random_weights,
             "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.n_tokens,
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
-            "sequences": sequences,
+            "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
@@ -240,7 +242,7 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
         print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
               f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
               f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
-    with stage_run("concerto", reports) as stage:
+    with atomic.transaction(), stage_run("concerto", reports) as stage:  # all outputs change together
         stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
         stage.set_tags({"concerto.weights_source": str(model.weights_source),
                         "concerto.random_weights": str(p.random_weights)})

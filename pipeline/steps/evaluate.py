@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from pipeline.config import flatten, parse_section
-from pipeline.data.frames_cache import CachedSequence, check_manifest, load_cached
-from pipeline.data.params import DataParams
+from pipeline.data.frames import frame_selection
+from pipeline.data.frames_cache import CachedSequence, load_cached
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
@@ -26,24 +26,22 @@ from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstr
 from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.geometry.mesh import point_mesh_sq_dist
-from pipeline.io import synthia
+from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import with_carried
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
+from pipeline.params.video import Phase2Params
 from pipeline.tracking import stage_run
-from pipeline.train.phase1 import Phase1Params, load_model
-from pipeline.train.common import load_checkpoint
+from pipeline.train.common import check_trained_with, load_checkpoint
+from pipeline.train.phase1 import load_model
 from pipeline.train.phase2 import load_video_model
-
-
-def trained_params(saved: dict) -> Phase1Params:
-    """The ``train`` params a phase-one checkpoint was trained with (``saved``: its ``params``)."""
-    return Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
 def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], figures_dir: Path, meshes_dir: Path,
                   n_figures: int = 3) -> tuple[dict, list[Path]]:
     """Evaluate the trained model on the ``cached`` held-out sequences; returns (metrics, figure paths)."""
     model, saved = load_model(model_path)
-    params = trained_params(saved)
+    params = Phase1Params.model_validate(saved)
     sequences = [c.name for c in cached]
     records, skipped = [r for c in cached for r in c.records], sum(c.skipped for c in cached)
     if not records:
@@ -72,13 +70,11 @@ def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], fig
     return metrics, figures
 
 
-def phase2_report(model_path: Path, phase1_path: Path, raw: Path, frames: Path, cached: list[CachedSequence],
-                  camera: str, figures_dir: Path) -> tuple[dict, list[Path]]:
+def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[CachedSequence], camera: str,
+                  figures_dir: Path) -> tuple[dict, list[Path]]:
     """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on the ``cached``
-    held-out sequences of ``frames``; returns (metrics, figure paths): one trajectory figure and one GIF per
-    sequence."""
+    held-out sequences; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
     model, params, p1 = load_video_model(model_path)
-    check_manifest(frames, camera, p1.selection())  # phase two's own phase-one params select the same frames
     phase1_model, _ = load_model(phase1_path)
     tracked = [c for c in cached if c.carried is not None]
     if not tracked:
@@ -110,7 +106,12 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
     data = parse_section(params, "data", DataParams)
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
-    with stage_run("evaluate", reports) as stage:
+    train = parse_section(params, "train", Phase1Params)  # the models must match params.yaml
+    phase1_saved, phase2_saved = load_checkpoint(phase1), load_checkpoint(phase2)
+    check_trained_with(phase1, phase1_saved["params"], train.model_dump(), "train")
+    check_trained_with(phase2, phase2_saved["phase1_params"], train.model_dump(), "train")
+    check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
+    with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
         figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
                    for layout in layouts]
@@ -121,14 +122,13 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
             "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
             "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
         }
-        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence})
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
-        cached = load_cached(frames, held_out, camera, trained_params(load_checkpoint(phase1)["params"]).selection())
+        cached = load_cached(frames, held_out, camera, frame_selection(train))
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, cached, reports / "figures", reports / "meshes")
         stage.log_metrics({"phase1": phase1_metrics})
-        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, frames, cached, camera,
-                                                       reports / "figures")
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures")
         stage.log_metrics({"phase2": phase2_metrics})
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")

@@ -1,7 +1,7 @@
 """DVC stage ``frames``: every frame's model input, computed once for phases one, two and ``evaluate``.
 
-:func:`run` reads the frame selection (the ``train`` keys of :class:`pipeline.data.frames.FrameSelection`)
-and :func:`build_frames` writes ``data/frames`` (layout: ``pipeline/data/frames_cache.py``): per sequence the
+:func:`run` reads the frame selection (the ``train`` keys of :class:`pipeline.data.frames.FrameSelection`;
+dvc.yaml lists exactly those, so other ``train`` keys do not rerun the stage) and :func:`build_frames` writes ``data/frames`` (layout: ``pipeline/data/frames_cache.py``): per sequence the
 resized depth, intrinsics, target points with instance and class ids and per-frame k-means anchors
 (``pipeline/data/frames.py``), the anchors carried over time (``pipeline/data/carried.py``) and
 the ground-truth poses; the manifest names the params it was made with. The slot models' camera is
@@ -20,20 +20,14 @@ import numpy as np
 from pipeline.config import parse_section
 from pipeline.data.camera import relative_gt_poses
 from pipeline.data.carried import carry_anchors
-from pipeline.data.frames import FrameSelection, load_frames
+from pipeline.data.frames import FrameSelection, frame_selection, load_frames
 from pipeline.data.frames_cache import CachedSequence, sequence_path, write_manifest, write_sequence
-from pipeline.data.params import DataParams
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import SequenceLayout
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
-
-
-def frame_selection(params: dict[str, Any]) -> FrameSelection:
-    """The ``train`` keys the cache depends on (the other ``train`` keys are training's, checked there)."""
-    keys = {f.name for f in dataclasses.fields(FrameSelection)}
-    subset = {k: v for k, v in params.get("train", {}).items() if k in keys}
-    return parse_section({"train": subset}, "train", FrameSelection)
 
 
 def gt_poses(raw: Path, sequence: str, camera: str, frames: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -82,7 +76,7 @@ def build_frames(raw: Path, clouds: Path, out: Path, camera: str, selection: Fra
 def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path) -> None:
     """The stage: cache every frame of ``raw`` + ``clouds`` into ``out``; ``params`` is the whole params.yaml."""
     data = parse_section(params, "data", DataParams)
-    selection = frame_selection(params)
+    selection = frame_selection(parse_section(params, "train", Phase1Params))
     with stage_run("frames") as stage:
         stage.log_params({"train": dataclasses.asdict(selection), "camera": data.cameras[0]})
         stage.log_metrics(build_frames(raw, clouds, out, data.cameras[0], selection))

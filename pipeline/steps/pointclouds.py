@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
-from pipeline.data.pointcloud import PointcloudParams, frame_points
+from pipeline.data.pointcloud import frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.params.data import DataParams
+from pipeline.params.pointcloud import PointcloudParams
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
 
@@ -94,13 +95,13 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     total_points = sum(p["points"] for p in manifest["partitions"])
     return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
             "frames_per_s": round(len(tasks) / seconds, 2),
-            "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}
+            "bytes": sum(p.stat().st_size for p in atomic.current_path(out_root).rglob("*.parquet"))}
 
 
 def run(params: dict[str, Any], raw: Path, out: Path, workers: int = 2) -> None:
     """The stage: clouds of every frame of ``raw`` into ``out``; ``params`` is the whole params.yaml."""
     data = parse_section(params, "data", DataParams)
     cloud = parse_section(params, "pointcloud", PointcloudParams)
-    with stage_run("pointclouds") as stage:
+    with atomic.transaction(), stage_run("pointclouds") as stage:  # data/pointclouds and reports change together
         stage.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
         stage.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))

@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
+from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import cached_sequences
 from pipeline.data.splits import checked_split
 from pipeline.models.video.sequences import load_sequences
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
+from pipeline.params.video import Phase2Params
 from pipeline.tracking import rank_report_dir, stage_run
-from pipeline.train.phase2 import Phase2Params, build_model, train_phase2
+from pipeline.train.common import check_trained_with
+from pipeline.train.phase2 import build_model, train_phase2
 
 
 def run(params: dict[str, Any], frames: Path, phase1: Path, out: Path, state: Path, device: str = "auto") -> None:
@@ -35,12 +39,13 @@ def run(params: dict[str, Any], frames: Path, phase1: Path, out: Path, state: Pa
     main_process = int(os.environ.get("RANK", "0")) == 0
     report_dir = rank_report_dir("train_phase2")
     _, p1 = build_model(phase1, video, device="cpu")
+    check_trained_with(phase1, p1.model_dump(), parse_section(params, "train", Phase1Params).model_dump(), "train")
     with stage_run("train_phase2", report_dir) as stage:
         stage.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty
             stage.declare_curve(curve, ["loss", "chamfer_m"])
-        train = load_sequences(frames, split["train"], camera, p1.selection())
-        val = load_sequences(frames, split["val"], camera, p1.selection())
+        train = load_sequences(frames, split["train"], camera, frame_selection(p1))
+        val = load_sequences(frames, split["val"], camera, frame_selection(p1))
         if not train:
             raise ValueError(f"no training sequence has >= 2 frames with >= {p1.min_points} target points")
         summary = train_phase2(train, val, video, phase1, out, state, run=stage, device=device, progress=main_process)

@@ -33,7 +33,6 @@ import torch
 
 from pipeline import runtime
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
 from pipeline.data.pointcloud import estimate_normals
 from pipeline.data.sampling import subsample
 from pipeline.eval.vggt_figures import depth_figure
@@ -42,8 +41,10 @@ from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
 from pipeline.models.vggt.geometry import depth_to_camera_points
 from pipeline.models.vggt.infer import run_vggt
+from pipeline.models.vggt.config import depth_camera_config
 from pipeline.models.vggt.load import load_vggt
-from pipeline.models.vggt.params import VggtParams
+from pipeline.params.data import DataParams
+from pipeline.params.vggt import VggtParams
 from pipeline.tracking import stage_run
 
 RANDOM_NOTE = "random weights: numbers are not meaningful"
@@ -196,16 +197,16 @@ def run(params: dict[str, Any], raw: Path, out: Path, reports: Path, device: tor
     p = parse_section(params, "vggt", VggtParams)
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw}: dataset folder not found (run the download stage first)")
-    model, info = load_vggt(p.weights, p.model_config(), revision=p.revision or None, device=device, seed=p.seed)
+    model, info = load_vggt(p.weights, depth_camera_config(p.preset), revision=p.revision or None, device=device, seed=p.seed)
     random_weights = bool(info["random_init"])
     if random_weights:
         print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "
               f"and metrics are NOT meaningful. Use real weights with e.g. `dvc exp run -S vggt.weights=facebook/VGGT-1B "
               f"-S vggt.preset=1b -S vggt.target_size=518` on a machine with internet.", file=sys.stderr, flush=True)
-    with stage_run("vggt", reports) as stage:
+    with atomic.transaction(), stage_run("vggt", reports) as stage:  # all outputs change together
         stage.log_params({"vggt": params["vggt"], "data.cameras": list(data.cameras)})
         stage.set_tags({"vggt.weights_source": info["weights_source"], "vggt.random_weights": str(random_weights)})
         stage.log_metrics(build_vggt_outputs(raw, out, reports / "figures", data.cameras, p, model, device,
                                              random_weights))
-        for png in sorted((reports / "figures").glob("*.png")):
+        for png in sorted(atomic.current_path(reports / "figures").glob("*.png")):
             stage.log_artifact(png, "figures")

@@ -17,13 +17,13 @@ from pipeline.data.carried import track_anchors
 from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
 from pipeline.data.frames_cache import MANIFEST, cached_sequences, check_manifest
 from pipeline.data.frames_cache import load_frames as load_cached_frames
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import synthia
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.video.sequences import load_sequences
-from pipeline.steps.frames import build_frames, frame_selection
+from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
 from stages import train_phase1
+from tests.conftest import repo_params
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
@@ -33,7 +33,7 @@ SELECTION = FrameSelection(points="all", far_m=60.0, input_height=64, input_widt
 @pytest.fixture(scope="module")
 def cache(generated_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("frames")
-    build_pointclouds(generated_root, root / "clouds", (CAM,), PointcloudParams(max_points=256), workers=1,
+    build_pointclouds(generated_root, root / "clouds", (CAM,), repo_params("pointcloud", max_points=256), workers=1,
                       progress=False)
     stats = build_frames(generated_root, root / "clouds", root / "frames", CAM, SELECTION, progress=False)
     return generated_root, root / "clouds", root / "frames", stats
@@ -91,18 +91,15 @@ def test_manifest_names_the_params(cache):
     assert manifest["camera"] == CAM and manifest["frames"] == {SEQ: 3}
 
 
-def test_frame_selection_reads_only_its_train_keys():
-    train = {**dataclasses.asdict(SELECTION), "steps": 600, "lr": 0.1}
-    assert frame_selection({"train": train}) == SELECTION
-    with pytest.raises(ValueError, match="min_points = 2 must be >= slots = 3"):
-        frame_selection({"train": {**train, "min_points": 2}})
-    with pytest.raises(ValueError, match="train.points"):
-        frame_selection({"train": {**train, "points": "cars"}})
+def test_stage_params_are_the_selection():
+    """dvc.yaml reruns the frames stage for exactly the ``train`` keys its manifest records (and the camera)."""
+    stage = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]["frames"]
+    assert sorted(stage["params"]) == sorted(["data.cameras"] + [f"train.{f.name}" for f in dataclasses.fields(FrameSelection)])
 
 
 def test_world_coordinates_fail_and_leave_nothing(generated_root, tmp_path):
     clouds = tmp_path / "clouds"
-    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=64, coordinates="world"), workers=1,
+    build_pointclouds(generated_root, clouds, (CAM,), repo_params("pointcloud", max_points=64, coordinates="world"), workers=1,
                       progress=False)
     with pytest.raises(ValueError, match="pointcloud.coordinates=camera"):
         build_frames(generated_root, clouds, tmp_path / "frames", CAM, SELECTION, progress=False)

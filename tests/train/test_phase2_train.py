@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,23 +11,24 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import load_cached, load_frames
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
-from pipeline.train.phase1 import Phase1Params, train_phase1
-from pipeline.train.phase2 import Phase2Params, load_video_model, sample_clip, train_phase2
+from pipeline.train.phase1 import train_phase1
+from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2
+from tests.conftest import repo_params
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
-P1 = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=48, input_width=80, points="all", far_m=60.0,
-                  min_points=8, points_per_frame=64, steps=1, batch_size=2, samples_per_slot=8, refine_steps_train=0,
-                  log_every=1, val_every=100, checkpoint_every=100)
-P2 = Phase2Params(guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
-                  batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
-                  log_every=1, val_every=100, checkpoint_every=100)
+P1 = repo_params("train", slots=3, prototypes=2, ico_level=1, input_height=64, input_width=96, points="all", far_m=60.0,
+                 min_points=8, points_per_frame=64, steps=1, batch_size=2, samples_per_slot=8, refine_steps_train=0,
+                 log_every=1, val_every=100, checkpoint_every=100)
+P2 = repo_params("video", guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
+                 batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
+                 log_every=1, val_every=100, checkpoint_every=100)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,9 @@ def tiny(generated_root, tmp_path_factory):
     """Point clouds and the frame cache of the fixture sequence, and a 1-step phase-one model."""
     root = tmp_path_factory.mktemp("phase2")
     clouds, frames = root / "clouds", root / "frames"
-    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
-    build_frames(generated_root, clouds, frames, CAM, P1.selection(), progress=False)
-    records, _ = load_frames(frames, [SEQ], CAM, P1.selection())
+    build_pointclouds(generated_root, clouds, (CAM,), repo_params("pointcloud", max_points=256), workers=1, progress=False)
+    build_frames(generated_root, clouds, frames, CAM, frame_selection(P1), progress=False)
+    records, _ = load_frames(frames, [SEQ], CAM, frame_selection(P1))
     train_phase1(records, [], P1, root / "phase1.pt", root / "phase1_state.pt", device="cpu", progress=False)
     return generated_root, frames, root / "phase1.pt"
 
@@ -46,7 +46,7 @@ def tiny(generated_root, tmp_path_factory):
 def test_clip_sampling_respects_gaps_and_reversal():
     import numpy as np
 
-    params = Phase2Params(context_frames=4, max_gap=3, max_delta=10, reverse_fraction=0.5)
+    params = repo_params("video", context_frames=4, max_gap=3, max_delta=10, reverse_fraction=0.5)
     rng = np.random.default_rng(0)
     reversed_seen = forward_seen = 0
     for _ in range(200):
@@ -65,8 +65,7 @@ def test_clip_sampling_respects_gaps_and_reversal():
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
     _, frames, phase1 = tiny
-    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(P1).items()})
-    seqs = load_sequences(frames, [SEQ], CAM, p1.selection())
+    seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
     train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
     part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
                         progress=False, stop_after=2)
@@ -80,11 +79,18 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
         assert torch.equal(x, y), name
 
 
+def run_stage(module, *args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(module.app, list(args))
+    text = result.stderr if result.stderr_bytes else result.output
+    return result.exit_code, [line for line in text.splitlines() if line.startswith("error:")]
+
+
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     raw, frames, phase1 = tiny
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"val_sequences": 0, "test_sequences": 0})
-    params["video"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(P2).items()}
+    params["video"] = P2.model_dump()
+    params["train"] = P1.model_dump()  # the params the phase-one model was trained with
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / "models/phase1").mkdir(parents=True)
@@ -103,9 +109,9 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
     from pipeline.steps.evaluate import phase2_report
 
-    cached = load_cached(frames, [SEQ], CAM, P1.selection())
-    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, frames,
-                                 cached, CAM, tmp_path / "figures")
+    cached = load_cached(frames, [SEQ], CAM, frame_selection(P1))
+    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, cached,
+                                 CAM, tmp_path / "figures")
     identity = out["identity"]["phase2_carried"]
     assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
     delta1 = out["forecast_chamfer_m"]["delta_1"]
@@ -115,11 +121,34 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     assert out["camera_error"]["pairs"] == 2
     assert {p.suffix for p in figures} == {".png", ".gif"} and all(p.is_file() for p in figures)
 
+    # Mismatched models: params.yaml now asks for 4 slots; both consumers name the key and refuse.
+    from stages import evaluate
+
+    params["train"]["slots"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for module, args in ((stage, ["--frames", str(frames), "--device", "cpu"]),
+                         (evaluate, ["--raw", str(raw), "--frames", str(frames)])):
+        code, errors = run_stage(module, *args)
+        assert code == 1 and len(errors) == 1, errors
+        assert "models/phase1/model.pt: trained with train.slots=3 but params.yaml has 4" in errors[0]
+
+
+def test_evaluate_on_an_empty_dataset_folder_is_one_line(tmp_path, monkeypatch):
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data/raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
+    from stages import evaluate
+
+    code, errors = run_stage(evaluate)
+    assert code == 1 and errors == ["error: data/raw: no SYNTHIA-SEQS-NN-WEATHER sequence folders (run the download "
+                                    "stage first)"]
+    assert not (tmp_path / "reports/evaluate").exists()
+
 
 def test_missing_phase1_model_is_one_line_error(tmp_path, monkeypatch):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["video"] = {}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
     from stages import train_phase2 as stage
