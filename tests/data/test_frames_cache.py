@@ -84,6 +84,14 @@ def test_other_params_are_refused_naming_the_key(cache, key):
         check_manifest(frames, "Stereo_Right/Omni_F", SELECTION)
 
 
+def test_equal_arrays_give_equal_bytes(cache, tmp_path):
+    """A rerun with the same inputs writes the same bytes, so DVC skips the readers."""
+    raw, clouds, frames, _ = cache
+    build_frames(raw, clouds, tmp_path / "again", CAM, SELECTION, progress=False)
+    for name in (f"{SEQ}/Stereo_Left_Omni_F.npz", MANIFEST):
+        assert (frames / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+
+
 def test_manifest_names_the_params(cache):
     _, _, frames, _ = cache
     manifest = json.loads((frames / MANIFEST).read_text())
