@@ -1,13 +1,16 @@
 """The real `dvc repro` on a tiny sample, in a temporary copy of the repository (CI smoke pipeline).
 
-Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; changing one
-downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs.
+Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing (but list the video
+folder, which always runs); changing one downstream param with `dvc exp run -S` reruns only the stages that
+depend on it; MLflow got the runs; `download.source=videos` on the embedded sample (with a corrupt clip) runs
+videos -> vggt -> concerto -> laq and leaves the depth branch alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -29,7 +32,8 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+STAGES = ("videos", "download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+DEPTH_BRANCH = ("pointclouds", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow]
 
@@ -106,7 +110,10 @@ def check_outputs_exist_and_are_valid(smoke_repo):
 
 def check_second_repro_is_a_no_op(smoke_repo):
     _, run, _ = smoke_repo
-    assert "Data and pipelines are up to date" in run("dvc", "repro")
+    log = run("dvc", "repro")
+    assert re.findall(r"Running stage '(\w+)'", log) == ["videos"]  # always_changed: the folder listing only
+    for stage in STAGES[1:]:
+        assert f"Stage '{stage}' didn't change, skipping" in log
 
 
 def check_mlflow_recorded_the_stages(smoke_repo):
@@ -135,6 +142,31 @@ def check_downstream_param_reruns_only_downstream(smoke_repo):
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1
 
 
+def check_video_source(smoke_repo, tmp_path_factory):
+    """The video branch on the embedded sample: 3 clips + a corrupt one, outside the repository, with labels."""
+    root, run, _ = smoke_repo
+    clips = tmp_path_factory.mktemp("clips")
+    run(sys.executable, "-m", "pipeline.cli", "sample-videos", str(clips), "--videos", "3", "--frames", "4",
+        "--corrupt", "--labels")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "fewer points")
+    log = run("dvc", "exp", "run", "-n", "videos", "-S", "download.source=videos", "-S", f"videos.dir={clips}",
+              "-S", f"videos.labels={clips / 'labels.json'}")
+    for stage in ("videos", "vggt", "concerto", "laq"):
+        assert f"Running stage '{stage}'" in log
+    for stage in DEPTH_BRANCH:  # data/raw is the same synthetic default
+        assert f"Stage '{stage}' didn't change, skipping" in log
+    skipped = [line for line in log.splitlines() if "skipped" in line and "corrupt.webm" in line]
+    assert len(skipped) == 1, log[-3000:]
+    vggt = metrics(root, "vggt")
+    assert vggt["videos"] == 3 and vggt["videos_skipped"] == 1 and vggt["random_weights"] is True
+    assert metrics(root, "concerto")["points_from"] == "vggt" and metrics(root, "concerto")["sequences"] == 3
+    laq = metrics(root, "laq")
+    assert "probe" not in laq and "skipped_note" in laq and laq["labels"]["labelled_pairs"] >= 2
+    assert len(laq["usage_held_out"]["perplexity_per_position"]) == 4 and "delta_mse_random" in laq["controllability"]
+    assert (root / "reports/laq/figures/label_usage.png").is_file()
+
+
 def test_smoke_pipeline(tmp_path_factory):
     """One test, so the steps run in order on one worker: the last one changes the repository."""
     smoke_repo = make_smoke_repo(tmp_path_factory)
@@ -142,3 +174,4 @@ def test_smoke_pipeline(tmp_path_factory):
     check_second_repro_is_a_no_op(smoke_repo)
     check_mlflow_recorded_the_stages(smoke_repo)
     check_downstream_param_reruns_only_downstream(smoke_repo)
+    check_video_source(smoke_repo, tmp_path_factory)

@@ -1,4 +1,4 @@
-"""Dataclasses of the ``data`` and ``download`` sections of params.yaml."""
+"""Dataclasses of the ``data``, ``download`` and ``videos`` sections of params.yaml."""
 
 from __future__ import annotations
 
@@ -45,9 +45,13 @@ class DataParams:
 
 @dataclass(frozen=True)
 class DownloadParams:
-    """Where the raw sequences come from: ``synthetic`` (generated offline) or ``synthia`` (real)."""
+    """Where the raw sequences come from: ``synthetic`` (generated offline) or ``synthia`` (real).
 
-    source: Literal["synthetic", "synthia"] = "synthetic"
+    ``videos``: the concerto -> laq branch reads the RGB videos of the ``videos`` section through the ``vggt``
+    stage; ``data/raw`` is then the synthetic default, so the depth branch (slot models) keeps running.
+    """
+
+    source: Literal["synthetic", "synthia", "videos"] = "synthetic"
     synthia_sequences: tuple[str, ...] = ("SYNTHIA-SEQS-01-SPRING",)
     synthia_base_url: str = "http://synthia-dataset.cvc.uab.cat/SYNTHIA_SEQS"
 
@@ -55,3 +59,28 @@ class DownloadParams:
         for name in self.synthia_sequences:
             if not SEQUENCE_PATTERN.match(name):
                 raise ValueError(f"synthia_sequences: {name!r} is not a SYNTHIA-SEQS-NN-WEATHER name")
+
+
+@dataclass(frozen=True)
+class VideosParams:
+    """A folder of RGB videos for the vggt -> concerto -> laq branch (used when ``download.source: videos``).
+
+    - ``dir``: folder searched recursively for .webm / .mp4 (usually outside the repository; absolute or
+      relative to the project root);
+    - ``max_videos``: the first videos by path (0 = all);
+    - ``stride``: VGGT runs on frames 0, stride, 2 stride, ... of each video (frame indices stay those of the
+      video, so ``laq.frame_offset`` counts video frames and must be a multiple of ``stride``);
+    - ``labels``: optional labels file (Something-Something-v2 style: a JSON list of objects with ``id`` and
+      ``template`` or ``label``, or a JSON object id -> label; the id is the video's file name without suffix).
+    """
+
+    dir: str = ""
+    max_videos: int = 0
+    stride: int = 1
+    labels: str = ""
+
+    def validate(self) -> None:
+        if self.max_videos < 0:
+            raise ValueError(f"max_videos = {self.max_videos} must be >= 0 (0 = all)")
+        if self.stride < 1:
+            raise ValueError(f"stride = {self.stride} must be >= 1")

@@ -26,6 +26,7 @@ stage also warns on stderr and tags the MLflow run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -38,7 +39,7 @@ import torch
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.data import features_cache
-from pipeline.data.params import DataParams
+from pipeline.data.params import DataParams, DownloadParams
 from pipeline.data.sampling import random_subsample
 from pipeline.io import atomic, pointcloud_table
 from pipeline.models.ptv3.bev_tokens import pool_bev
@@ -60,11 +61,16 @@ TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per f
 
 
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
-    """Input manifest, sorted sequence names having every camera, and the total frame count."""
+    """Input manifest, sorted sequence names having every camera, and the total frame count.
+
+    ``cameras``: ``data.cameras``; a manifest that names its own ``cameras`` (the ``video`` camera of the video
+    source) overrides them.
+    """
     path = points_root / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: point-cloud manifest not found (run the stage that writes {points_root})")
     manifest = json.loads(path.read_text())
+    cameras = tuple(manifest.get("cameras", cameras))
     parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
     sequences = sorted({s for s, _ in parts})
     if not sequences:
@@ -146,6 +152,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
     """
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
+    cameras = tuple(in_manifest.get("cameras", cameras))
     random_weights = model.weights_source == RANDOM_INIT
     stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
     globals_, masks = [], []
@@ -168,6 +175,8 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
             "sequences": sequences,
             "points_units": str(in_manifest.get("units", "metres")),
+            "input": str(in_manifest.get("input", "sequences")),  # videos: no camera poses (LAQ skips pose metrics)
+            "frame_stride": int(in_manifest.get("frame_stride", 1)),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
             "token_layout": p.tokens, "token_order": token_order(p, meta), "upcast": meta["upcast"], "seed": p.seed,
@@ -229,10 +238,16 @@ def input_points(p: ConcertoParams) -> Path:
 def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, progress: bool = True) -> None:
     """The stage: features of every frame of the ``concerto.points_from`` clouds into ``out``, metrics into ``reports``.
 
-    ``params``: the whole params.yaml (sections ``data`` and ``concerto``); ``device``: where the encoder runs.
+    ``params``: the whole params.yaml (sections ``data``, ``download`` and ``concerto``); ``device``: where the
+    encoder runs. With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
+    ``concerto.points_from`` says (the video folder feeds this branch only).
     """
     data = parse_section(params, "data", DataParams)
     p = parse_section(params, "concerto", ConcertoParams)
+    if parse_section(params, "download", DownloadParams).source == "videos" and p.points_from != "vggt":
+        print("concerto: download.source is videos: reading the VGGT clouds of the videos (data/vggt/points)",
+              file=sys.stderr, flush=True)
+        p = dataclasses.replace(p, points_from="vggt")
     points_root = input_points(p)
     runtime.tame_heap()
     model = load_model(p, device)
@@ -241,7 +256,8 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
               f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
               f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
     with stage_run("concerto", reports) as stage:
-        stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
+        stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras),
+                          "concerto.points_from_effective": p.points_from})
         stage.set_tags({"concerto.weights_source": str(model.weights_source),
                         "concerto.random_weights": str(p.random_weights)})
         stage.log_metrics(build_features(points_root, out, data.cameras, p, model, device, progress))

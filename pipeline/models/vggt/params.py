@@ -28,6 +28,9 @@ class VggtParams:
     - ``normal_neighbours``: k of the k-NN plane fit for normals (open3d);
     - ``max_frames``: first frames per sequence and camera to process (0 = all);
     - ``eval_max_depth_m``: ground-truth depth beyond this many metres is ignored by the depth metrics;
+    - ``camera_height_m``: the scale normaliser (``pipeline/geometry/ground.py``): each sequence's points are
+      scaled so that the camera is this many metres above the fitted ground plane (the metre-based
+      ``concerto`` params then fit VGGT clouds too; 0 = keep VGGT's arbitrary units);
     - ``seed``: seeds random initialisation and the point subsampling.
     """
 
@@ -42,6 +45,7 @@ class VggtParams:
     normal_neighbours: int = 16
     max_frames: int = 0
     eval_max_depth_m: float = 80.0
+    camera_height_m: float = 2.1
     seed: int = 0
 
     def validate(self) -> None:
@@ -57,6 +61,8 @@ class VggtParams:
             raise ValueError(f"normal_neighbours = {self.normal_neighbours} must be >= 3")
         if self.max_frames < 0:
             raise ValueError(f"max_frames = {self.max_frames} must be >= 0 (0 = all frames)")
+        if self.camera_height_m < 0:
+            raise ValueError(f"camera_height_m = {self.camera_height_m} must be >= 0 (0 = no normalisation)")
         if self.eval_max_depth_m <= 0:
             raise ValueError(f"eval_max_depth_m = {self.eval_max_depth_m} must be positive")
 
