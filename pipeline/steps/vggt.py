@@ -130,6 +130,30 @@ def normalise_scale(columns: list[dict[str, np.ndarray]], params: VggtParams) ->
     return record
 
 
+def infer(model, rgb: np.ndarray, params: VggtParams, device: torch.device, stats: dict) -> dict:
+    """VGGT over one sequence's frames (S, H, W, 3) uint8 in chained chunks (``run_vggt``); adds to ``stats``
+    (``frames``, ``model_seconds``; ``model_hw`` = the model input size)."""
+    t0 = time.perf_counter()
+    out = run_vggt(model, rgb, frames_per_chunk=params.frames_per_chunk, device=device, mode=params.mode,
+                   target_size=params.target_size, chain_chunks=True)
+    stats["model_seconds"] += time.perf_counter() - t0
+    stats["model_hw"] = [int(x) for x in out["pre_model_hw"]]
+    stats["frames"] += len(rgb)
+    return out
+
+
+def write_sequence(tmp: Path, name: str, camera: str, columns: list[dict[str, np.ndarray]], out: dict,
+                   frames: list[int], params: VggtParams, manifest: dict) -> dict:
+    """Normalise the scale of one (sequence, camera), write its parquet partition under ``tmp/points`` (entry
+    added to ``manifest``) and its npz; returns the normaliser's record."""
+    norm = normalise_scale(columns, params)
+    out["points_scale"] = np.asarray(norm["factor"])
+    manifest["partitions"].append({**pointcloud_table.write_frames(tmp / POINTS_DIR, name, camera, columns),
+                                   "scale": norm})
+    save_npz(tmp / name / f"{pointcloud_table.camera_dirname(camera)}.npz", out, frames, manifest["random_weights"])
+    return norm
+
+
 def save_npz(path: Path, out: dict, frames: list[int], random_weights: bool) -> None:
     """The per-camera arrays (see module docstring; ``points_scale`` = the normaliser's factor), written atomically."""
 
@@ -162,19 +186,14 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
     per_sequence: dict = {}
     pooled: dict[str, list[float]] = {}
     manifest = points_manifest(params, model, random_weights)
-    total_frames, model_seconds, model_hw = 0, 0.0, None
+    stats = {"frames": 0, "model_seconds": 0.0, "model_hw": None}
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp, atomic.atomic_dir(figures_root) as fig_tmp:
         for seq_index, layout in enumerate(layouts):
             for camera in cameras:
                 frames = select_frames(layout, camera, params.max_frames)
                 rgb = read_rgb_frames(layout, camera, frames)
-                t0 = time.perf_counter()
-                out = run_vggt(model, rgb, frames_per_chunk=params.frames_per_chunk, device=device, mode=params.mode,
-                               target_size=params.target_size, chain_chunks=True)
-                model_seconds += time.perf_counter() - t0
-                model_hw = [int(x) for x in out["pre_model_hw"]]
-                total_frames += len(frames)
+                out = infer(model, rgb, params, device, stats)
                 errors, gt_model = evaluate_camera(layout, camera, frames, out, params.eval_max_depth_m)
                 has_labels = (layout.root / "GT/LABELS" / camera).is_dir()
                 columns = []
@@ -182,12 +201,7 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
                     labels = synthia.read_labels(layout.labels(camera, frame), rgb.shape[1:3]) if has_labels else None
                     rng = np.random.default_rng([params.seed, seq_index, frame])
                     columns.append(frame_columns(out, i, frame, rgb[i], labels, params, rng))
-                norm = normalise_scale(columns, params)
-                out["points_scale"] = np.asarray(norm["factor"])
-                manifest["partitions"].append({**pointcloud_table.write_frames(tmp / POINTS_DIR, layout.name, camera,
-                                                                               columns), "scale": norm})
-                save_npz(tmp / layout.name / f"{pointcloud_table.camera_dirname(camera)}.npz", out, frames,
-                         random_weights)
+                write_sequence(tmp, layout.name, camera, columns, out, frames, params, manifest)
                 key = layout.name if len(cameras) == 1 else f"{layout.name}/{camera}"
                 per_sequence[key] = {"frames": len(frames), **summarise_errors(errors)}
                 for name, values in errors.items():
@@ -198,16 +212,16 @@ def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: t
                     depth_figure(fig_tmp / f"{layout.name}.png", f"{layout.name} {camera} frame {frames[mid]}",
                                  rgb[mid], gt_model[mid], out["depth"][mid], out["depth_conf"][mid], scale, note)
         atomic.write_json(tmp / POINTS_DIR / "manifest.json", manifest)
-    return {**run_metrics(params, model, device, random_weights, model_hw, total_frames, start, model_seconds,
-                          manifest["partitions"]),
+    return {**run_metrics(params, model, device, random_weights, stats, start, manifest["partitions"]),
             "sequences": len(layouts), **summarise_errors(pooled), "per_sequence": per_sequence}
 
 
-def run_metrics(params: VggtParams, model, device: torch.device, random_weights: bool, model_hw: list[int] | None,
-                frames: int, start: float, model_seconds: float, partitions: list[dict]) -> dict:
-    """Metrics of either source: model, speed (``start`` = ``time.perf_counter()`` at the start), memory, points,
-    the normaliser's factors and the random-weights note."""
+def run_metrics(params: VggtParams, model, device: torch.device, random_weights: bool, stats: dict, start: float,
+                partitions: list[dict]) -> dict:
+    """Metrics of either source: model, speed (``stats`` of :func:`infer`; ``start`` = ``time.perf_counter()`` at
+    the start), memory, points, the normaliser's factors and the random-weights note."""
     seconds = time.perf_counter() - start
+    frames, model_seconds, model_hw = stats["frames"], stats["model_seconds"], stats["model_hw"]
     result = {
         "weights_source": str(model.weights_source), "random_weights": random_weights,
         "preset": params.preset, "device": str(device), "torch_threads": runtime.torch_threads(), "model_hw": model_hw,
@@ -254,7 +268,7 @@ def build_video_outputs(listing: dict, out_root: Path, figures_root: Path, param
     manifest = {**points_manifest(params, model, random_weights, "videos"), "cameras": [VIDEO_CAMERA],
                 "frame_stride": stride}
     per_video: dict = {}
-    total_frames, model_seconds, model_hw = 0, 0.0, None
+    stats = {"frames": 0, "model_seconds": 0.0, "model_hw": None}
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp, atomic.atomic_dir(figures_root) as fig_tmp:
         for v, path in enumerate(index.videos):
@@ -266,19 +280,10 @@ def build_video_outputs(listing: dict, out_root: Path, figures_root: Path, param
             except ValueError as err:
                 skipped.append((path, str(err)))
                 continue
-            t0 = time.perf_counter()
-            out = run_vggt(model, rgb, frames_per_chunk=params.frames_per_chunk, device=device, mode=params.mode,
-                           target_size=params.target_size, chain_chunks=True)
-            model_seconds += time.perf_counter() - t0
-            model_hw = [int(x) for x in out["pre_model_hw"]]
-            total_frames += len(frames)
+            out = infer(model, rgb, params, device, stats)
             columns = [frame_columns(out, i, frame, rgb[i], None, params, np.random.default_rng([params.seed, v, frame]))
                        for i, frame in enumerate(frames)]
-            scale = normalise_scale(columns, params)
-            out["points_scale"] = np.asarray(scale["factor"])
-            manifest["partitions"].append({**pointcloud_table.write_frames(tmp / POINTS_DIR, name, VIDEO_CAMERA,
-                                                                           columns), "scale": scale})
-            save_npz(tmp / name / f"{VIDEO_CAMERA}.npz", out, frames, random_weights)
+            scale = write_sequence(tmp, name, VIDEO_CAMERA, columns, out, frames, params, manifest)
             per_video[name] = {"frames": len(frames), "scale_factor": scale["factor"], "scale_method": scale["method"]}
             mid = len(frames) // 2
             depth_figure(fig_tmp / f"{name}.png", f"{name} frame {frames[mid]}", rgb[mid], None, out["depth"][mid],
@@ -288,8 +293,7 @@ def build_video_outputs(listing: dict, out_root: Path, figures_root: Path, param
         if not manifest["partitions"]:
             raise ValueError(f"{folder}: none of the {len(names)} listed videos could be used (first: {skipped[0][1]})")
         atomic.write_json(tmp / POINTS_DIR / "manifest.json", manifest)
-    return {**run_metrics(params, model, device, random_weights, model_hw, total_frames, start, model_seconds,
-                          manifest["partitions"]),
+    return {**run_metrics(params, model, device, random_weights, stats, start, manifest["partitions"]),
             "source": "videos", "videos_listed": len(names), "videos": len(per_video), "videos_skipped": len(skipped),
             "skipped": [names[p] for p, _ in skipped], "frame_stride": stride, "per_video": per_video,
             "ground_truth_note": NO_GT_NOTE}

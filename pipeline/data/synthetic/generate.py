@@ -73,13 +73,16 @@ def camera_pose(scene: Scene, rig_xz: np.ndarray, rig_yaw: float, camera: str) -
     return look_pose(position, rig_yaw + VIEW_YAW[view], scene.rig_pitch)
 
 
-_SCENES: dict[int, Scene] = {}
+_SCENES: dict[tuple[int, int], Scene] = {}
 
 
 def _scene(config: GeneratorConfig, index: int) -> Scene:
-    if index not in _SCENES:
-        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames)
-    return _SCENES[index]
+    """The scene of sequence ``index``, built once per process; keyed by what builds it (seed and frame count),
+    so a second dataset with another config in the same process never reuses a stale scene."""
+    key = (sequence_seed(config, index), config.frames)
+    if key not in _SCENES:
+        _SCENES[key] = build_scene(*key)
+    return _SCENES[key]
 
 
 def render_frame(config: GeneratorConfig, out_root: Path, index: int, frame: int) -> dict[str, list[dict]]:
