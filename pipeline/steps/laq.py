@@ -136,7 +136,7 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bo
         folder = stage.report_dir / "figures"
         usage = folder / "code_usage.png"
         if from_videos:
-            labels = json.loads((videos / "labels.json").read_text())
+            labels = json.loads((videos / "labels.json").read_text())["labels"]
             metrics, figures = video_metrics(result, pairs, labels, laq, out / CHECKPOINT, info)
             written = [usage] + ([folder / "label_usage.png"] if labels else [])
             if labels:

@@ -60,9 +60,9 @@ def test_listing_names_sizes_mtimes_and_labels(project, sample):
     assert [v["path"] for v in listing["videos"]] == ["corrupt.webm", "sample-01.webm", "sample-02.webm",
                                                      "sample-03.webm"]
     assert [v["size"] for v in listing["videos"]] == [(sample / v["path"]).stat().st_size for v in listing["videos"]]
-    assert listing["labels"]["labelled_videos"] == 3
     labels = json.loads((project / "data/videos/labels.json").read_text())
-    assert set(labels) == {"sample-01", "sample-02", "sample-03"}
+    assert set(labels["labels"]) == {"sample-01", "sample-02", "sample-03"}
+    assert labels["file"]["size"] == (sample / "labels.json").stat().st_size
     before = (project / "data/videos/listing.json").read_bytes()
     assert invoke(videos_stage.app)[0] == 0 and (project / "data/videos/listing.json").read_bytes() == before
 
@@ -84,6 +84,7 @@ def test_other_sources_list_nothing_and_an_empty_folder_is_an_error(tmp_path, mo
     monkeypatch.chdir(make_project(tmp_path, tmp_path / "empty", source="synthetic"))
     assert invoke(videos_stage.app)[0] == 0
     assert json.loads((tmp_path / "data/videos/listing.json").read_text()) == {"source": "synthetic", "videos": []}
+    assert json.loads((tmp_path / "data/videos/labels.json").read_text()) == {"file": None, "labels": {}}
     make_project(tmp_path, tmp_path / "empty")
     code, errors, _ = invoke(videos_stage.app)
     assert code == 1 and len(errors) == 1 and "empty: no .webm or .mp4 videos" in errors[0]
