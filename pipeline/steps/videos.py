@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import parse_section, project_root
-from pipeline.data.params import DownloadParams, VideosParams
+from pipeline.params.data import DownloadParams, VideosParams
 from pipeline.data.video import list_videos, read_video_labels, sequence_name
 from pipeline.io import atomic
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -15,10 +14,12 @@ from laq_fixtures import write_features
 
 from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
+from pipeline.params.laq import LAQParams
 from pipeline.train import common
-from pipeline.train.laq import LAQParams, load_feature_pairs, replaces_at, train_laq
+from pipeline.train.laq import load_feature_pairs, replaces_at, train_laq
+from tests.conftest import repo_params
 
-TINY = LAQParams(dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
+TINY = repo_params("laq", dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
                  code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
                  replace_until=0.5, replace_threshold=0.5, log_every=2, checkpoint_every=100, device="cpu")
 
@@ -82,7 +83,7 @@ def test_mirror_needs_a_bev_grid(features, tmp_path):
     train, val, splits, manifest = load(copy, TINY)
     assert train.grid is None and train.tokens.shape[-1] == 4
     with pytest.raises(ValueError, match="laq.mirror = 0.5 needs bird's-eye tokens"):
-        train_laq(train, val, dataclasses.replace(TINY, mirror=0.5), tmp_path / "ckpt", splits=splits,
+        train_laq(train, val, TINY.model_copy(update=dict(mirror=0.5)), tmp_path / "ckpt", splits=splits,
                   manifest=manifest, progress=False)
 
 
@@ -122,12 +123,12 @@ def test_resume_equals_uninterrupted_run(features, tmp_path):
     # curves replayed from the checkpoint + new rows are identical to the uninterrupted run's
     assert sorted(full_rows, key=lambda r: (r[0], r[1])) == sorted(part_rows, key=lambda r: (r[0], r[1]))
     # other params: the old checkpoint is not resumed
-    third = run(features, tmp_path / "part", dataclasses.replace(TINY, lr=2e-3, steps=2))
+    third = run(features, tmp_path / "part", TINY.model_copy(update=dict(lr=2e-3, steps=2)))
     assert third.resumed_from == 0
 
 
 def test_replacement_schedule_stops_early(features, tmp_path):
-    params = dataclasses.replace(TINY, steps=20, replace_every=2, replace_until=0.3, log_every=5)
+    params = TINY.model_copy(update=dict(steps=20, replace_every=2, replace_until=0.3, log_every=5))
     assert [s + 1 for s in range(20) if replaces_at(s, params)] == [2, 4, 6]
     rows = []
     run(features, tmp_path / "sched", params, log_fn=lambda *r: rows.append(r))
@@ -150,7 +151,7 @@ def _ddp_worker(rank: int, world: int, port: int, features: str, out: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    params = dataclasses.replace(TINY, steps=3, replace_every=2, replace_until=0.7)  # one replacement, at step 2
+    params = TINY.model_copy(update=dict(steps=3, replace_every=2, replace_until=0.7))  # one replacement, at step 2
     info = common.init_distributed("cpu")
     result = run(Path(features), Path(out), params, dist_info=info)
     quantizer = result.model.quantizer
