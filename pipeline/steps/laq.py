@@ -23,6 +23,7 @@ from typing import Any
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.distributed import DistInfo, init_distributed
+from pipeline.eval.curve_figures import curves_figure
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
     headline,
@@ -146,7 +147,8 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bo
             written = [usage, folder / "probe.png"]
             probe_figure(figures["probe"], written[1])
         usage_figure(figures["indices"], laq.codebook_size, usage)
-        for figure in written:
+        curves = curves_figure(stage.curves, "laq", stage.report_dir / "figures" / "curves.png")
+        for figure in (*written, curves):
             stage.log_artifact(figure, "figures")
         stage.log_metrics(metrics)
         log.info("laq: %s", headline_videos(metrics) if from_videos else headline(metrics))

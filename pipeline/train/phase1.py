@@ -152,7 +152,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
         common.save_checkpoint(out_model, {"config": dataclasses.asdict(slot_model_config(params)),
                                            "params": params.model_dump(),
                                            "state_dict": {k: v.detach().cpu() for k, v in model_cpu.state_dict().items()}})
-        state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
+        common.discard_state(state_path)  # the state only serves to resume an interrupted run
         state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
     common.barrier()
     return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),

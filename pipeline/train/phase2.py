@@ -348,7 +348,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
             "config": dataclasses.asdict(model.config), "slot_config": slot_config,
             "params": params.model_dump(), "phase1_params": p1.model_dump(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
-        state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
+        common.discard_state(state_path)  # the state only serves to resume an interrupted run
         state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
     common.barrier()
     return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),

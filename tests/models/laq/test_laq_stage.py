@@ -46,7 +46,7 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     assert code == 0, output
     assert (project / "models/laq/checkpoint.pt").is_file()
     metrics = json.loads((project / "reports/laq/metrics.json").read_text())
-    assert metrics["training"]["steps_this_run"] == 12
+    assert json.loads((project / "reports/laq/run.json").read_text())["training"]["steps_this_run"] == 12
     assert metrics["data"]["held_out"] == ["SYNTHIA-SEQS-03-GENERATED", "SYNTHIA-SEQS-04-GENERATED"]
     assert metrics["pairs"] == {"train": 12, "held_out": 12}
     assert len(metrics["usage_held_out"]["perplexity_per_position"]) == 4
@@ -61,7 +61,8 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     code, output = run()
     assert code == 0, output
     again = json.loads((project / "reports/laq/metrics.json").read_text())
-    assert again["training"]["steps_this_run"] == 0 and again["training"]["resumed_from_step"] == 12
+    facts = json.loads((project / "reports/laq/run.json").read_text())["training"]
+    assert facts["steps_this_run"] == 0 and facts["resumed_from_step"] == 12
     assert again["probe"] == metrics["probe"]
 
 
