@@ -36,6 +36,25 @@ def validate(
         raise ValueError(f"pose convention check failed for {', '.join(bad)} (see the overlap table above)")
 
 
+@app.command("sample-videos")
+@one_line_errors
+def sample_videos(
+    out: Path = typer.Argument(..., help="Folder for the clips (created if missing)."),
+    videos: int = typer.Option(3, help="Clips (synthetic sequences) to write."),
+    frames: int = typer.Option(8, help="Frames per clip (5 FPS)."),
+    height: int = typer.Option(96, help="Frame height (even)."),
+    width: int = typer.Option(160, help="Frame width (even)."),
+    seed: int = typer.Option(0, help="Generator seed."),
+    corrupt: bool = typer.Option(False, help="Also write corrupt.webm, which no decoder accepts."),
+    labels: bool = typer.Option(False, help="Also write labels.json (Something-Something-v2 style, manoeuvre per clip)."),
+) -> None:
+    """Write short .webm clips of the synthetic generator: a video folder for `download.source: videos`."""
+    from pipeline.data.video_sample import write_sample_videos
+
+    for path in write_sample_videos(out, videos, frames, height, width, seed, corrupt, labels):
+        typer.echo(str(path))
+
+
 @app.command()
 @one_line_errors
 def relog(stage: str = typer.Argument(..., help="Stage whose reports/<stage> to log again (e.g. evaluate).")) -> None:

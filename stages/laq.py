@@ -23,10 +23,11 @@ def main(
     features: Path = typer.Option(Path("data/features"), help="Cached features (concerto stage output)."),
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences with the camera poses."),
     out: Path = typer.Option(Path("models/laq"), help="Checkpoint folder."),
+    videos: Path = typer.Option(Path("data/videos"), help="Videos stage output (labels.json; video features only)."),
     resume: bool = typer.Option(True, help="Continue from out/checkpoint.pt if it was written with the same params."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    laq.run(load_params(), features, raw, out, resume, progress)
+    laq.run(load_params(), features, raw, out, resume, progress, videos)
 
 
 if __name__ == "__main__":

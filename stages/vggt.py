@@ -1,6 +1,7 @@
 """DVC stage `vggt`: RGB frames -> VGGT depth, cameras and point clouds, evaluated against ground truth.
 
-The work is :func:`pipeline.steps.vggt.run`: outputs ``data/vggt`` (npz per camera, ``points/`` parquet),
+The work is :func:`pipeline.steps.vggt.run` (RGB frames of ``data/raw``, or of the listed videos when
+``download.source`` is ``videos``): outputs ``data/vggt`` (npz per camera, ``points/`` parquet),
 ``reports/vggt/metrics.json`` and ``reports/vggt/figures``. Random weights (the offline default) are
 announced on stderr, in MLflow and in every metric file.
 """
@@ -23,6 +24,8 @@ app = typer.Typer(add_completion=False)
 @one_line_errors
 def main(
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences (download stage output)."),
+    videos: Path = typer.Option(Path("data/videos"), help="Listing of the videos stage (read when download.source "
+                                                           "is videos)."),
     out: Path = typer.Option(Path("data/vggt"), help="Output folder (npz per camera, points/ parquet)."),
     reports: Path = typer.Option(Path("reports/vggt"), help="Metrics and figures folder."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda. Does not change params."),
@@ -32,7 +35,7 @@ def main(
     params = load_params()
     torch_device = runtime.stage_device(device)
     runtime.set_torch_threads(threads)
-    vggt.run(params, raw, out, reports, torch_device)
+    vggt.run(params, raw, out, reports, torch_device, videos)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Checks: every stage's outputs exist and are valid; every declared figure is a readable image; metric
 files hold quality numbers only (run facts are in the untracked run.json); the log has no warning but
-the announced random weights; a second `dvc repro` does nothing; an unknown key stops `dvc exp run` in
+the announced random weights; a second `dvc repro` does nothing
+(but list the video folder, which always runs); an unknown key stops `dvc exp run` in
 one line; a held-out split change marks only the stages that read it; changing one downstream param
 with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs; two queued
-experiments run in parallel on a fresh MLflow store both succeed with their runs recorded.
+experiments run in parallel on a fresh MLflow store both succeed with their runs recorded;
+`download.source=videos` on the embedded sample (with a corrupt clip) runs videos -> vggt -> concerto -> laq
+and leaves the depth branch alone.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("check_params", "download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1", "train_phase2",
-          "evaluate")
+STAGES = ("check_params", "videos", "download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1",
+          "train_phase2", "evaluate")
+DEPTH_BRANCH = ("pointclouds", "frames", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow]
 
@@ -131,7 +135,7 @@ def check_figures_metrics_and_log(smoke_repo, assert_readable):
         assert images, folder
         for image in images:
             assert_readable(image)
-    for stage in STAGES:
+    for stage in (s for s in STAGES if s != "videos"):  # the listing stage has no metrics
         keys = {k.rsplit(".", 1)[-1] for k in flatten(metrics(root, stage))}
         assert not keys & RUN_FACT_KEYS, stage
         assert "host" in json.loads((root / "reports" / stage / "run.json").read_text())
@@ -145,7 +149,10 @@ def check_figures_metrics_and_log(smoke_repo, assert_readable):
 
 def check_second_repro_is_a_no_op(smoke_repo):
     _, run, _ = smoke_repo
-    assert "Data and pipelines are up to date" in run("dvc", "repro")
+    log = run("dvc", "repro")
+    assert re.findall(r"Running stage '(\w+)'", log) == ["videos"]  # always_changed: the folder listing only
+    for stage in (s for s in STAGES if s != "videos"):
+        assert f"Stage '{stage}' didn't change, skipping" in log
 
 
 def check_mlflow_recorded_the_stages(smoke_repo):
@@ -170,8 +177,8 @@ def check_unknown_key_stops_the_pipeline(smoke_repo):
     assert "Running stage 'pointclouds'" not in log
     run("git", "checkout", "--", "params.yaml")  # the typo fixed: only the check reruns (DVC removed its output)
     log = run("dvc", "repro")
-    assert "Running stage 'check_params'" in log and log.count("Running stage") == 1
-    assert "Data and pipelines are up to date" in run("dvc", "status")
+    assert re.findall(r"Running stage '(\w+)'", log) == ["check_params", "videos"]  # videos: always_changed
+    assert set(json.loads(run("dvc", "status", "--json"))) == {"videos"}  # nothing else to do
 
 
 def check_split_change_marks_only_its_stages(smoke_repo):
@@ -181,7 +188,7 @@ def check_split_change_marks_only_its_stages(smoke_repo):
     params["data"]["val_sequences"] = 0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(run("dvc", "status", "--json")))
-    assert changed == {"check_params", "laq", "train_phase1", "train_phase2", "evaluate"}
+    assert changed == {"check_params", "videos", "laq", "train_phase1", "train_phase2", "evaluate"}
     run("git", "checkout", "--", "params.yaml")
 
 
@@ -224,6 +231,31 @@ def check_parallel_queued_experiments_on_a_fresh_store(smoke_repo):
     assert list((root / "mlartifacts").rglob("metrics.json"))  # artifacts in the main checkout
 
 
+def check_video_source(smoke_repo, tmp_path_factory):
+    """The video branch on the embedded sample: 3 clips + a corrupt one, outside the repository, with labels."""
+    root, run, _ = smoke_repo
+    clips = tmp_path_factory.mktemp("clips")
+    run(sys.executable, "-m", "pipeline.cli", "sample-videos", str(clips), "--videos", "3", "--frames", "4",
+        "--corrupt", "--labels")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "fewer points")
+    log = run("dvc", "exp", "run", "-n", "videos", "-S", "download.source=videos", "-S", f"videos.dir={clips}",
+              "-S", f"videos.labels={clips / 'labels.json'}")
+    for stage in ("videos", "vggt", "concerto", "laq"):
+        assert f"Running stage '{stage}'" in log
+    for stage in DEPTH_BRANCH:  # data/raw is the same synthetic default
+        assert f"Stage '{stage}' didn't change, skipping" in log
+    skipped = [line for line in log.splitlines() if "skipped" in line and "corrupt.webm" in line]
+    assert len(skipped) == 1, log[-3000:]
+    vggt = metrics(root, "vggt")
+    assert vggt["videos"] == 3 and vggt["videos_skipped"] == 1 and vggt["random_weights"] is True
+    assert metrics(root, "concerto")["points_from"] == "vggt" and metrics(root, "concerto")["sequences"] == 3
+    laq = metrics(root, "laq")
+    assert "probe" not in laq and "skipped_note" in laq and laq["labels"]["labelled_pairs"] >= 2
+    assert len(laq["usage_held_out"]["perplexity_per_position"]) == 4 and "delta_mse_random" in laq["controllability"]
+    assert (root / "reports/laq/figures/label_usage.png").is_file()
+
+
 def test_smoke_pipeline(tmp_path_factory, assert_readable):
     """One test, so the steps run in order on one worker: the last one changes the repository."""
     smoke_repo = make_smoke_repo(tmp_path_factory)
@@ -235,3 +267,4 @@ def test_smoke_pipeline(tmp_path_factory, assert_readable):
     check_split_change_marks_only_its_stages(smoke_repo)
     check_downstream_param_reruns_only_downstream(smoke_repo)
     check_parallel_queued_experiments_on_a_fresh_store(smoke_repo)
+    check_video_source(smoke_repo, tmp_path_factory)

@@ -224,6 +224,20 @@ def replacement_summary(events: list[dict[str, float]]) -> dict[str, Any]:
             "replaced_last": replaced[-1], "last_step": int(events[-1]["step"])}
 
 
+def decoder_metrics(model: LAQ, held_out, codes_eval: dict[str, np.ndarray], rng: np.random.Generator,
+                    device: torch.device) -> dict[str, dict]:
+    """``prediction`` (MSE of the decoder with the inferred codes vs copying frame t) and ``controllability``
+    (MSE with shuffled codes, a derangement, and with uniformly random codes, both drawn from ``rng`` in that
+    order, minus the inferred-code MSE). ``codes_eval``: :func:`infer_codes` of ``held_out``."""
+    idx = codes_eval["indices"]
+    mse, copy = float(codes_eval["mse"].mean()), float(codes_eval["copy_mse"].mean())
+    shuffled = prediction_mse(model, held_out, idx[derangement(len(idx), rng)], device)
+    random_codes = prediction_mse(model, held_out, rng.integers(0, model.config.codebook_size, idx.shape), device)
+    return {"prediction": {"mse": mse, "copy_baseline_mse": copy, "mse_ratio_to_copy": mse / copy if copy > 0 else None},
+            "controllability": {"mse_shuffled_codes": shuffled, "mse_random_codes": random_codes,
+                                "delta_mse_shuffled": shuffled - mse, "delta_mse_random": random_codes - mse}}
+
+
 def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_eval: np.ndarray, *,
                  motion_bins: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
     """All metrics on ``held_out`` pairs (probe fitted on ``train``), and the arrays of the figures: ``indices``
@@ -236,10 +250,7 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
     codes_train = infer_codes(model, train, device)
     codes_eval = infer_codes(model, held_out, device)
     idx = codes_eval["indices"]
-    mse = float(codes_eval["mse"].mean())
-    copy = float(codes_eval["copy_mse"].mean())
-    shuffled = prediction_mse(model, held_out, idx[derangement(len(idx), rng)], device)
-    random_codes = prediction_mse(model, held_out, rng.integers(0, size, idx.shape), device)
+    decoder = decoder_metrics(model, held_out, codes_eval, rng, device)
     classes = motion_classes(motion_train, motion_eval, motion_bins)
     groups = np.asarray([f"{a}|{b}" for a, b in zip(train.sequence, train.camera)])
     probe_x, probe_y, probe_groups = codes_train["embeddings"], motion_train, groups
@@ -257,9 +268,7 @@ def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_e
         "pairs": {"train": len(train), "held_out": len(held_out)},
         "usage_held_out": usage_stats(idx, size),
         "usage_train": usage_stats(codes_train["indices"], size),
-        "prediction": {"mse": mse, "copy_baseline_mse": copy, "mse_ratio_to_copy": mse / copy if copy > 0 else None},
-        "controllability": {"mse_shuffled_codes": shuffled, "mse_random_codes": random_codes,
-                            "delta_mse_shuffled": shuffled - mse, "delta_mse_random": random_codes - mse},
+        **decoder,
         "probe": probe,
         "probe_feature_diff_reference": linear_probe(codes_train["feature_diff"], motion_train, groups,
                                                      codes_eval["feature_diff"], motion_eval, seed),

@@ -1,4 +1,4 @@
-"""Models of the ``data`` and ``download`` sections (documented in params.yaml)."""
+"""Models of the ``data``, ``download`` and ``videos`` sections (documented in params.yaml)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,16 @@ class DataParams(Section):
 class DownloadParams(Section):
     """``download``: where the raw sequences come from (see params.yaml)."""
 
-    source: Literal["synthetic", "synthia"]
+    source: Literal["synthetic", "synthia", "videos"]  # videos: data/raw stays synthetic, see the videos section
     synthia_sequences: Annotated[tuple[SequenceName, ...], Field(strict=False)]
     synthia_base_url: str
+
+
+class VideosParams(Section):
+    """``videos``: the folder of RGB videos read by vggt -> concerto -> laq when ``download.source`` is ``videos``
+    (see params.yaml)."""
+
+    dir: str  # absolute or relative to the project root; checked by the videos stage when used
+    max_videos: Annotated[int, Field(ge=0)]  # 0 = all
+    stride: Count  # laq.frame_offset must be a multiple
+    labels: str  # "" = none

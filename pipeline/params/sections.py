@@ -7,7 +7,7 @@ from typing import Any
 from pipeline.config import ParamsError, parse_section
 from pipeline.params.base import Section
 from pipeline.params.concerto import ConcertoParams
-from pipeline.params.data import DataParams, DownloadParams
+from pipeline.params.data import DataParams, DownloadParams, VideosParams
 from pipeline.params.laq import LAQParams
 from pipeline.params.pointcloud import PointcloudParams
 from pipeline.params.train import Phase1Params
@@ -17,6 +17,7 @@ from pipeline.params.vggt import VggtParams
 SECTIONS: dict[str, type[Section]] = {
     "data": DataParams,
     "download": DownloadParams,
+    "videos": VideosParams,
     "pointcloud": PointcloudParams,
     "vggt": VggtParams,
     "concerto": ConcertoParams,

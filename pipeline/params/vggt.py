@@ -23,6 +23,7 @@ class VggtParams(Section):
     normal_neighbours: Neighbours
     max_frames: Annotated[int, Field(ge=0)]  # 0 = all
     eval_max_depth_m: Positive
+    camera_height_m: Annotated[float, Field(ge=0.0)]  # scale normaliser reference (metres); 0 = VGGT units
     seed: Seed
 
     @property

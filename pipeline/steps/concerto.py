@@ -45,7 +45,7 @@ from pipeline.models.ptv3.features import extract_features
 from pipeline.models.ptv3.loader import RANDOM_INIT, load_encoder
 from pipeline.models.ptv3.model import PointTransformerV3
 from pipeline.params.concerto import ConcertoParams
-from pipeline.params.data import DataParams
+from pipeline.params.data import DataParams, DownloadParams
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
 
@@ -63,10 +63,15 @@ TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per f
 
 
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
-    """Input manifest, sorted sequence names having every camera, and the total frame count."""
+    """Input manifest, sorted sequence names having every camera, and the total frame count.
+
+    ``cameras``: ``data.cameras``; a manifest that names its own ``cameras`` (the ``video`` camera of the video
+    source) overrides them.
+    """
     path = points_root / "manifest.json"
     manifest = read_manifest(path, f"point-cloud manifest not found (run the stage that writes {points_root})")
     require_camera_frame(manifest, path)
+    cameras = tuple(manifest.get("cameras", cameras))
     parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
     sequences = sorted({s for s, _ in parts})
     if not sequences:
@@ -148,6 +153,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
     """
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
+    cameras = tuple(in_manifest.get("cameras", cameras))
     random_weights = model.weights_source == RANDOM_INIT
     stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
     globals_, masks = [], []
@@ -170,6 +176,8 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
             "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
+            "input": str(in_manifest.get("input", "sequences")),  # videos: no camera poses (LAQ skips pose metrics)
+            "frame_stride": int(in_manifest.get("frame_stride", 1)),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
             "token_layout": p.tokens, "token_order": token_order(p, meta), "upcast": meta["upcast"], "seed": p.seed,
@@ -231,10 +239,16 @@ def input_points(p: ConcertoParams) -> Path:
 def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, progress: bool = True) -> None:
     """The stage: features of every frame of the ``concerto.points_from`` clouds into ``out``, metrics into ``reports``.
 
-    ``params``: the whole params.yaml (sections ``data`` and ``concerto``); ``device``: where the encoder runs.
+    ``params``: the whole params.yaml (sections ``data``, ``download`` and ``concerto``); ``device``: where the
+    encoder runs. With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
+    ``concerto.points_from`` says (the video folder feeds this branch only).
     """
     data = parse_section(params, "data", DataParams)
     p = parse_section(params, "concerto", ConcertoParams)
+    if parse_section(params, "download", DownloadParams).source == "videos" and p.points_from != "vggt":
+        print("concerto: download.source is videos: reading the VGGT clouds of the videos (data/vggt/points)",
+              file=sys.stderr, flush=True)
+        p = p.model_copy(update={"points_from": "vggt"})
     points_root = input_points(p)
     runtime.tame_heap()
     model = load_model(p, device)
@@ -243,7 +257,8 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
               f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
               f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
     with atomic.transaction(), stage_run("concerto", reports) as stage:  # all outputs change together
-        stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
+        stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras),
+                          "concerto.points_from_effective": p.points_from})
         stage.set_tags({"concerto.weights_source": str(model.weights_source),
                         "concerto.random_weights": str(p.random_weights)})
         stage.log_metrics(build_features(points_root, out, data.cameras, p, model, device, progress))

@@ -2,7 +2,9 @@
 
 ``download.source: synthetic`` renders look-alike sequences (exact SYNTHIA layout and encodings plus
 ground-truth parquet, ``pipeline/data/synthetic/``); ``synthia`` fetches the real archives
-(``pipeline/io/download.py``; README, "Real SYNTHIA"). The folder is replaced atomically.
+(``pipeline/io/download.py``; README, "Real SYNTHIA"). ``videos`` also renders the synthetic default: the video
+folder feeds only vggt -> concerto -> laq (stage ``videos``), the slot models keep their depth data, and the
+output is bit-identical to ``synthetic`` so the depth branch does not rerun. The folder is replaced atomically.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2
     with atomic.transaction(), stage_run("download") as stage:  # data/raw and reports change together
         stage.log_params({"data": params["data"], "download": params["download"]})
         with atomic_dir(out) as tmp:
-            if download.source == "synthetic":
+            if download.source in ("synthetic", "videos"):
                 config = GeneratorConfig(seed=data.seed, sequences=data.sequences, frames=data.frames,
                                          height=data.height, width=data.width, cameras=data.cameras, workers=workers)
                 folders = generate_dataset(config, tmp)

@@ -5,11 +5,17 @@ writes ``models/laq/checkpoint.pt`` (resumable; ``pipeline/train/laq.py``),
 ``reports/laq/{metrics.json, train.csv, codebook.csv}`` and ``reports/laq/figures/{code_usage,probe}.png``
 (metrics: ``pipeline/eval/laq_metrics.py``). Under torchrun every rank trains; rank 0 logs, evaluates and
 writes the reports.
+
+Features of videos (manifest ``input: videos``, ``download.source: videos``) have no camera poses: the pose
+metrics are skipped with a note (``pipeline/eval/laq_video_metrics.py``), ``probe.png`` is replaced by
+``label_usage.png`` when ``data/videos/labels.json`` (the ``videos`` stage) has labels, and
+``laq.frame_offset`` must be a multiple of the videos' frame stride.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,8 @@ from pipeline.eval.laq_metrics import (
     replacement_summary,
     usage_figure,
 )
+from pipeline.data.features_cache import load_manifest
+from pipeline.eval.laq_video_metrics import evaluate_laq_videos, headline_videos, label_usage_figure
 from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
 from pipeline.tracking import stage_run
@@ -49,11 +57,20 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
     Returns (metrics, the figure arrays of ``evaluate_laq``).
     """
-    train, held_out, manifest = data.train, standardise(data.held_out, result.mean, result.std), data.manifest
+    train, held_out = data.train, standardise(data.held_out, result.mean, result.std)
     motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
     motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
     metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
                                     motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
+    metrics.update(run_summary(result, data, params, checkpoint, dist_info))
+    return metrics, figures
+
+
+def run_summary(result: TrainResult, data: LAQData, params: LAQParams, checkpoint: Path,
+                dist_info: DistInfo) -> dict[str, Any]:
+    """Replacement events, training and data summaries (both sources), the random-features note."""
+    metrics: dict[str, Any] = {}
+    manifest = data.manifest
     history = load_checkpoint(checkpoint)["history"]
     metrics["replacement"] = replacement_summary(history["codebook"])
     final = history["train"][-1] if history["train"] else {}
@@ -68,18 +85,40 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
                        "channels": int(manifest["channels"]), "tokens": int(manifest["tokens"])}
     if manifest["random_weights"]:
         metrics["note"] = RANDOM_FEATURES_NOTE
+    return metrics
+
+
+def video_metrics(result: TrainResult, data: LAQData, labels: dict[str, str], params: LAQParams, checkpoint: Path,
+                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stage's metrics for video features: no poses (``evaluate_laq_videos``), labels when given."""
+    held_out = standardise(data.held_out, result.mean, result.std)
+    metrics, figures = evaluate_laq_videos(result.model, data.train, held_out, labels, device=dist_info.device,
+                                           seed=params.seed)
+    metrics.update(run_summary(result, data, params, checkpoint, dist_info))
     return metrics, figures
 
 
+def check_video_offset(manifest: dict[str, Any], frame_offset: int) -> None:
+    """Video features hold every ``frame_stride``-th frame: the pair offset must land on those frames."""
+    stride = int(manifest.get("frame_stride", 1))
+    if frame_offset % stride:
+        raise ValueError(f"params.yaml: 'laq.frame_offset' = {frame_offset} is not a multiple of the videos' frame "
+                         f"stride {stride} (videos.stride): no frame pairs")
+
+
 def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bool = True,
-        progress: bool = True) -> None:
+        progress: bool = True, videos: Path = Path("data/videos")) -> None:
     """The stage: train into ``out`` from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
 
     ``params``: the whole params.yaml (sections ``data`` and ``laq``); ``raw``: the sequences with the camera
-    poses; ``resume``: continue from ``out/checkpoint.pt`` when it was written with the same params.
+    poses; ``resume``: continue from ``out/checkpoint.pt`` when it was written with the same params;
+    ``videos``: the ``videos`` stage's folder (its ``labels.json``), read for video features.
     """
     data = parse_section(params, "data", DataParams)
     laq = parse_section(params, "laq", LAQParams)
+    from_videos = features_from_videos(features)
+    if from_videos:
+        check_video_offset(load_manifest(features), laq.frame_offset)
     pairs = load_laq_data(features, laq.frame_offset, data.val_sequences, data.test_sequences)
     info = init_distributed(laq.device)
     if pairs.manifest["random_weights"] and info.is_main:
@@ -95,12 +134,26 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bo
                            progress=progress, dist_info=info)
         if stage is None:
             return
-        metrics, figures = stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
-        usage, probe = stage.report_dir / "figures" / "code_usage.png", stage.report_dir / "figures" / "probe.png"
+        folder = stage.report_dir / "figures"
+        usage = folder / "code_usage.png"
+        if from_videos:
+            labels = json.loads((videos / "labels.json").read_text())["labels"]
+            metrics, figures = video_metrics(result, pairs, labels, laq, out / CHECKPOINT, info)
+            written = [usage] + ([folder / "label_usage.png"] if labels else [])
+            if labels:
+                label_usage_figure(figures["indices"]["held_out"], figures["labels"], laq.codebook_size, written[1])
+        else:
+            metrics, figures = stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
+            written = [usage, folder / "probe.png"]
+            probe_figure(figures["probe"], written[1])
         usage_figure(figures["indices"], laq.codebook_size, usage)
-        probe_figure(figures["probe"], probe)
         curves = curves_figure(stage.curves, "laq", stage.report_dir / "figures" / "curves.png")
-        for figure in (usage, probe, curves):
+        for figure in (*written, curves):
             stage.log_artifact(figure, "figures")
         stage.log_metrics(metrics)
-        log.info("laq: %s", headline(metrics))
+        log.info("laq: %s", headline_videos(metrics) if from_videos else headline(metrics))
+
+
+def features_from_videos(features: Path) -> bool:
+    """True when the cached features come from the video source (no camera poses)."""
+    return load_manifest(features).get("input") == "videos"

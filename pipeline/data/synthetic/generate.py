@@ -96,13 +96,16 @@ def rig_plan(seed: int, index: int) -> dict[str, int]:
     return {"phase": (index + 1) % 2, "turn": 1 if (index + seed) % 2 == 0 else -1}
 
 
-_SCENES: dict[int, Scene] = {}
+_SCENES: dict[tuple[int, int, int], Scene] = {}
 
 
 def _scene(config: GeneratorConfig, index: int) -> Scene:
-    if index not in _SCENES:
-        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames, **rig_plan(config.seed, index))
-    return _SCENES[index]
+    """The scene of sequence ``index``, built once per process; keyed by what builds it (generator seed, index
+    and frame count), so a second dataset with another config in the same process never reuses a stale scene."""
+    key = (config.seed, index, config.frames)
+    if key not in _SCENES:
+        _SCENES[key] = build_scene(sequence_seed(config, index), config.frames, **rig_plan(config.seed, index))
+    return _SCENES[key]
 
 
 def render_frame(config: GeneratorConfig, out_root: Path, index: int, frame: int) -> dict[str, list[dict]]:
