@@ -22,11 +22,12 @@ app = typer.Typer(add_completion=False)
 def main(
     features: Path = typer.Option(Path("data/features"), help="Cached features (concerto stage output)."),
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences with the camera poses."),
-    out: Path = typer.Option(Path("models/laq"), help="Checkpoint folder."),
-    resume: bool = typer.Option(True, help="Continue from out/checkpoint.pt if it was written with the same params."),
+    out: Path = typer.Option(Path("models/laq/model.pt"), help="Trained model (config, weights, feature statistics)."),
+    state: Path = typer.Option(Path("checkpoints/laq/state.pt"), help="Resumable training state."),
+    resume: bool = typer.Option(True, help="Continue from --state if it was written with the same params and data."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    laq.run(load_params(), features, raw, out, resume, progress)
+    laq.run(load_params(), features, raw, out, state, resume, progress)
 
 
 if __name__ == "__main__":

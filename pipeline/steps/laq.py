@@ -1,7 +1,8 @@
 """DVC stage ``laq``: train Concerto-LAQ from cached features, then measure its codes on held-out sequences.
 
 :func:`run` reads only ``data/features`` (the ``concerto`` stage) and the pose files in ``data/raw``;
-writes ``models/laq/checkpoint.pt`` (resumable; ``pipeline/train/laq.py``),
+writes ``models/laq/model.pt`` (``pipeline/train/laq.py``; the resume state of an interrupted run is
+``checkpoints/laq/state.pt``, see ``pipeline/train/loop.py``),
 ``reports/laq/{metrics.json, train.csv, codebook.csv}`` and ``reports/laq/figures/{code_usage,probe}.png``
 (metrics: ``pipeline/eval/laq_metrics.py``). Under torchrun every rank trains; rank 0 logs, evaluates and
 writes the reports.
@@ -28,8 +29,7 @@ from pipeline.eval.laq_metrics import (
     usage_figure,
 )
 from pipeline.tracking import stage_run
-from pipeline.train.common import load_checkpoint
-from pipeline.train.laq import CHECKPOINT, LAQData, LAQParams, TrainResult, load_laq_data, standardise, train_laq
+from pipeline.train.laq import LAQData, LAQParams, TrainResult, load_laq_data, standardise, train_laq
 
 log = logging.getLogger("pipeline.steps.laq")
 
@@ -38,7 +38,7 @@ RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoi
                         "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
 
 
-def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
+def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams,
                   dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the held-out pairs, plus
     training and data summaries.
@@ -53,9 +53,9 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
     metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
                                     motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
-    history = load_checkpoint(checkpoint)["history"]
-    metrics["replacement"] = replacement_summary(history["codebook"])
-    final = history["train"][-1] if history["train"] else {}
+    curves = result.curves
+    metrics["replacement"] = replacement_summary(curves.get("codebook", []))
+    final = curves["train"][-1] if curves.get("train") else {}
     metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
                            "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
                            "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
@@ -70,12 +70,13 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     return metrics, figures
 
 
-def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bool = True,
+def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Path, resume: bool = True,
         progress: bool = True) -> None:
-    """The stage: train into ``out`` from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
+    """The stage: train ``out`` (model file) from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
 
     ``params``: the whole params.yaml (sections ``data`` and ``laq``); ``raw``: the sequences with the camera
-    poses; ``resume``: continue from ``out/checkpoint.pt`` when it was written with the same params.
+    poses; ``state``: resume state of an interrupted run; ``resume``: continue from it when it was written with
+    the same params and data.
     """
     data = parse_section(params, "data", DataParams)
     laq = parse_section(params, "laq", LAQParams)
@@ -89,12 +90,11 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bo
             stage.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
             stage.log_params({"laq": asdict(laq), "data.val_sequences": data.val_sequences,
                               "data.test_sequences": data.test_sequences})
-        result = train_laq(pairs.train, pairs.val, laq, out, splits=pairs.splits, manifest=pairs.manifest,
-                           log_fn=stage.log_step if stage is not None else None, resume=resume,
-                           progress=progress, dist_info=info)
+        result = train_laq(pairs.train, pairs.val, laq, out, state, splits=pairs.splits, manifest=pairs.manifest,
+                           run=stage, resume=resume, progress=progress, dist_info=info)
         if stage is None:
             return
-        metrics, figures = stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
+        metrics, figures = stage_metrics(result, pairs, raw, laq, info)
         usage, probe = stage.report_dir / "figures" / "code_usage.png", stage.report_dir / "figures" / "probe.png"
         usage_figure(figures["indices"], laq.codebook_size, usage)
         probe_figure(figures["probe"], probe)

@@ -62,21 +62,41 @@ def test_clip_sampling_respects_gaps_and_reversal():
     assert reversed_seen > 50 and forward_seen > 50
 
 
+class Rows:
+    """Collects curve rows as a stage's run does (``log_step``)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, dict[str, float]]] = []
+
+    def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
+        self.rows.append((curve, step, values))
+
+
 def test_resume_equals_uninterrupted(tiny, tmp_path):
+    """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0."""
     raw, clouds, phase1 = tiny
     p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(P1).items()})
     seqs = load_sequences(raw, clouds, [SEQ], CAM, p1.selection())
-    train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
-    part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                        progress=False, stop_after=2)
+    params = dataclasses.replace(P2, val_every=2)
+    full, resumed = Rows(), Rows()
+    train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
+                 progress=False)
+    part = train_phase2(seqs, seqs, params, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=Rows(),
+                        device="cpu", progress=False, stop_after=2)
     assert part["stopped_early"] and not (tmp_path / "b/model.pt").exists()
-    summary = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                           progress=False)
-    assert summary["resumed_from_step"] == 2
+    summary = train_phase2(seqs, seqs, params, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=resumed,
+                           device="cpu", progress=False)
+    assert summary["resumed_from_step"] == 2 and not (tmp_path / "b/state.pt").exists()
     a, _, _ = load_video_model(tmp_path / "a/model.pt")
     b, _, _ = load_video_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+
+    def by_step(rows):
+        return sorted(rows, key=lambda r: r[:2])
+
+    assert [(c, s) for c, s, _ in by_step(full.rows)] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
+    assert by_step(resumed.rows) == by_step(full.rows)
 
 
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
