@@ -1,7 +1,7 @@
 """Phase-one training: fit the slot scene model to depth frames with the one-directional Chamfer loss.
 
-Resumable (``checkpoints/phase1/state.pt`` holds model, optimiser, step and the params it was made
-with; a run with other params starts fresh), deterministic from ``train.seed`` (batches are drawn
+Resumable (``checkpoints/phase1/state.pt``, :mod:`pipeline.train.loop`; a run with other params or
+other frames starts fresh), deterministic from ``train.seed`` (batches are drawn
 from ``(seed, step, rank)``), device auto (CUDA with bf16 autocast for the encoder), and runs under
 ``torchrun`` (DDP, one shard of each batch per process; gloo on CPU).
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,8 +23,8 @@ from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, predict
 from pipeline.models.slots.losses import LossWeights, total_loss
 from pipeline.models.slots.refine import refine_vectors
-from pipeline.progress import progress_bar
 from pipeline.train import common
+from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine
 
 
 @dataclass(frozen=True)
@@ -110,17 +108,10 @@ def records_fingerprint(records: list[FrameRecord]) -> str:
     return ";".join(f"{r.sequence}:{r.camera}:{r.frame}:{len(r.points)}" for r in records)
 
 
-def learning_rate(step: int, total: int, base: float, warmup: int = 50) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-
 def build_optimizer(model: SlotSceneModel, params: Phase1Params) -> torch.optim.Optimizer:
     proto = [model.prototypes.offsets]
     rest = [p for n, p in model.named_parameters() if not n.startswith("prototypes.")]
-    return torch.optim.Adam([{"params": rest, "lr": params.lr, "base_lr": params.lr},
-                             {"params": proto, "lr": params.prototype_lr, "base_lr": params.prototype_lr}])
+    return torch.optim.Adam([{"params": rest, "lr": params.lr}, {"params": proto, "lr": params.prototype_lr}])
 
 
 @torch.no_grad()
@@ -141,90 +132,57 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
 
 
 def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
-                 state_path: Path, run=None, device: str = "auto", progress: bool = True,
+                 state_path: Path, run: CurveSink | None = None, device: str = "auto", progress: bool = True,
                  stop_after: int | None = None) -> dict:
     """Train and write ``out_model`` (config + weights); returns a summary for the metrics file.
 
-    ``state_path`` holds the resumable state while training runs (every ``checkpoint_every`` steps)
-    and is removed once the model is written, so a rerun trains again rather than "resuming" a
-    finished run. A state made with other params or other training frames is ignored.
-
-    ``stop_after``: save the resumable state after that many steps and return without writing the
-    model (a time-sliced job, or a test of resuming); the next call continues from the state.
+    Resume state (``state_path``, ignored if made with other params or other training frames), curves and
+    ``stop_after`` (an absolute step; the model is not written then): :mod:`pipeline.train.loop`.
     """
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
     model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
-    optimizer = build_optimizer(model, params)
-    start_step = 0
-    digest = params.digest(records_fingerprint(train))
-    if state_path.is_file():
-        state = common.load_checkpoint(state_path, map_location=info.device)
-        if state.get("params_digest") == digest:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_step = int(state["step"])
-            print(f"train_phase1: resuming from {state_path} at step {start_step}")
-        else:
-            print(f"train_phase1: {state_path} was made with other params or data; starting fresh")
-    ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-           if info.distributed else model)
+    loop = TrainLoop("train phase 1", model, build_optimizer(model, params), steps=params.steps,
+                     schedule=WarmupCosine(params.steps, warmup=50), state_path=state_path,
+                     identity=params.digest(records_fingerprint(train)), checkpoint_every=params.checkpoint_every,
+                     info=info, run=run, progress=progress)
+    ddp = loop.wrap()
     weights = params.loss_weights()
     per_rank = max(params.batch_size // info.world_size, 1)
-    started, frames_seen = time.perf_counter(), 0
-    bar = progress_bar(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
-               disable=not (progress and info.is_main))
+    frames_seen = 0
     terms: dict[str, float] = {}
-    for step in bar:
-        if stop_after is not None and step >= stop_after:
-            if info.is_main:
-                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "step": step,
-                                                    "params_digest": digest})
-            common.barrier()
-            return {"steps": step, "stopped_early": True}
+    for step in loop.steps(stop_after):
         rng = np.random.default_rng([params.seed, step, info.rank])
         chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
         batch = make_batch(chosen, params.points_per_frame, rng, info.device)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, params.steps, group["base_lr"])
         out = predict(ddp, batch)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
-        loss, terms = total_loss(common.unwrap(ddp), out, batch, weights, params.samples_per_slot, generator)
+        loss, terms = total_loss(model, out, batch, weights, params.samples_per_slot, generator)
         if params.refine_steps_train > 0 and params.weight_distill > 0:
-            target = refine_vectors(common.unwrap(ddp), batch, anchors_of(batch), out.vector, params.refine_steps_train,
+            target = refine_vectors(model, batch, anchors_of(batch), out.vector, params.refine_steps_train,
                                     params.refine_lr, weights, params.samples_per_slot, seed=step)
             distill = torch.nn.functional.mse_loss(out.vector, target)
             loss = loss + params.weight_distill * distill
             terms["distill"] = distill.item()
-        optimizer.zero_grad(set_to_none=True)
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ddp.parameters(), params.grad_clip)
-        optimizer.step()
+        loop.optimizer.step()
         frames_seen += per_rank * info.world_size
         if info.is_main:
-            bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
-            if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
-                run.log_step("train", step, terms)
-            if run is not None and val and (step % params.val_every == 0 or step == params.steps - 1):
-                run.log_step("val", step, validation_loss(ddp, val, params, info.device))
-            if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
-                common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "step": step + 1,
-                                                    "params_digest": digest})
-    seconds = time.perf_counter() - started
-    if info.is_main:
-        model_cpu = common.unwrap(ddp)
-        common.save_checkpoint(out_model, {"config": dataclasses.asdict(params.model_config()),
-                                           "params": dataclasses.asdict(params),
-                                           "state_dict": {k: v.detach().cpu() for k, v in model_cpu.state_dict().items()}})
-        state_path.unlink(missing_ok=True)  # the state only serves to resume an interrupted run
-        state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
-    common.barrier()
-    return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
-            "frames_seen": frames_seen, "frames_per_s": round(frames_seen / max(seconds, 1e-9), 1),
-            "train_frames": len(train), "val_frames": len(val), "world_size": info.world_size,
-            "device": str(info.device), "final_train": terms}
+            loop.postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
+            if loop.due(step, params.log_every):
+                loop.log("train", step, terms)
+            if val and loop.due(step, params.val_every):
+                loop.log("val", step, validation_loss(ddp, val, params, info.device))
+    if loop.stopped:
+        return {"steps": loop.stopped_at, "stopped_early": True}
+    loop.finish(out_model, lambda: {
+        "config": dataclasses.asdict(params.model_config()), "params": dataclasses.asdict(params),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+    return {**loop.summary(), "frames_seen": frames_seen,
+            "frames_per_s": round(frames_seen / max(loop.seconds, 1e-9), 1), "train_frames": len(train),
+            "val_frames": len(val), "final_train": terms}
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[SlotSceneModel, dict]:

@@ -28,19 +28,40 @@ def tiny_records(generated_root: Path, tmp_path: Path):
     return records, clouds
 
 
+class Rows:
+    """Collects curve rows as a stage's run does (``log_step``)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, dict[str, float]]] = []
+
+    def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
+        self.rows.append((curve, step, values))
+
+
 def test_resume_equals_uninterrupted(generated_root, tmp_path):
+    """stop_after = 2 then resume with a new run object (a new process): bit-identical weights, and curves that
+    hold every row from step 0, equal to an uninterrupted run's."""
     records, _ = tiny_records(generated_root, tmp_path)
-    train_phase1(records, [], TINY, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
-    part = train_phase1(records, [], TINY, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                        progress=False, stop_after=2)
+    params = Phase1Params(**{**TINY.__dict__, "val_every": 2})
+    full, resumed = Rows(), Rows()
+    train_phase1(records, records, params, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
+                 progress=False)
+    part = train_phase1(records, records, params, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=Rows(),
+                        device="cpu", progress=False, stop_after=2)
     assert part["stopped_early"] and not (tmp_path / "b/model.pt").exists()
-    summary = train_phase1(records, [], TINY, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                           progress=False)
-    assert summary["resumed_from_step"] == 2
+    summary = train_phase1(records, records, params, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=resumed,
+                           device="cpu", progress=False)
+    assert summary["resumed_from_step"] == 2 and not (tmp_path / "b/state.pt").exists()
     a, _ = load_model(tmp_path / "a/model.pt")
     b, _ = load_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+
+    def by_step(rows):
+        return sorted(rows, key=lambda r: r[:2])
+
+    assert [(c, s) for c, s, _ in by_step(full.rows)] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
+    assert by_step(resumed.rows) == by_step(full.rows)
 
 
 def test_other_params_do_not_resume(generated_root, tmp_path, capsys):
