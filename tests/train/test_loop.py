@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.distributed import DistInfo
 from pipeline.train.loop import TrainLoop, WarmupCosine
+from tests.curve_rows import Rows
 
 REPO = Path(__file__).parents[2]
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -55,13 +56,6 @@ def _train(loop: TrainLoop, stop_after: int | None = None) -> None:
 
 
 def test_resume_replays_curves_restores_rng_and_ignores_other_identities(tmp_path):
-    class Rows:
-        def __init__(self):
-            self.rows = []
-
-        def log_step(self, curve, step, values):
-            self.rows.append((curve, step, values))
-
     full = _loop(tmp_path / "a/state.pt", "x", run=Rows())
     _train(full)
     full.finish(tmp_path / "a/model.pt", lambda: {"w": full.model.weight.detach()})

@@ -13,6 +13,7 @@ from pipeline.data.frames import load_frames
 from pipeline.data.pointcloud import PointcloudParams
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import Phase1Params, load_model, train_phase1
+from tests.curve_rows import Rows
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
@@ -26,16 +27,6 @@ def tiny_records(generated_root: Path, tmp_path: Path):
     build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
     records, _ = load_frames(generated_root, clouds, [SEQ], CAM, TINY.selection(), progress=False)
     return records, clouds
-
-
-class Rows:
-    """Collects curve rows as a stage's run does (``log_step``)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, int, dict[str, float]]] = []
-
-    def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
-        self.rows.append((curve, step, values))
 
 
 def test_resume_equals_uninterrupted(generated_root, tmp_path):
@@ -56,12 +47,8 @@ def test_resume_equals_uninterrupted(generated_root, tmp_path):
     b, _ = load_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
-
-    def by_step(rows):
-        return sorted(rows, key=lambda r: r[:2])
-
-    assert [(c, s) for c, s, _ in by_step(full.rows)] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
-    assert by_step(resumed.rows) == by_step(full.rows)
+    assert [(c, s) for c, s, _ in full.by_step()] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
+    assert resumed.by_step() == full.by_step()
 
 
 def test_other_params_do_not_resume(generated_root, tmp_path, capsys):

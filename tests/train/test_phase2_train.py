@@ -17,6 +17,7 @@ from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import Phase1Params, train_phase1
 from pipeline.train.phase2 import Phase2Params, load_video_model, sample_clip, train_phase2
+from tests.curve_rows import Rows
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -62,16 +63,6 @@ def test_clip_sampling_respects_gaps_and_reversal():
     assert reversed_seen > 50 and forward_seen > 50
 
 
-class Rows:
-    """Collects curve rows as a stage's run does (``log_step``)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, int, dict[str, float]]] = []
-
-    def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
-        self.rows.append((curve, step, values))
-
-
 def test_resume_equals_uninterrupted(tiny, tmp_path):
     """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0."""
     raw, clouds, phase1 = tiny
@@ -91,12 +82,8 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     b, _, _ = load_video_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
-
-    def by_step(rows):
-        return sorted(rows, key=lambda r: r[:2])
-
-    assert [(c, s) for c, s, _ in by_step(full.rows)] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
-    assert by_step(resumed.rows) == by_step(full.rows)
+    assert [(c, s) for c, s, _ in full.by_step()] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
+    assert resumed.by_step() == full.by_step()
 
 
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):

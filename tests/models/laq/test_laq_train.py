@@ -17,6 +17,7 @@ from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.train import common
 from pipeline.train.laq import LAQParams, load_feature_pairs, replaces_at, train_laq
+from tests.curve_rows import Rows
 
 TINY = LAQParams(dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
                  code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
@@ -102,16 +103,6 @@ def test_bad_feature_file_is_reported(features, tmp_path):
         load_manifest(tmp_path)
 
 
-class Rows:
-    """Collects curve rows as a stage's run does (``log_step``)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, int, dict[str, float]]] = []
-
-    def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
-        self.rows.append((curve, step, values))
-
-
 def run(features, out, params, **kw):
     train, val, splits, manifest = load(features, params)
     return train_laq(train, val, params, out / "model.pt", out / "state.pt", splits=splits, manifest=manifest,
@@ -138,7 +129,7 @@ def test_resume_equals_uninterrupted_run(features, tmp_path):
     saved = torch.load(tmp_path / "part/model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(saved[k], a[k]) for k in a)
     # the resumed run's curves hold every row from step 0, identical to the uninterrupted run's
-    assert sorted(part_rows.rows, key=lambda r: r[:2]) == sorted(full_rows.rows, key=lambda r: r[:2])
+    assert part_rows.by_step() == full_rows.by_step()
     assert second.curves == full.curves
     assert {step for curve, step, _ in part_rows.rows if curve == "train"} == {2, 4, 6, 8}
     # other params: the old state is not resumed
