@@ -1,9 +1,11 @@
 """Project paths and ``params.yaml`` loading with strict validation (the one place for both).
 
-Every stage reads ``params.yaml`` once with :func:`load_params` and turns each section it uses into a
-frozen dataclass with :func:`parse_section`. A key that is unknown, missing or of the wrong type stops
-the stage with one line naming the key (``params.yaml: unknown key 'pointcloud.maxpoints'``), so a
-typo in ``dvc exp run -S ...`` can never be silently ignored.
+Every stage reads ``params.yaml`` with :func:`load_params` and turns the sections it uses into the
+frozen pydantic models of ``pipeline/params/`` with :func:`parse_section`. A key that is unknown,
+missing or of the wrong type stops the stage with one line naming the key
+(``params.yaml: unknown key 'pointcloud.maxpoints'``); the ``check_params`` stage, which every
+stage runs after, checks all sections the same way, so a typo in ``dvc exp run -S ...`` can never
+be silently ignored.
 
 Paths are relative to the project root, found as the nearest folder at or above the current
 working directory that holds ``dvc.yaml``. DVC runs stage commands from that folder, including in
@@ -13,17 +15,16 @@ root there too (the installed package may point at another checkout).
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 PARAMS_FILE = "params.yaml"
 
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class ParamsError(ValueError):
@@ -53,70 +54,34 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
     return data
 
 
-def _check_type(value: Any, annotation: Any, key: str) -> Any:
-    """Return ``value`` converted to ``annotation`` where lossless (int → float), else raise."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, key)
-            except ParamsError:
-                continue
-        raise ParamsError(f"params.yaml: '{key}' = {value!r} should be {annotation}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(annotation):
-            raise ParamsError(f"params.yaml: '{key}' = {value!r} should be one of {list(typing.get_args(annotation))}")
-        return value
-    if origin in (list, tuple):
-        (item_type, *_) = typing.get_args(annotation) or (Any,)
-        if not isinstance(value, list | tuple):
-            raise ParamsError(f"params.yaml: '{key}' = {value!r} should be a list")
-        return tuple(_check_type(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
-    if annotation is Any:
-        return value
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, bool):
-        raise ParamsError(f"params.yaml: '{key}' = {value!r} should be int")
-    if not isinstance(value, annotation):
-        raise ParamsError(f"params.yaml: '{key}' = {value!r} should be {annotation.__name__}")
-    return value
-
-
-def parse_section(raw: dict[str, Any], section: str, cls: type[T]) -> T:
-    """Build dataclass ``cls`` from ``raw[section]``; unknown/missing/mistyped keys raise ParamsError."""
+def parse_section(raw: dict[str, Any], section: str, cls: type[M]) -> M:
+    """Validate ``raw[section]`` as the pydantic model ``cls``; any problem raises a one-line ParamsError."""
     if section not in raw:
         raise ParamsError(f"params.yaml: missing section '{section}'")
     values = raw[section]
     if not isinstance(values, dict):
         raise ParamsError(f"params.yaml: section '{section}' should be a mapping")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ParamsError(f"params.yaml: unknown key '{section}.{unknown[0]}' (known: {', '.join(sorted(fields))})")
-    kwargs = {}
-    for name, field in fields.items():
-        key = f"{section}.{name}"
-        if name not in values:
-            no_default = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            if no_default:
-                raise ParamsError(f"params.yaml: missing key '{key}'")
-            continue
-        kwargs[name] = _check_type(values[name], hints[name], key)
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        try:
-            validate()
-        except ValueError as err:
-            raise ParamsError(f"params.yaml: {section}: {err}") from None
-    return obj
+    try:
+        return cls.model_validate(values)
+    except ValidationError as err:
+        raise ParamsError(describe_error(section, err, cls)) from None
+
+
+def describe_error(section: str, err: ValidationError, cls: type[BaseModel]) -> str:
+    """One line for the most telling problem: an unknown key first, then a missing one, then a bad value."""
+    rank = {"extra_forbidden": 0, "missing": 1}
+    first = min(err.errors(), key=lambda e: rank.get(e["type"], 2))
+    key = section + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(first["loc"][-1]), list(cls.model_fields), n=1)
+        hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+        return f"params.yaml: unknown key '{key}'{hint}"
+    if first["type"] == "missing":
+        return f"params.yaml: missing key '{key}'"
+    message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]  # a validator's own words
+    if not first["loc"]:  # a rule across keys
+        return f"params.yaml: {section}: {message}"
+    return f"params.yaml: '{key}' = {first['input']!r}: {message}"
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

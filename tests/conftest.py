@@ -1,14 +1,19 @@
-"""Shared fixtures: a small generated SYNTHIA-SEQS look-alike (all 8 cameras)."""
+"""Shared fixtures: a small generated SYNTHIA-SEQS look-alike (all 8 cameras); the repository's params."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline.config import load_params, parse_section
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
 from pipeline.io.synthia import ALL_CAMERAS
+from pipeline.params.sections import SECTIONS
 
+REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
 SMALL = GeneratorConfig(seed=3, sequences=1, frames=3, height=96, width=160, cameras=ALL_CAMERAS, workers=1)
 
 
@@ -18,3 +23,14 @@ def generated_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthia")
     generate_dataset(SMALL, root, progress=False)
     return root
+
+
+@functools.cache
+def _repo_params() -> dict[str, Any]:
+    return load_params(REPO_PARAMS)
+
+
+def repo_params(section: str, **overrides: Any):
+    """The repository's params.yaml ``section`` with ``overrides``, validated as params.yaml is (the models
+    have no defaults: tests start from the same values as the pipeline)."""
+    return parse_section({section: {**_repo_params()[section], **overrides}}, section, SECTIONS[section])

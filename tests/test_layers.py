@@ -3,7 +3,7 @@
 Layers, low -> high (a module may import its own layer and any lower one):
 
 0. ``pipeline.errors``, ``pipeline.config``, ``pipeline.runtime``, ``pipeline.distributed``,
-   ``pipeline.progress``, ``pipeline.tracking``, ``pipeline.io``
+   ``pipeline.progress``, ``pipeline.tracking``, ``pipeline.io``, ``pipeline.params`` (params.yaml models)
 1. ``pipeline.geometry``
 2. ``pipeline.data``
 3. ``pipeline.models``
@@ -23,7 +23,7 @@ from tests.import_graph import module_name, project_imports, source_files
 
 LAYERS: list[tuple[str, ...]] = [
     ("pipeline", "pipeline.errors", "pipeline.config", "pipeline.runtime", "pipeline.distributed",
-     "pipeline.progress", "pipeline.tracking", "pipeline.io"),
+     "pipeline.progress", "pipeline.tracking", "pipeline.io", "pipeline.params"),
     ("pipeline.geometry",),
     ("pipeline.data",),
     ("pipeline.models",),

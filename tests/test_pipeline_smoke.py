@@ -1,6 +1,7 @@
 """The real `dvc repro` on a tiny sample, in a temporary copy of the repository (CI smoke pipeline).
 
-Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; changing one
+Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; an unknown key
+stops `dvc exp run` in one line; a held-out split change marks only the stages that read it; changing one
 downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs.
 """
 
@@ -29,7 +30,7 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+STAGES = ("check_params", "download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,9 +64,9 @@ def make_smoke_repo(tmp_path_factory):
                GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost", GIT_COMMITTER_NAME="ci",
                GIT_COMMITTER_EMAIL="ci@localhost", TYPER_USE_RICH="0")
 
-    def run(*cmd: str) -> str:
+    def run(*cmd: str, ok: bool = True) -> str:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout + proc.stderr
 
     run("git", "init", "-q", "-b", "main")
@@ -120,14 +121,39 @@ def check_mlflow_recorded_the_stages(smoke_repo):
     assert list((root / "mlartifacts").rglob("*.png"))  # figures logged as artifacts
 
 
-def check_downstream_param_reruns_only_downstream(smoke_repo):
-    root, run, _ = smoke_repo
+def check_unknown_key_stops_the_pipeline(smoke_repo):
+    """Even in a section that dvc.yaml lists key by key: check_params tracks the whole file."""
+    _, run, _ = smoke_repo
     run("git", "add", "-A")
     run("git", "commit", "-qm", "lock")
+    log = run("dvc", "exp", "run", "-S", "+pointcloud.maxpoints=1", ok=False)
+    errors = [line for line in log.splitlines() if line.startswith("error: params.yaml")]
+    assert errors == ["error: params.yaml: unknown key 'pointcloud.maxpoints' (did you mean 'pointcloud.max_points'?)"]
+    assert "Running stage 'pointclouds'" not in log
+    run("git", "checkout", "--", "params.yaml")  # the typo fixed: only the check reruns (DVC removed its output)
+    log = run("dvc", "repro")
+    assert "Running stage 'check_params'" in log and log.count("Running stage") == 1
+    assert "Data and pipelines are up to date" in run("dvc", "status")
+
+
+def check_split_change_marks_only_its_stages(smoke_repo):
+    """A data.val_sequences edit touches the shared `data` section; download and point clouds stay valid."""
+    root, run, _ = smoke_repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["val_sequences"] = 0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(run("dvc", "status", "--json")))
+    assert changed == {"check_params", "laq", "train_phase1", "train_phase2", "evaluate"}
+    run("git", "checkout", "--", "params.yaml")
+
+
+def check_downstream_param_reruns_only_downstream(smoke_repo):
+    root, run, _ = smoke_repo
     log = run("dvc", "exp", "run", "-n", "fewer-points", "-S", "pointcloud.max_points=256")
     for upstream in ("download", "vggt"):
         assert f"Stage '{upstream}' didn't change, skipping" in log
         assert f"Running stage '{upstream}'" not in log
+    assert "Running stage 'check_params'" in log  # its output did not change: no cascade
     for downstream in ("pointclouds", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
         assert f"Running stage '{downstream}'" in log
     assert metrics(root, "pointclouds")["points"] == 9 * 256
@@ -141,4 +167,6 @@ def test_smoke_pipeline(tmp_path_factory):
     check_outputs_exist_and_are_valid(smoke_repo)
     check_second_repro_is_a_no_op(smoke_repo)
     check_mlflow_recorded_the_stages(smoke_repo)
+    check_unknown_key_stops_the_pipeline(smoke_repo)
+    check_split_change_marks_only_its_stages(smoke_repo)
     check_downstream_param_reruns_only_downstream(smoke_repo)

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV, backproject, cv_to_world
 from pipeline.data.sampling import subsample
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout
-
-
-@dataclass(frozen=True)
-class PointcloudParams:
-    """``pointcloud`` section of params.yaml.
-
-    - ``max_points``: points kept per frame (fewer if the frame has fewer valid pixels);
-    - ``sampling``: ``random`` (uniform over valid pixels) or ``fps`` (farthest-point sampling);
-    - ``far_m``: drop pixels with planar depth beyond this many metres (sky is always dropped);
-    - ``coordinates``: ``camera`` (OpenCV axes of each frame) or ``world`` (SYNTHIA world via the pose);
-    - ``normal_neighbours``: k of the k-NN plane fit used for normals (open3d);
-    - ``seed``: seeds the subsampling (per frame: seed, sequence index, frame).
-    """
-
-    max_points: int = 8192
-    sampling: Literal["random", "fps"] = "random"
-    far_m: float = 80.0
-    coordinates: Literal["camera", "world"] = "camera"
-    normal_neighbours: int = 16
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.max_points < 16:
-            raise ValueError(f"max_points = {self.max_points} must be >= 16")
-        if self.far_m <= 0:
-            raise ValueError(f"far_m = {self.far_m} must be positive")
-        if self.normal_neighbours < 3:
-            raise ValueError(f"normal_neighbours = {self.normal_neighbours} must be >= 3")
+from pipeline.params.pointcloud import PointcloudParams
 
 
 def estimate_normals(points: np.ndarray, neighbours: int, viewpoint: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,8 +15,9 @@ from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, predict
-from pipeline.models.slots.losses import LossWeights
+from pipeline.models.slots.losses import loss_weights
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
 
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
@@ -25,19 +25,7 @@ BASELINE_ICO_LEVEL = 3
 MIN_OBJECT_POINTS = 20
 
 
-class RefineSettings(Protocol):
-    """The phase-one settings the evaluation reads (the ``train`` section of params.yaml, as trained)."""
-
-    @property
-    def refine_lr(self) -> float: ...
-    @property
-    def samples_per_slot(self) -> int: ...
-    @property
-    def refine_steps_eval(self) -> int: ...
-    def loss_weights(self) -> LossWeights: ...
-
-
-def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: RefineSettings | None = None,
+def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
                    refine_steps: int = 0, batch_size: int = 8):
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
     pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
@@ -49,7 +37,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Re
             slots = predict(model, batch)
         if refine_steps > 0:
             vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
-                                     params.loss_weights(), params.samples_per_slot, seed=i)
+                                     loss_weights(params), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
         out += [(slots.verts[j].detach().numpy(), slots.centre[j].detach().numpy(), slots.weights[j].detach().numpy())
@@ -57,7 +45,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Re
     return out
 
 
-def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: RefineSettings,
+def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
                     progress: bool = True) -> dict:
     """Mean metrics per method over ``records`` plus relative improvements of the model."""
     unit, unit_faces = ico_sphere(BASELINE_ICO_LEVEL)

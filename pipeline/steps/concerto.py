@@ -38,16 +38,19 @@ import torch
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.data import features_cache
-from pipeline.data.params import DataParams
 from pipeline.data.sampling import random_subsample
 from pipeline.io import atomic, pointcloud_table
-from pipeline.models.ptv3.bev_tokens import pool_bev
+from pipeline.models.ptv3.bev_tokens import BEVGrid, pool_bev
 from pipeline.models.ptv3.features import extract_features
 from pipeline.models.ptv3.loader import RANDOM_INIT, load_encoder
 from pipeline.models.ptv3.model import PointTransformerV3
-from pipeline.models.ptv3.params import PRESET_NAMES, ConcertoParams
+from pipeline.params.concerto import ConcertoParams
+from pipeline.params.data import DataParams
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
+
+# params.yaml concerto.preset -> preset name of pipeline/models/ptv3/config.py
+PRESET_NAMES = {"tiny": "tiny", "small": "concerto_small", "base": "concerto_base", "large": "concerto_large"}
 
 RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
 POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
@@ -98,7 +101,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     frames, starts = np.unique(frame_col[order], return_index=True)
     ends = [*starts[1:], len(order)]
     out: dict[str, list] = {"global_": [], "tokens": [], "token_xyz": [], "token_mask": []}
-    grid, bev = p.bev_grid(), p.tokens == "bev"
+    grid, bev = BEVGrid(p.bev_cells_x, p.bev_cells_z, p.bev_width, p.bev_depth), p.tokens == "bev"
     for frame, start, end in zip(frames, starts, ends, strict=True):
         rows = order[start:end]
         if p.max_points and len(rows) > p.max_points:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams, DownloadParams
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
 from pipeline.io.atomic import atomic_dir
 from pipeline.io.download import download_sequences
+from pipeline.params.data import DataParams, DownloadParams
 from pipeline.tracking import stage_run
 
 CHECKSUMS = Path("synthia.sha256")

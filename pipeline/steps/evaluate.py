@@ -18,7 +18,6 @@ import torch
 
 from pipeline.config import flatten, parse_section
 from pipeline.data.frames import load_frames
-from pipeline.data.params import DataParams
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
@@ -28,8 +27,10 @@ from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figu
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.io import synthia
 from pipeline.models.video.sequences import load_sequences
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
 from pipeline.tracking import stage_run
-from pipeline.train.phase1 import Phase1Params, load_model
+from pipeline.train.phase1 import frame_selection, load_model
 from pipeline.train.phase2 import load_video_model
 
 
@@ -37,8 +38,8 @@ def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str
                   figures_dir: Path, meshes_dir: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
     """Evaluate the trained model on ``sequences``; returns (metrics, figure paths)."""
     model, saved = load_model(model_path)
-    params = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    records, skipped = load_frames(raw, clouds, sequences, camera, params.selection())
+    params = Phase1Params.model_validate(saved)
+    records, skipped = load_frames(raw, clouds, sequences, camera, frame_selection(params))
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
     metrics = evaluate_phase1(model, records, raw, params)
@@ -71,7 +72,7 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, 
     ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
     model, params, p1 = load_video_model(model_path)
     phase1_model, _ = load_model(phase1_path)
-    selection = p1.selection()
+    selection = frame_selection(p1)
     seqs = load_sequences(raw, clouds, sequences, camera, selection)
     if not seqs:
         raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipeline import runtime
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
 from pipeline.distributed import DistInfo, init_distributed
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
@@ -28,8 +26,10 @@ from pipeline.eval.laq_metrics import (
     replacement_summary,
     usage_figure,
 )
+from pipeline.params.data import DataParams
+from pipeline.params.laq import LAQParams
 from pipeline.tracking import stage_run
-from pipeline.train.laq import LAQData, LAQParams, TrainResult, load_laq_data, standardise, train_laq
+from pipeline.train.laq import LAQData, TrainResult, load_laq_data, standardise, train_laq
 
 log = logging.getLogger("pipeline.steps.laq")
 
@@ -88,7 +88,7 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Pat
     with stage_run("laq") if info.is_main else contextlib.nullcontext() as stage:
         if stage is not None:
             stage.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
-            stage.log_params({"laq": asdict(laq), "data.val_sequences": data.val_sequences,
+            stage.log_params({"laq": laq.model_dump(), "data.val_sequences": data.val_sequences,
                               "data.test_sequences": data.test_sequences})
         result = train_laq(pairs.train, pairs.val, laq, out, state, splits=pairs.splits, manifest=pairs.manifest,
                            run=stage, resume=resume, progress=progress, dist_info=info)

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
-from pipeline.data.pointcloud import PointcloudParams, frame_points
+from pipeline.data.pointcloud import frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
+from pipeline.params.data import DataParams
+from pipeline.params.pointcloud import PointcloudParams
 from pipeline.progress import progress_bar
 from pipeline.tracking import stage_run
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from pipeline.config import parse_section
 from pipeline.data.frames import load_frames
-from pipeline.data.params import DataParams
 from pipeline.data.splits import training_split
+from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
 from pipeline.tracking import rank_report_dir, stage_run
-from pipeline.train.phase1 import Phase1Params, train_phase1
+from pipeline.train.phase1 import frame_selection, train_phase1
 
 
 def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path, state: Path, device: str = "auto") -> None:
@@ -35,8 +36,8 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path, state: Path,
         stage.log_params({"train": params["train"], "split": split})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., no validation frame qualifies
             stage.declare_curve(curve, ["loss", "chamfer_m", "free_space_m", "reverse_m"])
-        records, skipped = load_frames(raw, clouds, split["train"], camera, train.selection(), progress=main_process)
-        val, _ = load_frames(raw, clouds, split["val"], camera, train.selection(), progress=main_process)
+        records, skipped = load_frames(raw, clouds, split["train"], camera, frame_selection(train), progress=main_process)
+        val, _ = load_frames(raw, clouds, split["val"], camera, frame_selection(train), progress=main_process)
         if not records:
             raise ValueError(f"params.yaml: no training frame has >= train.min_points={train.min_points} target points")
         summary = train_phase1(records, val, train, out, state, run=stage, device=device, progress=main_process)

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
 from pipeline.data.splits import training_split
 from pipeline.models.video.sequences import load_sequences
+from pipeline.params.data import DataParams
+from pipeline.params.video import Phase2Params
 from pipeline.tracking import rank_report_dir, stage_run
-from pipeline.train.phase2 import Phase2Params, build_model, train_phase2
+from pipeline.train.phase1 import frame_selection
+from pipeline.train.phase2 import build_model, train_phase2
 
 
 def run(params: dict[str, Any], raw: Path, clouds: Path, phase1: Path, out: Path, state: Path,
@@ -39,8 +41,8 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, phase1: Path, out: Path
         stage.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty
             stage.declare_curve(curve, ["loss", "chamfer_m"])
-        train = load_sequences(raw, clouds, split["train"], camera, p1.selection(), progress=main_process)
-        val = load_sequences(raw, clouds, split["val"], camera, p1.selection(), progress=main_process)
+        train = load_sequences(raw, clouds, split["train"], camera, frame_selection(p1), progress=main_process)
+        val = load_sequences(raw, clouds, split["val"], camera, frame_selection(p1), progress=main_process)
         if not train:
             raise ValueError(f"no training sequence has >= 2 frames with >= {p1.min_points} target points")
         summary = train_phase2(train, val, video, phase1, out, state, run=stage, device=device, progress=main_process)

@@ -33,7 +33,6 @@ import torch
 
 from pipeline import runtime
 from pipeline.config import parse_section
-from pipeline.data.params import DataParams
 from pipeline.data.pointcloud import estimate_normals
 from pipeline.data.sampling import subsample
 from pipeline.eval.vggt_figures import depth_figure
@@ -42,8 +41,10 @@ from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
 from pipeline.models.vggt.geometry import depth_to_camera_points
 from pipeline.models.vggt.infer import run_vggt
+from pipeline.models.vggt.config import depth_camera_config
 from pipeline.models.vggt.load import load_vggt
-from pipeline.models.vggt.params import VggtParams
+from pipeline.params.data import DataParams
+from pipeline.params.vggt import VggtParams
 from pipeline.tracking import stage_run
 
 RANDOM_NOTE = "random weights: numbers are not meaningful"
@@ -196,7 +197,7 @@ def run(params: dict[str, Any], raw: Path, out: Path, reports: Path, device: tor
     p = parse_section(params, "vggt", VggtParams)
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw}: dataset folder not found (run the download stage first)")
-    model, info = load_vggt(p.weights, p.model_config(), revision=p.revision or None, device=device, seed=p.seed)
+    model, info = load_vggt(p.weights, depth_camera_config(p.preset), revision=p.revision or None, device=device, seed=p.seed)
     random_weights = bool(info["random_init"])
     if random_weights:
         print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "

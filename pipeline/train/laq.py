@@ -19,7 +19,7 @@ quantizer) and each rank takes a strided share of the step's batch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,83 +31,9 @@ from pipeline.data.splits import split_sequences
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
 from pipeline.models.ptv3.bev_tokens import BEVGrid
+from pipeline.params.laq import LAQParams
 from pipeline.train import common
 from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, identity_digest
-
-
-@dataclass(frozen=True)
-class LAQParams:
-    """``laq`` section of params.yaml (model sizes, schedule, quantizer, evaluation).
-
-    Model (see :class:`pipeline.models.laq.LAQConfig`; the seed's defaults are dim 512, depth 4/4, 8 heads;
-    the CPU default is smaller so the stage trains in about 3 minutes on 2 cores):
-    - ``dim``: model width; ``heads``: attention heads;
-    - ``spatial_depth`` / ``temporal_depth`` / ``decoder_depth``: transformer blocks (decoder 0 = spatial_depth);
-    - ``codebook_size``: NSVQ codebook entries; ``code_seq_len``: codes per frame pair; ``quant_dim``: code size;
-    - ``frame_offset``: frames between the two frames of a pair (frame indices; 5 FPS → 1 s at 5);
-    - ``geometry_weight``: weight of the geometry channels (centroid offset of bird's-eye tokens) in the loss;
-    - ``mirror``: probability that a training pair is mirrored left-right (needs ``concerto.tokens: bev``;
-      0 = off).
-    Training:
-    - ``steps``: optimiser steps; ``batch_size``: pairs per step (over all DDP ranks);
-    - ``lr``: peak Adam learning rate (linear warm-up over 5 % of steps, cosine decay to 10 %);
-    - ``grad_clip``: max gradient norm (0 = off);
-    - ``replace_every``: steps between codebook replacements; ``replace_until``: fraction of ``steps``
-      after which replacement stops; ``replace_threshold``: a code is dead if used fewer than this many
-      times per step since the last replacement; ``replace_noise``: relative norm of the perturbation
-      added to a copied code;
-    - ``log_every``: steps between curve rows; ``checkpoint_every``: steps between checkpoints;
-    - ``seed``: seeds initialisation, batches and NSVQ noise; ``device``: auto | cpu | cuda | cuda:N.
-    Evaluation:
-    - ``motion_bins``: quantile bins per motion variable (yaw rate, forward speed) for the NMI.
-    """
-
-    dim: int = 128
-    heads: int = 4
-    spatial_depth: int = 2
-    temporal_depth: int = 2
-    decoder_depth: int = 2
-    temporal_mode: str = "joint"
-    geometry_weight: float = 1.0
-    mirror: float = 0.5
-    codebook_size: int = 256
-    code_seq_len: int = 4
-    quant_dim: int = 32
-    frame_offset: int = 5
-    steps: int = 800
-    batch_size: int = 16
-    lr: float = 3e-4
-    grad_clip: float = 1.0
-    replace_every: int = 5
-    replace_until: float = 0.1
-    replace_threshold: float = 0.03
-    replace_noise: float = 0.05
-    log_every: int = 10
-    checkpoint_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    motion_bins: int = 3
-
-    def validate(self) -> None:
-        LAQConfig(in_channels=4, **self.model_kwargs())  # sizes
-        if self.frame_offset < 1:
-            raise ValueError(f"frame_offset = {self.frame_offset} must be >= 1")
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size and lr must be positive")
-        if not 0.0 <= self.replace_until <= 1.0:
-            raise ValueError(f"replace_until = {self.replace_until} must be a fraction in [0, 1]")
-        if self.replace_every < 1 or self.log_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("replace_every, log_every and checkpoint_every must be >= 1")
-        if not 0.0 <= self.mirror <= 1.0:
-            raise ValueError(f"mirror = {self.mirror} must be a probability in [0, 1]")
-        if self.motion_bins < 2:
-            raise ValueError(f"motion_bins = {self.motion_bins} must be >= 2")
-
-    def model_kwargs(self) -> dict[str, Any]:
-        keys = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
-                "codebook_size",
-                "code_seq_len", "quant_dim")
-        return {k: getattr(self, k) for k in keys}
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -323,7 +249,7 @@ class TrainResult:
 
 def _signature(params: LAQParams, config: LAQConfig, splits: dict[str, list[str]], manifest: dict[str, Any]) -> dict:
     """What must match for a resume state to be used (plain types)."""
-    return {"params": asdict(params), "config": config.to_dict(), "splits": splits,
+    return {"params": params.model_dump(), "config": config.to_dict(), "splits": splits,
             "manifest": {k: manifest[k] for k in sorted(manifest) if isinstance(manifest[k], str | int | float | bool)}}
 
 
@@ -404,7 +330,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
             loss_sum.zero_()
             loop.postfix(loss=f"{row['loss']:.4f}", ppl=f"{row['perplexity_pooled']:.1f}")
     if not loop.stopped:
-        loop.finish(out_model, lambda: {"config": config.to_dict(), "params": asdict(params), "mean": mean, "std": std,
+        loop.finish(out_model, lambda: {"config": config.to_dict(), "params": params.model_dump(), "mean": mean, "std": std,
                                         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     model.eval()
     end = params.steps if loop.stopped_at is None else loop.stopped_at

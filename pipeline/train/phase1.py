@@ -9,11 +9,7 @@ from ``(seed, step, rank)``), device auto (CUDA with bf16 autocast for the encod
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -21,86 +17,24 @@ import torch
 from pipeline.data.frames import FrameRecord, FrameSelection
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, predict
-from pipeline.models.slots.losses import LossWeights, total_loss
+from pipeline.models.slots.losses import loss_weights, total_loss
 from pipeline.models.slots.refine import refine_vectors
+from pipeline.params.train import Phase1Params
 from pipeline.train import common
 from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine
 
 
-@dataclass(frozen=True)
-class Phase1Params:
-    """``train`` section of params.yaml (phase one).
+def slot_model_config(params: Phase1Params) -> SlotModelConfig:
+    """The slot model's sizes from the ``train`` section."""
+    return SlotModelConfig(slots=params.slots, prototypes=params.prototypes, ico_level=params.ico_level,
+                           input_height=params.input_height, input_width=params.input_width)
 
-    Model: ``slots`` K, ``prototypes`` P, ``ico_level`` of the sphere, encoder ``input_height`` x
-    ``input_width``. Data: ``points`` = ``things`` (car/pedestrian/bicycle points only) or ``all``;
-    ``far_m`` cut-off (metres); frames with fewer than ``min_points`` target points are skipped;
-    ``points_per_frame`` target points drawn per frame and step. Optimisation: ``steps`` of
-    ``batch_size`` frames, Adam ``lr`` with warm-up and cosine decay, ``prototype_lr`` for the
-    prototype offsets, gradient clipping at ``grad_clip``. Loss weights and free-space settings:
-    see :mod:`pipeline.models.slots.losses`. ``samples_per_slot``: mesh samples per slot for the
-    free-space term.
-    """
 
-    slots: int = 8
-    prototypes: int = 6
-    ico_level: int = 2
-    input_height: int = 96
-    input_width: int = 160
-    points: Literal["things", "all"] = "things"
-    far_m: float = 40.0
-    min_points: int = 64
-    points_per_frame: int = 1024
-    steps: int = 600
-    batch_size: int = 8
-    lr: float = 5e-4
-    prototype_lr: float = 2e-3
-    grad_clip: float = 5.0
-    weight_free_space: float = 1.0
-    weight_reverse: float = 0.5
-    weight_compact: float = 0.2
-    weight_scale: float = 0.1
-    weight_distill: float = 1.0
-    refine_steps_train: int = 2
-    refine_steps_eval: int = 120
-    refine_lr: float = 0.05
-    weight_smoothness: float = 1.0
-    weight_usage: float = 0.05
-    free_margin_m: float = 0.2
-    free_cap_m: float = 1.0
-    samples_per_slot: int = 64
-    log_every: int = 20
-    val_every: int = 200
-    checkpoint_every: int = 200
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.slots < 1 or self.prototypes < 1:
-            raise ValueError("slots and prototypes must be >= 1")
-        if self.min_points < self.slots:
-            raise ValueError(f"min_points = {self.min_points} must be >= slots = {self.slots}")
-        if self.input_height % 32 or self.input_width % 32:
-            raise ValueError("input_height and input_width must be multiples of 32")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-
-    def model_config(self) -> SlotModelConfig:
-        return SlotModelConfig(slots=self.slots, prototypes=self.prototypes, ico_level=self.ico_level,
-                               input_height=self.input_height, input_width=self.input_width)
-
-    def selection(self) -> FrameSelection:
-        return FrameSelection(points=self.points, far_m=self.far_m, input_height=self.input_height,
-                              input_width=self.input_width, min_points=self.min_points, slots=self.slots,
-                              seed=self.seed)
-
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(free_space=self.weight_free_space, reverse=self.weight_reverse, compact=self.weight_compact, scale=self.weight_scale,
-                           smoothness=self.weight_smoothness, usage=self.weight_usage,
-                           free_margin_m=self.free_margin_m, free_cap_m=self.free_cap_m, far_m=self.far_m)
-
-    def digest(self, data: str = "") -> str:
-        """Identity of a training run: these params plus a fingerprint of its data."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True) + data
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+def frame_selection(params: Phase1Params) -> FrameSelection:
+    """Which points of a frame are targets, and the encoder's input size, from the ``train`` section."""
+    return FrameSelection(points=params.points, far_m=params.far_m, input_height=params.input_height,
+                          input_width=params.input_width, min_points=params.min_points, slots=params.slots,
+                          seed=params.seed)
 
 
 def records_fingerprint(records: list[FrameRecord]) -> str:
@@ -123,7 +57,7 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     for chunk in chunks:
         batch = make_batch(chunk, params.points_per_frame, rng, device)
         out = predict(model, batch)
-        _, terms = total_loss(common.unwrap(model), out, batch, params.loss_weights(), params.samples_per_slot,
+        _, terms = total_loss(common.unwrap(model), out, batch, loss_weights(params), params.samples_per_slot,
                               torch.Generator(device=device).manual_seed(0))
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(records)
@@ -141,13 +75,13 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     """
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
-    model = SlotSceneModel(params.model_config(), seed=params.seed).to(info.device)
+    model = SlotSceneModel(slot_model_config(params), seed=params.seed).to(info.device)
     loop = TrainLoop("train phase 1", model, build_optimizer(model, params), steps=params.steps,
                      schedule=WarmupCosine(params.steps, warmup=50), state_path=state_path,
                      identity=params.digest(records_fingerprint(train)), checkpoint_every=params.checkpoint_every,
                      info=info, run=run, progress=progress)
     ddp = loop.wrap()
-    weights = params.loss_weights()
+    weights = loss_weights(params)
     per_rank = max(params.batch_size // info.world_size, 1)
     frames_seen = 0
     terms: dict[str, float] = {}
@@ -178,7 +112,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     if loop.stopped:
         return {"steps": loop.stopped_at, "stopped_early": True}
     loop.finish(out_model, lambda: {
-        "config": dataclasses.asdict(params.model_config()), "params": dataclasses.asdict(params),
+        "config": dataclasses.asdict(slot_model_config(params)), "params": params.model_dump(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     return {**loop.summary(), "frames_seen": frames_seen,
             "frames_per_s": round(frames_seen / max(loop.seconds, 1e-9), 1), "train_frames": len(train),

@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -47,7 +45,7 @@ import torch
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import make_batch
-from pipeline.models.slots.losses import LossWeights, total_loss
+from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import SlotTrack, best_of_k
 from pipeline.models.video.model import forecast_chamfer, world_track
@@ -55,86 +53,19 @@ from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
 from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
+from pipeline.params.train import Phase1Params
+from pipeline.params.video import Phase2Params
 from pipeline.train import common
 from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, average_gradients
-from pipeline.train.phase1 import Phase1Params
 
 SCHEDULES = ("constant", "increasing", "decreasing", "random")
 
 
-@dataclass(frozen=True)
-class Phase2Params:
-    """``video`` section of params.yaml (phase two, stage ``train_phase2``).
-
-    Model: ``camera``: ``predicted`` (a camera head predicts the relative pose of consecutive
-    frames; the world frame is the chain of its predictions) or ``gt`` (no head; world frame from
-    the ground-truth poses). ``guesses``: k forecasts per clip (best-of-k). ``hidden``: width of
-    camera head and forecaster. ``time_features``: sinusoidal frequencies of the time embedding.
-    Clips: ``context_frames`` frames with gaps of 1 ... ``max_gap`` frames under a random rate
-    schedule, target Δ = 1 ... ``max_delta`` frames after them (before them with probability
-    ``reverse_fraction``). Optimisation: ``steps`` of ``batch_size`` clips; Adam with ``lr`` for the
-    phase-one encoder (fine-tuning) and ``head_lr`` for camera head and forecaster, warm-up and
-    cosine decay, ``grad_clip``; ``points_per_frame`` target points per frame and step;
-    ``samples_per_slot`` mesh samples per slot for the free-space term. Loss weights: see
-    :mod:`pipeline.train.phase2`; ``match_slots``: Hungarian-match consecutive frames before the
-    temporal terms (off = trust the carried slot index). Evaluation: ``eval_clip_frames`` frames per
-    clip for the clip-level FG-ARI; ``eval_context_frames`` consecutive context frames for the
-    forecast metrics. Logging: ``log_every`` / ``val_every`` / ``checkpoint_every`` steps.
-    """
-
-    camera: Literal["predicted", "gt"] = "predicted"
-    guesses: int = 3
-    hidden: int = 128
-    time_features: int = 8
-    context_frames: int = 4
-    max_gap: int = 3
-    max_delta: int = 10
-    reverse_fraction: float = 0.1
-    steps: int = 200
-    batch_size: int = 2
-    lr: float = 1e-4
-    head_lr: float = 1e-3
-    grad_clip: float = 5.0
-    points_per_frame: int = 384
-    samples_per_slot: int = 48
-    weight_depth: float = 1.0
-    weight_prototype_change: float = 1.0
-    weight_motion: float = 1.0
-    weight_scale_smooth: float = 0.5
-    weight_rotation_smooth: float = 0.1
-    weight_camera: float = 1.0
-    weight_forecast: float = 1.0
-    weight_confidence: float = 0.1
-    match_slots: bool = True
-    eval_clip_frames: int = 10
-    eval_context_frames: int = 4
-    log_every: int = 10
-    val_every: int = 100
-    checkpoint_every: int = 50
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.guesses < 1:
-            raise ValueError(f"guesses must be >= 1, got {self.guesses}")
-        if self.context_frames < 2 or self.eval_context_frames < 2:
-            raise ValueError("context_frames and eval_context_frames must be >= 2 (velocity needs two frames)")
-        if self.max_gap < 1 or self.max_delta < 1:
-            raise ValueError("max_gap and max_delta must be >= 1")
-        if not 0.0 <= self.reverse_fraction <= 1.0:
-            raise ValueError(f"reverse_fraction must be in [0, 1], got {self.reverse_fraction}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if self.eval_clip_frames < 2:
-            raise ValueError("eval_clip_frames must be >= 2")
-
-    def model_config(self, slot_config: SlotModelConfig) -> VideoModelConfig:
-        return VideoModelConfig(camera_head=self.camera == "predicted", feature_channels=slot_config.channels[-1],
-                                hidden=self.hidden, time_features=self.time_features, guesses=self.guesses,
-                                prototypes=slot_config.prototypes)
-
-    def digest(self, extra: str = "") -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True) + extra
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> VideoModelConfig:
+    """The camera head's and forecaster's sizes from the ``video`` section and the phase-one model."""
+    return VideoModelConfig(camera_head=params.camera == "predicted", feature_channels=slot_config.channels[-1],
+                            hidden=params.hidden, time_features=params.time_features, guesses=params.guesses,
+                            prototypes=slot_config.prototypes)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:
@@ -300,8 +231,8 @@ def build_model(phase1_path: Path, params: Phase2Params, device: torch.device) -
     config = dict(payload["config"])
     config["channels"] = tuple(config["channels"])
     slot_config = SlotModelConfig(**config)
-    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["params"].items()})
-    model = VideoSlotModel(params.model_config(slot_config), slot_config, seed=params.seed)
+    p1 = Phase1Params.model_validate(payload["params"])
+    model = VideoSlotModel(video_model_config(params, slot_config), slot_config, seed=params.seed)
     model.slots.load_state_dict(payload["state_dict"])
     return model.to(device), p1
 
@@ -350,7 +281,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
                      identity=params.digest(phase1_digest(phase1_path)), checkpoint_every=params.checkpoint_every,
                      info=info, run=run, progress=progress)
     model.train()
-    weights = p1.loss_weights()
+    weights = loss_weights(p1)
     samples = p1.samples_per_slot if params.samples_per_slot <= 0 else params.samples_per_slot
     per_rank = max(params.batch_size // info.world_size, 1)
     clips_seen = 0
@@ -376,7 +307,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         return {"steps": loop.stopped_at, "stopped_early": True}
     loop.finish(out_model, lambda: {
         "config": dataclasses.asdict(model.config), "slot_config": dataclasses.asdict(model.slots.config),
-        "params": dataclasses.asdict(params), "phase1_params": dataclasses.asdict(p1),
+        "params": params.model_dump(), "phase1_params": p1.model_dump(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     return {**loop.summary(), "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(loop.seconds, 1e-9), 2),
             "train_sequences": len(train), "train_frames": sum(len(s.records) for s in train), "camera": params.camera,
@@ -391,6 +322,6 @@ def load_video_model(path: Path, device: torch.device | str = "cpu") -> tuple[Vi
     model = VideoSlotModel(VideoModelConfig(**payload["config"]), SlotModelConfig(**slot_config)).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    params = Phase2Params(**payload["params"])
-    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["phase1_params"].items()})
+    params = Phase2Params.model_validate(payload["params"])
+    p1 = Phase1Params.model_validate(payload["phase1_params"])
     return model, params, p1

@@ -7,9 +7,10 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from pipeline.data.camera import cv_to_world
-from pipeline.data.pointcloud import PointcloudParams, frame_points
+from pipeline.data.pointcloud import frame_points
 from pipeline.data.sampling import farthest_point_sample, random_subsample
 from pipeline.io import synthia
+from tests.conftest import repo_params
 
 CAMERA = "Stereo_Left/Omni_F"
 
@@ -17,7 +18,7 @@ CAMERA = "Stereo_Left/Omni_F"
 def test_frame_points_world_ground_and_normals(generated_root):
     layout = synthia.list_sequences(generated_root)[0]
     intrinsics = synthia.read_intrinsics(layout.intrinsics)
-    params = PointcloudParams(max_points=2000, coordinates="world", far_m=60.0)
+    params = repo_params("pointcloud", max_points=2000, coordinates="world", far_m=60.0)
     cols = frame_points(layout, CAMERA, 1, intrinsics, (96, 160), params, np.random.default_rng(0))
     assert len(cols["x"]) == 2000 and (cols["depth"] <= 60.0).all()
     ground = np.isin(cols["class_id"], (3, 4, 12))
@@ -37,7 +38,7 @@ def test_frame_points_world_ground_and_normals(generated_root):
 def test_camera_coordinates_and_labels(generated_root):
     layout = synthia.list_sequences(generated_root)[0]
     intrinsics = synthia.read_intrinsics(layout.intrinsics)
-    cols = frame_points(layout, CAMERA, 0, intrinsics, None, PointcloudParams(max_points=500), np.random.default_rng(1))
+    cols = frame_points(layout, CAMERA, 0, intrinsics, None, repo_params("pointcloud", max_points=500), np.random.default_rng(1))
     assert np.allclose(cols["z"], cols["depth"])  # planar depth is the cv z coordinate
     class_id, instance_id = synthia.read_labels(layout.labels(CAMERA, 0))
     assert np.array_equal(cols["class_id"], class_id[cols["v"], cols["u"]])

@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.data import features_cache
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.io import pointcloud_table
 from pipeline.steps import concerto  # RANDOM_NOTE, ZUP_FROM_CV
 from pipeline.steps.pointclouds import build_pointclouds
 from stages import concerto as concerto_stage
+from tests.conftest import repo_params
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -31,7 +31,7 @@ PARAMS = {"weights": "random", "preset": "tiny", "points_from": "pointclouds", "
 def pointclouds(generated_root, tmp_path_factory) -> Path:
     """data/pointclouds of the fixture: one camera, 300 points per frame."""
     out = tmp_path_factory.mktemp("pc") / "pointclouds"
-    build_pointclouds(generated_root, out, (CAM,), PointcloudParams(max_points=POINTS), workers=1, progress=False)
+    build_pointclouds(generated_root, out, (CAM,), repo_params("pointcloud", max_points=POINTS), workers=1, progress=False)
     return out
 
 
@@ -40,7 +40,7 @@ def project(tmp_path, pointclouds, monkeypatch):
     """Throw-away project: dvc.yaml, params.yaml with a small `concerto` section, data/pointclouds."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["concerto"] = dict(PARAMS)
+    params["concerto"].update(PARAMS)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(pointclouds, tmp_path / "data/pointclouds")
     monkeypatch.chdir(tmp_path)
@@ -212,9 +212,9 @@ def test_points_from_vggt(project):
 @pytest.mark.parametrize("change, pattern", [
     (lambda root: shutil.rmtree(root / "data/pointclouds"), r"^error: data/pointclouds: point clouds not found"),
     (lambda root: set_params(root, grid=0.1), r"^error: params\.yaml: unknown key 'concerto\.grid'"),
-    (lambda root: set_params(root, spatial_tokens=0), r"^error: params\.yaml: concerto: spatial_tokens = 0"),
-    (lambda root: set_params(root, tokens="bev", bev_cells_x=0), r"^error: params\.yaml: concerto: bev_cells_x = 0"),
-    (lambda root: set_params(root, tokens="grid"), r"^error: params\.yaml: 'concerto\.tokens' = 'grid' should be one of"),
+    (lambda root: set_params(root, spatial_tokens=0), r"^error: params\.yaml: 'concerto\.spatial_tokens' = 0: Input should be greater than or equal to 1"),
+    (lambda root: set_params(root, tokens="bev", bev_cells_x=0), r"^error: params\.yaml: 'concerto\.bev_cells_x' = 0: Input should be greater"),
+    (lambda root: set_params(root, tokens="grid"), r"^error: params\.yaml: 'concerto\.tokens' = 'grid': Input should be 'bev' or 'fps'"),
     (lambda root: set_params(root, weights="/nowhere/model.pth"), r"^error: concerto checkpoint not found"),
 ])
 def test_bad_input_one_line_no_output(project, change, pattern):

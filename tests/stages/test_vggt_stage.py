@@ -29,7 +29,7 @@ def project(tmp_path, generated_root, monkeypatch):
     """Throw-away project: dvc.yaml, params.yaml with a small `vggt` section, data/raw with one sequence."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["vggt"] = dict(VGGT_PARAMS)
+    params["vggt"].update(VGGT_PARAMS)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(generated_root / SEQ, tmp_path / "data/raw" / SEQ)
     monkeypatch.chdir(tmp_path)
@@ -132,4 +132,4 @@ def test_relative_checkpoint_path_is_not_taken_for_a_hub_repo(project):
 def test_bad_target_size_is_a_params_error(project):
     set_params(project, target_size=100)
     code, errors, _ = run_stage()
-    assert code == 1 and len(errors) == 1 and "vggt: target_size = 100 must be a multiple of 14" in errors[0]
+    assert code == 1 and len(errors) == 1 and "'vggt.target_size' = 100: Input should be a multiple of 14" in errors[0]

@@ -10,22 +10,22 @@ from pathlib import Path
 import torch
 
 from pipeline.data.frames import load_frames
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.steps.pointclouds import build_pointclouds
-from pipeline.train.phase1 import Phase1Params, load_model, train_phase1
+from pipeline.train.phase1 import frame_selection, load_model, train_phase1
+from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
-TINY = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=64, input_width=96, points="all", far_m=60.0,
-                    min_points=8, points_per_frame=64, steps=4, batch_size=2, samples_per_slot=16,
-                    refine_steps_train=1, log_every=1, val_every=100, checkpoint_every=100)
+TINY = repo_params("train", slots=3, prototypes=2, ico_level=1, input_height=64, input_width=96, points="all", far_m=60.0,
+                   min_points=8, points_per_frame=64, steps=4, batch_size=2, samples_per_slot=16,
+                   refine_steps_train=1, log_every=1, val_every=100, checkpoint_every=100)
 
 
 def tiny_records(generated_root: Path, tmp_path: Path):
     clouds = tmp_path / "clouds"
-    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
-    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, TINY.selection(), progress=False)
+    build_pointclouds(generated_root, clouds, (CAM,), repo_params("pointcloud", max_points=256), workers=1, progress=False)
+    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, frame_selection(TINY), progress=False)
     return records, clouds
 
 
@@ -33,7 +33,7 @@ def test_resume_equals_uninterrupted(generated_root, tmp_path):
     """stop_after = 2 then resume with a new run object (a new process): bit-identical weights, and curves that
     hold every row from step 0, equal to an uninterrupted run's."""
     records, _ = tiny_records(generated_root, tmp_path)
-    params = Phase1Params(**{**TINY.__dict__, "val_every": 2})
+    params = TINY.model_copy(update={"val_every": 2})
     full, resumed = Rows(), Rows()
     train_phase1(records, records, params, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
                  progress=False)
@@ -54,7 +54,7 @@ def test_resume_equals_uninterrupted(generated_root, tmp_path):
 def test_other_params_do_not_resume(generated_root, tmp_path, capsys):
     records, _ = tiny_records(generated_root, tmp_path)
     train_phase1(records, [], TINY, tmp_path / "m.pt", tmp_path / "s.pt", device="cpu", progress=False, stop_after=1)
-    other = Phase1Params(**{**TINY.__dict__, "lr": 1e-3})
+    other = TINY.model_copy(update={"lr": 1e-3})
     summary = train_phase1(records, [], other, tmp_path / "m.pt", tmp_path / "s.pt", device="cpu", progress=False)
     assert summary["resumed_from_step"] == 0 and "starting fresh" in capsys.readouterr().out
 
@@ -69,7 +69,7 @@ def test_training_lowers_the_loss(generated_root, tmp_path):
             self.rows.append(values)
 
     curves = Curves()
-    params = Phase1Params(**{**TINY.__dict__, "steps": 40, "lr": 2e-3})
+    params = TINY.model_copy(update={"steps": 40, "lr": 2e-3})
     train_phase1(records[:1] * 2, [], params, tmp_path / "m.pt", tmp_path / "s.pt", run=curves, device="cpu",
                  progress=False)
     first = sum(r["chamfer_m"] for r in curves.rows[:5]) / 5
@@ -81,10 +81,10 @@ DDP_SCRIPT = """
 import os, sys, torch
 from pathlib import Path
 from pipeline.data.frames import load_frames
-from pipeline.train.phase1 import Phase1Params, train_phase1
+from pipeline.train.phase1 import frame_selection, train_phase1
 from tests.train.test_phase1_train import TINY, SEQ, CAM
 raw, clouds, out = map(Path, sys.argv[1:4])
-records, _ = load_frames(raw, clouds, [SEQ], CAM, TINY.selection(), progress=False)
+records, _ = load_frames(raw, clouds, [SEQ], CAM, frame_selection(TINY), progress=False)
 summary = train_phase1(records, [], TINY, out / "model.pt", out / "state.pt", device="cpu", progress=False)
 if int(os.environ["RANK"]) == 0:
     print("world", summary["world_size"], "frames", summary["frames_seen"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,22 +11,22 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.data.pointcloud import PointcloudParams
 from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.pointclouds import build_pointclouds
-from pipeline.train.phase1 import Phase1Params, train_phase1
-from pipeline.train.phase2 import Phase2Params, load_video_model, sample_clip, train_phase2
+from pipeline.train.phase1 import frame_selection, train_phase1
+from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2
+from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
-P1 = Phase1Params(slots=3, prototypes=2, ico_level=1, input_height=48, input_width=80, points="all", far_m=60.0,
-                  min_points=8, points_per_frame=64, steps=1, batch_size=2, samples_per_slot=8, refine_steps_train=0,
-                  log_every=1, val_every=100, checkpoint_every=100)
-P2 = Phase2Params(guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
-                  batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
-                  log_every=1, val_every=100, checkpoint_every=100)
+P1 = repo_params("train", slots=3, prototypes=2, ico_level=1, input_height=64, input_width=96, points="all", far_m=60.0,
+                 min_points=8, points_per_frame=64, steps=1, batch_size=2, samples_per_slot=8, refine_steps_train=0,
+                 log_every=1, val_every=100, checkpoint_every=100)
+P2 = repo_params("video", guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
+                 batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
+                 log_every=1, val_every=100, checkpoint_every=100)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +34,10 @@ def tiny(generated_root, tmp_path_factory):
     """Point clouds of the fixture sequence and a 1-step phase-one model."""
     root = tmp_path_factory.mktemp("phase2")
     clouds = root / "clouds"
-    build_pointclouds(generated_root, clouds, (CAM,), PointcloudParams(max_points=256), workers=1, progress=False)
+    build_pointclouds(generated_root, clouds, (CAM,), repo_params("pointcloud", max_points=256), workers=1, progress=False)
     from pipeline.data.frames import load_frames
 
-    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, P1.selection(), progress=False)
+    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, frame_selection(P1), progress=False)
     train_phase1(records, [], P1, root / "phase1.pt", root / "phase1_state.pt", device="cpu", progress=False)
     return generated_root, clouds, root / "phase1.pt"
 
@@ -46,7 +45,7 @@ def tiny(generated_root, tmp_path_factory):
 def test_clip_sampling_respects_gaps_and_reversal():
     import numpy as np
 
-    params = Phase2Params(context_frames=4, max_gap=3, max_delta=10, reverse_fraction=0.5)
+    params = repo_params("video", context_frames=4, max_gap=3, max_delta=10, reverse_fraction=0.5)
     rng = np.random.default_rng(0)
     reversed_seen = forward_seen = 0
     for _ in range(200):
@@ -66,9 +65,8 @@ def test_clip_sampling_respects_gaps_and_reversal():
 def test_resume_equals_uninterrupted(tiny, tmp_path):
     """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0."""
     raw, clouds, phase1 = tiny
-    p1 = Phase1Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(P1).items()})
-    seqs = load_sequences(raw, clouds, [SEQ], CAM, p1.selection())
-    params = dataclasses.replace(P2, val_every=2)
+    seqs = load_sequences(raw, clouds, [SEQ], CAM, frame_selection(P1))
+    params = P2.model_copy(update={"val_every": 2})
     full, resumed = Rows(), Rows()
     train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
                  progress=False)
@@ -90,7 +88,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     raw, clouds, phase1 = tiny
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"val_sequences": 0, "test_sequences": 0})
-    params["video"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(P2).items()}
+    params["video"] = P2.model_dump()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / "models/phase1").mkdir(parents=True)
@@ -122,9 +120,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
 
 def test_missing_phase1_model_is_one_line_error(tmp_path, monkeypatch):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["video"] = {}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
     from stages import train_phase2 as stage

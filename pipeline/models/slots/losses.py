@@ -29,6 +29,7 @@ from torch import Tensor
 
 from pipeline.geometry.mesh import point_mesh_sq_dist, sample_points_on_mesh
 from pipeline.geometry.nearest import nearest_sq_dist
+from pipeline.params.train import Phase1Params
 
 SMOOTH_EPS_M = 0.01
 
@@ -46,6 +47,14 @@ class LossWeights:
     free_cap_m: float = 1.0
     near_m: float = 0.3
     far_m: float = 40.0
+
+
+def loss_weights(params: Phase1Params) -> LossWeights:
+    """The phase-one loss weights and free-space settings from the ``train`` section."""
+    return LossWeights(free_space=params.weight_free_space, reverse=params.weight_reverse,
+                       compact=params.weight_compact, scale=params.weight_scale,
+                       smoothness=params.weight_smoothness, usage=params.weight_usage,
+                       free_margin_m=params.free_margin_m, free_cap_m=params.free_cap_m, far_m=params.far_m)
 
 
 def chamfer_term(points: Tensor, mask: Tensor, verts: Tensor, faces: Tensor, exact: bool = False):

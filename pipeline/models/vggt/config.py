@@ -152,3 +152,10 @@ def vggt_tiny(**overrides) -> VGGTConfig:
     )
     base.update(overrides)
     return VGGTConfig(**base)
+
+
+def depth_camera_config(preset: str) -> VGGTConfig:
+    """The ``vggt.preset`` (``tiny`` | ``1b``) with only the camera and depth heads (the vggt stage needs no
+    point map or tracks)."""
+    build = {"tiny": vggt_tiny, "1b": vggt_1b}[preset]
+    return build(enable_point=False, enable_track=False)

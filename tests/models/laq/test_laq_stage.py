@@ -22,7 +22,7 @@ SMALL = {"dim": 16, "heads": 2, "spatial_depth": 1, "temporal_depth": 1, "decode
 def make_project(root: Path, random_weights: bool = False) -> Path:
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["laq"] = dict(SMALL)
+    params["laq"].update(SMALL)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     write_features(root, sequences=4, frames=8, n_side=3, channels=4, seed=2, random_weights=random_weights)
     return root
@@ -75,8 +75,9 @@ def test_interrupted_run_resumes_after_dvc_deletes_the_model_output(project):
     full_codebook = (project / "reports/laq/codebook.csv").read_text()
     # an interrupted run: the state after 7 of 12 steps at the stage's default path, as a kill would leave it
     from pipeline.config import load_params, parse_section
-    from pipeline.data.params import DataParams
-    from pipeline.train.laq import LAQParams, load_laq_data, train_laq
+    from pipeline.params.data import DataParams
+    from pipeline.params.laq import LAQParams
+    from pipeline.train.laq import load_laq_data, train_laq
 
     params = load_params(project / "params.yaml")
     data, laq = parse_section(params, "data", DataParams), parse_section(params, "laq", LAQParams)
@@ -117,7 +118,7 @@ def test_missing_features_one_line_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["laq"] = dict(SMALL)
+    params["laq"].update(SMALL)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     code, output = run()
     assert code == 1 and "error: data/features/manifest.json: features manifest not found" in output

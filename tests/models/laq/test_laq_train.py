@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -15,11 +14,13 @@ from laq_fixtures import write_features
 
 from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
+from pipeline.params.laq import LAQParams
 from pipeline.train import common
-from pipeline.train.laq import LAQParams, load_feature_pairs, replaces_at, train_laq
+from pipeline.train.laq import load_feature_pairs, replaces_at, train_laq
+from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
-TINY = LAQParams(dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
+TINY = repo_params("laq", dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
                  code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
                  replace_until=0.5, replace_threshold=0.5, log_every=2, checkpoint_every=100, device="cpu")
 
@@ -83,7 +84,7 @@ def test_mirror_needs_a_bev_grid(features, tmp_path):
     train, val, splits, manifest = load(copy, TINY)
     assert train.grid is None and train.tokens.shape[-1] == 4
     with pytest.raises(ValueError, match="laq.mirror = 0.5 needs bird's-eye tokens"):
-        train_laq(train, val, dataclasses.replace(TINY, mirror=0.5), tmp_path / "model.pt", tmp_path / "state.pt",
+        train_laq(train, val, TINY.model_copy(update=dict(mirror=0.5)), tmp_path / "model.pt", tmp_path / "state.pt",
                   splits=splits, manifest=manifest, progress=False)
 
 
@@ -111,7 +112,7 @@ def run(features, out, params, **kw):
 
 def test_resume_equals_uninterrupted_run(features, tmp_path):
     """stop_after = k (an absolute step), resume in a "new process": same weights, same curves from step 0."""
-    params = dataclasses.replace(TINY, steps=8, checkpoint_every=3)
+    params = TINY.model_copy(update=dict(steps=8, checkpoint_every=3))
     full_rows, part_rows = Rows(), Rows()
     full = run(features, tmp_path / "full", params, run=full_rows)
     assert not (tmp_path / "full/state.pt").exists()  # removed once the model is written
@@ -134,12 +135,12 @@ def test_resume_equals_uninterrupted_run(features, tmp_path):
     assert {step for curve, step, _ in part_rows.rows if curve == "train"} == {2, 4, 6, 8}
     # other params: the old state is not resumed
     run(features, tmp_path / "other", params, stop_after=2)
-    third = run(features, tmp_path / "other", dataclasses.replace(params, lr=2e-3, steps=2))
+    third = run(features, tmp_path / "other", params.model_copy(update=dict(lr=2e-3, steps=2)))
     assert third.resumed_from == 0
 
 
 def test_replacement_schedule_stops_early(features, tmp_path):
-    params = dataclasses.replace(TINY, steps=20, replace_every=2, replace_until=0.3, log_every=5)
+    params = TINY.model_copy(update=dict(steps=20, replace_every=2, replace_until=0.3, log_every=5))
     assert [s + 1 for s in range(20) if replaces_at(s, params)] == [2, 4, 6]
     collector = Rows()
     run(features, tmp_path / "sched", params, run=collector)
@@ -163,7 +164,7 @@ def _ddp_worker(rank: int, world: int, port: int, features: str, out: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    params = dataclasses.replace(TINY, steps=3, replace_every=2, replace_until=0.7)  # one replacement, at step 2
+    params = TINY.model_copy(update=dict(steps=3, replace_every=2, replace_until=0.7))  # one replacement, at step 2
     info = common.init_distributed("cpu")
     result = run(Path(features), Path(out), params, dist_info=info)
     quantizer = result.model.quantizer

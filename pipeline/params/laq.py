@@ -1,0 +1,53 @@
+"""Model of the ``laq`` section: Concerto-LAQ, stage ``laq`` (documented in params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weight
+
+Depth = Annotated[int, Field(ge=0)]
+MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
+              "codebook_size", "code_seq_len", "quant_dim")
+
+
+class LAQParams(Section):
+    """``laq``: model sizes, schedule, quantizer and evaluation (see params.yaml)."""
+
+    dim: Count
+    heads: Count
+    spatial_depth: Depth
+    temporal_depth: Depth
+    decoder_depth: Depth
+    temporal_mode: Literal["joint", "per_token"]
+    geometry_weight: Weight
+    mirror: Fraction
+    codebook_size: Count
+    code_seq_len: Count
+    quant_dim: Count
+    frame_offset: Count
+    steps: Count
+    batch_size: Count
+    lr: Positive
+    grad_clip: Weight
+    replace_every: Count
+    replace_until: Fraction
+    replace_threshold: Weight
+    replace_noise: Weight
+    log_every: Count
+    checkpoint_every: Count
+    seed: Seed
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    motion_bins: Annotated[int, Field(ge=2)]
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> LAQParams:
+        if self.dim % self.heads:
+            raise ValueError(f"dim = {self.dim} must be divisible by heads = {self.heads}")
+        return self
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keys that are also fields of ``pipeline.models.laq.LAQConfig``."""
+        return {k: getattr(self, k) for k in MODEL_KEYS}

@@ -1,0 +1,18 @@
+"""Model of the ``pointcloud`` section (documented in params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pipeline.params.base import MaxPoints, Neighbours, Positive, Section, Seed
+
+
+class PointcloudParams(Section):
+    """``pointcloud``: depth maps -> subsampled point clouds (see params.yaml)."""
+
+    max_points: MaxPoints
+    sampling: Literal["random", "fps"]
+    far_m: Positive
+    coordinates: Literal["camera", "world"]
+    normal_neighbours: Neighbours
+    seed: Seed

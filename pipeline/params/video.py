@@ -1,0 +1,46 @@
+"""Model of the ``video`` section: phase two, stage ``train_phase2`` (documented in params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weight
+
+Frames = Annotated[int, Field(ge=2)]  # a velocity needs two frames
+
+
+class Phase2Params(Section):
+    """``video``: phase-two model, clip sampling, optimisation, loss weights and evaluation (see params.yaml)."""
+
+    camera: Literal["predicted", "gt"]
+    guesses: Count
+    hidden: Count
+    time_features: Count
+    context_frames: Frames
+    max_gap: Count
+    max_delta: Count
+    reverse_fraction: Fraction
+    steps: Count
+    batch_size: Count
+    lr: Positive
+    head_lr: Positive
+    grad_clip: Positive
+    points_per_frame: Count
+    samples_per_slot: Count
+    weight_depth: Weight
+    weight_prototype_change: Weight
+    weight_motion: Weight
+    weight_scale_smooth: Weight
+    weight_rotation_smooth: Weight
+    weight_camera: Weight
+    weight_forecast: Weight
+    weight_confidence: Weight
+    match_slots: bool
+    eval_clip_frames: Frames
+    eval_context_frames: Frames
+    log_every: Count
+    val_every: Count
+    checkpoint_every: Count
+    seed: Seed
