@@ -23,11 +23,27 @@ def validate(
     from pipeline.eval.validate_poses import validate_sequence
     from pipeline.io import synthia
 
+    if pairs < 1:
+        raise ValueError(f"--pairs must be >= 1, got {pairs}")
     reports = [validate_sequence(layout, camera, pairs) for layout in synthia.list_sequences(raw)]
     typer.echo(json.dumps(reports, indent=2))
+    unchecked = [r["sequence"] for r in reports if r["pairs_checked"] == 0]
+    if unchecked:
+        raise ValueError(f"{raw}: nothing checked for {', '.join(unchecked)} (no consecutive frames with camera "
+                         f"motion): not a pass")
     bad = [r["sequence"] for r in reports if not r["assumed_convention_ok"]]
     if bad:
         raise ValueError(f"pose convention check failed for {', '.join(bad)} (see the overlap table above)")
+
+
+@app.command()
+@one_line_errors
+def relog(stage: str = typer.Argument(..., help="Stage whose reports/<stage> to log again (e.g. evaluate).")) -> None:
+    """Log a stage's reports/<stage>/metrics.json and curves to MLflow again (after a tracking failure)."""
+    from pipeline.steps import relog as relog_step
+
+    rows = relog_step.run(stage)
+    typer.echo(f"logged reports/{stage}/metrics.json and {rows} curve rows to MLflow")
 
 
 @app.command()
@@ -49,12 +65,17 @@ def visualize(
     from pipeline.models.vggt.infer import point_cloud_from_outputs, run_vggt
     from pipeline.models.vggt.load import load_vggt
 
-    if frame_size % 14:
-        raise ValueError(f"--frame-size {frame_size} must be a multiple of 14")
+    presets = {"tiny": vggt_tiny, "1b": vggt_1b}
+    if preset not in presets:
+        raise ValueError(f"--preset must be one of {', '.join(presets)}, got {preset!r}")
+    if frame_size < 14 or frame_size % 14:
+        raise ValueError(f"--frame-size must be a positive multiple of 14, got {frame_size}")
+    if frame < 0 or max_points < 1:
+        raise ValueError(f"--frame must be >= 0 and --max-points >= 1, got {frame} and {max_points}")
     images = decode_frames(video, {frame}, frame_size)
     if frame not in images:
         raise ValueError(f"{video}: has no frame {frame}")
-    config = {"tiny": vggt_tiny, "1b": vggt_1b}[preset](enable_point=False, enable_track=False)
+    config = presets[preset](enable_point=False, enable_track=False)
     device = pick_device("auto")
     model, info = load_vggt(None if weights == "random" else weights, config, device=device)
     if weights == "random":

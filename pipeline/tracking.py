@@ -6,14 +6,19 @@ and compare UI. Every stage opens :func:`stage_run`, which
 - points MLflow at one SQLite store for the whole project: ``$MLFLOW_TRACKING_URI`` if set, else
   ``sqlite:///<root>/mlflow.db`` with ``<root>`` = ``$DVC_ROOT`` (the original repo, also for queued
   and ``--temp`` experiments, which run in a copy) or the project root; artifacts go to
-  ``<root>/mlartifacts`` (the experiment is created once with that explicit location);
+  ``<root>/mlartifacts``, re-resolved on every run (a moved or copied checkout rewrites the folder
+  recorded in its store, see :func:`_relocate_artifacts`);
+- creates/migrates the store, the experiment (tagged for MLflow's model-training view) and the parent
+  run under an exclusive file lock (``<root>/mlflow.db.lock``), so parallel queued experiments are safe;
 - finds or creates one parent run per DVC experiment, named ``$DVC_EXP_NAME`` (plain ``dvc repro``:
-  ``repro-<git short sha>``), and starts a child run named after the stage, tagged with
-  ``dvc.stage`` and ``dvc.baseline_rev``;
+  ``repro-<git short sha>``), running while a stage runs and finished at the last stage's end, holding
+  the experiment's headline metrics (:mod:`pipeline.headline`); and starts a child run named
+  ``<experiment>/<stage>``, tagged with ``dvc.stage``, ``dvc.exp_name`` and ``dvc.baseline_rev``;
 - writes ``reports/<stage>/metrics.json`` atomically when the stage finishes without error.
 
-``PROTOSCENE_MLFLOW=off`` disables MLflow (logging only; outputs are unchanged, so it is safe for
-DVC). See ``shared/specs/pipeline.md`` §2 for the pitfalls this design avoids.
+Tracking never fails a stage: any MLflow error is one warning line (the outputs are fine; ``protoscene
+relog <stage>`` logs ``reports/<stage>`` again). ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging
+only; outputs are unchanged, so it is safe for DVC).
 """
 
 from __future__ import annotations
@@ -21,15 +26,21 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
+import shutil
+import sqlite3
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import flatten, project_root
-from pipeline.io import atomic
+from pipeline.headline import headline_metrics
+from pipeline.io import atomic, locks
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
@@ -39,8 +50,15 @@ def tracking_root() -> Path:
     return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
 
 
+_applied_uri: str | None = None  # what this process gave mlflow.set_tracking_uri (which exports it to the env)
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_root() / 'mlflow.db'}"
+    """The user's ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``."""
+    user = os.environ.get("MLFLOW_TRACKING_URI")
+    if user and user != _applied_uri:
+        return user
+    return f"sqlite:///{tracking_root() / 'mlflow.db'}"
 
 
 def run_name() -> str:
@@ -60,7 +78,11 @@ def mlflow_enabled() -> bool:
 
 
 class StageRun:
-    """What a stage logs: final metrics (to JSON + MLflow), step metrics (CSV + MLflow), artifacts."""
+    """What a stage logs: final metrics (to JSON + MLflow), step metrics (CSV + MLflow), artifacts.
+
+    Every MLflow call is guarded: the first failure (a locked or broken store, a full disk...) is reported
+    in one warning line and MLflow is off for the rest of the stage; the DVC outputs are unaffected.
+    """
 
     def __init__(self, stage: str, report_dir: Path, mlflow_module: Any | None):
         self.stage = stage
@@ -70,25 +92,39 @@ class StageRun:
         self._curves: dict[str, list[dict[str, Any]]] = {}
         self._declared: dict[str, list[str]] = {}
 
+    def _track(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """``mlflow.<method>(*args, **kwargs)`` if MLflow is on; a failure warns once and turns MLflow off."""
+        if self._mlflow is None:
+            return
+        try:
+            getattr(self._mlflow, method)(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+            self._mlflow = None
+            tracking_failed(self.stage, err)
+
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
         if self._mlflow is not None:
             flat = flatten(params, prefix)
-            self._mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+            self._track("log_params", {k: str(v)[:500] for k, v in flat.items()})
 
-    def log_metrics(self, metrics: dict[str, Any]) -> None:
-        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots."""
+    def log_metrics(self, metrics: dict[str, Any], mlflow_group: str = "") -> None:
+        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots.
+
+        ``mlflow_group`` prefixes the MLflow names (``stats`` -> ``stats/dataset.frames``) so that
+        descriptive numbers sort after the headline ones in MLflow's compare view; the JSON keeps the
+        plain nesting.
+        """
         self.metrics.update(metrics)
-        if self._mlflow is not None:
-            numeric = {k: float(v) for k, v in flatten(metrics).items()
-                       if isinstance(v, int | float) and not isinstance(v, bool)}
-            if numeric:
-                self._mlflow.log_metrics(numeric)
+        numeric = {k: float(v) for k, v in flatten(metrics).items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        if numeric:
+            prefix = f"{mlflow_group}/" if mlflow_group else ""
+            self._track("log_metrics", {prefix + k: v for k, v in numeric.items()})
 
     def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
         """One row of a training curve: kept for ``reports/<stage>/<curve>.csv`` and sent to MLflow."""
         self._curves.setdefault(curve, []).append({"step": step, **values})
-        if self._mlflow is not None:
-            self._mlflow.log_metrics({f"{curve}/{k}": float(v) for k, v in values.items()}, step=step)
+        self._track("log_metrics", {f"{curve}/{k}": float(v) for k, v in values.items()}, step=step)
 
     def declare_curve(self, curve: str, columns: list[str]) -> None:
         """Make sure ``reports/<stage>/<curve>.csv`` is written (header only if no row is logged),
@@ -96,16 +132,23 @@ class StageRun:
         self._declared[curve] = ["step", *columns]
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        if self._mlflow is not None and Path(path).exists():
-            self._mlflow.log_artifact(str(path), artifact_path=folder)
+        """Log a file (also one still staged by an open :func:`pipeline.io.atomic.transaction`)."""
+        staged = atomic.current_path(path)
+        if not staged.is_file():
+            return
+        if staged == Path(path):
+            self._track("log_artifact", str(path), artifact_path=folder)
+            return
+        with tempfile.TemporaryDirectory() as scratch:  # log the staged file under its final name
+            named = Path(scratch) / Path(path).name
+            shutil.copyfile(staged, named)
+            self._track("log_artifact", str(named), artifact_path=folder)
 
     def log_dict(self, obj: dict[str, Any], artifact_file: str) -> None:
-        if self._mlflow is not None:
-            self._mlflow.log_dict(obj, artifact_file)
+        self._track("log_dict", obj, artifact_file)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        if self._mlflow is not None:
-            self._mlflow.set_tags(tags)
+        self._track("set_tags", tags)
 
     def _finish(self) -> None:
         for curve in self._declared:
@@ -119,6 +162,15 @@ class StageRun:
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
+        self._track("log_metrics", headline_metrics(self.stage, self.metrics))
+
+
+def tracking_failed(stage: str, err: BaseException) -> None:
+    """One warning line: what failed, that the outputs are fine, and how to log the run again."""
+    reason = (str(err).strip().splitlines() or [""])[0][:300]
+    log.warning("mlflow tracking failed for stage %s (%s: %s); the stage outputs are fine; its metrics are in "
+                "reports/%s/metrics.json; log them again with `protoscene relog %s`", stage, type(err).__name__,
+                reason, stage, stage)
 
 
 def rank_report_dir(stage: str) -> Path:
@@ -131,17 +183,116 @@ def rank_report_dir(stage: str) -> Path:
     return project_root() / ".cache" / f"rank{rank}" / stage
 
 
-def _parent_run_id(mlflow, experiment_id: str, name: str) -> str:
-    from mlflow.tracking import MlflowClient
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # open in the model-training view
 
-    client = MlflowClient()
+
+def artifact_root() -> str:
+    """``<root>/mlartifacts`` as a file URI (re-resolved on every run, so a moved checkout follows)."""
+    return (tracking_root() / "mlartifacts").as_uri()
+
+
+def _default_store() -> Path | None:
+    """The SQLite file when the store is the project's own ``mlflow.db`` (not ``$MLFLOW_TRACKING_URI``)."""
+    store = tracking_root() / "mlflow.db"
+    return store if tracking_uri() == f"sqlite:///{store}" else None
+
+
+def _relocate_artifacts(store: Path, experiment_id: str, old: str, new: str) -> None:
+    """Point the experiment and its runs at ``new`` after the checkout (with its store) moved or was copied.
+
+    MLflow keeps absolute artifact URIs in the store; this rewrites the ``old`` prefix in place, so the runs
+    of a moved checkout find their artifacts again and new runs write into this checkout's folder.
+    """
+    with sqlite3.connect(store) as db:
+        db.execute("update experiments set artifact_location = ? where experiment_id = ?", (new, int(experiment_id)))
+        db.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? "
+                   "and substr(artifact_uri, 1, ?) = ?", (new, len(old) + 1, int(experiment_id), len(old), old))
+    log.info("mlflow: artifact folder moved from %s to %s", old, new)
+
+
+def _experiment_id(client: Any) -> str:
+    """Find or create the project's experiment (model-training view, this checkout's artifact folder)."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return client.create_experiment(EXPERIMENT, artifact_location=artifact_root(), tags=EXPERIMENT_TAGS)
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    store = _default_store()
+    if store is not None and experiment.artifact_location != artifact_root():
+        _relocate_artifacts(store, experiment.experiment_id, experiment.artifact_location, artifact_root())
+    return experiment.experiment_id
+
+
+def _parent_run_id(client: Any, experiment_id: str, name: str) -> str:
+    """The parent run of DVC experiment ``name`` (created on its first stage), marked running again."""
     found = client.search_runs([experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}' and tags.`dvc.role` = 'parent'",
                                max_results=1)
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=name, tags={"dvc.exp_name": name, "dvc.role": "parent"})
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    if not found:
+        return client.create_run(experiment_id, run_name=name, tags={"dvc.exp_name": name, "dvc.role": "parent"}).info.run_id
+    run_id = found[0].info.run_id
+    client.update_run(run_id, status="RUNNING")  # the experiment runs again
+    store = _default_store()
+    if store is not None:  # MLflow's API cannot clear an end time; without it the UI counts the duration on
+        with sqlite3.connect(store) as db:
+            db.execute("update runs set end_time = null where run_uuid = ?", (run_id,))
+    return run_id
+
+
+class _Tracker:
+    """The MLflow side of one stage: the stage run (fluent API) under the experiment's parent run.
+
+    Store creation/migration, the experiment and the parent run are set up under an exclusive lock on
+    ``<root>/mlflow.db.lock``: parallel queued experiments never create or migrate the SQLite schema at once.
+    """
+
+    def __init__(self, stage: str):
+        os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.stage = stage
+        self.mlflow = mlflow
+        global _applied_uri
+        _applied_uri = tracking_uri()
+        mlflow.set_tracking_uri(_applied_uri)
+        name = run_name()
+        with locks.exclusive(tracking_root() / "mlflow.db.lock"):
+            self.client = MlflowClient()  # opening the store creates/migrates the schema
+            experiment_id = _experiment_id(self.client)
+            self.parent = _parent_run_id(self.client, experiment_id, name)
+        tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": name, "dvc.role": "stage",
+                "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")}
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}/{stage}", parent_run_id=self.parent, tags=tags)
+
+    def close(self, metrics: dict[str, Any] | None, broken: bool = False) -> None:
+        """End the stage run (``metrics is None``: failed) and bring the parent run up to date: headline
+        metrics added, status FINISHED (or FAILED) with this stage's end time. Never raises.
+
+        ``broken``: tracking already failed during the stage (warned once): end both runs quietly, the
+        stage run as FAILED since its MLflow record is incomplete."""
+        status = "FAILED" if metrics is None else "FINISHED"
+        try:
+            self.mlflow.end_run("FAILED" if broken else status)
+            headline = {} if broken else headline_metrics(self.stage, metrics or {})
+            if headline:
+                now = int(time.time() * 1000)
+                from mlflow.entities import Metric
+
+                self.client.log_batch(self.parent, metrics=[Metric(k, v, now, 0) for k, v in headline.items()])
+            self.client.set_terminated(self.parent, status)
+        except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+            if not broken:
+                tracking_failed(self.stage, err)
+
+
+def _open_tracker(stage: str) -> _Tracker | None:
+    try:
+        return _Tracker(stage)
+    except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+        tracking_failed(stage, err)
+        return None
 
 
 @contextlib.contextmanager
@@ -149,30 +300,42 @@ def stage_run(stage: str, report_dir: Path | None = None) -> Iterator[StageRun]:
     """Open the tracking context of one DVC stage (see module docstring)."""
     report_dir = report_dir or project_root() / "reports" / stage
     report_dir.mkdir(parents=True, exist_ok=True)
-    if not mlflow_enabled():
-        run = StageRun(stage, report_dir, None)
+    tracker = _open_tracker(stage) if mlflow_enabled() else None
+    run = StageRun(stage, report_dir, tracker.mlflow if tracker is not None else None)
+    try:
         yield run
-        run._finish()
-        return
-    os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    import mlflow
+    except BaseException:
+        if tracker is not None:
+            tracker.close(None, broken=run._mlflow is None)
+        raise
+    run._finish()
+    run.log_artifact(report_dir / "metrics.json", "reports")
+    if tracker is not None:
+        tracker.close(run.metrics, broken=run._mlflow is None)
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        try:
-            experiment_id = mlflow.create_experiment(EXPERIMENT, artifact_location=(tracking_root() / "mlartifacts").as_uri())
-        except Exception:  # created concurrently by a parallel queue worker
-            experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
-    else:
-        experiment_id = experiment.experiment_id
-    name = run_name()
-    parent = _parent_run_id(mlflow, experiment_id, name)
-    tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": name, "dvc.role": "stage",
-            "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent, tags=tags):
-        run = StageRun(stage, report_dir, mlflow)
-        yield run
-        run._finish()
-        run.log_artifact(report_dir / "metrics.json", "reports")
+
+def relog(stage: str, report_dir: Path | None = None) -> int:
+    """Log ``reports/<stage>`` (metrics.json and its curve CSVs) as a new run of ``stage`` under the current
+    experiment's parent run, e.g. after a tracking failure. Files are only read. Returns the rows logged."""
+    report_dir = report_dir or project_root() / "reports" / stage
+    path = report_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    tracker = _Tracker(stage)
+    run = StageRun(stage, report_dir, tracker.mlflow)
+    run.set_tags({"protoscene.relogged": "true"})
+    run.log_metrics(metrics)
+    run.log_metrics(headline_metrics(stage, metrics))
+    rows = 0
+    for curve in sorted(report_dir.glob("*.csv")):
+        with curve.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                step = int(row.pop("step"))
+                run._track("log_metrics", {f"{curve.stem}/{k}": float(v) for k, v in row.items() if v not in ("", None)},
+                           step=step)
+                rows += 1
+    run.log_artifact(path, "reports")
+    tracker.close(metrics)
+    return rows

@@ -2,17 +2,20 @@
 
 Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; an unknown key
 stops `dvc exp run` in one line; a held-out split change marks only the stages that read it; changing one
-downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs.
+downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs;
+two queued experiments run in parallel on a fresh MLflow store both succeed with their runs recorded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,9 +118,9 @@ def check_mlflow_recorded_the_stages(smoke_repo):
     with sqlite3.connect(root / "mlflow.db") as db:
         names = [r[0] for r in db.execute("select name from runs")]
         metric_keys = {r[0] for r in db.execute("select distinct key from metrics")}
-    assert {"download", "pointclouds", "evaluate"} <= set(names)
-    assert any(n.startswith("repro-") for n in names)  # the parent run of plain `dvc repro`
-    assert "dataset.points_per_frame" in metric_keys
+    parent = next(n for n in names if n.startswith("repro-") and "/" not in n)  # the parent run of `dvc repro`
+    assert {f"{parent}/{stage}" for stage in ("download", "pointclouds", "evaluate")} <= set(names)
+    assert "stats/dataset.points_per_frame" in metric_keys and "headline/phase1.chamfer_l1_m" in metric_keys
     assert list((root / "mlartifacts").rglob("*.png"))  # figures logged as artifacts
 
 
@@ -161,6 +164,31 @@ def check_downstream_param_reruns_only_downstream(smoke_repo):
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1
 
 
+def check_parallel_queued_experiments_on_a_fresh_store(smoke_repo):
+    """Two queued experiments run at once (`dvc queue start -j 2`) against a store that does not exist
+    yet: both succeed, and both log into the main checkout's store (they run in temporary copies)."""
+    root, run, _ = smoke_repo
+    (root / "mlflow.db").unlink()
+    shutil.rmtree(root / "mlartifacts", ignore_errors=True)
+    for name, steps in (("par-a", 1), ("par-b", 3)):  # reruns train_phase2 and evaluate only
+        run("dvc", "exp", "run", "--queue", "-n", name, "-S", f"video.steps={steps}")
+    run("dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run("dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    for name in ("par-a", "par-b"):
+        assert re.search(rf"{name}\s.*Success", status), status
+    with sqlite3.connect(root / "mlflow.db") as db:
+        names = {r[0]: r[1] for r in db.execute("select name, status from runs")}
+    for name in ("par-a", "par-b"):
+        assert names[name] == "FINISHED" and names[f"{name}/evaluate"] == "FINISHED", names
+        assert names[f"{name}/train_phase2"] == "FINISHED", names
+    assert list((root / "mlartifacts").rglob("metrics.json"))  # artifacts in the main checkout
+
+
 def test_smoke_pipeline(tmp_path_factory):
     """One test, so the steps run in order on one worker: the last one changes the repository."""
     smoke_repo = make_smoke_repo(tmp_path_factory)
@@ -170,3 +198,4 @@ def test_smoke_pipeline(tmp_path_factory):
     check_unknown_key_stops_the_pipeline(smoke_repo)
     check_split_change_marks_only_its_stages(smoke_repo)
     check_downstream_param_reruns_only_downstream(smoke_repo)
+    check_parallel_queued_experiments_on_a_fresh_store(smoke_repo)

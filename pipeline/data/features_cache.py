@@ -26,7 +26,6 @@ All values are finite. Writers are atomic (temp file in the same folder, then ``
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import atomic
+from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.io.pointcloud_table import camera_dirname
 from pipeline.io.synthia import FRAME_RATE_HZ
 
@@ -134,16 +134,22 @@ def _check_manifest(manifest: Any, path: Path) -> None:
 
 
 def load_manifest(root: Path | str) -> dict[str, Any]:
-    """``<root>/manifest.json`` as a dict, checked for the keys and types of MANIFEST_KEYS."""
+    """``<root>/manifest.json`` as a dict, checked for the keys and types of MANIFEST_KEYS and for features of
+    camera-coordinate clouds (caches written before the manifest recorded ``coordinates`` count as camera)."""
     path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: features manifest not found (run the concerto stage)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FeaturesCacheError(f"{path}: not valid JSON ({err.msg})") from None
+    manifest = read_manifest(path, "features manifest not found (run the concerto stage)")
     _check_manifest(manifest, path)
+    require_camera_frame(manifest, path, default="camera")
     return manifest
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (no pickles); a truncated or corrupt file is one error naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise FeaturesCacheError(f"{path}: not a readable .npz ({type(err).__name__}: {err})") from None
 
 
 def load_features(root: Path | str, sequence: str, camera: str, check_manifest: bool = True) -> dict[str, np.ndarray]:
@@ -154,11 +160,7 @@ def load_features(root: Path | str, sequence: str, camera: str, check_manifest: 
     path = features_path(root, sequence, camera)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no cached features for {sequence} {camera} (run the concerto stage)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise FeaturesCacheError(f"{path}: not a readable .npz ({type(err).__name__}: {err})") from None
+    arrays = read_npz(path)
     channels = tokens = None
     if check_manifest:
         manifest = load_manifest(root)

@@ -15,13 +15,13 @@ A :class:`FrameRecord` holds, for one (sequence, camera, frame):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.io import pointcloud_table, synthia
+from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
 from pipeline.progress import progress_bar
 
@@ -123,10 +123,8 @@ def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera:
 
     Returns (records, number of frames skipped for having too few target points).
     """
-    manifest = json.loads((clouds_root / "manifest.json").read_text())
-    if manifest["coordinates"] != "camera":
-        raise ValueError(f"{clouds_root / 'manifest.json'}: slot models need pointcloud.coordinates=camera, "
-                         f"got {manifest['coordinates']!r}")
+    path = clouds_root / "manifest.json"
+    require_camera_frame(read_manifest(path, "point-cloud manifest not found (run the pointclouds stage)"), path)
     records, skipped = [], 0
     hw = (sel.input_height, sel.input_width)
     bar = progress_bar(total=len(sequences), desc=f"load frames ({sel.points})", unit="seq", disable=not progress)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.io import atomic
 from pipeline.io.atomic import atomic_dir
 from pipeline.progress import progress_bar
 
@@ -431,18 +432,6 @@ def _use_unar(reader: _Reader, selected: list[tuple[str, Entry]]) -> str | None:
 _FORCE_UNAR = False  # tests set this to run stored (uncompressed) fixtures through unar
 
 
-def remove_stale_partials(target: Path) -> None:
-    """Delete temporary siblings left by a killed extraction into `target`.
-
-    These are the hidden folders ``.<name>.<random>.tmp`` / ``.<name>.<random>.old`` made by
-    :func:`pipeline.io.atomic.atomic_dir`.
-    """
-    for pattern in (f".{target.name}.*.tmp", f".{target.name}.*.old"):
-        for p in target.parent.glob(pattern):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-
-
 def safe_extract(
     archive: Path,
     target: Path,
@@ -487,7 +476,7 @@ def safe_extract(
                                f"(top-level names: {tops[:5]})")
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(target)
+        atomic.remove_stale_partials(target.parent)  # left by a killed extraction
         bar = None
         if progress:
             bar = progress_bar(total=len(selected), unit="file", desc=f"extract {archive.name}")

@@ -38,6 +38,7 @@ SCHEMA = pa.schema([
     ("r", pa.uint8()), ("g", pa.uint8()), ("b", pa.uint8()),
     ("class_id", pa.uint16()), ("instance_id", pa.uint16()),
 ])
+FINITE = {"x", "y", "z", "depth", "nx", "ny", "nz"}  # float columns that must hold finite numbers
 
 
 def camera_dirname(camera: str) -> str:
@@ -92,18 +93,35 @@ def write_frames(root: Path, sequence: str, camera: str, frames: list[dict[str, 
             "min_points": int(min(counts))}
 
 
-def read_frame(root: Path, sequence: str, camera: str, frame: int, columns: list[str] | None = None) -> pd.DataFrame:
-    """Points of one frame (filter pushed down to row groups)."""
+def _read(root: Path, sequence: str, camera: str, columns: list[str] | None, filters=None) -> pd.DataFrame:
+    """Read one partition, checked: a readable parquet with the requested :data:`SCHEMA` columns and finite
+    coordinates and normals; any problem is one ValueError naming the file."""
     path = partition_path(root, sequence, camera)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no point cloud for {sequence} {camera} (run the pointclouds stage)")
-    table = pq.read_table(path, columns=columns, filters=[("frame", "=", frame)])
-    return table.to_pandas()
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+    wanted = columns if columns is not None else SCHEMA.names
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing} (expected the point-cloud schema)")
+    try:
+        frame = pq.read_table(path, columns=list(wanted), filters=filters).to_pandas()
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+    for column in FINITE & set(wanted):
+        if not np.isfinite(frame[column].to_numpy()).all():
+            raise ValueError(f"{path}: column '{column}' holds NaN or inf")
+    return frame
+
+
+def read_frame(root: Path, sequence: str, camera: str, frame: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Points of one frame (filter pushed down to row groups)."""
+    return _read(root, sequence, camera, columns, filters=[("frame", "=", frame)])
 
 
 def read_partition(root: Path, sequence: str, camera: str, columns: list[str] | None = None) -> pd.DataFrame:
     """All points of one (sequence, camera)."""
-    path = partition_path(root, sequence, camera)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no point cloud for {sequence} {camera} (run the pointclouds stage)")
-    return pq.read_table(path, columns=columns).to_pandas()
+    return _read(root, sequence, camera, columns)

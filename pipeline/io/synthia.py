@@ -126,10 +126,13 @@ class SequenceLayout:
 
 
 def list_sequences(root: Path) -> list[SequenceLayout]:
-    """Sequence folders directly under ``root`` whose names match SYNTHIA-SEQS-NN-WEATHER."""
+    """Sequence folders directly under ``root`` whose names match SYNTHIA-SEQS-NN-WEATHER (at least one)."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (run the download stage first)")
-    return [SequenceLayout(p) for p in sorted(root.iterdir()) if p.is_dir() and SEQUENCE_PATTERN.match(p.name)]
+    layouts = [SequenceLayout(p) for p in sorted(root.iterdir()) if p.is_dir() and SEQUENCE_PATTERN.match(p.name)]
+    if not layouts:
+        raise FileNotFoundError(f"{root}: no SYNTHIA-SEQS-NN-WEATHER sequence folders (run the download stage first)")
+    return layouts
 
 
 # --------------------------------------------------------------------------- readers
@@ -202,6 +205,8 @@ def read_pose(path: Path) -> np.ndarray:
         raise SynthiaFormatError(f"{path}: pose file must hold 16 numbers") from None
     if values.size != 16:
         raise SynthiaFormatError(f"{path}: pose file must hold 16 numbers, got {values.size}")
+    if not np.isfinite(values).all():
+        raise SynthiaFormatError(f"{path}: pose holds non-finite numbers (NaN or inf)")
     matrix = values.reshape(4, 4, order="F")
     if not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-6):
         raise SynthiaFormatError(f"{path}: pose is not column-major affine (last row {matrix[3].tolist()})")

@@ -26,7 +26,6 @@ stage also warns on stderr and tags the MLflow run.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from pipeline.config import parse_section
 from pipeline.data import features_cache
 from pipeline.data.sampling import random_subsample
 from pipeline.io import atomic, pointcloud_table
+from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.models.ptv3.bev_tokens import BEVGrid, pool_bev
 from pipeline.models.ptv3.features import extract_features
 from pipeline.models.ptv3.loader import RANDOM_INIT, load_encoder
@@ -65,9 +65,8 @@ TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per f
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
     """Input manifest, sorted sequence names having every camera, and the total frame count."""
     path = points_root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: point-cloud manifest not found (run the stage that writes {points_root})")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path, f"point-cloud manifest not found (run the stage that writes {points_root})")
+    require_camera_frame(manifest, path)
     parts = {(p["sequence"], p["camera"]): p for p in manifest.get("partitions", [])}
     sequences = sorted({s for s, _ in parts})
     if not sequences:
@@ -169,7 +168,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "weights_source": str(model.weights_source), "random_weights": random_weights,
             "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.n_tokens,
             "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
-            "sequences": sequences,
+            "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
@@ -243,7 +242,7 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
         print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "
               f"meaningful. For real ones: `dvc exp run -S concerto.weights=concerto_base` (grid_size 0.02 m as "
               f"upstream) on a machine with internet (GPU recommended).", file=sys.stderr, flush=True)
-    with stage_run("concerto", reports) as stage:
+    with atomic.transaction(), stage_run("concerto", reports) as stage:  # all outputs change together
         stage.log_params({"concerto": params["concerto"], "data.cameras": list(data.cameras)})
         stage.set_tags({"concerto.weights_source": str(model.weights_source),
                         "concerto.random_weights": str(p.random_weights)})

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.config import parse_section
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
+from pipeline.io import atomic
 from pipeline.io.atomic import atomic_dir
 from pipeline.io.download import download_sequences
 from pipeline.params.data import DataParams, DownloadParams
@@ -26,7 +27,7 @@ def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2
     ``params``: the whole params.yaml (sections ``data`` and ``download``); ``workers``: render processes.
     """
     data, download = parse_section(params, "data", DataParams), parse_section(params, "download", DownloadParams)
-    with stage_run("download") as stage:
+    with atomic.transaction(), stage_run("download") as stage:  # data/raw and reports change together
         stage.log_params({"data": params["data"], "download": params["download"]})
         with atomic_dir(out) as tmp:
             if download.source == "synthetic":
@@ -37,6 +38,6 @@ def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2
                 folders = download_sequences(list(download.synthia_sequences), download.synthia_base_url, tmp,
                                              checksums_path=CHECKSUMS, cameras=list(data.cameras),
                                              frame_limit=data.frames, archive_cache=archive_cache)
-        stage.log_metrics({"source": download.source, "sequences": len(folders),
-                           "files": sum(1 for _ in out.rglob("*") if _.is_file()),
-                           "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())})
+        files = [p for p in atomic.current_path(out).rglob("*") if p.is_file()]
+        stage.log_metrics({"source": download.source, "sequences": len(folders), "files": len(files),
+                           "bytes": sum(p.stat().st_size for p in files)})

@@ -25,11 +25,13 @@ from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstr
 from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.geometry.mesh import point_mesh_sq_dist
-from pipeline.io import synthia
+from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import load_sequences
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
+from pipeline.params.video import Phase2Params
 from pipeline.tracking import stage_run
+from pipeline.train.common import check_trained_with, load_checkpoint
 from pipeline.train.phase1 import frame_selection, load_model
 from pipeline.train.phase2 import load_video_model
 
@@ -105,7 +107,12 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
     data = parse_section(params, "data", DataParams)
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
-    with stage_run("evaluate", reports) as stage:
+    train = parse_section(params, "train", Phase1Params).model_dump()  # the models must match params.yaml
+    phase1_saved, phase2_saved = load_checkpoint(phase1), load_checkpoint(phase2)
+    check_trained_with(phase1, phase1_saved["params"], train, "train")
+    check_trained_with(phase2, phase2_saved["phase1_params"], train, "train")
+    check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
+    with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
         figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
                    for layout in layouts]
@@ -116,7 +123,7 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
             "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
             "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
         }
-        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence})
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",

@@ -95,13 +95,13 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     total_points = sum(p["points"] for p in manifest["partitions"])
     return {"frames": len(tasks), "points": total_points, "seconds": round(seconds, 2),
             "frames_per_s": round(len(tasks) / seconds, 2),
-            "bytes": sum(p.stat().st_size for p in out_root.rglob("*.parquet"))}
+            "bytes": sum(p.stat().st_size for p in atomic.current_path(out_root).rglob("*.parquet"))}
 
 
 def run(params: dict[str, Any], raw: Path, out: Path, workers: int = 2) -> None:
     """The stage: clouds of every frame of ``raw`` into ``out``; ``params`` is the whole params.yaml."""
     data = parse_section(params, "data", DataParams)
     cloud = parse_section(params, "pointcloud", PointcloudParams)
-    with stage_run("pointclouds") as stage:
+    with atomic.transaction(), stage_run("pointclouds") as stage:  # data/pointclouds and reports change together
         stage.log_params({"pointcloud": params["pointcloud"], "data.cameras": list(data.cameras)})
         stage.log_metrics(build_pointclouds(raw, out, data.cameras, cloud, workers=workers))

@@ -16,8 +16,10 @@ from pipeline.config import parse_section
 from pipeline.data.splits import training_split
 from pipeline.models.video.sequences import load_sequences
 from pipeline.params.data import DataParams
+from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.tracking import rank_report_dir, stage_run
+from pipeline.train.common import check_trained_with
 from pipeline.train.phase1 import frame_selection
 from pipeline.train.phase2 import build_model, train_phase2
 
@@ -37,6 +39,7 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, phase1: Path, out: Path
     main_process = int(os.environ.get("RANK", "0")) == 0
     report_dir = rank_report_dir("train_phase2")
     _, p1 = build_model(phase1, video, device="cpu")
+    check_trained_with(phase1, p1.model_dump(), parse_section(params, "train", Phase1Params).model_dump(), "train")
     with stage_run("train_phase2", report_dir) as stage:
         stage.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty

@@ -203,10 +203,10 @@ def run(params: dict[str, Any], raw: Path, out: Path, reports: Path, device: tor
         print(f"WARNING: vggt: RANDOM WEIGHTS ({info['weights_source']}, preset {p.preset}): depth, cameras, points "
               f"and metrics are NOT meaningful. Use real weights with e.g. `dvc exp run -S vggt.weights=facebook/VGGT-1B "
               f"-S vggt.preset=1b -S vggt.target_size=518` on a machine with internet.", file=sys.stderr, flush=True)
-    with stage_run("vggt", reports) as stage:
+    with atomic.transaction(), stage_run("vggt", reports) as stage:  # all outputs change together
         stage.log_params({"vggt": params["vggt"], "data.cameras": list(data.cameras)})
         stage.set_tags({"vggt.weights_source": info["weights_source"], "vggt.random_weights": str(random_weights)})
         stage.log_metrics(build_vggt_outputs(raw, out, reports / "figures", data.cameras, p, model, device,
                                              random_weights))
-        for png in sorted((reports / "figures").glob("*.png")):
+        for png in sorted(atomic.current_path(reports / "figures").glob("*.png")):
             stage.log_artifact(png, "figures")

@@ -26,7 +26,7 @@ from pipeline.distributed import (  # noqa: F401  (the training loops' names)
     pick_device,
     unwrap,
 )
-from pipeline.io import atomic
+from pipeline.io import checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -62,16 +62,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (tensors and plain types only) atomically with ``torch.save``."""
-    atomic.write_with(path, lambda tmp: torch.save(payload, tmp))
+    """Write ``payload`` (tensors and plain types only) atomically and byte-reproducibly
+    (:func:`pipeline.io.checkpoint.save`)."""
+    checkpoint.save(path, payload)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors have many types; report one line naming the file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (errors name the file)."""
+    return checkpoint.load(path, map_location)
+
+
+RUN_ONLY_KEYS = frozenset({"device", "log_every", "val_every", "checkpoint_every"})  # do not change the model
+
+
+def check_trained_with(path: Path | str, recorded: dict[str, Any], current: dict[str, Any], section: str) -> None:
+    """Refuse a model trained with other params: ``recorded`` (saved in the checkpoint at ``path``) against the
+    ``current`` params.yaml ``section``; the ValueError names the first differing key and both values.
+    Keys that only steer the run (:data:`RUN_ONLY_KEYS`) are not compared."""
+
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+    for key in sorted(set(recorded) | set(current)):
+        if key in RUN_ONLY_KEYS:
+            continue
+        old, new = plain(recorded.get(key, "<absent>")), plain(current.get(key, "<absent>"))
+        if old != new:
+            raise ValueError(f"{path}: trained with {section}.{key}={old!r} but params.yaml has {new!r}; "
+                             f"retrain it (dvc repro) or restore the params")

@@ -39,3 +39,70 @@ def test_dir_swap(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
+    """kill -9 leaves hidden partials; the next write into that folder removes them, nothing else."""
+    import fcntl
+    import os
+
+    stale_dir = tmp_path / ".pointclouds.ab12cd_9.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "points.parquet").write_bytes(b"")
+    stale_old = tmp_path / ".pointclouds.zz99yy00.old"
+    stale_old.mkdir()
+    stale_file = tmp_path / ".model.pt.k3j4h5g6.tmp.pt"
+    stale_file.write_bytes(b"half")
+    keep = [tmp_path / ".pointclouds-notes", tmp_path / ".config.tmp", tmp_path / "pointclouds.ab12cd_9.tmp",
+            tmp_path / "notes.old"]
+    for path in keep:
+        path.write_text("not ours")
+    held = tmp_path / ".pointclouds.held0000.tmp"  # a live writer's partial: locked
+    held.mkdir()
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with atomic.atomic_dir(tmp_path / "pointclouds") as tmp:
+            (tmp / "new.txt").write_text("new")
+        atomic.write_text(tmp_path / "model.pt", "weights")
+        assert not stale_dir.exists() and not stale_old.exists() and not stale_file.exists()
+        assert all(path.exists() for path in keep) and held.is_dir()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "pointclouds/new.txt").read_text() == "new"
+
+
+def test_outputs_get_the_usual_umask_modes(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic.atomic_dir(tmp_path / "data") as tmp:
+            (tmp / "a.txt").write_text("a")
+        atomic.write_text(tmp_path / "b.txt", "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
+
+
+def test_transaction_renames_all_outputs_only_if_all_succeed(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/old.txt").write_text("old")
+    atomic.write_text(tmp_path / "metrics.json", "{}")
+    with pytest.raises(RuntimeError), atomic.transaction():
+        with atomic.atomic_dir(tmp_path / "data") as tmp:
+            (tmp / "new.txt").write_text("new")
+        assert not (tmp_path / "data/new.txt").exists()  # staged, not yet renamed
+        assert atomic.current_path(tmp_path / "data/new.txt").read_text() == "new"
+        raise RuntimeError("the report could not be written")
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "metrics.json"]  # no partial left
+    with atomic.transaction():
+        with atomic.atomic_dir(tmp_path / "data") as tmp:
+            (tmp / "new.txt").write_text("new")
+            atomic.write_text(tmp / "inner.json", "1")  # inside a staged folder: written directly
+        atomic.write_text(tmp_path / "metrics.json", '{"a": 1}')
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["inner.json", "new.txt"]
+    assert (tmp_path / "metrics.json").read_text() == '{"a": 1}'

@@ -84,7 +84,9 @@ def test_wrong_size_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [("1 2 3", "got 3"), ("a b", "16 numbers"),
-                                              (" ".join(["1"] * 16), "not column-major")])
+                                              (" ".join(["1"] * 16), "not column-major"),
+                                              ("1 0 0 0 0 1 0 0 0 0 1 0 nan 0 0 1", "non-finite"),
+                                              ("1 0 0 0 0 1 0 0 0 0 1 0 5 -inf 0 1", "non-finite")])
 def test_bad_pose_files(tmp_path, content, message):
     path = tmp_path / "p.txt"
     path.write_text(content)

@@ -80,7 +80,18 @@ def corrupt_unknown_param(root: Path) -> str:
     return r"params\.yaml: unknown key 'pointcloud\.maxpoints'"
 
 
-@pytest.mark.parametrize("corrupt", [corrupt_eight_bit_depth, corrupt_truncated_png, corrupt_wrong_size,
+def corrupt_nan_pose_world_clouds(root: Path) -> str:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["pointcloud"]["coordinates"] = "world"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    path = root / "data/raw" / SEQ / "CameraParams" / CAM / "000001.txt"
+    values = path.read_text().split()
+    values[12] = "nan"  # x of the translation (column-major)
+    path.write_text(" ".join(values))
+    return r"CameraParams/Stereo_Left/Omni_F/000001\.txt: pose holds non-finite numbers"
+
+
+@pytest.mark.parametrize("corrupt", [corrupt_nan_pose_world_clouds, corrupt_eight_bit_depth, corrupt_truncated_png, corrupt_wrong_size,
                                      corrupt_missing_pose, corrupt_missing_intrinsics, corrupt_unknown_param])
 def test_bad_input_one_line_and_no_partial_output(project, corrupt):
     import re
@@ -92,3 +103,27 @@ def test_bad_input_one_line_and_no_partial_output(project, corrupt):
     assert not (project / "data/pointclouds").exists()
     assert not list((project / "data").glob(".pointclouds*"))  # no temporary leftovers
     assert not (project / "reports/pointclouds/metrics.json").exists()
+
+
+def test_unwritable_reports_keep_the_old_point_clouds(project, monkeypatch):
+    """Every output of the stage changes together: the report folder refuses writes -> exit 1, and the
+    previous data/pointclouds stays (not the new one), with no partial left."""
+    import tempfile
+
+    assert run_stage() == (0, [])
+    before = (project / "data/pointclouds/manifest.json").read_bytes()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pointcloud"]["max_points"] = 128
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    original = tempfile.mkstemp
+
+    def refuse_reports(*args, **kwargs):
+        if Path(kwargs.get("dir", "")).resolve() == (project / "reports/pointclouds").resolve():
+            raise PermissionError(13, "Permission denied", str(kwargs["dir"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_reports)
+    code, errors = run_stage()
+    assert code == 1 and len(errors) == 1 and "Permission denied" in errors[0], errors
+    assert (project / "data/pointclouds/manifest.json").read_bytes() == before
+    assert not list((project / "data").glob(".pointclouds*"))

@@ -209,7 +209,29 @@ def test_points_from_vggt(project):
         assert np.array_equal(got[key], reference[key]), key
 
 
+def world_clouds(root: Path) -> None:
+    path = root / "data/pointclouds/manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "coordinates": "world"}))
+
+
+def pickle_with_code_as_weights(root: Path) -> None:
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    (root / "evil.pth").write_bytes(pickle.dumps({"config": {}, "state_dict": Payload()}))
+    set_params(root, weights=str(root / "evil.pth"))
+
+
 @pytest.mark.parametrize("change, pattern", [
+    (world_clouds, r"^error: data/pointclouds/manifest\.json: needs point clouds in camera coordinates"),
+    (lambda root: (root / "data/pointclouds/manifest.json").write_text("{\"partitions\": ["),
+     r"^error: data/pointclouds/manifest\.json: not valid JSON"),
+    (pickle_with_code_as_weights, r"^error: .*evil\.pth: not a readable checkpoint, refused by torch\.load"),
+    (lambda root: set_params(root, seed=-1), r"^error: params\.yaml: 'concerto\.seed' = -1: Input should be greater than or equal to 0"),
     (lambda root: shutil.rmtree(root / "data/pointclouds"), r"^error: data/pointclouds: point clouds not found"),
     (lambda root: set_params(root, grid=0.1), r"^error: params\.yaml: unknown key 'concerto\.grid'"),
     (lambda root: set_params(root, spatial_tokens=0), r"^error: params\.yaml: 'concerto\.spatial_tokens' = 0: Input should be greater than or equal to 1"),

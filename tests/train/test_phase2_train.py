@@ -84,11 +84,18 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     assert resumed.by_step() == full.by_step()
 
 
+def run_stage(module, *args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(module.app, list(args))
+    text = result.stderr if result.stderr_bytes else result.output
+    return result.exit_code, [line for line in text.splitlines() if line.startswith("error:")]
+
+
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     raw, clouds, phase1 = tiny
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"val_sequences": 0, "test_sequences": 0})
     params["video"] = P2.model_dump()
+    params["train"] = P1.model_dump()  # the params the phase-one model was trained with
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / "models/phase1").mkdir(parents=True)
@@ -117,6 +124,31 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     assert {"copy_last", "constant_velocity", "target_frame_slots"} <= set(delta1)
     assert out["camera_error"]["pairs"] == 2
     assert {p.suffix for p in figures} == {".png", ".gif"} and all(p.is_file() for p in figures)
+
+    # Mismatched models: params.yaml now asks for 4 slots; both consumers name the key and refuse.
+    from stages import evaluate
+
+    params["train"]["slots"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for module, args in ((stage, ["--raw", str(raw), "--clouds", str(clouds), "--device", "cpu"]),
+                         (evaluate, ["--raw", str(raw), "--clouds", str(clouds)])):
+        code, errors = run_stage(module, *args)
+        assert code == 1 and len(errors) == 1, errors
+        assert "models/phase1/model.pt: trained with train.slots=3 but params.yaml has 4" in errors[0]
+
+
+def test_evaluate_on_an_empty_dataset_folder_is_one_line(tmp_path, monkeypatch):
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data/raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
+    from stages import evaluate
+
+    code, errors = run_stage(evaluate)
+    assert code == 1 and errors == ["error: data/raw: no SYNTHIA-SEQS-NN-WEATHER sequence folders (run the download "
+                                    "stage first)"]
+    assert not (tmp_path / "reports/evaluate").exists()
 
 
 def test_missing_phase1_model_is_one_line_error(tmp_path, monkeypatch):

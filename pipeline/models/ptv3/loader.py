@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from pipeline.io import checkpoint
 
 from .attention import flash_attn_available
 from .config import preset
@@ -63,7 +64,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, repo_id: str = HF_REPO, 
 
 def load_checkpoint_dict(path: str | os.PathLike) -> dict[str, Any]:
     """torch.load(weights_only=True) of an official-format file, validated."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = checkpoint.load(path)
     if not isinstance(ckpt, Mapping) or "config" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"concerto: {path} is not an official checkpoint (dict with 'config' and 'state_dict')")
     return dict(ckpt)
@@ -111,15 +112,6 @@ def load_encoder(
 
 
 def save_checkpoint(model: PointTransformerV3, path: str | os.PathLike) -> None:
-    """Write `{"config", "state_dict"}` in the official format, atomically (temp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `{"config", "state_dict"}` in the official format, atomically and byte-reproducibly."""
     payload = {"config": model.config.to_official(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    checkpoint.save(path, payload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,28 @@ def test_missing_features_one_line_error(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     code, output = run()
     assert code == 1 and "unknown key 'laq.codebok_size'" in output
+
+
+def truncate_one_npz(root: Path) -> str:
+    path = sorted((root / "data/features").rglob("*.npz"))[0]
+    path.write_bytes(path.read_bytes()[:200])
+    return rf"error: {re.escape(str(path.relative_to(root)))}: not a readable \.npz"
+
+
+def world_features(root: Path) -> str:
+    path = root / "data/features/manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "coordinates": "world"}))
+    return r"error: data/features/manifest\.json: needs point clouds in camera coordinates"
+
+
+def corrupt_manifest(root: Path) -> str:
+    (root / "data/features/manifest.json").write_text('{"channels": 4,')
+    return r"error: data/features/manifest\.json: not valid JSON"
+
+
+@pytest.mark.parametrize("corrupt", [truncate_one_npz, world_features, corrupt_manifest])
+def test_bad_features_one_line_error(project, corrupt):
+    pattern = corrupt(project)
+    code, output = run()
+    assert code == 1 and re.search(pattern, output), output
+    assert not (project / "reports/laq/metrics.json").exists()
