@@ -25,8 +25,8 @@ Loss of a clip batch (each weight a param):
   slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
   guess (so best-of-1 = the most confident guess).
 
-Resumable (``checkpoints/phase2/state.pt`` with the params digest and the phase-one model's hash),
-deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
+Resumable (``checkpoints/phase2/state.pt``, :mod:`pipeline.train.loop`; its identity is the params and
+the phase-one model's hash), deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
 under ``torchrun`` each process takes its share of clips and gradients are averaged with
 :func:`pipeline.train.loop.average_gradients` before every step.
 """
