@@ -19,6 +19,12 @@ and compare UI. Every stage opens :func:`stage_run`, which
 Tracking never fails a stage: any MLflow error is one warning line (the outputs are fine; ``protoscene
 relog <stage>`` logs ``reports/<stage>`` again). ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging
 only; outputs are unchanged, so it is safe for DVC).
+
+Quality metrics and run facts are kept apart: timings, throughput, peak memory, device and host
+facts (:data:`RUN_FACT_KEYS`, or anything passed to :meth:`StageRun.log_run_facts`) go to
+``reports/<stage>/run.json`` (not a DVC metric, ignored by git) and to MLflow, so two runs with
+equal results leave the checkout clean. :attr:`StageRun.curves` hands the logged training curves to
+the training steps, which draw them as ``reports/<stage>/figures/curves.png`` (:mod:`pipeline.eval.curve_figures`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import io
 import json
 import logging
 import os
+import platform
 import shutil
 import sqlite3
 import subprocess
@@ -44,6 +51,38 @@ from pipeline.io import atomic, locks
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
+
+RUN_FACT_KEYS = frozenset({
+    "seconds", "train_seconds", "model_seconds", "seconds_this_run",  # wall-clock seconds
+    "frames_per_s", "model_frames_per_s", "points_per_s", "clips_per_s",  # throughput
+    "peak_rss_mb", "cuda_peak_allocated_mb",  # peak memory, MiB
+    "device", "world_size", "torch_threads", "resumed_from_step", "steps_this_run",  # where and how it ran
+})
+"""Leaf keys that describe how a run went rather than what it produced: never written to metrics.json."""
+
+
+def split_run_facts(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split nested ``metrics`` into (quality metrics, run facts) by leaf key (:data:`RUN_FACT_KEYS`);
+    both keep the nesting, empty sub-dicts are dropped from the facts."""
+    quality: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            q, f = split_run_facts(value)
+            if q or not f:  # a group made only of run facts leaves no empty dict behind
+                quality[key] = q
+            if f:
+                facts[key] = f
+        elif key in RUN_FACT_KEYS:
+            facts[key] = value
+        else:
+            quality[key] = value
+    return quality, facts
+
+
+def host_facts() -> dict[str, Any]:
+    """Python, platform and CPU count of this machine (for ``run.json``)."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
 def tracking_root() -> Path:
@@ -78,7 +117,8 @@ def mlflow_enabled() -> bool:
 
 
 class StageRun:
-    """What a stage logs: final metrics (to JSON + MLflow), step metrics (CSV + MLflow), artifacts.
+    """What a stage logs: final metrics (to JSON + MLflow), run facts (``run.json`` + MLflow), step
+    metrics (CSV + MLflow), artifacts.
 
     Every MLflow call is guarded: the first failure (a locked or broken store, a full disk...) is reported
     in one warning line and MLflow is off for the rest of the stage; the DVC outputs are unaffected.
@@ -88,6 +128,7 @@ class StageRun:
         self.stage = stage
         self.report_dir = report_dir
         self.metrics: dict[str, Any] = {}
+        self.run_facts: dict[str, Any] = {}
         self._mlflow = mlflow_module
         self._curves: dict[str, list[dict[str, Any]]] = {}
         self._declared: dict[str, list[str]] = {}
@@ -108,18 +149,34 @@ class StageRun:
             self._track("log_params", {k: str(v)[:500] for k, v in flat.items()})
 
     def log_metrics(self, metrics: dict[str, Any], mlflow_group: str = "") -> None:
-        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots.
+        """Final metrics: nested dicts allowed; numbers go to MLflow flattened with dots. Run facts
+        among them (leaf keys in :data:`RUN_FACT_KEYS`) are routed to :meth:`log_run_facts`.
 
         ``mlflow_group`` prefixes the MLflow names (``stats`` -> ``stats/dataset.frames``) so that
         descriptive numbers sort after the headline ones in MLflow's compare view; the JSON keeps the
         plain nesting.
         """
+        metrics, facts = split_run_facts(metrics)
         self.metrics.update(metrics)
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
+        self._log_numbers(metrics, prefix=f"{mlflow_group}/" if mlflow_group else "")
+        if facts:
+            self.log_run_facts(facts)
+
+    def log_run_facts(self, facts: dict[str, Any]) -> None:
+        """Timings, memory, device, host: written to ``run.json`` (not a DVC metric, not in git) and
+        logged to MLflow under the prefix ``run.`` (numbers as metrics, the rest as tags)."""
+        self.run_facts.update(facts)
+        self._log_numbers(facts, prefix="run.")
+        tags = {k: str(v)[:500] for k, v in flatten(facts, "run.").items()
+                if not isinstance(v, int | float) or isinstance(v, bool)}
+        if tags:
+            self._track("set_tags", tags)
+
+    def _log_numbers(self, values: dict[str, Any], prefix: str = "") -> None:
+        numeric = {prefix + k: float(v) for k, v in flatten(values).items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
         if numeric:
-            prefix = f"{mlflow_group}/" if mlflow_group else ""
-            self._track("log_metrics", {prefix + k: v for k, v in numeric.items()})
+            self._track("log_metrics", numeric)
 
     def log_step(self, curve: str, step: int, values: dict[str, float]) -> None:
         """One row of a training curve: kept for ``reports/<stage>/<curve>.csv`` and sent to MLflow."""
@@ -130,6 +187,11 @@ class StageRun:
         """Make sure ``reports/<stage>/<curve>.csv`` is written (header only if no row is logged),
         for curves that may legitimately stay empty but are declared as DVC outputs."""
         self._declared[curve] = ["step", *columns]
+
+    @property
+    def curves(self) -> dict[str, list[dict[str, Any]]]:
+        """Rows logged so far per curve (declared curves included, possibly empty): ``{curve: [{"step": ..}]}``."""
+        return {**{curve: [] for curve in self._declared}, **self._curves}
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Log a file (also one still staged by an open :func:`pipeline.io.atomic.transaction`)."""
@@ -162,6 +224,9 @@ class StageRun:
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
+        self.log_run_facts({"host": host_facts()})
+        atomic.write_json(self.report_dir / "run.json", self.run_facts)
+        self.log_artifact(self.report_dir / "run.json", "reports")
         self._track("log_metrics", headline_metrics(self.stage, self.metrics))
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small generated SYNTHIA-SEQS look-alike (all 8 cameras); the repository's params."""
+"""Shared fixtures: a small generated SYNTHIA-SEQS look-alike (all 8 cameras); the repository's params;
+a readable-figure check."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image, ImageSequence
 
 from pipeline.config import load_params, parse_section
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
@@ -34,3 +37,22 @@ def repo_params(section: str, **overrides: Any):
     """The repository's params.yaml ``section`` with ``overrides``, validated as params.yaml is (the models
     have no defaults: tests start from the same values as the pipeline)."""
     return parse_section({section: {**_repo_params()[section], **overrides}}, section, SECTIONS[section])
+
+
+MIN_SIDE, MAX_SIDE = 300, 2600  # figure pixels: large enough to read, small enough to open anywhere
+
+
+def check_readable(path: Path) -> None:
+    """``path`` exists and every frame (PNG, GIF) has sides within bounds and more than one grey level."""
+    assert path.is_file() and path.stat().st_size > 2000, path
+    with Image.open(path) as image:
+        for frame in ImageSequence.Iterator(image):
+            w, h = frame.size
+            assert MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE, (path, frame.size)
+            assert np.asarray(frame.convert("L"), dtype=float).var() > 0, path
+
+
+@pytest.fixture
+def assert_readable():
+    """:func:`check_readable`, for figure tests."""
+    return check_readable

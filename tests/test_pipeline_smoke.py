@@ -1,9 +1,11 @@
 """The real `dvc repro` on a tiny sample, in a temporary copy of the repository (CI smoke pipeline).
 
-Checks: every stage's outputs exist and are valid; a second `dvc repro` does nothing; an unknown key
-stops `dvc exp run` in one line; a held-out split change marks only the stages that read it; changing one
-downstream param with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs;
-two queued experiments run in parallel on a fresh MLflow store both succeed with their runs recorded.
+Checks: every stage's outputs exist and are valid; every declared figure is a readable image; metric
+files hold quality numbers only (run facts are in the untracked run.json); the log has no warning but
+the announced random weights; a second `dvc repro` does nothing; an unknown key stops `dvc exp run` in
+one line; a held-out split change marks only the stages that read it; changing one downstream param
+with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs; two queued
+experiments run in parallel on a fresh MLflow store both succeed with their runs recorded.
 """
 
 from __future__ import annotations
@@ -108,6 +110,37 @@ def check_outputs_exist_and_are_valid(smoke_repo):
     assert (root / "models/phase2/model.pt").is_file() and "phase2" in evaluation
 
 
+def declared_figure_folders(root: Path) -> list[Path]:
+    """Every ``reports/<stage>/figures`` folder that a stage of dvc.yaml declares as an output."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for stage in stages.values() for o in stage.get("outs", [])]
+    return [root / o for o in outs if o.startswith("reports/") and o.endswith("/figures")]
+
+
+def check_figures_metrics_and_log(smoke_repo, assert_readable):
+    from pipeline.config import flatten
+    from pipeline.tracking import RUN_FACT_KEYS
+
+    root, _, log = smoke_repo
+    folders = declared_figure_folders(root)
+    assert {f.parent.name for f in folders} >= {"vggt", "laq", "train_phase1", "train_phase2", "evaluate"}
+    for folder in folders:
+        images = sorted(folder.glob("*.png")) + sorted(folder.glob("*.gif"))
+        assert images, folder
+        for image in images:
+            assert_readable(image)
+    for stage in STAGES:
+        keys = {k.rsplit(".", 1)[-1] for k in flatten(metrics(root, stage))}
+        assert not keys & RUN_FACT_KEYS, stage
+        assert "host" in json.loads((root / "reports" / stage / "run.json").read_text())
+    assert "run.json" not in subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=root,
+                                            capture_output=True, text=True).stdout
+    warnings = [line for line in log.splitlines() if "warn" in line.lower() and "RANDOM" not in line]
+    assert not warnings, warnings
+    for noise in ("Could not load library", "is empty", "not writable"):
+        assert noise not in log
+
+
 def check_second_repro_is_a_no_op(smoke_repo):
     _, run, _ = smoke_repo
     assert "Data and pipelines are up to date" in run("dvc", "repro")
@@ -189,10 +222,11 @@ def check_parallel_queued_experiments_on_a_fresh_store(smoke_repo):
     assert list((root / "mlartifacts").rglob("metrics.json"))  # artifacts in the main checkout
 
 
-def test_smoke_pipeline(tmp_path_factory):
+def test_smoke_pipeline(tmp_path_factory, assert_readable):
     """One test, so the steps run in order on one worker: the last one changes the repository."""
     smoke_repo = make_smoke_repo(tmp_path_factory)
     check_outputs_exist_and_are_valid(smoke_repo)
+    check_figures_metrics_and_log(smoke_repo, assert_readable)
     check_second_repro_is_a_no_op(smoke_repo)
     check_mlflow_recorded_the_stages(smoke_repo)
     check_unknown_key_stops_the_pipeline(smoke_repo)

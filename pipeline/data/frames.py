@@ -142,7 +142,8 @@ def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera:
                 skipped += 1
                 continue
             depth_full = synthia.read_depth(layout.depth(camera, int(frame)))
-            points = part[["x", "y", "z"]].to_numpy(np.float32)
+            # copy=True: a writable array of its own (pandas may hand out a read-only view, which torch warns about)
+            points = part[["x", "y", "z"]].to_numpy(np.float32, copy=True)
             records.append(FrameRecord(
                 sequence=name, camera=camera, frame=int(frame), depth=resize_depth(depth_full, hw),
                 intrinsics=scaled_intrinsics(intrinsics, depth_full.shape, hw), points=points,

@@ -1,0 +1,1 @@
+"""Evaluation: dataset report, phase-one/two metrics and baselines, VGGT/LAQ metrics, and the report figures."""

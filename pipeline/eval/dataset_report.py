@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io import atomic, pointcloud_table, synthia
+from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import CLASS_COLORS, CLASS_NAMES, SequenceLayout
 
 
@@ -59,35 +59,41 @@ def class_fractions(clouds_root: Path, sequences: list[str], camera: str) -> dic
     return {CLASS_NAMES.get(c, str(c)): round(n / total, 4) for c, n in sorted(counts.items())}
 
 
+def class_legend(ax, class_ids: np.ndarray) -> None:
+    """Legend (right of ``ax``) naming each class present in ``class_ids`` in its SYNTHIA colour."""
+    from pipeline.eval.figure_kit import colour_legend
+
+    present = [int(c) for c in np.unique(class_ids)]
+    colour_legend(ax, list(class_palette(np.asarray(present))), [CLASS_NAMES.get(c, str(c)) for c in present], "class")
+
+
 def overview_figure(layout: SequenceLayout, camera: str, clouds_root: Path, out: Path) -> Path:
-    """PNG with RGB, depth, labels and a top view of the point cloud of the middle frame."""
-    import matplotlib
+    """PNG with RGB, depth (colour bar in log10 metres), labels and a top view of the point cloud of the
+    middle frame; the label and point panels share one class legend."""
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     frames = layout.frames(camera)
     frame = frames[len(frames) // 2]
     depth = synthia.read_depth(layout.depth(camera, frame))
     class_id, _ = synthia.read_labels(layout.labels(camera, frame))
     rgb = synthia.read_rgb(layout.rgb(camera, frame))
     cloud = pointcloud_table.read_frame(clouds_root, layout.name, camera, frame, columns=["x", "z", "class_id"])
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    fig, axes = plt.subplots(2, 2, figsize=(14, 8))
     axes[0, 0].imshow(rgb)
-    axes[0, 0].set_title(f"{layout.name} {camera} frame {frame}: RGB")
+    axes[0, 0].set_title(figure_kit.wrap(f"{layout.name} {camera} frame {frame}: RGB", 50))
     im = axes[0, 1].imshow(np.log10(np.nan_to_num(depth, nan=np.nanmax(depth)) + 1e-3), cmap="magma_r")
-    axes[0, 1].set_title("depth (log10 m; sky = far)")
-    fig.colorbar(im, ax=axes[0, 1], fraction=0.03)
+    axes[0, 1].set_title("depth (sky shown as the farthest depth)")
+    figure_kit.colorbar(fig, im, axes[0, 1], "log10 depth (m)")
     axes[1, 0].imshow(class_palette(class_id))
-    axes[1, 0].set_title("GT/LABELS classes")
+    axes[1, 0].set_title("ground-truth classes (GT/LABELS)")
     axes[1, 1].scatter(cloud["x"], cloud["z"], s=0.5, c=class_palette(cloud["class_id"].to_numpy()))
     axes[1, 1].set_aspect("equal")
-    axes[1, 1].set_xlabel("x (m)")
+    axes[1, 1].set_xlabel("x (m, right)")
     axes[1, 1].set_ylabel("z (m, forward)")
     axes[1, 1].set_title(f"point cloud, top view ({len(cloud)} points)")
+    class_legend(axes[1, 1], np.union1d(np.unique(class_id), cloud["class_id"].to_numpy()))
     for ax in axes.flat[:3]:
         ax.axis("off")
     fig.tight_layout()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)
-    return out
+    return figure_kit.save(fig, out, dpi=80)

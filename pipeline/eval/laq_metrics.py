@@ -33,7 +33,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.data.camera import synthia_pair_motion
-from pipeline.io import atomic
 from pipeline.io.synthia import SequenceLayout, read_pose
 from pipeline.models.laq import LAQ
 from pipeline.models.laq.nsvq import perplexity
@@ -282,14 +281,12 @@ def headline(metrics: dict[str, Any]) -> str:
 
 def probe_figure(probe: dict[str, Any], path: Path, targets: tuple[str, ...] = ("t_z", "rot_y")) -> None:
     """PNG: ground-truth vs probe-predicted motion of the held-out pairs, one panel per target, one colour per sequence."""
-    import matplotlib
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     units = {"t_x": "m", "t_y": "m", "t_z": "m", "rot_x": "rad", "rot_y": "rad", "rot_z": "rad"}
     sequences = np.asarray(probe["sequence"])
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets) + 2.4, 4.8), squeeze=False)
     for ax, name in zip(axes[0], targets):
         j = MOTION_NAMES.index(name)
         true, pred = probe["true"][:, j], probe["predicted"][:, j]
@@ -300,22 +297,24 @@ def probe_figure(probe: dict[str, Any], path: Path, targets: tuple[str, ...] = (
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
         r2 = r2_scores(true[:, None], pred[:, None])[0]
         ax.set_title(f"{name} over the pair: R² {r2:.2f}" if np.isfinite(r2) else f"{name} (constant)")
+        ax.grid(alpha=0.3)
         ax.set_xlabel(f"ground truth ({units[name]})")
         ax.set_ylabel(f"linear probe on the codes ({units[name]})")
-    axes[0, 0].legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(axes[0, 0].lines[0])
+    labels.append("perfect probe (y = x)")
+    axes[0, -1].legend(handles, labels, fontsize=8, title="held-out sequence", loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle("held-out frame pairs: camera motion read from the LAQ codes")
     fig.tight_layout()
-    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    figure_kit.save(fig, path, dpi=90)
 
 
 def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path) -> None:
     """PNG: one histogram of code usage per position, one bar series per split (e.g. train / held_out)."""
-    import matplotlib
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     positions = next(iter(indices.values())).shape[1]
     fig, axes = plt.subplots(positions, 1, figsize=(10, 1.8 * positions + 0.6), sharex=True, squeeze=False)
     for s in range(positions):
@@ -323,10 +322,9 @@ def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path)
         for name, idx in indices.items():
             counts = np.bincount(idx[:, s], minlength=codebook_size)
             ax.bar(np.arange(codebook_size), counts / max(1, counts.sum()), width=1.0, alpha=0.6, label=name)
-        ax.set_ylabel(f"code {s}\nfraction")
-    axes[0, 0].legend(loc="upper right")
-    axes[-1, 0].set_xlabel("codebook index")
-    fig.suptitle("LAQ code usage per position")
+        ax.set_ylabel(f"position {s}\nfraction of pairs")
+    axes[0, 0].legend(title="pairs", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    axes[-1, 0].set_xlabel("codebook index (code id)")
+    fig.suptitle("LAQ code usage per code position (fraction of frame pairs using each code)")
     fig.tight_layout()
-    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    figure_kit.save(fig, path, dpi=90)

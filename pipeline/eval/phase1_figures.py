@@ -36,60 +36,59 @@ def raycast_slots(verts: np.ndarray, faces: np.ndarray, record: FrameRecord) -> 
 
 def reconstruction_figure(record: FrameRecord, verts: np.ndarray, faces: np.ndarray, point_slot: np.ndarray,
                           title: str, out: Path) -> Path:
-    """Input depth | depth ray-cast from the slot meshes | slot segmentation | top view of the points."""
-    import matplotlib
+    """Input depth | depth ray-cast from the slot meshes (one colour bar, metres) | slot segmentation |
+    top view of the points (one slot legend for both)."""
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     rendered, slot = raycast_slots(verts, faces, record)
     colours = slot_colours(len(verts))
     seg = np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0)
     vmax = np.nanpercentile(np.where(np.isfinite(record.depth), record.depth, np.nan), 95)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    axes[0, 0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
-    axes[0, 0].set_title(f"input depth ({record.sequence} frame {record.frame})")
-    axes[0, 1].imshow(np.where(np.isfinite(rendered), rendered, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
-    axes[0, 1].set_title(f"ray-cast from {len(verts)} slot meshes: {title}")
+    fig, axes = plt.subplots(2, 2, figsize=(14, 8.5))
+    im = axes[0, 0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+    axes[0, 0].set_title(figure_kit.wrap(f"input depth ({record.sequence} frame {record.frame}; white = sky/invalid)", 55))
+    figure_kit.colorbar(fig, im, axes[0, 0], "depth (m)")
+    im = axes[0, 1].imshow(np.where(np.isfinite(rendered), rendered, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+    axes[0, 1].set_title(figure_kit.wrap(f"depth ray-cast from {len(verts)} slot meshes: {title}", 55))
+    figure_kit.colorbar(fig, im, axes[0, 1], "depth (m)")
     axes[1, 0].imshow(seg)
-    axes[1, 0].set_title("slot segmentation (ray-cast)")
+    axes[1, 0].set_title("slot segmentation (ray-cast; white = no slot)")
     axes[1, 1].scatter(record.points[:, 0], record.points[:, 2], s=1, c=colours[point_slot])
     for k, v in enumerate(verts):
         axes[1, 1].scatter(v[:, 0], v[:, 2], s=0.3, color=colours[k], alpha=0.3)
     axes[1, 1].set_aspect("equal")
-    axes[1, 1].set_xlabel("x (m)")
-    axes[1, 1].set_ylabel("z (m)")
-    axes[1, 1].set_title("top view: target points by nearest slot, mesh vertices")
-    for ax in axes.flat[:3]:
-        ax.axis("off")
+    axes[1, 1].set_xlabel("x (m, right)")
+    axes[1, 1].set_ylabel("z (m, forward)")
+    axes[1, 1].set_title(figure_kit.wrap("top view: target points by nearest slot, mesh vertices", 55))
+    figure_kit.slot_legend(axes[1, 1], colours)
+    figure_kit.image_axes(*axes.flat[:3])
     fig.tight_layout()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
-    plt.close(fig)
-    return out
+    return figure_kit.save(fig, out, dpi=70)
 
 
 def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path) -> Path:
-    """One 3-D surface plot per learned prototype (unit scale, no pose), with its mean usage."""
-    import matplotlib
+    """One 3-D surface plot per learned prototype (unit scale, no pose), with its mean usage (the mean
+    softmax weight over held-out slots, in [0, 1]); at most 4 prototypes per row."""
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figure_kit.pyplot()
     p = len(shapes)
-    fig = plt.figure(figsize=(3 * p, 3.2))
+    cols = min(p, 4)
+    rows = -(-p // cols)
+    fig = plt.figure(figsize=(3.6 * cols, 3.6 * rows + 0.6))
     for i, shape in enumerate(shapes):
-        ax = fig.add_subplot(1, p, i + 1, projection="3d")
+        ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
         ax.plot_trisurf(shape[:, 0], shape[:, 2], -shape[:, 1], triangles=faces, color=SLOT_COLOURS[i % 12], alpha=0.8)
         lim = np.abs(shape).max()
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_zlim(-lim, lim)
-        ax.set_title(f"prototype {i}\nusage {usage[i]:.2f}")
+        ax.set_title(f"prototype {i}: usage {usage[i]:.2f}", pad=0)
         ax.set_axis_off()
-    fig.tight_layout()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
-    plt.close(fig)
-    return out
+    fig.suptitle("learned prototypes (unit ico-sphere + learned offsets; usage = mean weight on held-out slots)")
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.8 / (3.6 * rows + 0.6), wspace=0.05, hspace=0.15)
+    return figure_kit.save(fig, out, dpi=70)
 
 
 def export_ply(verts: np.ndarray, faces: np.ndarray, out: Path) -> Path:

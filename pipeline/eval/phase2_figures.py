@@ -38,45 +38,43 @@ def gt_tracks(raw: Path, sequence: str, camera: str, frames: list[int]) -> dict[
 
 def trajectory_figure(sequence: str, slot_centres: np.ndarray, camera_path: np.ndarray,
                       gt_camera_path: np.ndarray | None, tracks: dict[int, np.ndarray], world_note: str, out: Path) -> Path:
-    """Top view (x right, z forward of the first frame's camera) of predicted slot tracks (T, K, 3),
-    ground-truth object tracks and the camera path (predicted and GT)."""
-    import matplotlib
+    """Top view (x right, z forward of the first frame's camera, metres) of predicted slot tracks (T, K, 3),
+    ground-truth object tracks and the camera path (predicted and GT); the legend sits right of the data."""
+    from pipeline.eval import figure_kit
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 8))
+    plt = figure_kit.pyplot()
+    fig, ax = plt.subplots(figsize=(13, 8))
     colours = slot_colours(slot_centres.shape[1])
     for k in range(slot_centres.shape[1]):
         ax.plot(slot_centres[:, k, 0], slot_centres[:, k, 2], "-o", ms=2, lw=1, color=colours[k], alpha=0.8,
-                label=f"slot {k}" if k < 8 else None)
+                label=f"slot {k}")
     for i, (_, rows) in enumerate(tracks.items()):
         ax.plot(rows[:, 1], rows[:, 3], "--", color="black", lw=1.5, alpha=0.7, label="GT objects" if i == 0 else None)
-        ax.plot(rows[-1, 1], rows[-1, 3], "kx", ms=6)
+        ax.plot(rows[-1, 1], rows[-1, 3], "kx", ms=6, label="GT object, last frame" if i == 0 else None)
     ax.plot(camera_path[:, 0], camera_path[:, 2], "-", color="grey", lw=2, label="camera (used)")
     if gt_camera_path is not None:
         ax.plot(gt_camera_path[:, 0], gt_camera_path[:, 2], ":", color="black", lw=2, label="camera (GT)")
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("z (m)")
-    ax.set_title(f"{sequence}: slot tracks vs GT objects (top view)\nworld = first frame's camera; {world_note}")
-    ax.legend(fontsize=7, loc="best")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (m, right)")
+    ax.set_ylabel("z (m, forward)")
+    ax.grid(alpha=0.3)
+    ax.set_title(figure_kit.wrap(f"{sequence}: slot tracks vs GT objects (top view); world = first frame's camera; "
+                                 f"{world_note}", 90))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, ncol=1 + len(colours) // 16)
     fig.tight_layout()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=70, format="png"))
-    plt.close(fig)
-    return out
+    return figure_kit.save(fig, out, dpi=70)
 
 
 def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, max_frames: int = 20,
                 frame_ms: int = 250) -> Path:
-    """GIF over ``records`` (at most ``max_frames``, evenly spread): input depth | slot meshes ray-cast
-    from the camera, coloured by slot index (a colour that stays on one object = identity kept)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """GIF over ``records`` (at most ``max_frames``, evenly spread): input depth (colour bar, metres) | slot
+    meshes ray-cast from the camera, coloured by slot id (legend; a colour that stays on one object =
+    identity kept)."""
     from PIL import Image
 
+    from pipeline.eval import figure_kit
+
+    plt = figure_kit.pyplot()
     picks = np.linspace(0, len(records) - 1, min(max_frames, len(records))).astype(int)
     colours = slot_colours(verts.shape[1])
     finite = np.concatenate([r.depth[np.isfinite(r.depth)] for r in records])
@@ -86,13 +84,14 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
         record = records[i]
         _, slot = raycast_slots(verts[i], faces, record)
         seg = np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0)
-        fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
-        axes[0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
-        axes[0].set_title(f"depth, frame {record.frame}", fontsize=8)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+        im = axes[0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+        axes[0].set_title(f"{record.sequence} frame {record.frame}: input depth", fontsize=10)
+        figure_kit.colorbar(fig, im, axes[0], "depth (m)")
         axes[1].imshow(seg)
-        axes[1].set_title("ray-cast slots (colour = slot index)", fontsize=8)
-        for ax in axes:
-            ax.axis("off")
+        axes[1].set_title("ray-cast slots (colour = slot id, white = none)", fontsize=10)
+        figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
+        figure_kit.image_axes(*axes)
         fig.tight_layout()
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))

@@ -67,6 +67,11 @@ BACKENDS = ("auto", "faiss", "torch", "kdtree", "open3d", "pytorch3d")
 
 _warned_no_faiss = False
 
+# faiss's loader tries its AVX512/AVX2 builds first and logs at INFO, with a ModuleNotFoundError, when the
+# wheel lacks them; it then loads the generic build, which is what we use. Harmless, so only its
+# warnings and errors are shown.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
 
 # --------------------------------------------------------------------------------------- backends
 

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.distributed import DistInfo, init_distributed
+from pipeline.eval.curve_figures import curves_figure
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
     headline,
@@ -98,7 +99,8 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Pat
         usage, probe = stage.report_dir / "figures" / "code_usage.png", stage.report_dir / "figures" / "probe.png"
         usage_figure(figures["indices"], laq.codebook_size, usage)
         probe_figure(figures["probe"], probe)
-        for figure in (usage, probe):
+        curves = curves_figure(stage.curves, "laq", stage.report_dir / "figures" / "curves.png")
+        for figure in (usage, probe, curves):
             stage.log_artifact(figure, "figures")
         stage.log_metrics(metrics)
         log.info("laq: %s", headline(metrics))

@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.config import parse_section
 from pipeline.data.frames import load_frames
 from pipeline.data.splits import training_split
+from pipeline.eval.curve_figures import curves_figure
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
 from pipeline.tracking import rank_report_dir, stage_run
@@ -41,4 +42,5 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path, state: Path,
         if not records:
             raise ValueError(f"params.yaml: no training frame has >= train.min_points={train.min_points} target points")
         summary = train_phase1(records, val, train, out, state, run=stage, device=device, progress=main_process)
+        stage.log_artifact(curves_figure(stage.curves, "train_phase1", stage.report_dir / "figures" / "curves.png"), "figures")
         stage.log_metrics({"train": summary, "skipped_frames": skipped, "split": split})

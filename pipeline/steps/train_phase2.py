@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.config import parse_section
 from pipeline.data.splits import training_split
+from pipeline.eval.curve_figures import curves_figure
 from pipeline.models.video.sequences import load_sequences
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
@@ -49,4 +50,5 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, phase1: Path, out: Path
         if not train:
             raise ValueError(f"no training sequence has >= 2 frames with >= {p1.min_points} target points")
         summary = train_phase2(train, val, video, phase1, out, state, run=stage, device=device, progress=main_process)
+        stage.log_artifact(curves_figure(stage.curves, "train_phase2", stage.report_dir / "figures" / "curves.png"), "figures")
         stage.log_metrics({"train": summary, "split": split})

@@ -26,7 +26,7 @@ from pipeline.distributed import (  # noqa: F401  (the training loops' names)
     pick_device,
     unwrap,
 )
-from pipeline.io import checkpoint
+from pipeline.io import atomic, checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +65,19 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     """Write ``payload`` (tensors and plain types only) atomically and byte-reproducibly
     (:func:`pipeline.io.checkpoint.save`)."""
     checkpoint.save(path, payload)
+
+
+STATE_NOTE = ("Resumable training state of this stage (a DVC output kept between runs, not cached).\n"
+              "While the stage trains, `state.pt` here holds model, optimiser and step every `checkpoint_every`\n"
+              "steps, so an interrupted run continues where it stopped; a finished run removes it.\n")
+
+
+def discard_state(state_path: Path | str) -> None:
+    """Remove the resumable state of a finished run and leave a README in its folder, so the persisted
+    DVC output folder is never empty (DVC warns about empty outputs)."""
+    state_path = Path(state_path)
+    state_path.unlink(missing_ok=True)
+    atomic.write_text(state_path.parent / "README.md", STATE_NOTE)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

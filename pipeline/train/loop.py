@@ -215,12 +215,11 @@ class TrainLoop:
         common.barrier()
 
     def finish(self, out_model: Path, payload: Callable[[], dict[str, Any]]) -> None:
-        """Write the final model (``payload()``, main process) and remove the resume state; the state's folder
-        stays (it is the stage's persisted DVC output)."""
+        """Write the final model (``payload()``, main process) and remove the resume state; its folder (the
+        stage's persisted DVC output) keeps a README (:func:`pipeline.train.common.discard_state`)."""
         if self.info.is_main:
             common.save_checkpoint(out_model, payload())
-            self.state_path.unlink(missing_ok=True)
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            common.discard_state(self.state_path)
         common.barrier()
 
     def summary(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.camera import backproject, cv_to_world, heading_vector, right_vector, synthia_intrinsics
+from pipeline.data.synthetic.manoeuvres import LABELS
 from pipeline.io import synthia
 from pipeline.io.synthia import ALL_CAMERAS, SequenceLayout
 
@@ -113,6 +114,15 @@ def test_layout_and_ground_truth_files(generated_root):
             "000000.png", "000001.png", "000002.png"]
     cameras = pd.read_parquet(layout.root / "groundtruth" / "cameras.parquet")
     assert len(cameras) == 3 * 8 and set(cameras.rig_mode) <= {"forward", "turn", "stop"}
+    manoeuvres = pd.read_parquet(layout.root / "groundtruth" / "manoeuvres.parquet")
+    assert list(manoeuvres.columns) == ["sequence", "frame", "time_s", "manoeuvre", "segment", "speed_mps",
+                                        "lane_offset_m"]
+    assert manoeuvres.frame.tolist() == [0, 1, 2] and set(manoeuvres.manoeuvre) <= set(LABELS)
+    per_frame = cameras.groupby("frame").manoeuvre.agg(set)
+    assert all(per_frame[f] == {m} for f, m in zip(manoeuvres.frame, manoeuvres.manoeuvre, strict=True))
+    objects = pd.read_parquet(layout.root / "groundtruth" / "objects.parquet")
+    static = objects.motion == "static"
+    assert (objects.manoeuvre[static] == "none").all() and objects.manoeuvre[~static].isin(LABELS).all()
     pose = np.array(cameras.iloc[0].camera_to_world).reshape(4, 4)
     assert np.allclose(pose, synthia.read_pose(layout.pose(cameras.iloc[0].camera, int(cameras.iloc[0].frame))),
                        atol=1e-6)
@@ -134,3 +144,10 @@ def test_generation_is_deterministic(generated_root, tmp_path):
             a = (tmp_path / name / kind / "Stereo_Left/Omni_F" / f"{frame:06d}.png").read_bytes()
             b = (generated_root / name / kind / "Stereo_Left/Omni_F" / f"{frame:06d}.png").read_bytes()
             assert a == b
+    for table in ("manoeuvres", "objects", "cameras"):
+        a = pd.read_parquet(tmp_path / name / "groundtruth" / f"{table}.parquet")
+        b = pd.read_parquet(generated_root / name / "groundtruth" / f"{table}.parquet")
+        b = b[b.frame < 2]
+        if "camera" in b:
+            b = b[b.camera == "Stereo_Left/Omni_F"]
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)

@@ -7,10 +7,23 @@ Besides the SYNTHIA files (see :mod:`pipeline.io.synthia`), each generated seque
   time_s, object_id, instance_id, class_id, class_name, motion, x, y, z`` (world centre of the
   object's bounding box, metres), ``yaw`` (rad about world +y; 0 faces +z, pi/2 faces +x),
   ``size_x, size_y, size_z`` (full extents: width, height, length, metres);
+- ``groundtruth/objects.parquet`` also has ``manoeuvre``: the object's planned manoeuvre at that frame
+  (a label of :data:`pipeline.data.synthetic.manoeuvres.LABELS`; ``none`` for static objects);
 - ``groundtruth/cameras.parquet``: one row per (frame, camera) with ``sequence, frame, time_s,
-  camera, rig_mode`` (forward / turn / stop), ``x, y, z, yaw, pitch`` and ``camera_to_world``
-  (16 floats, row-major, the same matrix as the pose file: OpenGL camera axes);
+  camera, manoeuvre`` (the rig's, see below), ``rig_mode`` (coarse: forward / turn / stop),
+  ``x, y, z, yaw, pitch`` and ``camera_to_world`` (16 floats, row-major, the same matrix as the pose
+  file: OpenGL camera axes);
+- ``groundtruth/manoeuvres.parquet``: one row per frame with ``sequence, frame, time_s, manoeuvre``
+  (str, one of ``straight, left, right, stop, accelerate, decelerate, lane_change_left,
+  lane_change_right``: the segment of the rig's planned schedule containing the frame time; left/right
+  as seen by the driver), ``segment`` (int, index of that segment in the schedule), ``speed_mps``
+  (planned longitudinal speed, m/s) and ``lane_offset_m`` (rig's offset right of the road centre, m).
+  A frame pair's label is :func:`pipeline.data.synthetic.manoeuvres.pair_manoeuvre`;
 - ``groundtruth/visibility.parquet``: ``sequence, frame, camera, object_id, pixels``.
+
+The rig's drive alternates between the two halves of its tour from one sequence to the next (see
+:func:`pipeline.data.synthetic.manoeuvres.plan_rig_drive`): at 8 s per sequence each sequence holds
+about half of the labels and any two consecutive sequences hold all of them.
 """
 
 from __future__ import annotations
@@ -24,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.camera import SYNTHIA_BASELINE_M, look_pose, right_vector, synthia_intrinsics
+from pipeline.data.synthetic.manoeuvres import SUBSTEPS
 from pipeline.data.synthetic.render import FrameRenderer
 from pipeline.data.synthetic.scene import Scene, build_scene
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import ALL_CAMERAS, FRAME_RATE_HZ, SequenceLayout
 from pipeline.progress import progress_bar
 
+RIG_MODE = {"left": "turn", "right": "turn", "stop": "stop"}  # coarse rig_mode column; the rest is "forward"
 VIEW_YAW = {"Omni_F": 0.0, "Omni_R": math.pi / 2, "Omni_B": math.pi, "Omni_L": 3 * math.pi / 2}
 
 
@@ -73,12 +88,20 @@ def camera_pose(scene: Scene, rig_xz: np.ndarray, rig_yaw: float, camera: str) -
     return look_pose(position, rig_yaw + VIEW_YAW[view], scene.rig_pitch)
 
 
+def rig_plan(seed: int, index: int) -> dict[str, int]:
+    """Tour phase and first-turn direction of sequence ``index``: both alternate from one sequence to the
+    next (the first turn's sign also flips with the parity of the generator ``seed``), so any two
+    consecutive sequences of half a tour (the default 8 s) together hold every manoeuvre label. The first
+    sequence starts with the tour's second half (already moving)."""
+    return {"phase": (index + 1) % 2, "turn": 1 if (index + seed) % 2 == 0 else -1}
+
+
 _SCENES: dict[int, Scene] = {}
 
 
 def _scene(config: GeneratorConfig, index: int) -> Scene:
     if index not in _SCENES:
-        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames)
+        _SCENES[index] = build_scene(sequence_seed(config, index), config.frames, **rig_plan(config.seed, index))
     return _SCENES[index]
 
 
@@ -91,7 +114,13 @@ def render_frame(config: GeneratorConfig, out_root: Path, index: int, frame: int
     t = frame / FRAME_RATE_HZ
     positions, yaws, modes = scene.rig_states()
     renderer = FrameRenderer(scene, t)
-    rows: dict[str, list[dict]] = {"cameras": [], "objects": [], "visibility": []}
+    rows: dict[str, list[dict]] = {"cameras": [], "objects": [], "visibility": [], "manoeuvres": []}
+    rig_index = int(round(t * FRAME_RATE_HZ * SUBSTEPS))
+    rows["manoeuvres"].append({
+        "sequence": name, "frame": frame, "time_s": t, "manoeuvre": str(modes[frame]),
+        "segment": int(scene.rig.segment[rig_index]), "speed_mps": float(scene.rig.speed[rig_index]),
+        "lane_offset_m": float(scene.rig_lane + scene.rig.lane[rig_index]),
+    })
     for cam_index, camera in enumerate(config.cameras):
         pose = camera_pose(scene, positions[frame], float(yaws[frame]), camera)
         rng = np.random.default_rng([config.seed, index, frame, cam_index])
@@ -103,7 +132,8 @@ def render_frame(config: GeneratorConfig, out_root: Path, index: int, frame: int
         synthia.write_pose(layout.pose(camera, frame), pose)
         _, yaw_view = camera.split("/")
         rows["cameras"].append({
-            "sequence": name, "frame": frame, "time_s": t, "camera": camera, "rig_mode": str(modes[frame]),
+            "sequence": name, "frame": frame, "time_s": t, "camera": camera, "manoeuvre": str(modes[frame]),
+            "rig_mode": RIG_MODE.get(str(modes[frame]), "forward"),
             "x": pose[0, 3], "y": pose[1, 3], "z": pose[2, 3], "yaw": float(yaws[frame]) + VIEW_YAW[yaw_view],
             "pitch": scene.rig_pitch, "camera_to_world": pose.flatten().tolist(),
         })
@@ -116,6 +146,7 @@ def render_frame(config: GeneratorConfig, out_root: Path, index: int, frame: int
         rows["objects"].append({
             "sequence": name, "frame": frame, "time_s": t, "object_id": obj.object_id, "instance_id": obj.instance_id,
             "class_id": obj.class_id, "class_name": obj.class_name, "motion": obj.motion.kind,
+            "manoeuvre": obj.motion.label(t),
             "x": centre[0], "y": centre[1], "z": centre[2], "yaw": yaw,
             "size_x": size[0], "size_y": size[1], "size_z": size[2],
         })
@@ -145,7 +176,7 @@ def generate_dataset(config: GeneratorConfig, out_root: Path, progress: bool = T
     for index in range(config.sequences):
         _write_sequence_files(config, out_root, index)
     tasks = [(config, out_root, i, f) for i in range(config.sequences) for f in range(config.frames)]
-    collected: dict[int, dict[str, list[dict]]] = {i: {"cameras": [], "objects": [], "visibility": []}
+    collected: dict[int, dict[str, list[dict]]] = {i: {"cameras": [], "objects": [], "visibility": [], "manoeuvres": []}
                                                      for i in range(config.sequences)}
     bar = progress_bar(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
     if config.workers > 1:

@@ -1,9 +1,14 @@
 """Procedural street scenes for the offline SYNTHIA-SEQS look-alike.
 
-A scene is a road that follows the camera rig's drive (forward, turns, stops), with sidewalks,
-lane markings, buildings along both sides, poles, parked and moving cars and pedestrians. Every
-object is a set of boxes with a closed-form motion (:mod:`trajectories`), so the ground truth of
-every frame (object poses, sizes, classes, camera poses) is exact.
+A scene is a road that follows the camera rig's planned drive (stops, speed changes, lane changes,
+turns at intersections: :mod:`manoeuvres`), with cross streets at every turn, sidewalks, lane
+markings, buildings along the roads, poles, parked cars, and cars and pedestrians that manoeuvre
+too. Every object is a set of boxes with a known motion (:mod:`trajectories`), so the ground truth of
+every frame (object poses, sizes, classes, camera poses, manoeuvres) is exact.
+
+Road cross-section (metres from the centre line, right-hand traffic, the same on both sides): lanes
+centred at 1.5 (inner) and 4.5 (outer), a parking strip at 6.8, the kerb at ``ROAD_HALF_WIDTH`` and
+the sidewalk up to ``SIDEWALK_OUTER``.
 
 World: SYNTHIA style, metres, y up, the ground plane at y = 0 (see :mod:`pipeline.data.camera`).
 """
@@ -12,18 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from pipeline.data.camera import heading_vector, right_vector
-from pipeline.data.synthetic.trajectories import PlanarMotion, RigSegment, integrate_rig
+from pipeline.data.synthetic.manoeuvres import LANE_WIDTH_M, Drive, integrate, plan_agent_drive, plan_rig_drive
+from pipeline.data.synthetic.trajectories import Motion, ScheduledMotion, StaticMotion
 from pipeline.io.synthia import FRAME_RATE_HZ
 
-ROAD_HALF_WIDTH = 5.0
-SIDEWALK_OUTER = 8.0
-LANE_OFFSET = 1.8
-PARKING_OFFSET = 3.9
+ROAD_HALF_WIDTH = 7.8
+SIDEWALK_OUTER = 10.8
+LANES = (1.5, 4.5)
+PARKING_OFFSET = 6.8
+CLEARANCE_M = 4.0  # moving agents keep at least this distance from the rig in every frame
 CLASS_ID = {"building": 2, "road": 3, "sidewalk": 4, "vegetation": 6, "pole": 7, "car": 8, "pedestrian": 10,
             "lanemarking": 12}
 
@@ -47,7 +55,7 @@ class SceneObject:
     class_name: str
     instance_id: int  # GT/LABELS G value: unique for dynamic classes, 0 for static ones
     parts: tuple[BoxPart, ...]
-    motion: PlanarMotion
+    motion: Motion
     base_height: float = 0.0  # y of the reference point
     colour: tuple[int, int, int] = (128, 128, 128)
 
@@ -80,71 +88,103 @@ class SceneObject:
 
 @dataclass
 class Scene:
-    """A full sequence: rig drive, road centreline, static and dynamic objects."""
+    """A full sequence: the rig's planned drive, the road network, static and dynamic objects.
+
+    ``rig_lane`` is the rig's lane offset at frame 0 (metres right of the road centre); ``roads`` are
+    centrelines (N_i, 2) as (x, z) every 0.25 m, the first one being the road the rig drives on
+    (``centreline``) and the others the cross streets of its intersections.
+    """
 
     seed: int
     frames: int
     rig_height: float
     rig_pitch: float
-    rig_segments: list[RigSegment]
+    rig: Drive
+    rig_lane: float = 1.5
     objects: list[SceneObject] = field(default_factory=list)
-    centreline: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (N, 2) x, z every 0.25 m
+    roads: list[np.ndarray] = field(default_factory=list)
 
     @property
     def times(self) -> np.ndarray:
         return np.arange(self.frames) / FRAME_RATE_HZ
 
-    def rig_states(self):
-        """(positions (T, 2), yaws (T,), modes (T,)) of the rig at each frame."""
-        return integrate_rig(self.rig_segments, self.times)
+    @property
+    def centreline(self) -> np.ndarray:
+        return self.roads[0]
+
+    def rig_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions (T, 2) as (x, z), yaws (T,), manoeuvre labels (T,)) of the rig at each frame."""
+        positions, yaws = self.rig.state(self.times)
+        return positions, yaws, self.rig.frame_labels(self.frames)
+
+    @cached_property
+    def _ground_lookup(self) -> tuple[cKDTree, np.ndarray, np.ndarray, np.ndarray]:
+        """KD-tree over every road sample, with each sample's point, unit tangent and arc length."""
+        points, tangents, along = [], [], []
+        for line in self.roads:
+            tangent = line[np.minimum(np.arange(len(line)) + 1, len(line) - 1)] - line[np.maximum(np.arange(len(line)) - 1, 0)]
+            tangents.append(tangent / np.linalg.norm(tangent, axis=1, keepdims=True))
+            points.append(line)
+            along.append(np.arange(len(line)) * 0.25)
+        points = np.concatenate(points)
+        return cKDTree(points), points, np.concatenate(tangents), np.concatenate(along)
 
     def ground_class(self, xz: np.ndarray) -> np.ndarray:
-        """Class id of ground points (N, 2): road, dashed centre lane marking, sidewalk or vegetation."""
-        line = self.centreline
-        _, idx = cKDTree(line).query(xz, workers=1)
-        tangent = line[np.minimum(idx + 1, len(line) - 1)] - line[np.maximum(idx - 1, 0)]
-        tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+        """Class id of ground points (N, 2): road, dashed centre and lane lines, sidewalk or vegetation
+        (by the nearest road's centreline)."""
+        tree, line, tangents, arc = self._ground_lookup
+        _, idx = tree.query(xz, workers=1)
+        tangent = tangents[idx]
         offset = xz - line[idx]
-        along = idx * 0.25 + np.sum(offset * tangent, axis=1)
+        along = arc[idx] + np.sum(offset * tangent, axis=1)
         dist = np.abs(offset[:, 0] * tangent[:, 1] - offset[:, 1] * tangent[:, 0])  # lateral distance
         classes = np.full(len(xz), CLASS_ID["vegetation"], dtype=np.uint16)
         classes[dist < SIDEWALK_OUTER] = CLASS_ID["sidewalk"]
         classes[dist < ROAD_HALF_WIDTH] = CLASS_ID["road"]
-        dashes = (dist < 0.12) & ((along % 6.0) < 3.0)
+        dashes = ((dist < 0.12) | (np.abs(dist - LANE_WIDTH_M) < 0.08)) & ((along % 6.0) < 3.0)
         classes[dashes] = CLASS_ID["lanemarking"]
         return classes
 
 
-def _rig_drive(rng: np.random.Generator, duration: float) -> list[RigSegment]:
-    """Random drive: forward / turn / stop segments covering ``duration`` seconds."""
-    segments, total = [], 0.0
-    while total < duration:
-        mode = rng.choice(["forward", "turn", "stop"], p=[0.5, 0.3, 0.2]) if segments else "forward"
-        length = float(rng.uniform(2.0, 5.0))
-        if mode == "forward":
-            seg = RigSegment("forward", length, float(rng.uniform(4.0, 8.0)))
-        elif mode == "turn":
-            seg = RigSegment("turn", length, float(rng.uniform(3.0, 5.0)), float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.18)))
-        else:
-            seg = RigSegment("stop", min(length, 2.0), 0.0)
-        segments.append(seg)
-        total += seg.duration
-    return segments
-
-
-def _centreline(segments: list[RigSegment], duration: float) -> np.ndarray:
-    """Road centreline (N, 2) every 0.25 m along the rig path, extended 120 m ahead and 40 m behind."""
-    fine_t = np.linspace(0, duration, max(int(duration * 200), 2))
-    pos, yaw, _ = integrate_rig(segments, fine_t)
-    keep = np.concatenate([[True], np.linalg.norm(np.diff(pos, axis=0), axis=1) > 1e-6])
-    pos, yaw = pos[keep], yaw[keep]
-    behind = pos[0][None] - np.outer(np.arange(160, 0, -1) * 0.25, [math.sin(yaw[0]), math.cos(yaw[0])])
-    ahead = pos[-1][None] + np.outer(np.arange(1, 481) * 0.25, [math.sin(yaw[-1]), math.cos(yaw[-1])])
-    dense = np.concatenate([behind, pos, ahead])
-    # resample at 0.25 m arc length
+def _resample(dense: np.ndarray) -> np.ndarray:
+    """A polyline (N, 2) resampled every 0.25 m of arc length."""
     arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
     samples = np.arange(0, arc[-1], 0.25)
     return np.stack([np.interp(samples, arc, dense[:, 0]), np.interp(samples, arc, dense[:, 1])], axis=1)
+
+
+def _ray(point: np.ndarray, yaw: float, start_m: float, stop_m: float) -> np.ndarray:
+    """Points (N, 2) from ``point`` along heading ``yaw`` at distances start_m..stop_m every 0.25 m."""
+    steps = np.arange(start_m, stop_m, 0.25 if stop_m > start_m else -0.25)
+    return point[None] + np.outer(steps, [math.sin(yaw), math.cos(yaw)])
+
+
+def _road_centre(drive: Drive, start_lane: float) -> np.ndarray:
+    """Road-centre point (T, 2) abreast of the rig at every grid time: the rig's position minus its
+    lane offset along the lane frame's right vector."""
+    lane = start_lane + drive.lane
+    return drive.xz - lane[:, None] * np.stack([np.cos(drive.road_yaw), -np.sin(drive.road_yaw)], axis=1)
+
+
+def _roads(drive: Drive, start_lane: float, duration: float) -> list[np.ndarray]:
+    """The rig's road (40 m behind, the drive, 120 m ahead) and, at every turn the rig begins before
+    ``duration``, the straight continuation of the old road and the backward extension of the new one
+    (100 m each), so that each turn happens at an intersection."""
+    centre = _road_centre(drive, start_lane)
+    keep = np.concatenate([[True], np.linalg.norm(np.diff(centre, axis=0), axis=1) > 1e-6])
+    pos, yaw = centre[keep], drive.road_yaw[keep]
+    main = _resample(np.concatenate([_ray(pos[0], float(yaw[0]), -40.0, 0.0), pos,
+                                     _ray(pos[-1], float(yaw[-1]), 0.25, 120.0)]))
+    roads = [main]
+    seg_start = 0.0
+    for m in drive.schedule:
+        if m.label in ("left", "right") and seg_start < duration:
+            i0 = int(np.searchsorted(drive.times, seg_start))
+            i1 = min(int(np.searchsorted(drive.times, seg_start + m.duration)), len(drive.times) - 1)
+            roads.append(_ray(centre[i0], float(drive.road_yaw[i0]), 0.0, 100.0))
+            roads.append(_ray(centre[i1], float(drive.road_yaw[i1]), 0.0, -100.0))
+        seg_start += m.duration
+    return roads
 
 
 def _frame_at(centreline: np.ndarray, index: int) -> tuple[np.ndarray, float]:
@@ -159,7 +199,7 @@ def _offset(point: np.ndarray, yaw: float, lateral: float) -> tuple[float, float
     return float(point[0] + lateral * right[0]), float(point[1] + lateral * right[2])
 
 
-def _car(object_id: int, instance_id: int, motion: PlanarMotion, rng: np.random.Generator) -> SceneObject:
+def _car(object_id: int, instance_id: int, motion: Motion, rng: np.random.Generator) -> SceneObject:
     width, length = rng.uniform(1.7, 2.0), rng.uniform(3.9, 4.8)
     body_h, cabin_h = rng.uniform(0.9, 1.1), rng.uniform(0.5, 0.7)
     parts = (
@@ -170,7 +210,7 @@ def _car(object_id: int, instance_id: int, motion: PlanarMotion, rng: np.random.
     return SceneObject(object_id, "car", instance_id, parts, motion, colour=colour)
 
 
-def _pedestrian(object_id: int, instance_id: int, motion: PlanarMotion, rng: np.random.Generator) -> SceneObject:
+def _pedestrian(object_id: int, instance_id: int, motion: Motion, rng: np.random.Generator) -> SceneObject:
     height = rng.uniform(1.6, 1.9)
     parts = (BoxPart((0.0, height * 0.45, 0.0), (0.5, height * 0.9, 0.35)),
              BoxPart((0.0, height * 0.95, 0.0), (0.25, height * 0.1, 0.25)))
@@ -178,16 +218,35 @@ def _pedestrian(object_id: int, instance_id: int, motion: PlanarMotion, rng: np.
     return SceneObject(object_id, "pedestrian", instance_id, parts, motion, colour=colour)
 
 
-def build_scene(seed: int, frames: int) -> Scene:
-    """A deterministic random street scene for ``frames`` frames at 5 FPS."""
+def _agent_motion(rng: np.random.Generator, kind: str, pos: tuple[float, float], heading: float, v0: float,
+                  duration: float, lane_index: int = 0) -> ScheduledMotion:
+    """A manoeuvring car or pedestrian starting at ``pos`` facing ``heading`` at speed ``v0``."""
+    schedule = plan_agent_drive(rng, duration, kind, v0, lane_index)
+    return ScheduledMotion(integrate(schedule, v0, pos, heading, duration=duration))
+
+
+def _clear_of_rig(motion, rig_xz: np.ndarray, times: np.ndarray) -> bool:
+    """True if the agent stays at least :data:`CLEARANCE_M` from the rig at every frame time."""
+    xz, _ = motion.state(times)
+    return bool(np.min(np.linalg.norm(xz - rig_xz, axis=1)) >= CLEARANCE_M)
+
+
+def build_scene(seed: int, frames: int, phase: int = 0, turn: int = 0) -> Scene:
+    """A deterministic random street scene for ``frames`` frames at 5 FPS.
+
+    ``phase`` picks where the rig's tour starts and ``turn`` the direction of its first turn (+1 right,
+    -1 left, 0 random; :func:`manoeuvres.plan_rig_drive`): the generator alternates both between
+    consecutive sequences.
+    """
     rng = np.random.default_rng(seed)
     duration = frames / FRAME_RATE_HZ
-    segments = _rig_drive(rng, duration)
+    schedule, v0, start_lane = plan_rig_drive(rng, duration, phase, turn)
+    drive = integrate(schedule, v0, (start_lane, 0.0), 0.0, duration=max(duration, sum(m.duration for m in schedule)))
     scene = Scene(seed=seed, frames=frames, rig_height=float(rng.uniform(1.6, 2.6)),
-                  rig_pitch=float(-math.radians(rng.uniform(2.0, 8.0))), rig_segments=segments)
-    line = _centreline(segments, duration)
-    scene.centreline = line
-    tree = cKDTree(line)
+                  rig_pitch=float(-math.radians(rng.uniform(2.0, 8.0))), rig=drive, rig_lane=start_lane)
+    scene.roads = _roads(drive, start_lane, duration)
+    line = scene.centreline
+    tree = cKDTree(np.concatenate(scene.roads))
     objects: list[SceneObject] = []
     next_id, next_instance = 1, 1
 
@@ -196,26 +255,25 @@ def build_scene(seed: int, frames: int) -> Scene:
         objects.append(obj)
         next_id += 1
 
-    # Buildings: boxes along both sides, rejected where they would intrude on road or sidewalk.
-    for side in (-1, 1):
-        index = 0
-        while index < len(line):
-            width = rng.uniform(8, 20)
-            point, yaw = _frame_at(line, index)
-            depth, height = rng.uniform(8, 15), rng.uniform(6, 30)
-            lateral = side * (SIDEWALK_OUTER + 1.0 + depth / 2 + rng.uniform(0, 4))
-            centre = _offset(point, yaw, lateral)
-            corners = [
-                (centre[0] + dx * right_vector(yaw)[0] + dz * heading_vector(yaw)[0],
-                 centre[1] + dx * right_vector(yaw)[2] + dz * heading_vector(yaw)[2])
-                for dx in np.linspace(-depth / 2, depth / 2, 4) for dz in np.linspace(-width / 2, width / 2, 6)
-            ]
-            if tree.query(np.array(corners))[0].min() > SIDEWALK_OUTER + 0.5:
-                part = BoxPart((0.0, height / 2, 0.0), (depth, height, width))
-                tone = int(rng.integers(90, 200))
-                colour = (tone, int(tone * rng.uniform(0.7, 1.0)), int(tone * rng.uniform(0.6, 0.9)))
-                add(SceneObject(next_id, "building", 0, (part,), PlanarMotion("static", centre, yaw), colour=colour))
-            index += int((width + rng.uniform(2, 8)) / 0.25)
+    # Buildings: boxes along both sides of every road, rejected where they would intrude on a road or sidewalk.
+    for road in scene.roads:
+        for side in (-1, 1):
+            index = 0
+            while index < len(road):
+                width = rng.uniform(8, 20)
+                point, yaw = _frame_at(road, index)
+                depth, height = rng.uniform(8, 15), rng.uniform(6, 30)
+                lateral = side * (SIDEWALK_OUTER + 1.0 + depth / 2 + rng.uniform(0, 4))
+                centre = _offset(point, yaw, lateral)
+                right, ahead = right_vector(yaw), heading_vector(yaw)
+                corners = [(centre[0] + dx * right[0] + dz * ahead[0], centre[1] + dx * right[2] + dz * ahead[2])
+                           for dx in np.linspace(-depth / 2, depth / 2, 4) for dz in np.linspace(-width / 2, width / 2, 6)]
+                if tree.query(np.array(corners))[0].min() > SIDEWALK_OUTER + 0.5:
+                    part = BoxPart((0.0, height / 2, 0.0), (depth, height, width))
+                    tone = int(rng.integers(90, 200))
+                    colour = (tone, int(tone * rng.uniform(0.7, 1.0)), int(tone * rng.uniform(0.6, 0.9)))
+                    add(SceneObject(next_id, "building", 0, (part,), StaticMotion(centre, yaw), colour=colour))
+                index += int((width + rng.uniform(2, 8)) / 0.25)
     # Poles on the sidewalk.
     for index in range(int(rng.uniform(10, 30) / 0.25), len(line), int(rng.uniform(60, 100) / 0.25)):
         point, yaw = _frame_at(line, index)
@@ -223,11 +281,13 @@ def build_scene(seed: int, frames: int) -> Scene:
         pos = _offset(point, yaw, side * (ROAD_HALF_WIDTH + 0.8))
         height = rng.uniform(3.0, 6.0)
         part = BoxPart((0.0, height / 2, 0.0), (0.3, height, 0.3))
-        add(SceneObject(next_id, "pole", 0, (part,), PlanarMotion("static", pos, yaw), colour=(150, 150, 140)))
+        add(SceneObject(next_id, "pole", 0, (part,), StaticMotion(pos, yaw), colour=(150, 150, 140)))
 
-    # Dynamic things near the rig's path, mostly ahead of it.
-    start_index = int(tree.query(np.zeros(2))[1])
+    # Dynamic things near the rig's path, mostly ahead of it; moving ones keep clear of the rig.
+    rig_xz, _ = drive.state(scene.times)
+    start_index = int(cKDTree(line).query(np.array([0.0, 0.0]))[1])
     span = int(min(len(line) - start_index - 1, 70 / 0.25))
+    agent_time = duration + 1.0
 
     def ahead_point(lo_m: float, hi_m: float):
         index = start_index + int(rng.uniform(lo_m, min(hi_m, span * 0.25)) / 0.25)
@@ -236,36 +296,35 @@ def build_scene(seed: int, frames: int) -> Scene:
     for _ in range(int(rng.integers(3, 7))):  # parked cars
         point, yaw = ahead_point(6, 70)
         pos = _offset(point, yaw, rng.choice([-1, 1]) * PARKING_OFFSET)
-        add(_car(next_id, next_instance, PlanarMotion("static", pos, yaw), rng))
+        add(_car(next_id, next_instance, StaticMotion(pos, yaw), rng))
         next_instance += 1
-    for kind in rng.permutation(["straight", "parabolic", "turning", "straight"])[: int(rng.integers(2, 5))]:
-        point, yaw = ahead_point(10, 60)
-        lane = rng.choice([-1, 1])
-        heading = yaw if lane > 0 else yaw + math.pi  # right lane drives along the road, left lane against
-        pos = _offset(point, yaw, lane * LANE_OFFSET)
-        speed = float(rng.uniform(3.0, 9.0))
-        if kind == "parabolic":
-            along, lateral = rng.uniform(-1.0, 1.5), rng.choice([-1, 1]) * rng.uniform(0.3, 0.8)
-            accel = along * heading_vector(heading) + lateral * right_vector(heading)
-            motion = PlanarMotion("parabolic", pos, heading, speed, accel=(float(accel[0]), float(accel[2])))
-        elif kind == "turning":
-            motion = PlanarMotion("turning", pos, heading, speed, yaw_rate=float(rng.choice([-1, 1]) * rng.uniform(0.1, 0.3)))
-        else:
-            motion = PlanarMotion("straight", pos, heading, speed)
-        add(_car(next_id, next_instance, motion, rng))
-        next_instance += 1
+    for _ in range(int(rng.integers(2, 5))):  # moving cars: either direction, either lane
+        for _attempt in range(5):
+            point, yaw = ahead_point(10, 60)
+            direction, lane_index = int(rng.choice([-1, 1])), int(rng.integers(0, 2))
+            heading = yaw if direction > 0 else yaw + math.pi  # right-hand traffic
+            pos = _offset(point, yaw, direction * LANES[lane_index])
+            motion = _agent_motion(rng, "car", pos, heading, float(rng.uniform(3.0, 9.0)), agent_time, lane_index)
+            if _clear_of_rig(motion, rig_xz, scene.times):
+                add(_car(next_id, next_instance, motion, rng))
+                next_instance += 1
+                break
     for _ in range(int(rng.integers(2, 6))):  # pedestrians: walk along the sidewalk, cross, or stand
-        point, yaw = ahead_point(5, 45)
-        mode = rng.choice(["along", "cross", "stand"], p=[0.5, 0.3, 0.2])
-        if mode == "cross":
-            side = rng.choice([-1, 1])
-            pos = _offset(point, yaw, side * (ROAD_HALF_WIDTH + 1.0))
-            motion = PlanarMotion("straight", pos, yaw - side * math.pi / 2, float(rng.uniform(1.0, 1.6)))
-        else:
-            pos = _offset(point, yaw, rng.choice([-1, 1]) * (ROAD_HALF_WIDTH + rng.uniform(1.2, 2.6)))
-            heading = yaw + (0 if rng.random() < 0.5 else math.pi)
-            motion = PlanarMotion("static" if mode == "stand" else "straight", pos, heading, float(rng.uniform(0.8, 1.6)))
-        add(_pedestrian(next_id, next_instance, motion, rng))
-        next_instance += 1
+        for _attempt in range(5):
+            point, yaw = ahead_point(5, 45)
+            mode = rng.choice(["along", "cross", "stand"], p=[0.5, 0.3, 0.2])
+            if mode == "cross":
+                side = rng.choice([-1, 1])
+                pos = _offset(point, yaw, side * (ROAD_HALF_WIDTH + 1.0))
+                heading, v0 = yaw - side * math.pi / 2, float(rng.uniform(1.0, 1.6))
+            else:
+                pos = _offset(point, yaw, rng.choice([-1, 1]) * (ROAD_HALF_WIDTH + rng.uniform(1.2, 2.6)))
+                heading = yaw + (0 if rng.random() < 0.5 else math.pi)
+                v0 = 0.0 if mode == "stand" else float(rng.uniform(0.8, 1.6))
+            motion = _agent_motion(rng, "pedestrian", pos, heading, v0, agent_time)
+            if _clear_of_rig(motion, rig_xz, scene.times):
+                add(_pedestrian(next_id, next_instance, motion, rng))
+                next_instance += 1
+                break
     scene.objects = objects
     return scene

@@ -47,7 +47,7 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     assert (project / "models/laq/model.pt").is_file()
     assert (project / "checkpoints/laq").is_dir() and not (project / "checkpoints/laq/state.pt").exists()
     metrics = json.loads((project / "reports/laq/metrics.json").read_text())
-    assert metrics["training"]["steps_this_run"] == 12
+    assert json.loads((project / "reports/laq/run.json").read_text())["training"]["steps_this_run"] == 12
     assert metrics["data"]["held_out"] == ["SYNTHIA-SEQS-03-GENERATED", "SYNTHIA-SEQS-04-GENERATED"]
     assert metrics["pairs"] == {"train": 12, "held_out": 12}
     assert len(metrics["usage_held_out"]["perplexity_per_position"]) == 4
@@ -62,7 +62,8 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     code, output = run()
     assert code == 0, output
     again = json.loads((project / "reports/laq/metrics.json").read_text())
-    assert again["training"]["steps_this_run"] == 12 and again["training"]["resumed_from_step"] == 0
+    facts = json.loads((project / "reports/laq/run.json").read_text())["training"]
+    assert facts["steps_this_run"] == 12 and facts["resumed_from_step"] == 0
     assert again["probe"] == metrics["probe"]
 
 
@@ -93,7 +94,8 @@ def test_interrupted_run_resumes_after_dvc_deletes_the_model_output(project):
     code, output = run()
     assert code == 0, output
     metrics = json.loads((project / "reports/laq/metrics.json").read_text())
-    assert metrics["training"]["resumed_from_step"] == 7 and metrics["training"]["steps_this_run"] == 5
+    facts = json.loads((project / "reports/laq/run.json").read_text())["training"]
+    assert facts["resumed_from_step"] == 7 and facts["steps_this_run"] == 5
     for key in ("probe", "usage_held_out", "replacement", "controllability"):
         assert metrics[key] == full_metrics[key], key
     assert metrics["training"]["final_train_loss"] == full_metrics["training"]["final_train_loss"]
