@@ -22,12 +22,13 @@ app = typer.Typer(add_completion=False)
 def main(
     features: Path = typer.Option(Path("data/features"), help="Cached features (concerto stage output)."),
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences with the camera poses."),
-    out: Path = typer.Option(Path("models/laq"), help="Checkpoint folder."),
+    out: Path = typer.Option(Path("models/laq/model.pt"), help="Trained model (config, weights, feature statistics)."),
+    state: Path = typer.Option(Path("checkpoints/laq/state.pt"), help="Resumable training state."),
     videos: Path = typer.Option(Path("data/videos"), help="Videos stage output (labels.json; video features only)."),
-    resume: bool = typer.Option(True, help="Continue from out/checkpoint.pt if it was written with the same params."),
+    resume: bool = typer.Option(True, help="Continue from --state if it was written with the same params and data."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    laq.run(load_params(), features, raw, out, resume, progress, videos)
+    laq.run(load_params(), features, raw, out, state, resume, progress, videos)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """DVC stage ``laq``: train Concerto-LAQ from cached features, then measure its codes on held-out sequences.
 
 :func:`run` reads only ``data/features`` (the ``concerto`` stage) and the pose files in ``data/raw``;
-writes ``models/laq/checkpoint.pt`` (resumable; ``pipeline/train/laq.py``),
+writes ``models/laq/model.pt`` (``pipeline/train/laq.py``; the resume state of an interrupted run is
+``checkpoints/laq/state.pt``, see ``pipeline/train/loop.py``),
 ``reports/laq/{metrics.json, train.csv, codebook.csv}`` and ``reports/laq/figures/{code_usage,probe}.png``
 (metrics: ``pipeline/eval/laq_metrics.py``). Under torchrun every rank trains; rank 0 logs, evaluates and
 writes the reports.
@@ -37,8 +38,7 @@ from pipeline.eval.laq_video_metrics import evaluate_laq_videos, headline_videos
 from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
 from pipeline.tracking import stage_run
-from pipeline.train.common import load_checkpoint
-from pipeline.train.laq import CHECKPOINT, LAQData, TrainResult, load_laq_data, standardise, train_laq
+from pipeline.train.laq import LAQData, TrainResult, load_laq_data, standardise, train_laq
 
 log = logging.getLogger("pipeline.steps.laq")
 
@@ -47,14 +47,14 @@ RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoi
                         "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
 
 
-def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams, checkpoint: Path,
+def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams,
                   dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the held-out pairs, plus
     training and data summaries.
 
-    ``result``: the trained model and its feature statistics (``train_laq``); ``data.held_out`` is
-    standardised in place with them. ``raw``: the SYNTHIA-SEQS sequences holding the camera poses;
-    ``checkpoint``: the file ``train_laq`` wrote (its history gives the replacement events and final losses).
+    ``result``: the trained model, its feature statistics and its curves (``train_laq``; the curves give the
+    replacement events and final losses); ``data.held_out`` is standardised with the statistics. ``raw``: the
+    SYNTHIA-SEQS sequences holding the camera poses.
     Returns (metrics, the figure arrays of ``evaluate_laq``).
     """
     train, held_out = data.train, standardise(data.held_out, result.mean, result.std)
@@ -62,18 +62,17 @@ def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQPara
     motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
     metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
                                     motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
-    metrics.update(run_summary(result, data, params, checkpoint, dist_info))
+    metrics.update(run_summary(result, data, params, dist_info))
     return metrics, figures
 
 
-def run_summary(result: TrainResult, data: LAQData, params: LAQParams, checkpoint: Path,
-                dist_info: DistInfo) -> dict[str, Any]:
+def run_summary(result: TrainResult, data: LAQData, params: LAQParams, dist_info: DistInfo) -> dict[str, Any]:
     """Replacement events, training and data summaries (both sources), the random-features note."""
     metrics: dict[str, Any] = {}
     manifest = data.manifest
-    history = load_checkpoint(checkpoint)["history"]
-    metrics["replacement"] = replacement_summary(history["codebook"])
-    final = history["train"][-1] if history["train"] else {}
+    curves = result.curves
+    metrics["replacement"] = replacement_summary(curves.get("codebook", []))
+    final = curves["train"][-1] if curves.get("train") else {}
     metrics["training"] = {"steps": params.steps, "steps_this_run": result.steps_run,
                            "resumed_from_step": result.resumed_from, "seconds_this_run": round(result.seconds, 2),
                            "final_train_loss": final.get("loss"), "final_val_loss": final.get("val_loss"),
@@ -88,13 +87,13 @@ def run_summary(result: TrainResult, data: LAQData, params: LAQParams, checkpoin
     return metrics
 
 
-def video_metrics(result: TrainResult, data: LAQData, labels: dict[str, str], params: LAQParams, checkpoint: Path,
+def video_metrics(result: TrainResult, data: LAQData, labels: dict[str, str], params: LAQParams,
                   dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's metrics for video features: no poses (``evaluate_laq_videos``), labels when given."""
     held_out = standardise(data.held_out, result.mean, result.std)
     metrics, figures = evaluate_laq_videos(result.model, data.train, held_out, labels, device=dist_info.device,
                                            seed=params.seed)
-    metrics.update(run_summary(result, data, params, checkpoint, dist_info))
+    metrics.update(run_summary(result, data, params, dist_info))
     return metrics, figures
 
 
@@ -106,13 +105,14 @@ def check_video_offset(manifest: dict[str, Any], frame_offset: int) -> None:
                          f"stride {stride} (videos.stride): no frame pairs")
 
 
-def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bool = True,
+def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Path, resume: bool = True,
         progress: bool = True, videos: Path = Path("data/videos")) -> None:
-    """The stage: train into ``out`` from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
+    """The stage: train ``out`` (model file) from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
 
     ``params``: the whole params.yaml (sections ``data`` and ``laq``); ``raw``: the sequences with the camera
-    poses; ``resume``: continue from ``out/checkpoint.pt`` when it was written with the same params;
-    ``videos``: the ``videos`` stage's folder (its ``labels.json``), read for video features.
+    poses; ``state``: resume state of an interrupted run; ``resume``: continue from it when it was written with
+    the same params and data; ``videos``: the ``videos`` stage's folder (its ``labels.json``), read for video
+    features.
     """
     data = parse_section(params, "data", DataParams)
     laq = parse_section(params, "laq", LAQParams)
@@ -129,21 +129,20 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, resume: bo
             stage.declare_curve("codebook", ["replaced", "active"])  # a DVC output even without replacements
             stage.log_params({"laq": laq.model_dump(), "data.val_sequences": data.val_sequences,
                               "data.test_sequences": data.test_sequences})
-        result = train_laq(pairs.train, pairs.val, laq, out, splits=pairs.splits, manifest=pairs.manifest,
-                           log_fn=stage.log_step if stage is not None else None, resume=resume,
-                           progress=progress, dist_info=info)
+        result = train_laq(pairs.train, pairs.val, laq, out, state, splits=pairs.splits, manifest=pairs.manifest,
+                           run=stage, resume=resume, progress=progress, dist_info=info)
         if stage is None:
             return
         folder = stage.report_dir / "figures"
         usage = folder / "code_usage.png"
         if from_videos:
             labels = json.loads((videos / "labels.json").read_text())["labels"]
-            metrics, figures = video_metrics(result, pairs, labels, laq, out / CHECKPOINT, info)
+            metrics, figures = video_metrics(result, pairs, labels, laq, info)
             written = [usage] + ([folder / "label_usage.png"] if labels else [])
             if labels:
                 label_usage_figure(figures["indices"]["held_out"], figures["labels"], laq.codebook_size, written[1])
         else:
-            metrics, figures = stage_metrics(result, pairs, raw, laq, out / CHECKPOINT, info)
+            metrics, figures = stage_metrics(result, pairs, raw, laq, info)
             written = [usage, folder / "probe.png"]
             probe_figure(figures["probe"], written[1])
         usage_figure(figures["indices"], laq.codebook_size, usage)

@@ -7,22 +7,18 @@ Data: ``data/features/<sequence>/<camera with / → _>.npz`` with ``frames`` (T,
 ``mirror`` of the training pairs is mirrored left-right (grid columns reversed, x negated): the same drive
 seen in a mirrored street, so left and right turns are equally common whatever the few training
 sequences did. Features are standardised per channel with statistics of the
-training sequences' occupied tokens (stored in the checkpoint); empty tokens are set to 0 after that (the
+training sequences' occupied tokens (stored in the model file); empty tokens are set to 0 after that (the
 mean), so "this cell empties" is a change the decoder predicts like any other. Memory is that of the cached arrays only.
 
 Training is deterministic for a seed on CPU: the batch of step s is drawn from a generator seeded
 with (seed, s), so a resumed run draws the same batches; the NSVQ noise uses the global torch RNG,
-whose state is checkpointed. Under torchrun (``WORLD_SIZE > 1``) the model is wrapped in DDP
+whose state is saved with the resume state (:mod:`pipeline.train.loop`). Under torchrun (``WORLD_SIZE > 1``) the model is wrapped in DDP
 (``broadcast_buffers=False``: the code-usage counters stay per rank and are all-reduced by the
 quantizer) and each rank takes a strided share of the step's batch.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +32,8 @@ from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.models.laq.nsvq import perplexity
 from pipeline.models.ptv3.bev_tokens import BEVGrid
 from pipeline.params.laq import LAQParams
-from pipeline.progress import progress_bar
 from pipeline.train import common
-
-log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-LogFn = Callable[[str, int, dict[str, float]], None]
+from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, identity_digest
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -206,13 +198,9 @@ def standardise(data: FeaturePairs, mean: torch.Tensor, std: torch.Tensor) -> Fe
 
 
 # ----------------------------------------------------------------------------------------- schedule
-def learning_rate(step: int, params: LAQParams) -> float:
+def lr_schedule(params: LAQParams) -> WarmupCosine:
     """Linear warm-up over 5 % of the steps, then cosine decay to 10 % of ``lr``."""
-    warmup = max(1, int(0.05 * params.steps))
-    if step < warmup:
-        return params.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, params.steps - warmup)
-    return params.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+    return WarmupCosine(params.steps, max(1, int(0.05 * params.steps)), floor=0.1, progress_first=True)
 
 
 def replaces_at(step: int, params: LAQParams) -> bool:
@@ -248,30 +236,33 @@ def evaluate_loss(model: LAQ, data: FeaturePairs, device: torch.device, batch: i
 
 @dataclass
 class TrainResult:
+    """A finished (or stopped) run: the model, its feature statistics (C,), and every curve row from step 0."""
+
     model: LAQ
     mean: torch.Tensor
     std: torch.Tensor
     steps_run: int
     seconds: float
     resumed_from: int
+    curves: dict[str, list[dict[str, float]]]
 
 
 def _signature(params: LAQParams, config: LAQConfig, splits: dict[str, list[str]], manifest: dict[str, Any]) -> dict:
-    """What must match for a checkpoint to be resumed (plain types)."""
+    """What must match for a resume state to be used (plain types)."""
     return {"params": params.model_dump(), "config": config.to_dict(), "splits": splits,
             "manifest": {k: manifest[k] for k in sorted(manifest) if isinstance(manifest[k], str | int | float | bool)}}
 
 
-def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir: Path, *,
-              splits: dict[str, list[str]], manifest: dict[str, Any], log_fn: LogFn | None = None,
+def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_model: Path, state_path: Path, *,
+              splits: dict[str, list[str]], manifest: dict[str, Any], run: CurveSink | None = None,
               resume: bool = True, stop_after: int | None = None, progress: bool = True,
               dist_info: common.DistInfo | None = None) -> TrainResult:
-    """Train on ``train`` pairs (standardised in place), validate on ``val``; checkpoints in ``out_dir``.
+    """Train on ``train`` pairs (standardised in place), validate on ``val``; write ``out_model`` at the end.
 
-    ``log_fn(curve, step, values)`` receives the ``train`` and ``codebook`` curves (main rank only).
-    ``resume``: continue from ``out_dir/checkpoint.pt`` if its params, splits and manifest match.
-    ``stop_after``: stop after that many steps of this call (to test resumption); the checkpoint is
-    written at the stop.
+    ``run`` receives the ``train`` and ``codebook`` curves (main rank only). Resume state (``state_path``),
+    ``resume`` and ``stop_after`` (an absolute step; the final model is not written then):
+    :mod:`pipeline.train.loop`; a state is used only if its params, splits and manifest match.
+    ``out_model`` holds ``config``, ``params``, ``state_dict`` and the feature statistics ``mean``/``std``.
     """
     info = dist_info or common.init_distributed(params.device)
     device = info.device
@@ -282,8 +273,6 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
                          f"set laq.mirror: 0 for other token layouts")
     config = LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
                        **params.model_kwargs())
-    signature = _signature(params, config, splits, manifest)
-    ckpt_path = out_dir / CHECKPOINT
     common.seed_everything(params.seed)
     used = torch.unique(train.pairs)
     mean, std = channel_stats(train.tokens[used], train.mask[used])
@@ -293,57 +282,20 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
     standardise(val, mean, std)
     model = LAQ(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, betas=(0.9, 0.99))
-    start, history = 0, {"train": [], "codebook": []}
-    resumed_window = None
-    if resume and ckpt_path.is_file():
-        ckpt = common.load_checkpoint(ckpt_path, map_location=device)
-        if ckpt.get("signature") == signature:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start, history = int(ckpt["step"]), ckpt["history"]
-            resumed_window = (ckpt["window"], ckpt["loss_sum"])
-            common.set_rng_state(ckpt["rng"])
-            log.info("resuming LAQ training from %s at step %d", ckpt_path, start)
-        else:
-            log.info("%s was written with other params/data; training from scratch", ckpt_path)
-    if log_fn is not None and info.is_main:
-        for curve, rows in history.items():
-            for row in rows:
-                log_fn(curve, int(row["step"]), {k: v for k, v in row.items() if k != "step"})
-    net = model
-    if info.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
-
-    def emit(curve: str, step: int, values: dict[str, float]) -> None:
-        history[curve].append({"step": step, **values})
-        if log_fn is not None and info.is_main:
-            log_fn(curve, step, values)
-
-    def save(step: int) -> None:
-        if info.is_main:
-            common.save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "rng": common.rng_state(), "history": history, "signature": signature,
-                "config": config.to_dict(), "mean": mean, "std": std,
-                "window": window.cpu(), "loss_sum": loss_sum.cpu()})
-        common.barrier()
-
-    end = params.steps if stop_after is None else min(params.steps, start + stop_after)
+    loop = TrainLoop("laq", model, optimizer, steps=params.steps, schedule=lr_schedule(params), state_path=state_path,
+                     identity=identity_digest(_signature(params, config, splits, manifest)),
+                     checkpoint_every=params.checkpoint_every, info=info, run=run, progress=progress, resume=resume)
+    net = loop.wrap(broadcast_buffers=False)  # code-usage counters stay per rank (all-reduced by the quantizer)
+    # code counts per position and (loss sum, pairs) since the last curve row; saved with the resume state
     window = torch.zeros(config.code_seq_len, config.codebook_size, dtype=torch.float64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
-    if resumed_window is not None and info.is_main:  # other ranks' partial window restarts at 0
-        window += resumed_window[0].to(device)
-        loss_sum += resumed_window[1].to(device)
-    last_replace = (start // params.replace_every) * params.replace_every
-    began = time.perf_counter()
-    bar = None
-    if progress and info.is_main and end > start:
-        bar = progress_bar(total=end - start, desc="laq", unit="step", leave=False)
+    if "window" in loop.extra and info.is_main:  # other ranks' partial window restarts at 0
+        window += loop.extra["window"].to(device)
+        loss_sum += loop.extra["loss_sum"].to(device)
+    loop.extra_state = lambda: {"window": window.cpu(), "loss_sum": loss_sum.cpu()}
+    last_replace = (loop.start // params.replace_every) * params.replace_every
     model.train()
-    for step in range(start, end):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, params)
+    for step in loop.steps(stop_after):
         idx, mirror = batch_indices(step, len(train), params, info.rank, info.world_size)
         out = net(*train.batch(idx, device, mirror if params.mirror > 0 else None))
         optimizer.zero_grad(set_to_none=True)
@@ -362,29 +314,24 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_dir
             replaced = model.quantizer.replace_unused(step + 1 - last_replace, params.replace_threshold,
                                                       params.replace_noise)
             last_replace = step + 1
-            emit("codebook", step + 1, {"replaced": float(replaced), "active": float((usage > 0).sum())})
-        if (step + 1) % params.log_every == 0 or step + 1 == params.steps:
+            loop.log("codebook", step + 1, {"replaced": float(replaced), "active": float((usage > 0).sum())})
+        if loop.due(step, params.log_every, offset=1):
             common.all_reduce_sum(window)
             common.all_reduce_sum(loss_sum)
             counts = window.cpu().numpy()
             row = {"loss": float(loss_sum[0] / loss_sum[1]), "val_loss": evaluate_loss(model, val, device),
-                   "lr": learning_rate(step, params),
+                   "lr": loop.learning_rate(step),
                    "active_codes": float((counts.sum(0) > 0).sum()),
                    "perplexity_pooled": perplexity(counts.sum(0))}
             for s in range(config.code_seq_len):
                 row[f"perplexity_{s}"] = perplexity(counts[s])
-            emit("train", step + 1, row)
+            loop.log("train", step + 1, row)
             window.zero_()
             loss_sum.zero_()
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.4f}", ppl=f"{row['perplexity_pooled']:.1f}")
-        if bar is not None:
-            bar.update(1)
-        if (step + 1) % params.checkpoint_every == 0 and step + 1 < end:
-            save(step + 1)
-    if bar is not None:
-        bar.close()
-    if end > start or not ckpt_path.is_file():
-        save(end)
+            loop.postfix(loss=f"{row['loss']:.4f}", ppl=f"{row['perplexity_pooled']:.1f}")
+    if not loop.stopped:
+        loop.finish(out_model, lambda: {"config": config.to_dict(), "params": params.model_dump(), "mean": mean, "std": std,
+                                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     model.eval()
-    return TrainResult(model, mean, std, end - start, time.perf_counter() - began, start)
+    end = params.steps if loop.stopped_at is None else loop.stopped_at
+    return TrainResult(model, mean, std, end - loop.start, loop.seconds, loop.start, loop.curves)

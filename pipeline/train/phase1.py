@@ -9,10 +9,8 @@ from ``(seed, step, rank)``), device auto (CUDA with bf16 autocast for the encod
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +22,8 @@ from pipeline.models.slots.losses import loss_weights, total_loss
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.models.slots.shapes import normalised_extents, shape_clusters
 from pipeline.params.train import Phase1Params
-from pipeline.progress import progress_bar
 from pipeline.train import common
+from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine
 from pipeline.train.selection import ModelSelector
 
 
@@ -42,17 +40,10 @@ def records_fingerprint(records: list[FrameRecord]) -> str:
     return ";".join(f"{r.sequence}:{r.camera}:{r.frame}:{len(r.points)}" for r in records)
 
 
-def learning_rate(step: int, total: int, base: float, warmup: int = 50) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-
 def build_optimizer(model: SlotSceneModel, params: Phase1Params) -> torch.optim.Optimizer:
     proto = [model.prototypes.offsets]
     rest = [p for n, p in model.named_parameters() if not n.startswith("prototypes.")]
-    return torch.optim.Adam([{"params": rest, "lr": params.lr, "base_lr": params.lr},
-                             {"params": proto, "lr": params.prototype_lr, "base_lr": params.prototype_lr}])
+    return torch.optim.Adam([{"params": rest, "lr": params.lr}, {"params": proto, "lr": params.prototype_lr}])
 
 
 @torch.no_grad()
@@ -104,7 +95,7 @@ Scorer = Callable[[SlotSceneModel, list[FrameRecord]], dict[str, float | None]]
 
 
 def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase1Params, out_model: Path,
-                 state_path: Path, run=None, device: str = "auto", progress: bool = True,
+                 state_path: Path, run: CurveSink | None = None, device: str = "auto", progress: bool = True,
                  stop_after: int | None = None, scorer: Scorer | None = None) -> dict:
     """Train and write ``out_model`` (config + the SELECTED weights); returns a summary for the metrics file.
 
@@ -114,107 +105,75 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     and the best is written (Chamfer-L1, FG-ARI as tie-break, :class:`pipeline.train.selection.ModelSelector`).
     Without validation frames or scorer the last step is written (announced in the summary).
 
-    ``state_path`` holds the resumable state while training runs (every ``checkpoint_every`` steps)
-    and is removed once the model is written, so a rerun trains again rather than "resuming" a
-    finished run. A state made with other params or other training frames is ignored.
-
-    ``stop_after``: save the resumable state after that many steps and return without writing the
-    model (a time-sliced job, or a test of resuming); the next call continues from the state.
+    Resume state (``state_path``, ignored if made with other params or other training frames; it carries the
+    selector's candidates too), curves and ``stop_after`` (an absolute step; the model is not written then):
+    :mod:`pipeline.train.loop`.
     """
     info = common.init_distributed(device)
     common.seed_everything(params.seed)
     model = build_model(train, params, info.device)
-    optimizer = build_optimizer(model, params)
-    selector = ModelSelector(params.select_tolerance_m)
-    start_step = 0
-    digest = params.digest(records_fingerprint(train))
-    if state_path.is_file():
-        state = common.load_checkpoint(state_path, map_location=info.device)
-        if state.get("params_digest") == digest:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            selector = ModelSelector.from_state(state["selector"])
-            start_step = int(state["step"])
-            print(f"train_phase1: resuming from {state_path} at step {start_step}")
-        else:
-            print(f"train_phase1: {state_path} was made with other params or data; starting fresh")
-    ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-           if info.distributed else model)
+    loop = TrainLoop("train phase 1", model, build_optimizer(model, params), steps=params.steps,
+                     schedule=WarmupCosine(params.steps, warmup=50), state_path=state_path,
+                     identity=params.digest(records_fingerprint(train)), checkpoint_every=params.checkpoint_every,
+                     info=info, run=run, progress=progress)
+    selector = (ModelSelector.from_state(loop.extra["selector"]) if "selector" in loop.extra
+                else ModelSelector(params.select_tolerance_m))
+    loop.extra_state = lambda: {"selector": selector.state()}
+    ddp = loop.wrap()
     weights = loss_weights(params)
     per_rank = max(params.batch_size // info.world_size, 1)
     select_on = validation_frames(val, params.val_frames)
-    started, frames_seen = time.perf_counter(), 0
-
-    def save_state(step: int) -> None:
-        common.save_checkpoint(state_path, {"model": common.unwrap(ddp).state_dict(), "optimizer": optimizer.state_dict(),
-                                            "step": step, "params_digest": digest, "selector": selector.state()})
+    frames_seen = 0
 
     def validate(step: int) -> None:
         """Validation curve row (loss terms + evaluation metrics) and a selection candidate."""
         row = validation_loss(ddp, val, params, info.device)
         if scorer is not None:
-            scores = scorer(common.unwrap(ddp), select_on)
+            scores = scorer(model, select_on)
             row.update({f"eval_{k}": v for k, v in scores.items() if v is not None})
-            selector.offer(step, scores, common.unwrap(ddp).state_dict())
-        if run is not None:
-            run.log_step("val", step, row)
+            selector.offer(step, scores, model.state_dict())
+        loop.log("val", step, row)
 
-    bar = progress_bar(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 1",
-               disable=not (progress and info.is_main))
     terms: dict[str, float] = {}
-    for step in bar:
-        if stop_after is not None and step >= stop_after:
-            if info.is_main:
-                save_state(step)
-            common.barrier()
-            return {"steps": step, "stopped_early": True}
+    for step in loop.steps(stop_after):
         if info.is_main and val and step % params.val_every == 0:
             validate(step)  # before the update: step 0 is the untrained model
         rng = np.random.default_rng([params.seed, step, info.rank])
         chosen = [train[i] for i in rng.choice(len(train), per_rank, replace=len(train) < per_rank)]
         batch = make_batch(chosen, params.points_per_frame, rng, info.device, model_merge(ddp))
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, params.steps, group["base_lr"])
         out = predict(ddp, batch)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
-        loss, terms = total_loss(common.unwrap(ddp), out, batch, weights, params.samples_per_slot, generator)
+        loss, terms = total_loss(model, out, batch, weights, params.samples_per_slot, generator)
         if params.refine_steps_train > 0 and params.weight_distill > 0:
-            target = refine_vectors(common.unwrap(ddp), batch, anchors_of(batch), out.vector, params.refine_steps_train,
+            target = refine_vectors(model, batch, anchors_of(batch), out.vector, params.refine_steps_train,
                                     params.refine_lr, weights, params.samples_per_slot, seed=step)
             distill = torch.nn.functional.mse_loss(out.vector, target)
             loss = loss + params.weight_distill * distill
             terms["distill"] = distill.item()
-        optimizer.zero_grad(set_to_none=True)
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ddp.parameters(), params.grad_clip)
-        optimizer.step()
+        loop.optimizer.step()
         frames_seen += per_rank * info.world_size
         if info.is_main:
-            bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
-            if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
-                run.log_step("train", step, terms)
-            if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
-                save_state(step + 1)
-    seconds = time.perf_counter() - started
+            loop.postfix(chamfer=f"{terms['chamfer_m']:.3f}", free=f"{terms['free_space_m']:.3f}")
+            if loop.due(step, params.log_every):
+                loop.log("train", step, terms)
+    if loop.stopped:
+        return {"steps": loop.stopped_at, "stopped_early": True}
     if info.is_main and val:
         validate(params.steps)  # the trained model after its last update
     selecting = bool(val) and scorer is not None
     selection = {"selected_step": selector.step if selecting else params.steps, "selected_val": selector.scores,
                  "selection": ("validation chamfer_l1_m, fg_ari tie-break" if selecting
                                else "none (no validation frames or scorer): last step")}
-    if info.is_main:
-        weights_out = selector.weights if selecting else common.unwrap(ddp).state_dict()
-        common.save_checkpoint(out_model, {"config": dataclasses.asdict(slot_model_config(params)),
-                                           "params": params.model_dump(),
-                                           "selected_step": selection["selected_step"],
-                                           "state_dict": {k: v.detach().cpu() for k, v in weights_out.items()}})
-        common.discard_state(state_path)  # the state only serves to resume an interrupted run
-        state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
-    common.barrier()
-    return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
-            "frames_seen": frames_seen, "frames_per_s": round(frames_seen / max(seconds, 1e-9), 1),
-            "train_frames": len(train), "val_frames": len(val), "selection_frames": len(select_on),
-            "world_size": info.world_size, "device": str(info.device), "final_train": terms, **selection}
+    loop.finish(out_model, lambda: {
+        "config": dataclasses.asdict(slot_model_config(params)), "params": params.model_dump(),
+        "selected_step": selection["selected_step"],
+        "state_dict": {k: v.detach().cpu() for k, v in (selector.weights if selecting else model.state_dict()).items()}})
+    return {**loop.summary(), "frames_seen": frames_seen,
+            "frames_per_s": round(frames_seen / max(loop.seconds, 1e-9), 1), "train_frames": len(train),
+            "val_frames": len(val), "selection_frames": len(select_on), "final_train": terms, **selection}
 
 
 def selected_step(path: Path) -> int | None:

@@ -25,10 +25,10 @@ Loss of a clip batch (each weight a param):
   slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
   guess (so best-of-1 = the most confident guess).
 
-Resumable (``checkpoints/phase2/state.pt`` with the params digest and the phase-one model's hash),
-deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
+Resumable (``checkpoints/phase2/state.pt``, :mod:`pipeline.train.loop`; its identity is the params and
+the phase-one model's hash), deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
 under ``torchrun`` each process takes its share of clips and gradients are averaged with
-:func:`pipeline.train.common.all_reduce_mean` before every step.
+:func:`pipeline.train.loop.average_gradients` before every step.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +55,8 @@ from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
 from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
-from pipeline.progress import progress_bar
 from pipeline.train import common
-from pipeline.train.phase1 import learning_rate
+from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, average_gradients
 
 SCHEDULES = ("constant", "increasing", "decreasing", "random")
 
@@ -242,18 +240,7 @@ def build_model(phase1_path: Path, params: Phase2Params, device: torch.device) -
 def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> torch.optim.Optimizer:
     slot_params = list(model.slots.parameters())
     head_params = [p for n, p in model.named_parameters() if not n.startswith("slots.")]
-    return torch.optim.Adam([{"params": slot_params, "lr": params.lr, "base_lr": params.lr},
-                             {"params": head_params, "lr": params.head_lr, "base_lr": params.head_lr}])
-
-
-def average_gradients(model: torch.nn.Module) -> None:
-    """All-reduce-mean every gradient over the DDP processes (zeros for unused parameters)."""
-    if not common.is_distributed():
-        return
-    for p in model.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        common.all_reduce_mean(p.grad)
+    return torch.optim.Adam([{"params": slot_params, "lr": params.lr}, {"params": head_params, "lr": params.head_lr}])
 
 
 @torch.no_grad()
@@ -274,19 +261,13 @@ def validation_terms(model: VideoSlotModel, sequences: list[SequenceFrames], par
     return totals
 
 
-def save_state(path: Path, model: VideoSlotModel, optimizer, step: int, digest: str) -> None:
-    common.save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                                  "params_digest": digest})
-
-
 def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params: Phase2Params, phase1_path: Path,
-                 out_model: Path, state_path: Path, run=None, device: str = "auto", progress: bool = True,
-                 stop_after: int | None = None) -> dict:
+                 out_model: Path, state_path: Path, run: CurveSink | None = None, device: str = "auto",
+                 progress: bool = True, stop_after: int | None = None) -> dict:
     """Train from the phase-one checkpoint and write ``out_model``; returns a summary for the metrics.
 
-    ``stop_after``: save the resumable state after that many steps and return without writing the
-    model; the next call continues from the state (a run with other params or another phase-one
-    model starts fresh).
+    Resume state, curves and ``stop_after`` (an absolute step): :mod:`pipeline.train.loop` (a state made
+    with other params or another phase-one model is ignored).
     """
     if not train:
         raise ValueError("no training sequence with at least 2 usable frames")
@@ -295,66 +276,41 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     model, p1 = build_model(phase1_path, params, info.device)
     if params.camera == "gt" and any(s.r_wc is None for s in train):
         raise ValueError("video.camera = gt needs ground-truth pose files for every training sequence")
-    optimizer = build_optimizer(model, params)
-    digest = params.digest(phase1_digest(phase1_path))
-    start_step = 0
-    if state_path.is_file():
-        state = common.load_checkpoint(state_path, map_location=info.device)
-        if state.get("params_digest") == digest:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_step = int(state["step"])
-            print(f"train_phase2: resuming from {state_path} at step {start_step}")
-        else:
-            print(f"train_phase2: {state_path} was made with other params or another phase-one model; starting fresh")
+    loop = TrainLoop("train phase 2", model, build_optimizer(model, params), steps=params.steps,
+                     schedule=WarmupCosine(params.steps, warmup=min(20, params.steps // 10 + 1)), state_path=state_path,
+                     identity=params.digest(phase1_digest(phase1_path)), checkpoint_every=params.checkpoint_every,
+                     info=info, run=run, progress=progress)
     model.train()
     weights = loss_weights(p1)
     samples = p1.samples_per_slot if params.samples_per_slot <= 0 else params.samples_per_slot
     per_rank = max(params.batch_size // info.world_size, 1)
-    started, clips_seen = time.perf_counter(), 0
+    clips_seen = 0
     terms: dict[str, float] = {}
-    bar = progress_bar(range(start_step, params.steps), initial=start_step, total=params.steps, desc="train phase 2",
-               disable=not (progress and info.is_main))
-    for step in bar:
-        if stop_after is not None and step >= stop_after:
-            if info.is_main:
-                save_state(state_path, model, optimizer, step, digest)
-            common.barrier()
-            return {"steps": step, "stopped_early": True}
+    for step in loop.steps(stop_after):
         rng = np.random.default_rng([params.seed, step, info.rank])
         clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, params.steps, group["base_lr"], warmup=min(20, params.steps // 10 + 1))
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
         loss, terms = clip_loss(model, clips, params, weights, samples, generator)
-        optimizer.zero_grad(set_to_none=True)
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(model)
         torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-        optimizer.step()
+        loop.optimizer.step()
         clips_seen += per_rank * info.world_size
         if info.is_main:
-            bar.set_postfix(chamfer=f"{terms['chamfer_m']:.3f}", forecast=f"{terms['forecast_best_m']:.3f}")
-            if run is not None and (step % params.log_every == 0 or step == params.steps - 1):
-                run.log_step("train", step, terms)
-            if run is not None and val and (step % params.val_every == 0 or step == params.steps - 1):
-                run.log_step("val", step, validation_terms(model, val, params, weights, samples, info.device))
-            if (step + 1) % params.checkpoint_every == 0 and step + 1 < params.steps:
-                save_state(state_path, model, optimizer, step + 1, digest)
-    seconds = time.perf_counter() - started
-    if info.is_main:
-        slot_config = dataclasses.asdict(model.slots.config)
-        common.save_checkpoint(out_model, {
-            "config": dataclasses.asdict(model.config), "slot_config": slot_config,
-            "params": params.model_dump(), "phase1_params": p1.model_dump(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
-        common.discard_state(state_path)  # the state only serves to resume an interrupted run
-        state_path.parent.mkdir(parents=True, exist_ok=True)  # the (empty) folder is the stage's output
-    common.barrier()
-    return {"steps": params.steps, "resumed_from_step": start_step, "train_seconds": round(seconds, 1),
-            "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(seconds, 1e-9), 2),
-            "train_sequences": len(train), "train_frames": sum(len(s.records) for s in train),
-            "world_size": info.world_size, "device": str(info.device), "camera": params.camera,
+            loop.postfix(chamfer=f"{terms['chamfer_m']:.3f}", forecast=f"{terms['forecast_best_m']:.3f}")
+            if loop.due(step, params.log_every):
+                loop.log("train", step, terms)
+            if val and loop.due(step, params.val_every):
+                loop.log("val", step, validation_terms(model, val, params, weights, samples, info.device))
+    if loop.stopped:
+        return {"steps": loop.stopped_at, "stopped_early": True}
+    loop.finish(out_model, lambda: {
+        "config": dataclasses.asdict(model.config), "slot_config": dataclasses.asdict(model.slots.config),
+        "params": params.model_dump(), "phase1_params": p1.model_dump(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+    return {**loop.summary(), "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(loop.seconds, 1e-9), 2),
+            "train_sequences": len(train), "train_frames": sum(len(s.records) for s in train), "camera": params.camera,
             "final_train": terms}
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 
 from pipeline.data.frames import load_frames
+from pipeline.eval.phase1_eval import validation_scores
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import frame_selection, load_model, train_phase1
 from tests.conftest import repo_params
+from tests.curve_rows import Rows
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
 CAM = "Stereo_Left/Omni_F"
@@ -29,20 +31,28 @@ def tiny_records(generated_root: Path, tmp_path: Path):
 
 
 def test_resume_equals_uninterrupted(generated_root, tmp_path):
+    """stop_after = 3 then resume with a new run object (a new process): bit-identical weights, and curves that
+    hold every row from step 0, equal to an uninterrupted run's."""
     records, _ = tiny_records(generated_root, tmp_path)
-    train_phase1(records, [], TINY, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
-    part = train_phase1(records, [], TINY, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                        progress=False, stop_after=2)
+    params = TINY.model_copy(update={"val_every": 2})
+    full, resumed = Rows(), Rows()
+    train_phase1(records, records, params, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
+                 progress=False, scorer=validation_scores)
+    part = train_phase1(records, records, params, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=Rows(),
+                        device="cpu", progress=False, stop_after=3, scorer=validation_scores)
     assert part["stopped_early"] and not (tmp_path / "b/model.pt").exists()
-    summary = train_phase1(records, [], TINY, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                           progress=False)
-    assert summary["resumed_from_step"] == 2
+    summary = train_phase1(records, records, params, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=resumed,
+                           device="cpu", progress=False, scorer=validation_scores)
+    assert summary["resumed_from_step"] == 3
     # the finished run drops its state but leaves the persisted folder non-empty (no DVC "empty" warning)
     assert not (tmp_path / "b/state.pt").exists() and (tmp_path / "b/README.md").is_file()
     a, _ = load_model(tmp_path / "a/model.pt")
     b, _ = load_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+    # validation before the update of steps 0 and 2, and after the last one (model selection candidates)
+    assert [(c, s) for c, s, _ in full.by_step()] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 4)]
+    assert resumed.by_step() == full.by_step()
 
 
 def test_other_params_do_not_resume(generated_root, tmp_path, capsys):

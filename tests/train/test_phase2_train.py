@@ -19,6 +19,7 @@ from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import train_phase1
 from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2
 from tests.conftest import repo_params
+from tests.curve_rows import Rows
 
 REPO = Path(__file__).parents[2]
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -64,19 +65,25 @@ def test_clip_sampling_respects_gaps_and_reversal():
 
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
+    """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0."""
     _, frames, phase1 = tiny
     seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
-    train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
-    part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                        progress=False, stop_after=2)
+    params = P2.model_copy(update={"val_every": 2})
+    full, resumed = Rows(), Rows()
+    train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
+                 progress=False)
+    part = train_phase2(seqs, seqs, params, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=Rows(),
+                        device="cpu", progress=False, stop_after=2)
     assert part["stopped_early"] and not (tmp_path / "b/model.pt").exists()
-    summary = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
-                           progress=False)
-    assert summary["resumed_from_step"] == 2
+    summary = train_phase2(seqs, seqs, params, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", run=resumed,
+                           device="cpu", progress=False)
+    assert summary["resumed_from_step"] == 2 and not (tmp_path / "b/state.pt").exists()
     a, _, _ = load_video_model(tmp_path / "a/model.pt")
     b, _, _ = load_video_model(tmp_path / "b/model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+    assert [(c, s) for c, s, _ in full.by_step()] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
+    assert resumed.by_step() == full.by_step()
 
 
 def run_stage(module, *args: str) -> tuple[int, list[str]]:

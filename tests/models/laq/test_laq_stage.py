@@ -44,7 +44,8 @@ def run(*args):
 def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     code, output = run()
     assert code == 0, output
-    assert (project / "models/laq/checkpoint.pt").is_file()
+    assert (project / "models/laq/model.pt").is_file()
+    assert (project / "checkpoints/laq").is_dir() and not (project / "checkpoints/laq/state.pt").exists()
     metrics = json.loads((project / "reports/laq/metrics.json").read_text())
     assert json.loads((project / "reports/laq/run.json").read_text())["training"]["steps_this_run"] == 12
     assert metrics["data"]["held_out"] == ["SYNTHIA-SEQS-03-GENERATED", "SYNTHIA-SEQS-04-GENERATED"]
@@ -57,13 +58,49 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     header = (project / "reports/laq/train.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "step" and {"loss", "val_loss", "perplexity_0", "active_codes"} <= set(header)
     assert (project / "reports/laq/codebook.csv").read_text().splitlines()[0] == "step,active,replaced"
-    # a second run with the same params resumes the finished checkpoint and trains no further steps
+    # a forced rerun trains again (the resume state is gone once the model is written), to the same result
     code, output = run()
     assert code == 0, output
     again = json.loads((project / "reports/laq/metrics.json").read_text())
     facts = json.loads((project / "reports/laq/run.json").read_text())["training"]
-    assert facts["steps_this_run"] == 0 and facts["resumed_from_step"] == 12
+    assert facts["steps_this_run"] == 12 and facts["resumed_from_step"] == 0
     assert again["probe"] == metrics["probe"]
+
+
+def test_interrupted_run_resumes_after_dvc_deletes_the_model_output(project):
+    """The resume state is outside the stage's DVC output: DVC deletes ``models/laq`` before a rerun, and the
+    rerun still resumes, with the full curves and the metrics of an uninterrupted run."""
+    code, output = run()
+    assert code == 0, output
+    full_metrics = json.loads((project / "reports/laq/metrics.json").read_text())
+    full_curve = (project / "reports/laq/train.csv").read_text()
+    full_codebook = (project / "reports/laq/codebook.csv").read_text()
+    # an interrupted run: the state after 7 of 12 steps at the stage's default path, as a kill would leave it
+    from pipeline.config import load_params, parse_section
+    from pipeline.params.data import DataParams
+    from pipeline.params.laq import LAQParams
+    from pipeline.train.laq import load_laq_data, train_laq
+
+    params = load_params(project / "params.yaml")
+    data, laq = parse_section(params, "data", DataParams), parse_section(params, "laq", LAQParams)
+    pairs = load_laq_data(project / "data/features", laq.frame_offset, data.val_sequences, data.test_sequences)
+    train_laq(pairs.train, pairs.val, laq, project / "models/laq/model.pt", project / "checkpoints/laq/state.pt",
+              splits=pairs.splits, manifest=pairs.manifest, stop_after=7, progress=False)
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["laq"]["outs"]
+    for out in stages:  # what `dvc repro` removes before running the stage again: every non-persisted output
+        name, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
+        if not options.get("persist"):
+            shutil.rmtree(project / name, ignore_errors=True)
+    code, output = run()
+    assert code == 0, output
+    metrics = json.loads((project / "reports/laq/metrics.json").read_text())
+    facts = json.loads((project / "reports/laq/run.json").read_text())["training"]
+    assert facts["resumed_from_step"] == 7 and facts["steps_this_run"] == 5
+    for key in ("probe", "usage_held_out", "replacement", "controllability"):
+        assert metrics[key] == full_metrics[key], key
+    assert metrics["training"]["final_train_loss"] == full_metrics["training"]["final_train_loss"]
+    assert (project / "reports/laq/train.csv").read_text() == full_curve
+    assert (project / "reports/laq/codebook.csv").read_text() == full_codebook
 
 
 def test_random_weight_features_are_announced(tmp_path, monkeypatch, caplog):

@@ -18,6 +18,7 @@ from pipeline.params.laq import LAQParams
 from pipeline.train import common
 from pipeline.train.laq import load_feature_pairs, replaces_at, train_laq
 from tests.conftest import repo_params
+from tests.curve_rows import Rows
 
 TINY = repo_params("laq", dim=16, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
                  code_seq_len=4, quant_dim=4, frame_offset=2, steps=6, batch_size=4, lr=1e-3, replace_every=2,
@@ -83,8 +84,8 @@ def test_mirror_needs_a_bev_grid(features, tmp_path):
     train, val, splits, manifest = load(copy, TINY)
     assert train.grid is None and train.tokens.shape[-1] == 4
     with pytest.raises(ValueError, match="laq.mirror = 0.5 needs bird's-eye tokens"):
-        train_laq(train, val, TINY.model_copy(update=dict(mirror=0.5)), tmp_path / "ckpt", splits=splits,
-                  manifest=manifest, progress=False)
+        train_laq(train, val, TINY.model_copy(update=dict(mirror=0.5)), tmp_path / "model.pt", tmp_path / "state.pt",
+                  splits=splits, manifest=manifest, progress=False)
 
 
 def test_bad_feature_file_is_reported(features, tmp_path):
@@ -105,33 +106,45 @@ def test_bad_feature_file_is_reported(features, tmp_path):
 
 def run(features, out, params, **kw):
     train, val, splits, manifest = load(features, params)
-    return train_laq(train, val, params, out, splits=splits, manifest=manifest, progress=False, **kw)
+    return train_laq(train, val, params, out / "model.pt", out / "state.pt", splits=splits, manifest=manifest,
+                     progress=False, **kw)
 
 
 def test_resume_equals_uninterrupted_run(features, tmp_path):
-    full_rows, part_rows = [], []
-    full = run(features, tmp_path / "full", TINY, log_fn=lambda *r: full_rows.append(r))
-    first = run(features, tmp_path / "part", TINY, stop_after=3)
-    assert first.steps_run == 3
-    assert common.load_checkpoint(tmp_path / "part/checkpoint.pt")["step"] == 3
-    torch.manual_seed(123)  # a resumed process starts with other RNG state; the checkpoint restores it
-    second = run(features, tmp_path / "part", TINY, log_fn=lambda *r: part_rows.append(r))
-    assert second.resumed_from == 3 and second.steps_run == 3
+    """stop_after = k (an absolute step), resume in a "new process": same weights, same curves from step 0."""
+    params = TINY.model_copy(update=dict(steps=8, checkpoint_every=3))
+    full_rows, part_rows = Rows(), Rows()
+    full = run(features, tmp_path / "full", params, run=full_rows)
+    assert not (tmp_path / "full/state.pt").exists()  # removed once the model is written
+    first = run(features, tmp_path / "part", params, stop_after=5, run=Rows())
+    assert first.steps_run == 5 and not (tmp_path / "part/model.pt").exists()
+    assert common.load_checkpoint(tmp_path / "part/state.pt")["step"] == 5
+    again = run(features, tmp_path / "part", params, stop_after=5)  # absolute: already there, trains nothing
+    assert again.resumed_from == 5 and again.steps_run == 0
+    torch.manual_seed(123)  # a resumed process starts with other RNG state; the resume state restores it
+    second = run(features, tmp_path / "part", params, run=part_rows)
+    assert second.resumed_from == 5 and second.steps_run == 3
     a, b = full.model.state_dict(), second.model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
-    # curves replayed from the checkpoint + new rows are identical to the uninterrupted run's
-    assert sorted(full_rows, key=lambda r: (r[0], r[1])) == sorted(part_rows, key=lambda r: (r[0], r[1]))
-    # other params: the old checkpoint is not resumed
-    third = run(features, tmp_path / "part", TINY.model_copy(update=dict(lr=2e-3, steps=2)))
+    saved = torch.load(tmp_path / "part/model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], a[k]) for k in a)
+    # the resumed run's curves hold every row from step 0, identical to the uninterrupted run's
+    assert part_rows.by_step() == full_rows.by_step()
+    assert second.curves == full.curves
+    assert {step for curve, step, _ in part_rows.rows if curve == "train"} == {2, 4, 6, 8}
+    # other params: the old state is not resumed
+    run(features, tmp_path / "other", params, stop_after=2)
+    third = run(features, tmp_path / "other", params.model_copy(update=dict(lr=2e-3, steps=2)))
     assert third.resumed_from == 0
 
 
 def test_replacement_schedule_stops_early(features, tmp_path):
     params = TINY.model_copy(update=dict(steps=20, replace_every=2, replace_until=0.3, log_every=5))
     assert [s + 1 for s in range(20) if replaces_at(s, params)] == [2, 4, 6]
-    rows = []
-    run(features, tmp_path / "sched", params, log_fn=lambda *r: rows.append(r))
+    collector = Rows()
+    run(features, tmp_path / "sched", params, run=collector)
+    rows = collector.rows
     events = [(step, values) for curve, step, values in rows if curve == "codebook"]
     assert [step for step, _ in events] == [2, 4, 6]
     assert all(0 <= v["replaced"] <= 8 for _, v in events)
@@ -171,5 +184,4 @@ def test_ddp_two_cpu_processes_share_counters_and_codebook(features, tmp_path):
     assert r0["local"].sum() == 8 and r1["local"].sum() == 8
     torch.testing.assert_close(r0["codebook"], r1["codebook"], rtol=0, atol=0)
     torch.testing.assert_close(r0["weight"], r1["weight"], rtol=0, atol=0)
-    assert (tmp_path / "checkpoint.pt").is_file()
-    assert json.dumps(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]) == "3"
+    assert (tmp_path / "model.pt").is_file() and not (tmp_path / "state.pt").exists()
