@@ -8,6 +8,8 @@ kept pixels are drawn from the count of valid pixels alone; ``fps`` back-project
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV, backproject_pixels, cv_to_world
@@ -31,12 +33,17 @@ def estimate_normals(points: np.ndarray, neighbours: int, viewpoint: np.ndarray)
     return normals.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _last_valid_cm(far_m: float) -> int:
+    """Largest raw centimetre value (< 65535) whose ``read_depth`` metres (float32) are <= ``far_m``."""
+    metres = np.arange(synthia.DEPTH_NO_HIT + 1, dtype=np.uint16).astype(np.float32) / synthia.CM_PER_M
+    return min(int(np.count_nonzero(metres <= far_m)) - 1, synthia.DEPTH_NO_HIT - 1)  # monotone in cm
+
+
 def valid_depth_mask(raw_cm: np.ndarray, far_m: float) -> np.ndarray:
     """(H, W) bool: pixels of raw depth (uint16 centimetres) that are a hit (not 0, not 65535) with
     ``read_depth`` metres <= ``far_m``; one unsigned comparison, same result as comparing the float32 metres."""
-    metres = np.arange(synthia.DEPTH_NO_HIT + 1, dtype=np.uint16).astype(np.float32) / synthia.CM_PER_M
-    last_cm = min(int(np.count_nonzero(metres <= far_m)) - 1, synthia.DEPTH_NO_HIT - 1)  # monotone in cm
-    return (raw_cm - np.uint16(1)) < np.uint16(max(last_cm, 0))  # raw in [1, last_cm]; 0 wraps to 65535
+    return (raw_cm - np.uint16(1)) < np.uint16(max(_last_valid_cm(far_m), 0))  # raw in [1, last]; 0 wraps
 
 
 def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: synthia.Intrinsics,
@@ -47,10 +54,10 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
     class_id, instance_id = synthia.read_labels(layout.labels(camera, frame), hw)
     rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
     pose = synthia.read_pose(layout.pose(camera, frame))
-    v, u = np.divmod(np.flatnonzero(valid_depth_mask(raw_cm, params.far_m)), hw[1])
+    pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
     if params.sampling == "random":  # needs the count only: back-project the kept pixels
-        keep = random_subsample(len(u), params.max_points, rng)
-        u, v = u[keep], v[keep]
+        pixels = pixels[random_subsample(len(pixels), params.max_points, rng)]
+    v, u = np.divmod(pixels, hw[1])
     depth = raw_cm[v, u].astype(np.float32) / synthia.CM_PER_M  # as synthia.read_depth, at (v, u) only
     points_cv = backproject_pixels(depth, v, u, intrinsics)
     if params.sampling != "random":
