@@ -79,7 +79,7 @@ def _parts(task: FrameTask) -> dict[str, float]:
 
     raw = synthia.read_depth_cm(paths["depth"], task.expect_hw)
     lap("decode_depth")
-    class_id, _ = synthia.read_labels(paths["labels"], task.expect_hw)
+    labels = synthia.read_labels_image(paths["labels"], task.expect_hw)
     lap("decode_labels")
     rgb = synthia.read_rgb(paths["rgb"], task.expect_hw)
     lap("decode_rgb")
@@ -91,7 +91,7 @@ def _parts(task: FrameTask) -> dict[str, float]:
                      backproject_pixels(depth, v, u, task.intrinsics), params.max_points, params.sampling, rng)
     lap("sampling")
     points = backproject_pixels(depth[keep], v[keep], u[keep], task.intrinsics)
-    _ = rgb[v[keep], u[keep]], class_id[v[keep], u[keep]]
+    _ = rgb[v[keep], u[keep]], labels[v[keep], u[keep], :2]
     lap("backproject_gather")
     pointcloud.estimate_normals(points, params.normal_neighbours, viewpoint=np.zeros(3))
     lap("normals")

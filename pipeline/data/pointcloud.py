@@ -51,7 +51,7 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
     """Columns of :data:`pipeline.io.pointcloud_table.SCHEMA` for one frame of one camera."""
     raw_cm = synthia.read_depth_cm(layout.depth(camera, frame), expect_hw)
     hw = raw_cm.shape
-    class_id, instance_id = synthia.read_labels(layout.labels(camera, frame), hw)
+    labels = synthia.read_labels_image(layout.labels(camera, frame), hw)  # gathered below, not copied whole
     rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
     pose = synthia.read_pose(layout.pose(camera, frame))
     pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
@@ -69,5 +69,5 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
     else:
         points, normals = points_cv, normals_cv
-    return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb[v, u], class_id[v, u],
-                                          instance_id[v, u])
+    return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb[v, u], labels[v, u, 0],
+                                          labels[v, u, 1])

@@ -178,12 +178,18 @@ def read_depth(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarr
     return depth
 
 
-def read_labels(path: Path, expect_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(class_id, instance_id), each (H, W) uint16, from the R and G channels of GT/LABELS."""
+def read_labels_image(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """GT/LABELS as decoded, (H, W, 3) uint16: channel 0 = class id, 1 = instance id, 2 = 0."""
     image = _imread(path)
     if image.dtype != np.uint16:
         raise SynthiaFormatError(f"{path}: labels must be a 16-bit PNG, got {image.dtype}")
     _check_shape(image, path, expect_hw, "labels")
+    return image
+
+
+def read_labels(path: Path, expect_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(class_id, instance_id), each (H, W) uint16, from the R and G channels of GT/LABELS."""
+    image = read_labels_image(path, expect_hw)
     return image[:, :, 0].copy(), image[:, :, 1].copy()
 
 
