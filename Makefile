@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup setup-dev repro test bench mlflow-ui
+.PHONY: setup setup-dev repro test bench mlflow-ui results
 
 setup:
 	scripts/setup.sh
@@ -15,6 +15,11 @@ setup-dev:
 
 repro: setup
 	dvc repro
+
+# results preset: 3 training seeds on a larger held-out set, paired statistics (see README: results);
+# another world: make results ARGS="-S data.seed=7"
+results: setup
+	python -m pipeline.results.run $(ARGS)
 
 test: setup-dev
 	python -m pytest -n 2 --durations=8

@@ -5,7 +5,8 @@ slot model starts from), meshed as unit ico-spheres of one level:
 
 - **k-means spheres**: centre = cluster mean, radius = mean distance of its points to the centre;
 - **k-means + PCA ellipsoids**: the sphere mapped by the cluster's PCA axes with semi-axes
-  ``c * sqrt(eigenvalue) + 0.02`` metres (``c = 1.5`` by default).
+  ``c * sqrt(eigenvalue) + 0.02`` metres (``c = 1.5`` by default; phase-one notes §1; the same
+  constants define the slot model's normalised anchor extents, :mod:`pipeline.models.slots.shapes`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data.frames import Anchors
-
-ELLIPSOID_C = 1.5
-ELLIPSOID_PAD_M = 0.02
+from pipeline.models.slots.shapes import SEMI_AXIS_C as ELLIPSOID_C
+from pipeline.models.slots.shapes import SEMI_AXIS_PAD_M as ELLIPSOID_PAD_M
 
 
 def sphere_meshes(anchors: Anchors, unit_verts: np.ndarray) -> np.ndarray:

@@ -10,11 +10,12 @@ import torch
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
 from pipeline.eval.gt_objects import matched_position_error, visible_things
+from pipeline.eval.prototype_stats import class_prototype_stats
 from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
-from pipeline.models.slots.batch import anchors_of, make_batch, predict
+from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict
 from pipeline.models.slots.losses import loss_weights
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.params.train import Phase1Params
@@ -23,6 +24,7 @@ from pipeline.progress import progress_bar
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
 BASELINE_ICO_LEVEL = 3
 MIN_OBJECT_POINTS = 20
+SELECTION_KEYS = ("chamfer_l1_m", "chamfer_vis_m", "acc_m", "comp_all_m", "fg_ari")
 
 
 def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
@@ -30,9 +32,10 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
     pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
     out = []
+    device = model.faces.device
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        batch = make_batch(chunk, 1, None, torch.device("cpu"))
+        batch = make_batch(chunk, 1, None, device, model_merge(model))
         with torch.no_grad():
             slots = predict(model, batch)
         if refine_steps > 0:
@@ -40,19 +43,33 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
                                      loss_weights(params), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
-        out += [(slots.verts[j].detach().numpy(), slots.centre[j].detach().numpy(), slots.weights[j].detach().numpy())
+        out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
                 for j in range(len(chunk))]
     return out
 
 
+def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict[str, float | None]:
+    """Mean single-pass metrics of ``model`` over ``records``, computed as :func:`evaluate_phase1`
+    computes them (the model-selection scores; ``chamfer_l1_m`` and ``fg_ari`` among them)."""
+    was_training = model.training
+    model.eval()
+    rows = [frame_metrics(r.points, r.instance, verts, model.faces.cpu(), r.depth, r.intrinsics, seed=r.frame)
+            for r, (verts, _, _) in zip(records, predict_meshes(model, records), strict=True)]
+    model.train(was_training)
+    return {k: v for k, v in mean_metrics(rows).items() if k in SELECTION_KEYS}
+
+
 def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
-                    progress: bool = True) -> dict:
-    """Mean metrics per method over ``records`` plus relative improvements of the model."""
+                    progress: bool = True) -> tuple[dict, list[dict]]:
+    """Mean metrics per method over ``records``, relative improvements of the model and the prototype
+    statistics (:mod:`pipeline.eval.prototype_stats`, single pass); also one row per (frame, method)
+    with that frame's metrics (``sequence``, ``frame``, ``method`` and the metric columns)."""
     unit, unit_faces = ico_sphere(BASELINE_ICO_LEVEL)
     unit = unit.numpy()
     single = predict_meshes(model, records)
     refined = predict_meshes(model, records, params, params.refine_steps_eval)
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
+    per_frame: list[dict] = []
     for record, (verts, centres, _), (verts_r, centres_r, _) in progress_bar(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
@@ -74,7 +91,9 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
                 if error is not None:
                     row["position_error_m"] = error
             rows[method].append(row)
+            per_frame.append({"sequence": record.sequence, "frame": record.frame, "method": method, **row})
     summary = {m: mean_metrics(r) for m, r in rows.items()}
+    summary["prototypes"] = class_prototype_stats(records, single, model.faces.cpu(), MIN_OBJECT_POINTS)
     base = summary["kmeans_spheres"]
     for method in ("model", "model_refined"):
         learned = summary[method]
@@ -85,7 +104,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
             "fg_ari_gain": (round(learned["fg_ari"] - base["fg_ari"], 4)
                             if learned.get("fg_ari") is not None and base.get("fg_ari") is not None else None),
         }
-    return summary
+    return summary, per_frame
 
 
 def _reduction(baseline: float | None, value: float | None) -> float | None:

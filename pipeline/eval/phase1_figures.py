@@ -9,6 +9,7 @@ import numpy as np
 from pipeline.data.camera import pixel_rays
 from pipeline.data.frames import FrameRecord
 from pipeline.geometry.raycast import MeshRaycaster
+from pipeline.eval import figure_kit
 from pipeline.io import atomic
 
 SLOT_COLOURS = np.array([[0.90, 0.10, 0.10], [0.10, 0.60, 0.90], [0.20, 0.80, 0.20], [0.95, 0.60, 0.10],
@@ -38,7 +39,6 @@ def reconstruction_figure(record: FrameRecord, verts: np.ndarray, faces: np.ndar
                           title: str, out: Path) -> Path:
     """Input depth | depth ray-cast from the slot meshes (one colour bar, metres) | slot segmentation |
     top view of the points (one slot legend for both)."""
-    from pipeline.eval import figure_kit
 
     plt = figure_kit.pyplot()
     rendered, slot = raycast_slots(verts, faces, record)
@@ -67,10 +67,11 @@ def reconstruction_figure(record: FrameRecord, verts: np.ndarray, faces: np.ndar
     return figure_kit.save(fig, out, dpi=70)
 
 
-def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path) -> Path:
-    """One 3-D surface plot per learned prototype (unit scale, no pose), with its mean usage (the mean
-    softmax weight over held-out slots, in [0, 1]); at most 4 prototypes per row."""
-    from pipeline.eval import figure_kit
+def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, out: Path,
+                      classes: dict[str, list[int]] | None = None) -> Path:
+    """One 3-D surface plot per learned prototype (unit scale, no pose; x right, z forward, y up), with its
+    mean usage (the mean softmax weight over held-out slots, in [0, 1]) and, given ``classes`` (class ->
+    matched slots per prototype), its counts; at most 4 prototypes per row."""
 
     plt = figure_kit.pyplot()
     p = len(shapes)
@@ -84,7 +85,8 @@ def prototype_gallery(shapes: np.ndarray, faces: np.ndarray, usage: np.ndarray, 
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_zlim(-lim, lim)
-        ax.set_title(f"prototype {i}: usage {usage[i]:.2f}", pad=0)
+        counts = ", ".join(f"{name} {c[i]}" for name, c in (classes or {}).items() if c[i])
+        ax.set_title(f"prototype {i}: usage {usage[i]:.2f}" + (f"\n{counts}" if counts else ""), pad=0, fontsize=9)
         ax.set_axis_off()
     fig.suptitle("learned prototypes (unit ico-sphere + learned offsets; usage = mean weight on held-out slots)")
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.8 / (3.6 * rows + 0.6), wspace=0.05, hspace=0.15)

@@ -45,6 +45,12 @@ class Phase1Params(Section):
     val_every: Count
     checkpoint_every: Count
     seed: Seed
+    prototype_init: Literal["shapes", "random"]
+    prior_width: Positive
+    val_frames: Annotated[int, Field(ge=0)]
+    select_tolerance_m: Weight
+    merge_gap_m: Weight
+    merge_max_semi_axis_m: Positive
 
     @model_validator(mode="after")
     def _enough_points_per_slot(self) -> Phase1Params:

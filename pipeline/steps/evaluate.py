@@ -1,6 +1,6 @@
 """DVC stage ``evaluate``: dataset statistics and figures, then phase-one and phase-two metrics on held-out sequences.
 
-:func:`run` writes ``reports/evaluate/{metrics.json, figures/, meshes/}``: the dataset report
+:func:`run` writes ``reports/evaluate/{metrics.json, phase1_frames.csv, figures/, meshes/}``: the dataset report
 (``pipeline/eval/dataset_report.py``), :func:`phase1_report` (the learned slots against k-means baselines on
 held-out frames, reconstruction figures, PLY meshes, the prototype gallery) and :func:`phase2_report`
 (identity over time, forecasts and camera on held-out sequences, one trajectory figure and GIF per sequence),
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+import pandas as pd
 
 from pipeline.config import flatten, parse_section
 from pipeline.data.frames import load_frames
@@ -24,7 +24,7 @@ from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
 from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
 from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
-from pipeline.geometry.mesh import point_mesh_sq_dist
+from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import load_sequences
 from pipeline.params.data import DataParams
@@ -32,19 +32,21 @@ from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.tracking import stage_run
 from pipeline.train.common import check_trained_with, load_checkpoint
-from pipeline.train.phase1 import frame_selection, load_model
+from pipeline.train.phase1 import frame_selection, load_model, selected_step
 from pipeline.train.phase2 import load_video_model
 
 
 def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
-                  figures_dir: Path, meshes_dir: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
-    """Evaluate the trained model on ``sequences``; returns (metrics, figure paths)."""
+                  figures_dir: Path, meshes_dir: Path, frames_csv: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
+    """Evaluate the trained model on ``sequences``; returns (metrics, figure paths). Per-frame metrics
+    of every method go to ``frames_csv`` (one row per frame and method: paired comparisons)."""
     model, saved = load_model(model_path)
     params = Phase1Params.model_validate(saved)
     records, skipped = load_frames(raw, clouds, sequences, camera, frame_selection(params))
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
-    metrics = evaluate_phase1(model, records, raw, params)
+    metrics, per_frame = evaluate_phase1(model, records, raw, params)
+    atomic.write_text(frames_csv, pd.DataFrame(per_frame).to_csv(index=False))
     metrics["held_out_sequences"] = sequences
     metrics["skipped_frames"] = skipped
     metrics["points"] = params.points
@@ -54,17 +56,17 @@ def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str
     figures = []
     for i, (verts, _, _) in zip(picks, predictions, strict=True):
         record = records[i]
-        with torch.no_grad():
-            _, slot, _ = point_mesh_sq_dist(torch.from_numpy(record.points)[None], torch.from_numpy(verts)[None],
-                                            model.faces.cpu())
+        _, slot = nearest_slot(record.points, verts, model.faces.cpu())
         stem = f"phase1_{record.sequence}_{record.frame:06d}"
-        figures.append(reconstruction_figure(record, verts, faces, slot[0].numpy(), f"learned slots + {params.refine_steps_eval} refinement steps",
+        figures.append(reconstruction_figure(record, verts, faces, slot, f"learned slots + {params.refine_steps_eval} refinement steps",
                                              figures_dir / f"{stem}.png"))
         export_ply(verts, faces, meshes_dir / f"{stem}.ply")
-    all_weights = np.concatenate([w for _, _, w in predict_meshes(model, records)])
     shapes = model.prototypes.shapes().detach().cpu().numpy()
-    figures.append(prototype_gallery(shapes, faces, all_weights.mean(0), figures_dir / "phase1_prototypes.png"))
-    metrics["prototype_usage"] = [round(float(u), 4) for u in all_weights.mean(0)]
+    usage = np.array(metrics["prototypes"]["prototype_usage"])
+    figures.append(prototype_gallery(shapes, faces, usage, figures_dir / "phase1_prototypes.png",
+                                     metrics["prototypes"]["class_prototype_table"]))
+    metrics["prototype_usage"] = metrics["prototypes"]["prototype_usage"]
+    metrics["selected_step"] = selected_step(model_path)
     return metrics, figures
 
 
@@ -127,7 +129,7 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
-                                                       reports / "meshes")
+                                                       reports / "meshes", reports / "phase1_frames.csv")
         stage.log_metrics({"phase1": phase1_metrics})
         phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
         stage.log_metrics({"phase2": phase2_metrics})

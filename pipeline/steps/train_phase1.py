@@ -1,7 +1,8 @@
 """DVC stage ``train_phase1``: depth maps -> K object slots of learned sphere prototypes.
 
 :func:`run` splits the sequences (``pipeline/data/splits.py``), loads the training and validation frames
-(``pipeline/data/frames.py``) and trains (``pipeline/train/phase1.py``), writing the model, the resumable
+(``pipeline/data/frames.py``) and trains (``pipeline/train/phase1.py``; model selection scored by
+``pipeline/eval/phase1_eval.py``), writing the model, the resumable
 state and the curves and metrics (MLflow run of ``pipeline/tracking.py``; with torchrun every rank
 reports into its own folder).
 """
@@ -16,6 +17,7 @@ from pipeline.config import parse_section
 from pipeline.data.frames import load_frames
 from pipeline.data.splits import training_split
 from pipeline.eval.curve_figures import curves_figure
+from pipeline.eval.phase1_eval import validation_scores
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
 from pipeline.tracking import rank_report_dir, stage_run
@@ -41,6 +43,7 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, out: Path, state: Path,
         val, _ = load_frames(raw, clouds, split["val"], camera, frame_selection(train), progress=main_process)
         if not records:
             raise ValueError(f"params.yaml: no training frame has >= train.min_points={train.min_points} target points")
-        summary = train_phase1(records, val, train, out, state, run=stage, device=device, progress=main_process)
+        summary = train_phase1(records, val, train, out, state, run=stage, device=device, progress=main_process,
+                               scorer=validation_scores)
         stage.log_artifact(curves_figure(stage.curves, "train_phase1", stage.report_dir / "figures" / "curves.png"), "figures")
         stage.log_metrics({"train": summary, "skipped_frames": skipped, "split": split})

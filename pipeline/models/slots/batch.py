@@ -2,7 +2,8 @@
 
 :func:`make_batch` stacks :class:`pipeline.data.frames.FrameRecord` frames: depth (N, H, W) metres,
 ``focal_cx_cy`` (N, 3) pixels, target ``points`` (N, P, 3) metres in the OpenCV camera frame with a
-``mask`` (N, P) and k-means ``label`` (N, P), and the anchor fields (``ANCHOR_KEYS``, K per frame).
+``mask`` (N, P) and k-means ``label`` (N, P), and the anchor fields (``ANCHOR_KEYS``, K per frame;
+clusters of one object merged into one slot when the model asks for it, :func:`slot_anchors`).
 Used by training (phases one and two) and by the evaluation alike.
 """
 
@@ -11,35 +12,60 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.data.frames import FrameRecord
+from pipeline.data.frames import Anchors, FrameRecord
+from pipeline.distributed import unwrap
+from pipeline.models.slots.grouping import merge_clusters
 
 PAD_M = 1.0e4
-ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight")
+ANCHOR_KEYS = ("centre", "radius", "spread", "axes", "weight", "parent")
+_MERGED: dict[tuple, tuple[Anchors, np.ndarray]] = {}
+
+
+def slot_anchors(record: FrameRecord, merge: tuple[float, float]) -> tuple[Anchors, np.ndarray]:
+    """The record's k-means anchors after merging (``merge`` = (gap m, max semi-axis m); gap 0 = off)
+    and the slot ``parent`` (K,); merged once per record and cached (:mod:`pipeline.models.slots.grouping`)."""
+    if merge[0] <= 0:
+        return record.anchors, np.arange(len(record.anchors.centre))
+    key = (record.sequence, record.camera, record.frame, len(record.points), float(record.points[:, 2].sum()), merge)
+    if key not in _MERGED:
+        _MERGED[key] = merge_clusters(record.points, record.anchors, *merge)
+    return _MERGED[key]
+
+
+def model_merge(model: torch.nn.Module) -> tuple[float, float]:
+    """The cluster-merge setting of a (possibly DDP-wrapped) slot model, for :func:`make_batch`."""
+    config = unwrap(model).config
+    return (config.merge_gap_m, config.merge_max_semi_axis_m)
 
 
 def make_batch(records: list[FrameRecord], points_per_frame: int, rng: np.random.Generator | None,
-               device: torch.device) -> dict[str, torch.Tensor]:
-    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None)."""
+               device: torch.device, merge: tuple[float, float] = (0.0, 0.0)) -> dict[str, torch.Tensor]:
+    """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None).
+
+    Anchors, point labels and the slot ``parent`` (N, K) come from :func:`slot_anchors` with ``merge``
+    (a model's :func:`model_merge`; the default keeps the k-means anchors, every slot its own parent)."""
     n = points_per_frame if rng is not None else max(len(r.points) for r in records)
     points = np.full((len(records), n, 3), PAD_M, np.float32)  # padding far away: never a nearest point
     mask = np.zeros((len(records), n), bool)
     label = np.full((len(records), n), -1, np.int64)
-    for i, r in enumerate(records):
+    anchors = [slot_anchors(r, merge) for r in records]
+    for i, (r, (a, _)) in enumerate(zip(records, anchors, strict=True)):
         if rng is None or len(r.points) <= n:
             idx = np.arange(min(len(r.points), n))
         else:
             idx = rng.choice(len(r.points), n, replace=False)
         points[i, : len(idx)] = r.points[idx]
         mask[i, : len(idx)] = True
-        label[i, : len(idx)] = r.anchors.label[idx]
+        label[i, : len(idx)] = a.label[idx]
     batch = {
         "depth": torch.from_numpy(np.stack([r.depth for r in records])),
         "focal_cx_cy": torch.tensor([[r.intrinsics.focal, r.intrinsics.cx, r.intrinsics.cy] for r in records],
                                     dtype=torch.float32),
         "points": torch.from_numpy(points), "mask": torch.from_numpy(mask), "label": torch.from_numpy(label),
+        "parent": torch.from_numpy(np.stack([parent for _, parent in anchors])),
     }
-    for key in ANCHOR_KEYS:
-        batch[key] = torch.from_numpy(np.stack([getattr(r.anchors, key) for r in records]).astype(np.float32))
+    for key in ANCHOR_KEYS[:-1]:
+        batch[key] = torch.from_numpy(np.stack([getattr(a, key) for a, _ in anchors]).astype(np.float32))
     return {k: v.to(device) for k, v in batch.items()}
 
 

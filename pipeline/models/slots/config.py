@@ -19,7 +19,11 @@ class SlotModelConfig:
     - ``head_gain``: scale of the slot head's last layer at init (small, so the model starts at
       its anchors and Adam does not saturate it);
     - ``max_log_scale``: the slot scale is ``anchor_radius * exp(max_log_scale * tanh(v0 / max_log_scale))``;
-    - ``max_offset``: the slot centre is ``anchor + anchor_radius * max_offset * tanh(v[1:4])``.
+    - ``max_offset``: the slot centre is ``anchor + anchor_radius * max_offset * tanh(v[1:4])``;
+    - ``prior_width``: width (log-extent units) of the anchor prior over prototypes (small = the
+      nearest prototype only, large = an even blend); see :mod:`pipeline.models.slots.model`;
+    - ``merge_gap_m``, ``merge_max_semi_axis_m``: k-means clusters closer than the gap are merged
+      into one slot while object-sized (0 = off); see :mod:`pipeline.models.slots.grouping`.
     """
 
     slots: int = 8
@@ -32,6 +36,9 @@ class SlotModelConfig:
     head_gain: float = 0.1
     max_log_scale: float = 1.5
     max_offset: float = 1.0
+    prior_width: float = 0.3
+    merge_gap_m: float = 0.0
+    merge_max_semi_axis_m: float = 3.0
 
     @property
     def slot_dim(self) -> int:

@@ -9,13 +9,20 @@ with the geometry read as (all in the frame's OpenCV camera axes, metres):
 - ``scale = r_k * exp(m * tanh(v[0] / m))``: relative to the anchor's radius r_k, bounded softly
   (m = ``max_log_scale``) so it stays positive and sane without a hard clamp;
 - ``centre = c_k + r_k * max_offset * tanh(v[1:4])``: a bounded offset from the anchor centre c_k;
-- ``R = R_y(yaw) @ R_x(pitch) @ R_z(roll)``: intrinsic Euler angles "YXZ" (as pytorch3d's
+- ``R = R_y(yaw_k + yaw) @ R_x(pitch) @ R_z(roll)``: intrinsic Euler angles "YXZ" (as pytorch3d's
   ``euler_angles_to_matrix(angles, "YXZ")`` and scipy's ``Rotation.from_euler("YXZ", angles)``),
-  so yaw turns about the camera's vertical y axis;
+  so yaw turns about the camera's vertical y axis, relative to the anchor's yaw yaw_k (its main
+  horizontal direction, :func:`pipeline.models.slots.shapes.anchor_yaw`); ``SlotParams.euler``
+  holds the total angles;
 - ``mesh = R @ (scale * (sphere + sum_p softmax(logits)_p * offsets_p)) + centre``.
 
-Anchors are the frame's k-means clusters (``pipeline.data.frames.Anchors``): the model starts at
-the k-means sphere fit by construction and learns pose, size and shape corrections from the image.
+Anchors are the frame's k-means clusters (``pipeline.data.frames.Anchors``). The vector is the
+head's (small, ``head_gain``) output plus an anchor prior that is zero except on the logits:
+``-|log e_k - log e_p|^2 / (2 prior_width^2)``, e_k the anchor's normalised extents and e_p the
+prototype's (:mod:`pipeline.models.slots.shapes`). With prototypes initialised from shape clusters
+the untrained model is the k-means fit with each slot's shape blended from the prototypes nearest
+its anchor's PCA ellipsoid (with the default spherical bank it is the k-means sphere fit); the model
+learns pose, size and shape corrections from the image.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pipeline.geometry.rotations import euler_to_matrix
 from pipeline.models.slots.config import SlotModelConfig
 from pipeline.models.slots.encoder import DepthEncoder, depth_input
 from pipeline.models.slots.prototypes import PrototypeBank
+from pipeline.models.slots.shapes import anchor_yaw, normalised_extents
 
 EULER_CONVENTION = "YXZ"
 ANCHOR_FEATURES = 10
@@ -113,7 +121,16 @@ class SlotSceneModel(nn.Module):
         desc = anchor_descriptor(anchors["centre"], anchors["radius"], anchors["spread"], anchors["axes"], anchors["weight"])
         tokens = self.embed(torch.cat([at_anchor, at_points, global_feature.unsqueeze(1).expand_as(at_anchor), shape, desc],
                                       dim=-1))
-        return self.head(self.interact(tokens))
+        return self.head(self.interact(tokens)) + self.anchor_prior(anchors)
+
+    def anchor_prior(self, anchors: dict[str, Tensor]) -> Tensor:
+        """(B, K, 7 + P) prior slot vectors: zeros, and logits favouring the prototypes whose extents
+        are closest (in log space) to the anchor's normalised extents."""
+        extents = normalised_extents(anchors["axes"], anchors["spread"], anchors["radius"])  # (B, K, 3)
+        gap = (torch.log(extents).unsqueeze(-2) - torch.log(self.prototypes.extents)).pow(2).sum(-1)  # (B, K, P)
+        logits = -gap / (2 * self.config.prior_width**2)
+        logits = logits - logits.mean(-1, keepdim=True)
+        return torch.cat([logits.new_zeros(logits.shape[:-1] + (7,)), logits], dim=-1)
 
     @staticmethod
     def _sample(fmap: Tensor, xyz: Tensor, focal_cx_cy: Tensor, h: int, w: int) -> Tensor:
@@ -126,12 +143,16 @@ class SlotSceneModel(nn.Module):
         return nn.functional.grid_sample(fmap, grid, align_corners=True).squeeze(-1).transpose(1, 2)
 
     def decode(self, vector: Tensor, anchors: dict[str, Tensor], temperature: float = 1.0) -> SlotParams:
-        """Slot vectors -> geometry (see module docstring)."""
+        """Slot vectors -> geometry (see module docstring). With ``anchors["parent"]`` (B, K) an alias
+        slot takes its parent's vector (merged clusters, :mod:`pipeline.models.slots.grouping`)."""
         m, cfg = self.config.max_log_scale, self.config
+        if "parent" in anchors:
+            vector = torch.gather(vector, 1, anchors["parent"].unsqueeze(-1).expand_as(vector))
         radius = anchors["radius"]
         scale = radius * torch.exp(m * torch.tanh(vector[..., 0] / m))
         centre = anchors["centre"] + radius.unsqueeze(-1) * cfg.max_offset * torch.tanh(vector[..., 1:4])
-        euler = vector[..., 4:7]
+        yaw = anchor_yaw(anchors["axes"], anchors["spread"])
+        euler = vector[..., 4:7] + torch.stack([yaw, torch.zeros_like(yaw), torch.zeros_like(yaw)], dim=-1)
         weights = torch.softmax(vector[..., 7:] / temperature, dim=-1)
         shape = self.prototypes.blend(weights)  # (B, K, V, 3)
         rotation = euler_to_matrix(euler, EULER_CONVENTION)  # (B, K, 3, 3)

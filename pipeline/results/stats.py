@@ -1,0 +1,35 @@
+"""Statistics of the results preset: mean +- std over seeds and paired per-frame bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_std(values: list[float]) -> dict[str, float | int]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of finite ``values``."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if len(x) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n": int(len(x))}
+
+
+def paired_bootstrap(diff: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences ``diff`` (frames, seeds) and a percentile bootstrap interval.
+
+    Frames are resampled with replacement (the same frames for every seed: a frame is the unit, seeds
+    are pooled within it); a frame's NaN entries (metric undefined for that seed) are left out of the
+    means. Returns mean, low, high and the number of frames used.
+    """
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.ndim == 1:
+        diff = diff[:, None]
+    diff = diff[np.isfinite(diff).any(axis=1)]
+    if len(diff) == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "frames": 0}
+    total, count = np.nansum(diff, axis=1), np.isfinite(diff).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(diff), (resamples, len(diff)))
+    means = total[index].sum(1) / count[index].sum(1)
+    alpha = (1 - level) / 2
+    return {"mean": float(total.sum() / count.sum()), "low": float(np.quantile(means, alpha)),
+            "high": float(np.quantile(means, 1 - alpha)), "frames": int(len(diff))}

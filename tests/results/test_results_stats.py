@@ -1,0 +1,70 @@
+"""Results preset statistics: paired bootstrap against a direct resampling loop, section on known tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from pipeline.results import phase1
+from pipeline.results.run import apply_overrides, parse_override
+from pipeline.results.stats import mean_std, paired_bootstrap
+
+
+def test_paired_bootstrap_matches_a_direct_loop():
+    rng = np.random.default_rng(0)
+    diff = rng.normal(-0.05, 0.1, (40, 3))
+    diff[3, 1] = np.nan  # one frame lacks the metric in one seed
+    got = paired_bootstrap(diff, resamples=500, seed=1)
+    assert np.isclose(got["mean"], np.nanmean(diff))
+    index = np.random.default_rng(1).integers(0, 40, (500, 40))
+    means = [np.nanmean(diff[i]) for i in index]  # pooled mean of the resampled frames
+    assert np.isclose(got["low"], np.quantile(means, 0.025)) and np.isclose(got["high"], np.quantile(means, 0.975))
+    assert got["high"] < 0 and got["frames"] == 40
+
+
+def test_constant_difference_has_a_zero_width_interval_and_mean_std():
+    got = paired_bootstrap(np.full((10, 2), 0.2))
+    assert np.isclose(got["low"], 0.2) and np.isclose(got["high"], 0.2)
+    assert mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}
+
+
+def test_phase1_section_on_known_tables(tmp_path):
+    dirs = []
+    for seed in range(2):
+        rows = []
+        for frame in range(20):
+            for method, offset in (("model", -0.05), ("model_refined", -0.08), ("kmeans_spheres", 0.0),
+                                   ("pca_ellipsoids", -0.06)):
+                value = 0.3 + 0.01 * frame + offset + 0.001 * seed
+                rows.append({"sequence": "S", "frame": frame, "method": method, "chamfer_l1_m": value,
+                             "chamfer_vis_m": value, "comp_all_m": value, "acc_m": value, "fsv": 0.1,
+                             "fg_ari": 0.5 - offset})
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        pd.DataFrame(rows).to_csv(folder / "phase1_frames.csv", index=False)
+        protos = {"prototype_usage": [0.3, 0.3, 0.4], "prototypes_over_10pct": 3, "class_prototype_nmi": 0.4,
+                  "class_prototype_table": {"car": [1, 2, 3]}}
+        (folder / "evaluate.json").write_text(json.dumps({"phase1": {"held_out_sequences": ["S"], "skipped_frames": 1,
+                                                                      "prototypes": protos}}))
+        (folder / "train_phase1.json").write_text(json.dumps({"train": {"train_seconds": 60.0, "selected_step": 100}}))
+        dirs.append(folder)
+    summary = phase1.summarise(dirs, [0, 1])
+    assert np.isclose(summary["paired"]["model_vs_kmeans_spheres"]["chamfer_l1_m"]["mean"], -0.05)
+    assert np.isclose(summary["headline"]["model"]["chamfer_l1_m"]["std"], np.std([0.0, 0.001], ddof=1))
+    assert summary["frames_per_seed"] == [20, 20]
+    assert summary["targets"]["single_pass_beats_spheres_chamfer_l1"]
+    assert summary["targets"]["refined_chamfer_l1_below_ellipsoids"]
+    assert "model_refined_vs_pca_ellipsoids" in phase1.markdown(summary, "t")
+
+
+def test_overrides_are_checked():
+    params = {"train": {"seed": 0}}
+    assert apply_overrides(params, dict([parse_override("train.seed=3")])) == {"train": {"seed": 3}}
+    try:
+        apply_overrides(params, {"train.sed": 1})
+    except ValueError as err:
+        assert "train.sed" in str(err)
+    else:
+        raise AssertionError("unknown key accepted")
