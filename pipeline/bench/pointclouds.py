@@ -30,7 +30,8 @@ import numpy as np
 from pipeline.data import pointcloud
 from pipeline.data.camera import backproject_pixels
 from pipeline.data.sampling import subsample
-from pipeline.io import atomic, pointcloud_table, synthia
+from pipeline.bench import write_report
+from pipeline.io import pointcloud_table, synthia
 from pipeline.steps.pointclouds import FrameTask, one_thread_per_worker, plan_tasks
 from pipeline.params.pointcloud import PointcloudParams
 
@@ -219,10 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
     report = run(args.raw, PointcloudParams(**params["pointcloud"]), tuple(params["data"]["cameras"]), args.frames,
                  min(args.processes, os.cpu_count() or 1), args.repeats)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out / "pointclouds.json", report)
-    atomic.write_text(args.out / "pointclouds.md", markdown(report))
-    print(markdown(report))
+    write_report(args.out, "pointclouds", report, markdown(report))
 
 
 if __name__ == "__main__":

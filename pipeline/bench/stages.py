@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.io import atomic
+from pipeline.bench import write_report
 
 THROUGHPUT_KEYS = (("frames_per_s", "frames/s"), ("model_frames_per_s", "frames/s"), ("points_per_s", "points/s"),
                    ("clips_per_s", "clips/s"), ("pairs_per_s", "pairs/s"), ("steps_per_s", "steps/s"))
@@ -142,10 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", action="store_true", help="run every stage's command once, measured")
     args = parser.parse_args(argv)
     report = table(Path.cwd(), args.run)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out / "stages.json", report)
-    atomic.write_text(args.out / "stages.md", markdown(report))
-    print(markdown(report))
+    write_report(args.out, "stages", report, markdown(report))
 
 
 if __name__ == "__main__":
