@@ -21,11 +21,12 @@ app = typer.Typer(add_completion=False)
 def main(
     raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences."),
     clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet dataset."),
+    frames: Path = typer.Option(Path("data/frames"), help="Frame cache (frames stage output)."),
     reports: Path = typer.Option(Path("reports/evaluate"), help="Metrics and figures folder."),
     phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model."),
     phase2: Path = typer.Option(Path("models/phase2/model.pt"), help="Phase-two (video) model."),
 ) -> None:
-    evaluate.run(load_params(), raw, clouds, reports, phase1, phase2)
+    evaluate.run(load_params(), raw, clouds, frames, reports, phase1, phase2)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,12 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences."),
-    clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet (camera coordinates)."),
+    frames: Path = typer.Option(Path("data/frames"), help="Frame cache (frames stage output)."),
     out: Path = typer.Option(Path("models/phase1/model.pt"), help="Trained model (config + weights)."),
     state: Path = typer.Option(Path("checkpoints/phase1/state.pt"), help="Resumable training state."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
-    train_phase1.run(load_params(), raw, clouds, out, state, device)
+    train_phase1.run(load_params(), frames, out, state, device)
 
 
 if __name__ == "__main__":

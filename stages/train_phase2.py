@@ -20,14 +20,13 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    raw: Path = typer.Option(Path("data/raw"), help="SYNTHIA-SEQS sequences."),
-    clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet (camera coordinates)."),
+    frames: Path = typer.Option(Path("data/frames"), help="Frame cache (frames stage output)."),
     phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model to start from."),
     out: Path = typer.Option(Path("models/phase2/model.pt"), help="Trained model (configs + weights)."),
     state: Path = typer.Option(Path("checkpoints/phase2/state.pt"), help="Resumable training state."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
-    train_phase2.run(load_params(), raw, clouds, phase1, out, state, device)
+    train_phase2.run(load_params(), frames, phase1, out, state, device)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("check_params", "download", "pointclouds", "vggt", "concerto", "laq", "train_phase1", "train_phase2", "evaluate")
+STAGES = ("check_params", "download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1", "train_phase2",
+          "evaluate")
 
 pytestmark = [pytest.mark.slow]
 
@@ -96,6 +97,7 @@ def check_outputs_exist_and_are_valid(smoke_repo):
     assert metrics(root, "download")["sequences"] == 3
     cloud = metrics(root, "pointclouds")
     assert cloud["frames"] == 9 and cloud["points"] == 9 * 512
+    assert metrics(root, "frames")["frames"] + metrics(root, "frames")["skipped_frames"] == 9
     evaluation = metrics(root, "evaluate")
     assert evaluation["dataset"]["points_per_frame"] == 512.0
     assert set(evaluation["dataset"]["class_fraction"]) >= {"road", "building", "car"}
@@ -194,7 +196,7 @@ def check_downstream_param_reruns_only_downstream(smoke_repo):
         assert f"Stage '{upstream}' didn't change, skipping" in log
         assert f"Running stage '{upstream}'" not in log
     assert "Running stage 'check_params'" in log  # its output did not change: no cascade
-    for downstream in ("pointclouds", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
+    for downstream in ("pointclouds", "frames", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
         assert f"Running stage '{downstream}'" in log
     assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
+from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
 
 MAX_DEPTH_M = 655.0
@@ -51,6 +53,11 @@ class FrameRecord:
     instance: np.ndarray
     class_id: np.ndarray
     anchors: Anchors
+
+
+def frame_times(records: list[FrameRecord]) -> np.ndarray:
+    """(T,) time stamps in seconds of ``records`` (frame index / frame rate)."""
+    return np.array([r.frame / synthia.FRAME_RATE_HZ for r in records])
 
 
 def scaled_intrinsics(intrinsics: synthia.Intrinsics, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> synthia.Intrinsics:
@@ -108,13 +115,20 @@ def kmeans_anchors(points: np.ndarray, k: int, seed: int) -> Anchors:
 class FrameSelection:
     """Which points of a frame the slot models fit, and at what input size."""
 
-    points: str  # "things" or "all"
+    points: Literal["things", "all"]
     far_m: float
     input_height: int
     input_width: int
     min_points: int
     slots: int
     seed: int
+
+
+def frame_selection(params: Phase1Params) -> FrameSelection:
+    """Which points of a frame are targets, and the encoder's input size, from the ``train`` section."""
+    return FrameSelection(points=params.points, far_m=params.far_m, input_height=params.input_height,
+                          input_width=params.input_width, min_points=params.min_points, slots=params.slots,
+                          seed=params.seed)
 
 
 def load_frames(raw_root: Path, clouds_root: Path, sequences: list[str], camera: str, sel: FrameSelection,

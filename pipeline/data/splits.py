@@ -20,7 +20,12 @@ def split_sequences(names: list[str], val: int, test: int) -> dict[str, list[str
 
 def training_split(raw_root, val: int, test: int) -> dict[str, list[str]]:
     """Split the SYNTHIA-SEQS sequences under ``raw_root``; no training sequence is a params error."""
-    split = split_sequences([s.name for s in synthia.list_sequences(raw_root)], val, test)
+    return checked_split([s.name for s in synthia.list_sequences(raw_root)], val, test)
+
+
+def checked_split(names: list[str], val: int, test: int) -> dict[str, list[str]]:
+    """:func:`split_sequences` of ``names``; no training sequence is a params error."""
+    split = split_sequences(names, val, test)
     if not split["train"]:
         raise ValueError(f"params.yaml: no training sequence left after {val} val + {test} test sequences "
                          f"(data.sequences too small)")

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import flatten, parse_section
-from pipeline.data.frames import load_frames
+from pipeline.data.frames import frame_selection
+from pipeline.data.frames_cache import CachedSequence, load_cached
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
@@ -26,23 +27,24 @@ from pipeline.eval.phase2_eval import evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.io import atomic, synthia
-from pipeline.models.video.sequences import load_sequences
+from pipeline.models.video.sequences import with_carried
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.tracking import stage_run
 from pipeline.train.common import check_trained_with, load_checkpoint
-from pipeline.train.phase1 import frame_selection, load_model, selected_step
+from pipeline.train.phase1 import load_model, selected_step
 from pipeline.train.phase2 import load_video_model
 
 
-def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
-                  figures_dir: Path, meshes_dir: Path, frames_csv: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
-    """Evaluate the trained model on ``sequences``; returns (metrics, figure paths). Per-frame metrics
-    of every method go to ``frames_csv`` (one row per frame and method: paired comparisons)."""
+def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], figures_dir: Path, meshes_dir: Path,
+                  frames_csv: Path, n_figures: int = 3) -> tuple[dict, list[Path]]:
+    """Evaluate the trained model on the ``cached`` held-out sequences; returns (metrics, figure paths).
+    Per-frame metrics of every method go to ``frames_csv`` (one row per frame and method: paired comparisons)."""
     model, saved = load_model(model_path)
     params = Phase1Params.model_validate(saved)
-    records, skipped = load_frames(raw, clouds, sequences, camera, frame_selection(params))
+    sequences = [c.name for c in cached]
+    records, skipped = [r for c in cached for r in c.records], sum(c.skipped for c in cached)
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
     metrics, per_frame = evaluate_phase1(model, records, raw, params)
@@ -70,27 +72,23 @@ def phase1_report(model_path: Path, raw: Path, clouds: Path, sequences: list[str
     return metrics, figures
 
 
-def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, sequences: list[str], camera: str,
+def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[CachedSequence], camera: str,
                   figures_dir: Path) -> tuple[dict, list[Path]]:
-    """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on
-    ``sequences``; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
+    """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on the ``cached``
+    held-out sequences; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
     model, params, p1 = load_video_model(model_path)
     phase1_model, _ = load_model(phase1_path)
-    selection = frame_selection(p1)
-    seqs = load_sequences(raw, clouds, sequences, camera, selection)
-    if not seqs:
-        raise ValueError(f"no held-out sequence of {sequences} has >= 2 frames with >= {p1.min_points} target points")
-    per_frame = []
-    for seq in seqs:
-        records, _ = load_frames(raw, clouds, [seq.name], camera, selection, progress=False)
-        by_frame = {r.frame: r for r in records}
-        per_frame.append([by_frame[r.frame] for r in seq.records])
+    tracked = [c for c in cached if c.carried is not None]
+    if not tracked:
+        raise ValueError(f"no held-out sequence of {[c.name for c in cached]} has >= 2 frames with "
+                         f">= {p1.min_points} target points")
+    seqs = [with_carried(c) for c in tracked]
+    per_frame = [c.records for c in tracked]  # the same frames with per-frame k-means anchors
     metrics, inferences = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
     figures = []
     faces = model.slots.faces.cpu().numpy()
     for seq, inference in zip(seqs, inferences, strict=True):
-        frames = [r.frame for r in seq.records]
-        tracks = gt_tracks(raw, seq.name, camera, frames)
+        tracks = gt_tracks(raw, seq.name, camera, [r.frame for r in seq.records])
         centres = inference.track.centre[0].numpy()
         figures.append(trajectory_figure(seq.name, centres, inference.t_wc.numpy(), seq.t_wc, tracks,
                                          metrics["world_frame"], figures_dir / f"phase2_tracks_{seq.name}.png"))
@@ -101,18 +99,19 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, clouds: Path, 
     return metrics, figures
 
 
-def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: Path, phase2: Path) -> None:
-    """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports, all into ``reports``.
+def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: Path, phase1: Path, phase2: Path) -> None:
+    """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports on the held-out
+    sequences of the frame cache ``frames``, all into ``reports``.
 
     ``params``: the whole params.yaml (section ``data``; every param is logged to MLflow).
     """
     data = parse_section(params, "data", DataParams)
     camera = data.cameras[0]
     layouts = synthia.list_sequences(raw)
-    train = parse_section(params, "train", Phase1Params).model_dump()  # the models must match params.yaml
+    train = parse_section(params, "train", Phase1Params)  # the models must match params.yaml
     phase1_saved, phase2_saved = load_checkpoint(phase1), load_checkpoint(phase2)
-    check_trained_with(phase1, phase1_saved["params"], train, "train")
-    check_trained_with(phase2, phase2_saved["phase1_params"], train, "train")
+    check_trained_with(phase1, phase1_saved["params"], train.model_dump(), "train")
+    check_trained_with(phase2, phase2_saved["phase1_params"], train.model_dump(), "train")
     check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
     with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
@@ -128,10 +127,11 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, reports: Path, phase1: 
         stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
-        phase1_metrics, phase1_figures = phase1_report(phase1, raw, clouds, held_out, camera, reports / "figures",
-                                                       reports / "meshes", reports / "phase1_frames.csv")
+        cached = load_cached(frames, held_out, camera, frame_selection(train))
+        phase1_metrics, phase1_figures = phase1_report(phase1, raw, cached, reports / "figures", reports / "meshes",
+                                                       reports / "phase1_frames.csv")
         stage.log_metrics({"phase1": phase1_metrics})
-        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, clouds, held_out, camera, reports / "figures")
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures")
         stage.log_metrics({"phase2": phase2_metrics})
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.data.frames import FrameRecord, FrameSelection
+from pipeline.data.frames import FrameRecord, frame_selection  # noqa: F401 (frame_selection: where callers found it)
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_anchors
 from pipeline.models.slots.losses import loss_weights, total_loss
@@ -35,13 +35,6 @@ def slot_model_config(params: Phase1Params) -> SlotModelConfig:
                            input_height=params.input_height, input_width=params.input_width,
                            prior_width=params.prior_width, merge_gap_m=params.merge_gap_m,
                            merge_max_semi_axis_m=params.merge_max_semi_axis_m)
-
-
-def frame_selection(params: Phase1Params) -> FrameSelection:
-    """Which points of a frame are targets, and the encoder's input size, from the ``train`` section."""
-    return FrameSelection(points=params.points, far_m=params.far_m, input_height=params.input_height,
-                          input_width=params.input_width, min_points=params.min_points, slots=params.slots,
-                          seed=params.seed)
 
 
 def records_fingerprint(records: list[FrameRecord]) -> str:

@@ -1,7 +1,7 @@
 """Phase-two training: slots with identity over time, camera vector, motion priors, forecasting at t + Δ.
 
-Data: each sequence's frames (``pipeline.data.frames.load_frames``) get carried anchors
-(:func:`pipeline.models.video.tracking.track_anchors`), so slot k is one object along the whole
+Data: each sequence's frames (the ``frames`` stage's cache) come with carried anchors
+(:func:`pipeline.data.carried.track_anchors`), so slot k is one object along the whole
 sequence. A training sample is a clip of ``context_frames`` frames whose gaps follow a random rate
 schedule (constant fast or slow, increasing, decreasing, or random gaps of 1 ... ``max_gap`` frames)
 plus one target frame Δ = 1 ... ``max_delta`` frames after the last context frame (before the first

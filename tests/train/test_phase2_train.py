@@ -11,9 +11,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from pipeline.data.frames import frame_selection
+from pipeline.data.frames_cache import load_cached, load_frames
 from pipeline.models.video.sequences import load_sequences
+from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
-from pipeline.train.phase1 import frame_selection, train_phase1
+from pipeline.train.phase1 import train_phase1
 from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2
 from tests.conftest import repo_params
 
@@ -30,15 +33,14 @@ P2 = repo_params("video", guesses=2, hidden=16, time_features=2, context_frames=
 
 @pytest.fixture(scope="module")
 def tiny(generated_root, tmp_path_factory):
-    """Point clouds of the fixture sequence and a 1-step phase-one model."""
+    """Point clouds and the frame cache of the fixture sequence, and a 1-step phase-one model."""
     root = tmp_path_factory.mktemp("phase2")
-    clouds = root / "clouds"
+    clouds, frames = root / "clouds", root / "frames"
     build_pointclouds(generated_root, clouds, (CAM,), repo_params("pointcloud", max_points=256), workers=1, progress=False)
-    from pipeline.data.frames import load_frames
-
-    records, _ = load_frames(generated_root, clouds, [SEQ], CAM, frame_selection(P1), progress=False)
+    build_frames(generated_root, clouds, frames, CAM, frame_selection(P1), progress=False)
+    records, _ = load_frames(frames, [SEQ], CAM, frame_selection(P1))
     train_phase1(records, [], P1, root / "phase1.pt", root / "phase1_state.pt", device="cpu", progress=False)
-    return generated_root, clouds, root / "phase1.pt"
+    return generated_root, frames, root / "phase1.pt"
 
 
 def test_clip_sampling_respects_gaps_and_reversal():
@@ -62,8 +64,8 @@ def test_clip_sampling_respects_gaps_and_reversal():
 
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
-    raw, clouds, phase1 = tiny
-    seqs = load_sequences(raw, clouds, [SEQ], CAM, frame_selection(P1))
+    _, frames, phase1 = tiny
+    seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
     train_phase2(seqs, [], P2, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", device="cpu", progress=False)
     part = train_phase2(seqs, [], P2, phase1, tmp_path / "b/model.pt", tmp_path / "b/state.pt", device="cpu",
                         progress=False, stop_after=2)
@@ -84,7 +86,7 @@ def run_stage(module, *args: str) -> tuple[int, list[str]]:
 
 
 def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
-    raw, clouds, phase1 = tiny
+    raw, frames, phase1 = tiny
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update({"val_sequences": 0, "test_sequences": 0})
     params["video"] = P2.model_dump()
@@ -97,7 +99,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
     from stages import train_phase2 as stage
 
-    result = CliRunner().invoke(stage.app, ["--raw", str(raw), "--clouds", str(clouds), "--device", "cpu"])
+    result = CliRunner().invoke(stage.app, ["--frames", str(frames), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "models/phase2/model.pt").is_file()
     rows = (tmp_path / "reports/train_phase2/train.csv").read_text().splitlines()
@@ -107,8 +109,9 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
     from pipeline.steps.evaluate import phase2_report
 
-    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, clouds,
-                                 [SEQ], CAM, tmp_path / "figures")
+    cached = load_cached(frames, [SEQ], CAM, frame_selection(P1))
+    out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, cached,
+                                 CAM, tmp_path / "figures")
     identity = out["identity"]["phase2_carried"]
     assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
     delta1 = out["forecast_chamfer_m"]["delta_1"]
@@ -123,8 +126,8 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
     params["train"]["slots"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    for module, args in ((stage, ["--raw", str(raw), "--clouds", str(clouds), "--device", "cpu"]),
-                         (evaluate, ["--raw", str(raw), "--clouds", str(clouds)])):
+    for module, args in ((stage, ["--frames", str(frames), "--device", "cpu"]),
+                         (evaluate, ["--raw", str(raw), "--frames", str(frames)])):
         code, errors = run_stage(module, *args)
         assert code == 1 and len(errors) == 1, errors
         assert "models/phase1/model.pt: trained with train.slots=3 but params.yaml has 4" in errors[0]

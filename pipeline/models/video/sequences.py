@@ -1,8 +1,8 @@
 """Sequences of usable frames with anchors carried over time (phase two's and its evaluation's input).
 
-:func:`load_sequences` loads each sequence's frames (:func:`pipeline.data.frames.load_frames`), re-runs
-k-means with anchors carried from frame to frame (:func:`pipeline.models.video.tracking.track_anchors`,
-slot k = the same cluster in every frame) and attaches the ground-truth ``world_from_camera`` poses.
+The ``frames`` stage stores each sequence's frames with anchors carried from frame to frame
+(``pipeline/data/carried.py``, slot k = the same cluster in every frame) and the ground-truth
+``world_from_camera`` poses (``pipeline/data/frames_cache.py``); :func:`load_sequences` reads them back.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.camera import relative_gt_poses
-from pipeline.data.frames import FrameRecord, FrameSelection, load_frames
-from pipeline.io import synthia
-from pipeline.io.synthia import SequenceLayout
-from pipeline.models.video.tracking import track_anchors
+from pipeline.data.frames import FrameRecord, FrameSelection, frame_times
+from pipeline.data.frames_cache import CachedSequence, load_cached
 
 
 @dataclass
@@ -36,22 +33,12 @@ class SequenceFrames:
     t_wc: np.ndarray | None
 
 
-def load_sequences(raw: Path, clouds: Path, names: list[str], camera: str, selection: FrameSelection,
-                   progress: bool = False) -> list[SequenceFrames]:
-    """Frames of ``names`` with carried anchors; sequences with fewer than 2 usable frames are dropped."""
-    out = []
-    for name in names:
-        records, _ = load_frames(raw, clouds, [name], camera, selection, progress=progress)
-        if len(records) < 2:
-            continue
-        records.sort(key=lambda r: r.frame)
-        times = np.array([r.frame / synthia.FRAME_RATE_HZ for r in records])
-        anchors = track_anchors([r.points for r in records], times, selection.slots, selection.seed)
-        records = [dataclasses.replace(r, anchors=a) for r, a in zip(records, anchors, strict=True)]
-        layout = SequenceLayout(raw / name)
-        pose_files = [layout.pose(camera, r.frame) for r in records]
-        r_wc = t_wc = None
-        if all(p.is_file() for p in pose_files):
-            r_wc, t_wc = relative_gt_poses(np.stack([synthia.read_pose(p) for p in pose_files]))
-        out.append(SequenceFrames(name, records, times, r_wc, t_wc))
-    return out
+def with_carried(seq: CachedSequence) -> SequenceFrames:
+    """Phase two's view of a cached sequence (which has carried anchors): records with them, times, poses."""
+    records = [dataclasses.replace(r, anchors=a) for r, a in zip(seq.records, seq.carried, strict=True)]
+    return SequenceFrames(seq.name, records, frame_times(records), seq.r_wc, seq.t_wc)
+
+
+def load_sequences(frames_root: Path, names: list[str], camera: str, selection: FrameSelection) -> list[SequenceFrames]:
+    """Cached frames of ``names`` with carried anchors; sequences with fewer than 2 usable frames are dropped."""
+    return [with_carried(s) for s in load_cached(frames_root, names, camera, selection) if s.carried is not None]

@@ -17,7 +17,8 @@ from pipeline.models.video.forecaster import (
     last_velocity,
 )
 from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, rot6d_to_matrix
-from pipeline.models.video.tracking import match_chain, reorder, track_anchors
+from pipeline.data.carried import track_anchors
+from pipeline.models.video.tracking import match_chain, reorder
 
 
 def cv_track(times: torch.Tensor, k: int = 3, seed: int = 0) -> tuple[SlotTrack, torch.Tensor, torch.Tensor]:
