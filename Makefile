@@ -24,8 +24,10 @@ results: setup
 test: setup-dev
 	python -m pytest -n 2 --durations=8
 
-bench: setup
+bench: setup  # after a `dvc repro` (reads data/raw and reports/<stage>/run.json)
 	python -m pipeline.geometry.bench --out reports/bench
+	python -m pipeline.bench.pointclouds --raw data/raw --out reports/bench
+	python -m pipeline.bench.stages --out reports/bench
 
 mlflow-ui:
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1

@@ -56,3 +56,12 @@ def check_readable(path: Path) -> None:
 def assert_readable():
     """:func:`check_readable`, for figure tests."""
     return check_readable
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the timings tests recorded with ``record_property("<what> seconds", value)`` (also under xdist,
+    which ships a report's properties to the controller), e.g. the smoke test's ``dvc repro`` time."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name.endswith(" seconds"):
+                terminalreporter.write_line(f"{report.nodeid}: {name} {value}")

@@ -8,7 +8,8 @@ Layers, low -> high (a module may import its own layer and any lower one):
 2. ``pipeline.data``
 3. ``pipeline.models``
 4. ``pipeline.train`` and ``pipeline.eval`` (siblings: neither imports the other)
-5. ``pipeline.steps`` (one module per DVC stage), ``pipeline.cli`` and ``pipeline.results`` (the results preset)
+5. ``pipeline.steps`` (one module per DVC stage), ``pipeline.cli``, ``pipeline.results`` (the results preset)
+   and ``pipeline.bench`` (benchmarks of stages)
 6. ``stages`` (Typer shells)
 
 Extra rule: MLflow tracking (``pipeline.tracking``) is used only by ``pipeline.steps``. Imports inside
@@ -28,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.data",),
     ("pipeline.models",),
     ("pipeline.train", "pipeline.eval"),
-    ("pipeline.steps", "pipeline.cli", "pipeline.results"),
+    ("pipeline.steps", "pipeline.cli", "pipeline.results", "pipeline.bench"),
     ("stages",),
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}

@@ -63,7 +63,9 @@ def write_smoke_params(root: Path, overrides: dict) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def make_smoke_repo(tmp_path_factory):
+def make_smoke_repo(tmp_path_factory, record_property):
+    """A fresh repository with the smoke params after its first `dvc repro`, whose wall time goes to the
+    test's ``dvc repro seconds`` property (printed in the terminal summary by ``tests/conftest.py``)."""
     root = tmp_path_factory.mktemp("smoke")
     copy_repository(root)
     for stale in ("dvc.lock",):  # reproduce from scratch
@@ -82,7 +84,9 @@ def make_smoke_repo(tmp_path_factory):
     run("git", "init", "-q", "-b", "main")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "smoke")
+    start = time.perf_counter()
     first = run("dvc", "repro")
+    record_property("dvc repro seconds", round(time.perf_counter() - start, 1))
     return root, run, first
 
 
@@ -256,9 +260,9 @@ def check_video_source(smoke_repo, tmp_path_factory):
     assert (root / "reports/laq/figures/label_usage.png").is_file()
 
 
-def test_smoke_pipeline(tmp_path_factory, assert_readable):
+def test_smoke_pipeline(tmp_path_factory, assert_readable, record_property):
     """One test, so the steps run in order on one worker: the last one changes the repository."""
-    smoke_repo = make_smoke_repo(tmp_path_factory)
+    smoke_repo = make_smoke_repo(tmp_path_factory, record_property)
     check_outputs_exist_and_are_valid(smoke_repo)
     check_figures_metrics_and_log(smoke_repo, assert_readable)
     check_second_repro_is_a_no_op(smoke_repo)

@@ -54,6 +54,14 @@ def backproject(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     return pixel_rays(height, width, intrinsics) * depth[..., None]
 
 
+def backproject_pixels(depth: np.ndarray, v: np.ndarray, u: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Points (N, 3) float64 in cv camera coordinates of pixels (row ``v``, column ``u``) with planar depth
+    ``depth`` (N,) metres; equal, value for value, to ``backproject(image, intrinsics)[v, u]``."""
+    ray_x = (u.astype(np.float64) - intrinsics.cx) / intrinsics.focal
+    ray_y = (v.astype(np.float64) - intrinsics.cy) / intrinsics.focal
+    return np.stack([ray_x * depth, ray_y * depth, np.ones_like(ray_x) * depth], axis=-1)
+
+
 def cv_to_world(points_cv: np.ndarray, camera_to_world: np.ndarray) -> np.ndarray:
     """Map (..., 3) cv camera points to the world with a SYNTHIA camera-to-world pose (OpenGL axes)."""
     rotation = camera_to_world[:3, :3] @ GL_FROM_CV

@@ -1,11 +1,19 @@
-"""Depth frame -> subsampled, labelled point cloud with normals (one frame at a time)."""
+"""Depth frame -> subsampled, labelled point cloud with normals (one frame at a time).
+
+The frame's PNGs are decoded whole (PNG rows are deflated together), but everything after the decode
+touches only what the outputs need: the valid-pixel mask is one comparison on the raw centimetres, and
+depth, 3-D points, colour and labels are gathered at the kept pixels only (with ``sampling: random`` the
+kept pixels are drawn from the count of valid pixels alone; ``fps`` back-projects the valid pixels).
+"""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from pipeline.data.camera import GL_FROM_CV, backproject, cv_to_world
-from pipeline.data.sampling import subsample
+from pipeline.data.camera import GL_FROM_CV, backproject_pixels, cv_to_world
+from pipeline.data.sampling import random_subsample, subsample
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout
 from pipeline.params.pointcloud import PointcloudParams
@@ -25,24 +33,41 @@ def estimate_normals(points: np.ndarray, neighbours: int, viewpoint: np.ndarray)
     return normals.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _last_valid_cm(far_m: float) -> int:
+    """Largest raw centimetre value (< 65535) whose ``read_depth`` metres (float32) are <= ``far_m``."""
+    metres = np.arange(synthia.DEPTH_NO_HIT + 1, dtype=np.uint16).astype(np.float32) / synthia.CM_PER_M
+    return min(int(np.count_nonzero(metres <= far_m)) - 1, synthia.DEPTH_NO_HIT - 1)  # monotone in cm
+
+
+def valid_depth_mask(raw_cm: np.ndarray, far_m: float) -> np.ndarray:
+    """(H, W) bool: pixels of raw depth (uint16 centimetres) that are a hit (not 0, not 65535) with
+    ``read_depth`` metres <= ``far_m``; one unsigned comparison, same result as comparing the float32 metres."""
+    return (raw_cm - np.uint16(1)) < np.uint16(max(_last_valid_cm(far_m), 0))  # raw in [1, last]; 0 wraps
+
+
 def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: synthia.Intrinsics,
                  expect_hw: tuple[int, int] | None, params: PointcloudParams, rng: np.random.Generator) -> dict:
     """Columns of :data:`pipeline.io.pointcloud_table.SCHEMA` for one frame of one camera."""
-    depth = synthia.read_depth(layout.depth(camera, frame), expect_hw)
-    hw = depth.shape
-    class_id, instance_id = synthia.read_labels(layout.labels(camera, frame), hw)
+    raw_cm = synthia.read_depth_cm(layout.depth(camera, frame), expect_hw)
+    hw = raw_cm.shape
+    labels = synthia.read_labels_image(layout.labels(camera, frame), hw)  # gathered below, not copied whole
     rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
     pose = synthia.read_pose(layout.pose(camera, frame))
-    valid = np.isfinite(depth) & (depth <= params.far_m)
-    v, u = np.nonzero(valid)
-    points_cv = backproject(depth, intrinsics)[v, u]
-    keep = subsample(points_cv, params.max_points, params.sampling, rng)
-    u, v, points_cv = u[keep], v[keep], points_cv[keep]
+    pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
+    if params.sampling == "random":  # needs the count only: back-project the kept pixels
+        pixels = pixels[random_subsample(len(pixels), params.max_points, rng)]
+    v, u = np.divmod(pixels, hw[1])
+    depth = raw_cm[v, u].astype(np.float32) / synthia.CM_PER_M  # as synthia.read_depth, at (v, u) only
+    points_cv = backproject_pixels(depth, v, u, intrinsics)
+    if params.sampling != "random":
+        keep = subsample(points_cv, params.max_points, params.sampling, rng)
+        u, v, depth, points_cv = u[keep], v[keep], depth[keep], points_cv[keep]
     normals_cv = estimate_normals(points_cv, params.normal_neighbours, viewpoint=np.zeros(3))
     if params.coordinates == "world":
         points = cv_to_world(points_cv, pose)
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
     else:
         points, normals = points_cv, normals_cv
-    return pointcloud_table.frame_columns(frame, u, v, points, depth[v, u], normals, rgb[v, u], class_id[v, u],
-                                          instance_id[v, u])
+    return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb[v, u], labels[v, u, 0],
+                                          labels[v, u, 1])

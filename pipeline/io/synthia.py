@@ -13,8 +13,10 @@ Layout of a sequence folder ``SYNTHIA-SEQS-<NN>-<WEATHER>/`` (as published with 
     CameraParams/intrinsics.txt          7 lines: focal, '', cx, '', cy, '', stereo baseline (m)
 
 ``<rig>`` is ``Stereo_Left`` or ``Stereo_Right``; ``<view>`` is ``Omni_F/B/L/R``. A camera is named
-``"<rig>/<view>"``. 16-bit PNGs are read with OpenCV ``IMREAD_UNCHANGED`` (Pillow and flagless
-``cv2.imread`` silently return 8 bits). OpenCV arrays are BGR: class = index 2, instance = index 1.
+``"<rig>/<view>"``. PNGs are decoded with ``imagecodecs.png_decode`` (zlib-ng; the fastest exact
+16-bit decoder we measured, ``reports/bench/stages.md``), which keeps the stored bit depth and the file's
+channel order, RGB: class = index 0, instance = index 1. (Pillow and flagless ``cv2.imread`` silently
+return 8 bits.) The writers encode with OpenCV, whose arrays are BGR.
 
 Every reader validates what it reads and raises :class:`SynthiaFormatError` with one line naming
 the file, so a corrupt, 8-bit or wrongly sized image never turns into silent garbage.
@@ -138,15 +140,16 @@ def list_sequences(root: Path) -> list[SequenceLayout]:
 # --------------------------------------------------------------------------- readers
 
 
-def _imread(path: Path):
-    import cv2
+def _imread(path: Path) -> np.ndarray:
+    """Decoded PNG (H, W) or (H, W, C) in the file's channel order (RGB[A]) and bit depth."""
+    import imagecodecs
 
     if not path.is_file():
         raise SynthiaFormatError(f"{path}: file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise SynthiaFormatError(f"{path}: not a readable PNG (corrupt or truncated)")
-    return image
+    try:
+        return imagecodecs.png_decode(path.read_bytes())
+    except Exception:  # noqa: BLE001 - imagecodecs raises its own error classes for corrupt data
+        raise SynthiaFormatError(f"{path}: not a readable PNG (corrupt or truncated)") from None
 
 
 def _check_shape(image: np.ndarray, path: Path, expect_hw: tuple[int, int] | None, what: str) -> None:
@@ -164,7 +167,7 @@ def read_depth_cm(path: Path, expect_hw: tuple[int, int] | None = None) -> np.nd
     if image.dtype != np.uint16:
         raise SynthiaFormatError(f"{path}: depth must be a 16-bit PNG, got {image.dtype} (8-bit depth is lossy)")
     _check_shape(image, path, expect_hw, "depth")
-    return image[:, :, 2]  # R channel (all three are equal in SYNTHIA)
+    return image[:, :, 0]  # R channel (all three are equal in SYNTHIA)
 
 
 def read_depth(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -175,24 +178,30 @@ def read_depth(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarr
     return depth
 
 
-def read_labels(path: Path, expect_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(class_id, instance_id), each (H, W) uint16, from the R and G channels of GT/LABELS."""
+def read_labels_image(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """GT/LABELS as decoded, (H, W, 3) uint16: channel 0 = class id, 1 = instance id, 2 = 0."""
     image = _imread(path)
     if image.dtype != np.uint16:
         raise SynthiaFormatError(f"{path}: labels must be a 16-bit PNG, got {image.dtype}")
     _check_shape(image, path, expect_hw, "labels")
-    return image[:, :, 2].copy(), image[:, :, 1].copy()
+    return image
+
+
+def read_labels(path: Path, expect_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(class_id, instance_id), each (H, W) uint16, from the R and G channels of GT/LABELS."""
+    image = read_labels_image(path, expect_hw)
+    return image[:, :, 0].copy(), image[:, :, 1].copy()
 
 
 def read_rgb(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """RGB image (H, W, 3) uint8 (converted from OpenCV's BGR)."""
+    """RGB image (H, W, 3) uint8."""
     image = _imread(path)
     if image.dtype != np.uint8:
         raise SynthiaFormatError(f"{path}: RGB must be 8-bit, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     _check_shape(image, path, expect_hw, "RGB")
-    return np.ascontiguousarray(image[:, :, ::-1])
+    return np.ascontiguousarray(image)
 
 
 def read_pose(path: Path) -> np.ndarray:

@@ -8,6 +8,7 @@ per (sequence, camera) (layout: ``pipeline/io/pointcloud_table.py``) plus ``mani
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,11 @@ class FrameTask:
     intrinsics: synthia.Intrinsics
     expect_hw: tuple[int, int]
     params: PointcloudParams
+
+
+def one_thread_per_worker() -> None:
+    """Pool initializer: one OpenMP thread per worker process (open3d's normals), workers <= cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _run(task: FrameTask) -> dict:
@@ -76,7 +82,7 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     frames: dict[tuple[str, str], list[dict]] = {}
     with atomic.atomic_dir(out_root) as tmp:
         bar = progress_bar(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
-        pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+        pool = mp.get_context("fork").Pool(workers, initializer=one_thread_per_worker) if workers > 1 else None
         results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
         try:
             for task, columns in zip(tasks, results, strict=True):
