@@ -30,6 +30,10 @@ Resume semantics (the same for every loop):
 
 Batches are drawn by the callers from ``(seed, step, rank)``, so a resumed run draws the same batches;
 with the RNG states restored too, resuming is bit-identical to an uninterrupted run on one machine.
+
+Data wait vs compute: :class:`DataClock` splits every step's wall time at the model's first forward call
+(data: drawing and building the batch; compute: the rest of the step); the loop sends the totals as run
+facts (``train_loop.data_seconds``, ``compute_seconds``, ``data_share`` in ``reports/<stage>/run.json``).
 """
 
 from __future__ import annotations
@@ -99,6 +103,51 @@ def average_gradients(model: torch.nn.Module) -> None:
         common.all_reduce_mean(p.grad)
 
 
+class DataClock:
+    """Wall seconds of the training steps, split at the first forward call of any of the model's modules in
+    the step: before it the caller draws and builds the batch (data), after it come forward, backward,
+    optimiser step, logging and validation (compute). A step without a forward call counts as compute.
+
+    The split is marked by forward pre-hooks (:meth:`attach`) that only read the clock, so the training files
+    need no change and outputs, random draws and model bytes are unaffected. On CUDA the times are those
+    of the host (kernels run asynchronously), so a GPU step's compute may show up in the next step's data.
+    """
+
+    def __init__(self) -> None:
+        self.data_seconds = 0.0
+        self.compute_seconds = 0.0
+        self._began: float | None = None
+        self._split: float | None = None
+
+    def attach(self, model: torch.nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        """Hook every module of ``model``; returns the handles (``handle.remove()`` detaches)."""
+        return [module.register_forward_pre_hook(self._mark) for module in model.modules()]
+
+    def _mark(self, *_: Any) -> None:
+        if self._began is not None and self._split is None:
+            self._split = time.perf_counter()
+
+    def begin(self) -> None:
+        """A step starts (its batch is drawn next)."""
+        self._began, self._split = time.perf_counter(), None
+
+    def end(self) -> None:
+        """The step's work is done: add its data and compute seconds."""
+        if self._began is None:
+            return
+        now = time.perf_counter()
+        split = self._began if self._split is None else self._split
+        self.data_seconds += split - self._began
+        self.compute_seconds += now - split
+        self._began = None
+
+    def facts(self) -> dict[str, float]:
+        """Run facts: data and compute seconds and the data share (data / (data + compute))."""
+        total = self.data_seconds + self.compute_seconds
+        return {"data_seconds": round(self.data_seconds, 3), "compute_seconds": round(self.compute_seconds, 3),
+                "data_share": round(self.data_seconds / total, 4) if total > 0 else 0.0}
+
+
 class TrainLoop:
     """Resume state, learning-rate schedule, curves, checkpoint cadence, DDP wrapping and progress of one run.
 
@@ -124,6 +173,7 @@ class TrainLoop:
         self.start = 0
         self.stopped_at: int | None = None  # the step before which steps(stop_after) stopped
         self.seconds = 0.0
+        self.clock = DataClock()
         if resume:
             self._resume()
 
@@ -167,6 +217,7 @@ class TrainLoop:
                            disable=not (self.progress and self.info.is_main))
         self.bar = bar
         began = time.perf_counter()
+        hooks = self.clock.attach(self.model)
         try:
             for step in range(self.start, self.total):
                 if stop_after is not None and step >= stop_after:
@@ -175,7 +226,9 @@ class TrainLoop:
                     return
                 for i, group in enumerate(self.optimizer.param_groups):
                     group["lr"] = self.learning_rate(step, i)
+                self.clock.begin()
                 yield step
+                self.clock.end()
                 bar.update(1)
                 done = step + 1
                 stops_next = stop_after is not None and done >= stop_after
@@ -183,7 +236,11 @@ class TrainLoop:
                     self.save(done)
         finally:
             self.seconds = time.perf_counter() - began
+            for hook in hooks:
+                hook.remove()
             bar.close()
+            if self.info.is_main and hasattr(self.run, "log_run_facts"):
+                self.run.log_run_facts({"train_loop": self.clock.facts()})
 
     @property
     def stopped(self) -> bool:

@@ -95,3 +95,51 @@ def test_resume_state_is_a_persisted_output_outside_the_model_output(stage):
         if state.is_relative_to(name):
             holders.append((name, options))
     assert holders == [(f"checkpoints/{stage.removeprefix('train_')}", {"persist": True, "cache": False})]
+
+
+class FactRows(Rows):
+    """Rows that also keep run facts, as ``StageRun.log_run_facts`` receives them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.facts: dict = {}
+
+    def log_run_facts(self, facts: dict) -> None:
+        self.facts.update(facts)
+
+
+def test_data_clock_splits_each_step_at_the_first_forward_and_leaves_no_hook(tmp_path, monkeypatch):
+    now = [100.0]
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return now[0]
+
+    monkeypatch.setattr("pipeline.train.loop.time", Clock)
+    loop = _loop(tmp_path / "state.pt", "x", run=FactRows())
+    reference = _loop(tmp_path / "other.pt", "x")  # same seed: same initial weights
+    torch.manual_seed(1)
+    for step in loop.steps():
+        now[0] += 2.0  # building the batch
+        x = torch.randn(5, 3)
+        loss = loop.model(x).square().mean()  # first forward: the split
+        now[0] += 3.0  # forward, backward, step
+        loss = loss + 0 * loop.model(x).sum()  # a second forward in the same step moves nothing
+        loop.optimizer.zero_grad()
+        loss.backward()
+        loop.optimizer.step()
+        now[0] += 1.0
+    assert loop.run.facts["train_loop"] == {"data_seconds": 12.0, "compute_seconds": 24.0, "data_share": 0.3333}
+    assert all(not m._forward_pre_hooks for m in loop.model.modules())  # noqa: SLF001
+    torch.manual_seed(1)
+    for step in range(6):  # the same steps without the loop's clock: bit-identical weights
+        for i, group in enumerate(reference.optimizer.param_groups):
+            group["lr"] = reference.learning_rate(step, i)
+        x = torch.randn(5, 3)
+        loss = reference.model(x).square().mean()
+        loss = loss + 0 * reference.model(x).sum()
+        reference.optimizer.zero_grad()
+        loss.backward()
+        reference.optimizer.step()
+    assert torch.equal(loop.model.weight, reference.model.weight)
