@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 RUN_FACT_KEYS = frozenset({
     "seconds", "train_seconds", "model_seconds", "seconds_this_run",  # wall-clock seconds
     "frames_per_s", "model_frames_per_s", "points_per_s", "clips_per_s",  # throughput
-    "data_seconds", "compute_seconds", "data_share",  # training loops: batch building vs the rest of a step
+    "data_seconds", "compute_seconds",  # training loops: batch building vs the rest of a step
     "peak_rss_mb", "cuda_peak_allocated_mb",  # peak memory, MiB
     "device", "world_size", "torch_threads", "resumed_from_step", "steps_this_run",  # where and how it ran
 })
