@@ -138,9 +138,18 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     return {"frames": frames.astype(np.int32), **{k: np.stack(v) for k, v in out.items()}}
 
 
+_WORKER_MODEL: list[PointTransformerV3] = []
+
+
+def _init_worker(p: ConcertoParams, threads: int) -> None:
+    """Worker process (spawned: no state inherited from a parent's thread pools): its own copy of the encoder,
+    loaded as the parent's (:func:`load_model`, seeded), on the CPU with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    _WORKER_MODEL[:] = [load_model(p, torch.device("cpu"))]
+
+
 def _encode_task(task: tuple) -> tuple[dict[str, np.ndarray], dict]:
-    """One partition in a worker process: (arrays, its own stats) (:func:`encode_partition`; the model is the
-    parent's, inherited by fork)."""
+    """One partition in a worker process: (arrays, its own stats) (:func:`encode_partition`)."""
     points_root, sequence, seq_index, camera, p = task
     stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
     return encode_partition(_WORKER_MODEL[0], points_root, sequence, seq_index, camera, p, _NoBar(), stats), stats
@@ -149,9 +158,6 @@ def _encode_task(task: tuple) -> tuple[dict[str, np.ndarray], dict]:
 class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
-
-
-_WORKER_MODEL: list[PointTransformerV3] = []
 
 
 def encoded_partitions(model: PointTransformerV3, points_root: Path, sequences: list[str], cameras: tuple[str, ...],
@@ -165,8 +171,7 @@ def encoded_partitions(model: PointTransformerV3, points_root: Path, sequences: 
         return
     import multiprocessing as mp
 
-    _WORKER_MODEL[:] = [model]
-    pool = mp.get_context("fork").Pool(workers)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(p, runtime.torch_threads()))
     try:
         for task, (arrays, part) in zip(tasks, pool.imap(_encode_task, tasks), strict=True):
             for key in ("model_seconds", "points", "points_in_grid", "voxels"):
@@ -176,7 +181,6 @@ def encoded_partitions(model: PointTransformerV3, points_root: Path, sequences: 
             yield task[1], task[3], arrays
     finally:
         pool.terminate()
-        _WORKER_MODEL.clear()
 
 
 def feature_statistics(globals_: np.ndarray, masks: np.ndarray) -> dict:

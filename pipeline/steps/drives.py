@@ -30,6 +30,7 @@ from pipeline.io import atomic, pointcloud_table
 from pipeline.io.synthia import FRAME_RATE_HZ
 from pipeline.params.drives import DrivesParams
 from pipeline.progress import progress_bar
+from pipeline.steps.pointclouds import one_thread_per_worker
 from pipeline.tracking import stage_run
 
 
@@ -50,12 +51,6 @@ def drive_columns(index: int, p: DrivesParams) -> tuple[list[dict[str, np.ndarra
 
 def _render(task: tuple[int, DrivesParams]):
     return drive_columns(*task)
-
-
-def one_thread_per_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bool = True) -> dict[str, Any]:
