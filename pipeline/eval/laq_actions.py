@@ -30,11 +30,13 @@ import torch
 
 from pipeline.data.synthetic.manoeuvres import LABELS, mirror_manoeuvre, pair_manoeuvre
 from pipeline.eval.laq_metrics import (
+    FittedProbe,
     decoder_metrics,
+    fit_probe,
     infer_codes,
-    linear_probe,
     mirror_motion,
     mutual_information,
+    score_probe,
     tuple_ids,
     usage_stats,
 )
@@ -80,33 +82,41 @@ def label_agreement(indices: np.ndarray, names: list[str], rng: np.random.Genera
     return out
 
 
-def component_probe(x_train: np.ndarray, y_train: np.ndarray, groups: np.ndarray, x_eval: np.ndarray,
-                    y_eval: np.ndarray, seed: int) -> dict[str, Any]:
-    """:func:`linear_probe` on the motion components, R² per component with its shuffled-label reference."""
-    probe = linear_probe(x_train, y_train, groups, x_eval, y_eval, seed, names=COMPONENTS)
-    return {"r2": probe["r2_per_target"], "r2_shuffled_labels": probe["r2_shuffled_per_target"],
-            "r2_mean": probe["r2"], "r2_mean_shuffled_labels": probe["r2_shuffled_labels"], "alpha": probe["alpha"]}
+def component_probe(probe: FittedProbe, x_eval: np.ndarray, y_eval: np.ndarray) -> dict[str, Any]:
+    """A fitted probe on the motion components of one split: R² per component with its shuffled-label reference."""
+    scores = score_probe(probe, x_eval, y_eval, names=COMPONENTS)
+    return {"r2": scores["r2_per_target"], "r2_shuffled_labels": scores["r2_shuffled_per_target"],
+            "r2_mean": scores["r2"], "r2_mean_shuffled_labels": scores["r2_shuffled_labels"], "alpha": scores["alpha"]}
 
 
-def action_metrics(model: LAQ, train, split, codes_train: dict[str, np.ndarray], codes_train_mirrored,
-                   motion_train: np.ndarray, motion_split: np.ndarray, labels_split: list[str] | None, *,
-                   seconds: float, device: torch.device, seed: int) -> tuple[dict[str, Any], np.ndarray]:
-    """The module's metrics on the pairs of one ``split`` (:class:`pipeline.train.laq.FeaturePairs`), probes
-    fitted on ``train`` (codes ``codes_train`` from :func:`infer_codes`; ``codes_train_mirrored`` the mirrored
-    training pairs or None). Motions (P, 6) as ``synthia_pair_motion``; ``seconds``: a pair's duration.
-    Returns (metrics, the split's code indices (P, S))."""
-    rng = np.random.default_rng(seed)
-    codes = infer_codes(model, split, device)
-    y_train, y_split = motion_components(motion_train, seconds), motion_components(motion_split, seconds)
-    groups = np.asarray(train.sequence)
+def fit_component_probes(codes_train: dict[str, np.ndarray], codes_train_mirrored: dict[str, np.ndarray] | None,
+                         motion_train: np.ndarray, groups: np.ndarray, seconds: float,
+                         seed: int) -> dict[str, FittedProbe]:
+    """One probe (and its shuffled-label twin) per input of :data:`PROBE_INPUTS` from the training pairs' codes
+    (:func:`infer_codes`), with the mirrored training pairs (``codes_train_mirrored``, motion mirrored) when given;
+    ``groups`` (P,): sequence of each training pair (grouped CV)."""
+    y_train = motion_components(motion_train, seconds)
     probes = {}
     for name, key in PROBE_INPUTS.items():
-        x_train, y, g = codes_train[key], y_train, groups
+        x, y, g = codes_train[key], y_train, groups
         if codes_train_mirrored is not None and key != "feature_diff":  # global features have no mirror
-            x_train = np.concatenate([x_train, codes_train_mirrored[key]])
+            x = np.concatenate([x, codes_train_mirrored[key]])
             y = np.concatenate([y_train, motion_components(mirror_motion(motion_train), seconds)])
             g = np.concatenate([groups, groups])
-        probes[name] = component_probe(x_train, y, g, codes[key], y_split, seed)
+        probes[name] = fit_probe(x, y, g, seed)
+    return probes
+
+
+def action_metrics(model: LAQ, split, probes: dict[str, FittedProbe], motion_split: np.ndarray,
+                   labels_split: list[str] | None, *, seconds: float, device: torch.device,
+                   seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The module's metrics on the pairs of one ``split`` (:class:`pipeline.train.laq.FeaturePairs`) with the
+    probes of :func:`fit_component_probes`. ``motion_split`` (P, 6) as ``synthia_pair_motion``; ``seconds``: a
+    pair's duration. Returns (metrics, the split's code indices (P, S))."""
+    rng = np.random.default_rng(seed)
+    codes = infer_codes(model, split, device)
+    y_split = motion_components(motion_split, seconds)
+    probes = {name: component_probe(probe, codes[PROBE_INPUTS[name]], y_split) for name, probe in probes.items()}
     decoder = decoder_metrics(model, split, codes, rng, device)
     control = decoder["controllability"]
     mse = decoder["prediction"]["mse"]

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +121,36 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndar
     (:func:`choose_alpha`), separately for the true and the shuffled labels. ``r2`` is the mean over targets that vary on the
     held-out set; ``r2_per_target`` lists all (None when constant).
     """
+    return score_probe(fit_probe(x_train, y_train, groups_train, seed), x_eval, y_eval, names)
+
+
+@dataclass
+class FittedProbe:
+    """A :func:`fit_probe` result: the probe, the shuffled-label probe and their penalties (T,)."""
+
+    model: Pipeline
+    shuffled: Pipeline
+    alpha: np.ndarray
+    alpha_shuffled: np.ndarray
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, seed: int = 0) -> FittedProbe:
+    """The ridge probe of :func:`linear_probe` and its shuffled-label twin, fitted once (score on any split with
+    :func:`score_probe`)."""
     rng = np.random.default_rng(seed)
     alpha = choose_alpha(x_train, y_train, groups_train)
-    r2 = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_train, alpha), x_eval))
     y_shuffled = y_train[rng.permutation(len(y_train))]
     alpha_shuffled = choose_alpha(x_train, y_shuffled, groups_train)
-    shuffled = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_shuffled, alpha_shuffled), x_eval))
+    return FittedProbe(ridge_fit(x_train, y_train, alpha), ridge_fit(x_train, y_shuffled, alpha_shuffled), alpha,
+                       alpha_shuffled)
+
+
+def score_probe(probe: FittedProbe, x_eval: np.ndarray, y_eval: np.ndarray,
+                names: tuple[str, ...] = MOTION_NAMES) -> dict[str, Any]:
+    """R² of a :func:`fit_probe` result on (``x_eval``, ``y_eval``): the :func:`linear_probe` dict."""
+    alpha, alpha_shuffled = probe.alpha, probe.alpha_shuffled
+    r2 = r2_scores(y_eval, ridge_predict(probe.model, x_eval))
+    shuffled = r2_scores(y_eval, ridge_predict(probe.shuffled, x_eval))
     valid = ~np.isnan(r2)
     return {"r2": float(np.mean(r2[valid])) if valid.any() else float("nan"),
             "r2_shuffled_labels": float(np.mean(shuffled[valid])) if valid.any() else float("nan"),

@@ -33,7 +33,13 @@ from pipeline.distributed import DistInfo, init_distributed
 from pipeline.eval.curve_figures import curves_figure
 from pipeline.data import drives as drive_layout
 from pipeline.data.camera import synthia_pair_motion
-from pipeline.eval.laq_actions import action_metrics, manoeuvre_usage_figure, pair_labels, targets
+from pipeline.eval.laq_actions import (
+    action_metrics,
+    fit_component_probes,
+    manoeuvre_usage_figure,
+    pair_labels,
+    targets,
+)
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
     infer_codes,
@@ -102,13 +108,14 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
     codes_train = infer_codes(model, train, dist_info.device)
     mirrored = infer_codes(model, train, dist_info.device, mirror=True) if train.grid is not None else None
     seconds = params.frame_offset / FRAME_RATE_HZ
+    probes = fit_component_probes(codes_train, mirrored, motion_train, np.asarray(train.sequence), seconds,
+                                  params.seed)
     actions = {}
     for name, split in (("val", data.val), ("test", test)):
         if len(split) < 2:
             continue
-        actions[name], indices = action_metrics(model, train, split, codes_train, mirrored, motion_train,
-                                                truth.motion(split), truth.manoeuvres(split), seconds=seconds,
-                                                device=dist_info.device, seed=params.seed)
+        actions[name], indices = action_metrics(model, split, probes, truth.motion(split), truth.manoeuvres(split),
+                                                seconds=seconds, device=dist_info.device, seed=params.seed)
         if name == "test":
             figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
     metrics["actions"] = actions

@@ -72,7 +72,7 @@ def test_component_probe_reads_linear_signal_not_shuffled():
     y = rng.normal(size=(400, 3))
     x = np.concatenate([y @ rng.normal(size=(3, 6)), rng.normal(size=(400, 4))], 1) + 0.05 * rng.normal(size=(400, 10))
     groups = np.repeat(np.arange(8), 50)
-    probe = la.component_probe(x[:300], y[:300], groups[:300], x[300:], y[300:], seed=0)
+    probe = la.component_probe(la.fit_probe(x[:300], y[:300], groups[:300], seed=0), x[300:], y[300:])
     for name in la.COMPONENTS:
         assert probe["r2"][name] > 0.9 and probe["r2_shuffled_labels"][name] < 0.1
 
