@@ -68,3 +68,35 @@ def test_overrides_are_checked():
         assert "train.sed" in str(err)
     else:
         raise AssertionError("unknown key accepted")
+
+
+def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):
+    """run_seed writes params.yaml with train/video/laq seeds = the preset's seed and repros evaluate and laq."""
+    import subprocess
+
+    import yaml
+
+    from pipeline.results import run
+
+    root = tmp_path / "project"
+    root.mkdir()
+    params = {"train": {"seed": 0}, "video": {"seed": 0}, "laq": {"seed": 0}, "data": {"seed": 9}}
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kwargs):
+        calls.append(cmd)
+        if "repro" in cmd:
+            calls.append(yaml.safe_load((cwd / "params.yaml").read_text()))
+            (cwd / "reports/laq").mkdir(parents=True)
+            (cwd / "reports/laq/metrics.json").write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0, stdout="/cache\n" if "cache" in cmd else "")
+
+    (root / ".dvc").mkdir()
+    (root / ".dvc/config").write_text("")
+    monkeypatch.setattr(run, "project_files", lambda _: [".dvc/config"])
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    run.run_seed(root, params, 2, tmp_path / "kept", "results-x-seed2")
+    repro, written = calls[-2], calls[-1]
+    assert repro[-3:] == ["repro", "evaluate", "laq"]
+    assert written["train"]["seed"] == written["video"]["seed"] == written["laq"]["seed"] == 2
+    assert written["data"]["seed"] == 9 and (tmp_path / "kept/laq.json").is_file()
