@@ -3,7 +3,7 @@
 For each training seed, a temporary copy of the project (the working tree's tracked and untracked,
 not ignored files; the DVC cache shared, so data stages are restored, not recomputed, once built)
 gets ``params.yaml`` with the preset's overrides, the user's ``-S section.key=value`` overrides and
-``train.seed``, and runs ``dvc repro evaluate`` (download, pointclouds, train_phase1, train_phase2,
+the seed in every key of ``SEED_KEYS``, and runs ``dvc repro evaluate`` (download, pointclouds, train_phase1, train_phase2,
 evaluate). The stages' reports are kept in ``reports/results/runs/<tag>/seed<N>/`` and every section
 (``SECTIONS``) writes ``reports/results/<section>[-<tag>].md`` and ``.json``. MLflow runs go to the
 project's store, named ``results-<tag>-seed<N>``.
@@ -30,7 +30,7 @@ import yaml
 from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
-from pipeline.results import phase1
+from pipeline.results import phase1, phase2
 
 PRESET: dict[str, Any] = {
     "data.sequences": 8,
@@ -47,8 +47,12 @@ KEPT = {  # report file in the run copy -> name in the kept run folder
     "reports/train_phase1/val.csv": "train_phase1_val.csv",
     "reports/train_phase2/metrics.json": "train_phase2.json",
     "reports/evaluate/figures/phase1_prototypes.png": "phase1_prototypes.png",
+    "reports/evaluate/phase2_forecasts.csv": "phase2_forecasts.csv",
+    "reports/evaluate/phase2_camera.csv": "phase2_camera.csv",
 }
-SECTIONS = {"phase1": (phase1.summarise, phase1.markdown, "Phase one: slots vs k-means spheres and PCA ellipsoids")}
+SECTIONS = {"phase1": (phase1.summarise, phase1.markdown, "Phase one: slots vs k-means spheres and PCA ellipsoids"),
+            "phase2": (phase2.summarise, phase2.markdown, "Phase two: forecasts vs baselines, camera, identity")}
+SEED_KEYS = {"train.seed": "phase one", "video.seed": "phase two"}  # params set to the training seed of a run
 TARGET = "evaluate"
 
 app = typer.Typer(add_completion=False)
@@ -90,7 +94,7 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str) -> N
         cache = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, capture_output=True, text=True,
                                check=True).stdout.strip()
         (copy / ".dvc/config.local").write_text(f"[core]\n    no_scm = true\n[cache]\n    dir = {cache}\n")
-        (copy / "params.yaml").write_text(yaml.safe_dump(apply_overrides(params, {"train.seed": seed}), sort_keys=False))
+        (copy / "params.yaml").write_text(yaml.safe_dump(apply_overrides(params, {k: seed for k in SEED_KEYS}), sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                "DVC_EXP_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1"}
         subprocess.run([sys.executable, "-m", "dvc", "repro", TARGET], cwd=copy, env=env, check=True)
