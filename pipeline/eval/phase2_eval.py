@@ -21,7 +21,7 @@
   frame and compared in the target camera, placed with the same pose for every method (predicted by
   the camera head from the target depth frame, or GT). One row per forecast and method:
   :func:`forecast_rows` (the evaluate stage writes them to ``reports/evaluate/phase2_forecasts.csv``).
-- **Camera** (head on, GT poses present): per frame the relative-pose error against the previous usable
+- **Camera** (camera head or depth odometry, GT poses present): per frame the relative-pose error against the previous usable
   frame (degrees, metres) and the drift of the chained pose from the ground truth (m, degrees); summary:
   means, drift at the sequence end and within ``DRIFT_HORIZON`` frames (``phase2_camera.csv``).
 """
@@ -38,6 +38,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from pipeline.data.odometry import depth_odometry
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, predict
@@ -46,7 +47,7 @@ from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
 from pipeline.models.video.forecaster import Forecast, SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
-from pipeline.models.video.poses import chain
+from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
@@ -57,7 +58,7 @@ class Phase2EvalSettings(Protocol):
     """The phase-two settings the evaluation reads (the ``video`` section of params.yaml, as trained)."""
 
     @property
-    def camera(self) -> str: ...  # "predicted" (camera head) | "gt"
+    def camera(self) -> str: ...  # "predicted" (camera head) | "gt" | "self_supervised" (depth odometry)
     @property
     def match_slots(self) -> bool: ...
     @property
@@ -70,6 +71,9 @@ DELTAS = (1, 5, 10)
 SINGLE_GUESS = ("copy_last", "constant_velocity", "constant_acceleration")
 FORECAST_COLUMNS = ["sequence", "context_last", "delta", "delta_s", "method", "chamfer_m"]
 CAMERA_COLUMNS = ["sequence", "frame", "relative_rotation_deg", "relative_translation_m", "drift_m", "drift_deg"]
+WORLD_FRAMES = {"predicted": "camera head (chained predicted relative poses)",
+                "gt": "ground-truth poses (camera head off)",
+                "self_supervised": "depth odometry (chained ICP of consecutive depth maps, no ground truth)"}
 DRIFT_HORIZON = 40  # frames: the drift target's sequence length
 MIN_INSTANCE_POINTS = 20
 BATCH = 8
@@ -150,6 +154,10 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> S
         r_rel, t_rel = model.relative_poses(fmap[None], time)
         r_wc, t_wc = chain(r_rel, t_rel)
         r_wc, t_wc, r_rel, t_rel = r_wc[0], t_wc[0], r_rel[0], t_rel[0]
+    elif camera == "self_supervised":  # depth odometry, no ground truth
+        r, t = depth_odometry(seq.records)
+        r_wc, t_wc = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
+        r_rel, t_rel = compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:])
     else:
         if seq.r_wc is None:
             raise ValueError(f"{seq.name}: video.camera = gt needs pose files")
@@ -357,8 +365,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         "identity": {"phase2_carried": summarise_identity(ours, params.eval_clip_frames),
                      "phase1_per_frame_kmeans": summarise_identity(reference, params.eval_clip_frames)},
         "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
-        "world_frame": "camera head (chained predicted relative poses)" if params.camera == "predicted"
-                       else "ground-truth poses (camera head off)",
+        "world_frame": WORLD_FRAMES[params.camera],
         "guesses": model.config.guesses,
         "best_of_1": "the guess with the highest confidence logit",
         "context_frames": params.eval_context_frames,

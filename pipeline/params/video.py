@@ -14,7 +14,7 @@ Frames = Annotated[int, Field(ge=2)]  # a velocity needs two frames
 class Phase2Params(Section):
     """``video``: phase-two model, clip sampling, optimisation, loss weights and evaluation (see params.yaml)."""
 
-    camera: Literal["predicted", "gt"]
+    camera: Literal["predicted", "gt", "self_supervised"]
     guesses: Count
     hidden: Count
     time_features: Count

@@ -140,9 +140,10 @@ def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]
 
 def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str):
     """world_from_camera (B, T, 3, 3), (B, T, 3) of every clip frame (world = first clip frame), and
-    the predicted relative poses (or None with ``camera = gt``)."""
+    the predicted relative poses (or None without the camera head: ``camera = gt``, or ``self_supervised``, whose
+    sequences carry depth-odometry poses in place of the ground truth, :func:`pipeline.models.video.sequences.with_odometry`)."""
     b, t = clips.shape
-    if camera == "gt":
+    if camera != "predicted":
         if clips.r_gt is None:
             raise ValueError("video.camera = gt needs ground-truth pose files (CameraParams/<camera>/*.txt)")
         return clips.r_gt, clips.t_gt, None
