@@ -40,6 +40,12 @@ HEADLINE: dict[str, dict[str, str]] = {
         "prediction.mse_ratio_to_copy": "laq.prediction_mse_ratio_to_copy",
         "nmi.tuple.ami": "laq.code_motion_ami",
         "controllability.delta_mse_shuffled": "laq.controllability_delta_mse",
+        "actions.test.probe.codes.r2.forward_mps": "laq.probe_r2_forward",
+        "actions.test.probe.codes.r2.yaw_rate_radps": "laq.probe_r2_yaw_rate",
+        "actions.test.probe.latent_before_nsvq.r2.yaw_rate_radps": "laq.probe_r2_yaw_rate_before_nsvq",
+        "actions.test.manoeuvre.tuple.ami": "laq.code_manoeuvre_ami",
+        "actions.test.usage.perplexity_min_position": "laq.perplexity_min_position",
+        "actions.test.controllability.relative_gain_shuffled": "laq.shuffled_code_gain_relative",
     },
     "vggt": {
         "rotation_error_deg.median": "camera.vggt_rotation_error_deg",

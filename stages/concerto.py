@@ -29,11 +29,13 @@ def main(
     progress: bool = typer.Option(True, help="Show a progress bar over frames."),
     threads: int = typer.Option(1, help="torch CPU threads (0 = torch default). 1 is fastest for the tiny preset "
                                         "on a shared 2-core machine; more help larger presets on free cores."),
+    workers: int = typer.Option(2, help="CPU processes encoding sequences in parallel (each with --threads threads; "
+                                        "same output for any number; ignored on CUDA)."),
 ) -> None:
     params = load_params()
     torch_device = runtime.stage_device(device)
     runtime.set_torch_threads(threads)
-    concerto.run(params, out, reports, torch_device, progress)
+    concerto.run(params, out, reports, torch_device, progress, workers)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ def main(
     out: Path = typer.Option(Path("models/laq/model.pt"), help="Trained model (config, weights, feature statistics)."),
     state: Path = typer.Option(Path("checkpoints/laq/state.pt"), help="Resumable training state."),
     videos: Path = typer.Option(Path("data/videos"), help="Videos stage output (labels.json; video features only)."),
+    drives: Path = typer.Option(Path("data/drives"), help="Drives stage output (ground truth; drive features only)."),
     resume: bool = typer.Option(True, help="Continue from --state if it was written with the same params and data."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    laq.run(load_params(), features, raw, out, state, resume, progress, videos)
+    laq.run(load_params(), features, raw, out, state, resume, progress, videos, drives)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ REPO = Path(__file__).parents[1]
 SMOKE = {
     "data": {"sequences": 3, "frames": 3, "height": 96, "width": 160},
     "pointcloud": {"max_points": 512},
+    "drives": {"sequences": 5, "frames": 40, "height": 16, "width": 24, "max_points": 64, "val_sequences": 2,
+               "test_sequences": 2},  # 40 frames: two consecutive held-out drives hold every manoeuvre
     "vggt": {"target_size": 70, "max_points": 256},
     "train": {"steps": 3, "batch_size": 2, "points": "all", "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
               "refine_steps_eval": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2},
@@ -38,8 +40,8 @@ SMOKE = {
               "samples_per_slot": 8, "eval_clip_frames": 3, "eval_context_frames": 2, "log_every": 1, "val_every": 2,
               "checkpoint_every": 2},
 }
-STAGES = ("check_params", "videos", "download", "pointclouds", "frames", "vggt", "concerto", "laq", "train_phase1",
-          "train_phase2", "evaluate")
+STAGES = ("check_params", "videos", "download", "drives", "pointclouds", "frames", "vggt", "concerto", "laq",
+          "train_phase1", "train_phase2", "evaluate")
 DEPTH_BRANCH = ("pointclouds", "frames", "train_phase1", "train_phase2", "evaluate")
 
 pytestmark = [pytest.mark.slow]
@@ -117,6 +119,10 @@ def check_outputs_exist_and_are_valid(smoke_repo):
     assert list((root / "reports/evaluate/meshes").glob("*.ply"))
     assert metrics(root, "concerto")["random_weights"] is True
     assert (root / "models/laq").is_dir() and "usage_held_out" in metrics(root, "laq")
+    laq = metrics(root, "laq")
+    assert laq["data"]["splits"]["test"] == ["DRIVE-0003", "DRIVE-0004"] and laq["actions"]["test"]["pairs"] == 2 * 39
+    assert set(laq["actions"]["test"]["manoeuvre_pairs"]) >= {"left", "right", "stop"}
+    assert (root / "reports/laq/figures/manoeuvre_usage.png").is_file()
     assert (root / "models/phase2/model.pt").is_file() and "phase2" in evaluation
 
 
@@ -203,8 +209,10 @@ def check_downstream_param_reruns_only_downstream(smoke_repo):
         assert f"Stage '{upstream}' didn't change, skipping" in log
         assert f"Running stage '{upstream}'" not in log
     assert "Running stage 'check_params'" in log  # its output did not change: no cascade
-    for downstream in ("pointclouds", "frames", "concerto", "laq", "train_phase1", "train_phase2", "evaluate"):
+    for downstream in ("pointclouds", "frames", "concerto", "train_phase1", "train_phase2", "evaluate"):
         assert f"Running stage '{downstream}'" in log
+    # concerto encodes the drives (concerto.points_from: drives): same features, so laq does not rerun
+    assert "Stage 'laq' didn't change, skipping" in log and "Running stage 'drives'" not in log
     assert metrics(root, "pointclouds")["points"] == 9 * 256
     with sqlite3.connect(root / "mlflow.db") as db:
         assert db.execute("select count(*) from runs where name = 'fewer-points'").fetchone()[0] == 1

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,22 +89,27 @@ def r2_scores(y_true: np.ndarray, y_pred: np.ndarray, min_var: float = 1e-10) ->
 
 
 PROBE_ALPHAS = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5)
+CV_FOLDS = 5
 
 
 def choose_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas=PROBE_ALPHAS) -> np.ndarray:
-    """Per target column, the ridge penalty with the least leave-one-group-out squared error; (T,).
+    """Per target column, the ridge penalty with the least grouped-CV squared error; (T,).
 
-    Groups are sequences, so the choice never sees a held-out frame of the sequence it predicts.
-    With a single group the middle of the grid (1.0) is returned for every target.
+    Groups are sequences, so the choice never sees a held-out frame of the sequence it predicts: up to
+    :data:`CV_FOLDS` groups this is leave-one-group-out, beyond it ``CV_FOLDS`` folds of whole groups
+    (scikit-learn ``GroupKFold``). With a single group the middle of the grid (1.0) is returned for every target.
     """
+    from sklearn.model_selection import GroupKFold
+
     names = np.unique(groups)
     if len(names) < 2:
         return np.ones(y.shape[1])
+    folds = list(GroupKFold(n_splits=min(CV_FOLDS, len(names))).split(x, y, groups))
     errors = np.zeros((len(alphas), y.shape[1]))
     for i, alpha in enumerate(alphas):
-        for g in names:
-            fit = ridge_fit(x[groups != g], y[groups != g], alpha)
-            errors[i] += ((ridge_predict(fit, x[groups == g]) - y[groups == g]) ** 2).sum(0)
+        for fit_rows, test_rows in folds:
+            fit = ridge_fit(x[fit_rows], y[fit_rows], alpha)
+            errors[i] += ((ridge_predict(fit, x[test_rows]) - y[test_rows]) ** 2).sum(0)
     return np.asarray(alphas, dtype=np.float64)[errors.argmin(0)]
 
 
@@ -115,16 +121,41 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndar
     (:func:`choose_alpha`), separately for the true and the shuffled labels. ``r2`` is the mean over targets that vary on the
     held-out set; ``r2_per_target`` lists all (None when constant).
     """
+    return score_probe(fit_probe(x_train, y_train, groups_train, seed), x_eval, y_eval, names)
+
+
+@dataclass
+class FittedProbe:
+    """A :func:`fit_probe` result: the probe, the shuffled-label probe and their penalties (T,)."""
+
+    model: Pipeline
+    shuffled: Pipeline
+    alpha: np.ndarray
+    alpha_shuffled: np.ndarray
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, seed: int = 0) -> FittedProbe:
+    """The ridge probe of :func:`linear_probe` and its shuffled-label twin, fitted once (score on any split with
+    :func:`score_probe`)."""
     rng = np.random.default_rng(seed)
     alpha = choose_alpha(x_train, y_train, groups_train)
-    r2 = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_train, alpha), x_eval))
     y_shuffled = y_train[rng.permutation(len(y_train))]
     alpha_shuffled = choose_alpha(x_train, y_shuffled, groups_train)
-    shuffled = r2_scores(y_eval, ridge_predict(ridge_fit(x_train, y_shuffled, alpha_shuffled), x_eval))
+    return FittedProbe(ridge_fit(x_train, y_train, alpha), ridge_fit(x_train, y_shuffled, alpha_shuffled), alpha,
+                       alpha_shuffled)
+
+
+def score_probe(probe: FittedProbe, x_eval: np.ndarray, y_eval: np.ndarray,
+                names: tuple[str, ...] = MOTION_NAMES) -> dict[str, Any]:
+    """R² of a :func:`fit_probe` result on (``x_eval``, ``y_eval``): the :func:`linear_probe` dict."""
+    alpha, alpha_shuffled = probe.alpha, probe.alpha_shuffled
+    r2 = r2_scores(y_eval, ridge_predict(probe.model, x_eval))
+    shuffled = r2_scores(y_eval, ridge_predict(probe.shuffled, x_eval))
     valid = ~np.isnan(r2)
     return {"r2": float(np.mean(r2[valid])) if valid.any() else float("nan"),
             "r2_shuffled_labels": float(np.mean(shuffled[valid])) if valid.any() else float("nan"),
             "r2_per_target": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, r2)},
+            "r2_shuffled_per_target": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, shuffled)},
             "targets_constant": [n for n, ok in zip(names, valid) if not ok],
             "alpha": {n: float(a) for n, a in zip(names, alpha)},
             "alpha_shuffled_labels": {n: float(a) for n, a in zip(names, alpha_shuffled)}}
@@ -169,11 +200,12 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64, mirror: bool = False) -> dict[str, np.ndarray]:
     """Eval-mode codes of every pair of ``data`` (a :class:`pipeline.train.laq.FeaturePairs`), mirrored if ``mirror``.
 
-    Returns ``indices`` (P, S), ``embeddings`` (P, S·Q) hard code vectors, ``mse`` (P,) of the prediction,
-    ``copy_mse`` (P,) of copying frame t, and ``feature_diff`` (P, C) of the pooled ``global`` features.
+    Returns ``indices`` (P, S), ``embeddings`` (P, S·Q) hard code vectors, ``latent`` (P, S·Q) the encoder's
+    output before NSVQ, ``mse`` (P,) of the prediction, ``copy_mse`` (P,) of copying frame t, ``token_diff``
+    (:func:`token_difference`) and ``feature_diff`` (P, C) of the pooled ``global`` features (never mirrored).
     """
     model.eval()
-    indices, embeddings, mse, copy_mse = [], [], [], []
+    indices, embeddings, latent, mse, copy_mse, token_diff = [], [], [], [], [], []
     for start in range(0, len(data), batch):
         idx = torch.arange(start, min(start + batch, len(data)))
         flip = torch.full((len(idx),), mirror) if mirror else None
@@ -181,12 +213,30 @@ def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64, mirror:
         out = model(t0, x0, t1, x1, m0, m1)
         indices.append(out.indices.cpu())
         embeddings.append(out.codes.flatten(1).cpu())
+        latent.append(out.latent.flatten(1).cpu())
+        token_diff.append(token_difference(t0, t1, m0, m1, model.config.geometry_channels).cpu())
         mse.append(model.token_error(out.prediction, t1).cpu())
         copy_mse.append(model.token_error(t0, t1).cpu())
     glob = data.global_
     return {"indices": torch.cat(indices).numpy(), "embeddings": torch.cat(embeddings).double().numpy(),
+            "latent": torch.cat(latent).double().numpy(), "token_diff": torch.cat(token_diff).double().numpy(),
             "mse": torch.cat(mse).double().numpy(), "copy_mse": torch.cat(copy_mse).double().numpy(),
             "feature_diff": (glob[data.pairs[:, 1]] - glob[data.pairs[:, 0]]).double().numpy()}
+
+
+def token_difference(t0: torch.Tensor, t1: torch.Tensor, m0: torch.Tensor, m1: torch.Tensor,
+                     geometry_channels: int) -> torch.Tensor:
+    """The plain difference of a pair's tokens (B, N, C), a baseline input for the probes.
+
+    With geometry channels (bird's-eye tokens): (B, N·(G + 1)) the change of each token's G geometry channels
+    (centroid offset in its cell) and of its occupancy, the channels that carry motion when the features come
+    from random backbone weights (the feature channels are random functions of the points; all N·C would also
+    make a 12k-wide ridge). Otherwise (B, C) the change of the mean token.
+    """
+    if geometry_channels == 0:
+        return t1.mean(1) - t0.mean(1)
+    geometry = t1[..., -geometry_channels:] - t0[..., -geometry_channels:]
+    return torch.cat([geometry.flatten(1), m1.float() - m0.float()], 1)
 
 
 @torch.no_grad()

@@ -74,7 +74,8 @@ def headline_videos(metrics: dict[str, Any]) -> str:
     return line
 
 
-def label_usage_figure(indices: np.ndarray, labels: list[str | None], codebook_size: int, path: Path) -> None:
+def label_usage_figure(indices: np.ndarray, labels: list[str | None], codebook_size: int, path: Path,
+                       title: str = "LAQ code usage per label (held-out pairs)") -> None:
     """PNG: per label (rows; the :data:`MAX_FIGURE_LABELS` most frequent) the share of each code (columns: the
     codes used by labelled pairs, pooled over positions), so codes specific to an action stand out."""
     import matplotlib
@@ -100,7 +101,7 @@ def label_usage_figure(indices: np.ndarray, labels: list[str | None], codebook_s
     else:
         ax.text(0.5, 0.5, "no labelled held-out pair", ha="center", va="center")
     ax.set_xlabel("codebook index (codes used by labelled held-out pairs, all positions)")
-    ax.set_title("LAQ code usage per label (held-out pairs)")
+    ax.set_title(title)
     fig.tight_layout()
     atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)

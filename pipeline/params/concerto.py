@@ -14,7 +14,7 @@ class ConcertoParams(Section):
 
     weights: Source
     preset: Literal["tiny", "small", "base", "large"]
-    points_from: Literal["pointclouds", "vggt"]
+    points_from: Literal["drives", "pointclouds", "vggt"]
     grid_size: Positive
     tokens: Literal["bev", "fps"]
     bev_cells_x: Count

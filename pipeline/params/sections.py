@@ -7,6 +7,7 @@ from typing import Any
 from pipeline.config import ParamsError, parse_section
 from pipeline.params.base import Section
 from pipeline.params.concerto import ConcertoParams
+from pipeline.params.drives import DrivesParams
 from pipeline.params.data import DataParams, DownloadParams, VideosParams
 from pipeline.params.laq import LAQParams
 from pipeline.params.pointcloud import PointcloudParams
@@ -18,6 +19,7 @@ SECTIONS: dict[str, type[Section]] = {
     "data": DataParams,
     "download": DownloadParams,
     "videos": VideosParams,
+    "drives": DrivesParams,
     "pointcloud": PointcloudParams,
     "vggt": VggtParams,
     "concerto": ConcertoParams,

@@ -2,9 +2,10 @@
 
 For each training seed, a temporary copy of the project (the working tree's tracked and untracked,
 not ignored files; the DVC cache shared, so data stages are restored, not recomputed, once built)
-gets ``params.yaml`` with the preset's overrides, the user's ``-S section.key=value`` overrides and
-the seed in every key of ``SEED_KEYS``, and runs ``dvc repro evaluate`` (download, pointclouds, train_phase1, train_phase2,
-evaluate). The stages' reports are kept in ``reports/results/runs/<tag>/seed<N>/`` and every section
+gets ``params.yaml`` with the preset's overrides, the user's ``-S section.key=value`` overrides and the
+seed of every trained model (``SEED_KEYS``: ``train.seed``, ``video.seed``, ``laq.seed``), and runs
+``dvc repro evaluate laq`` (download, pointclouds, frames, train_phase1, train_phase2, evaluate; drives, concerto,
+laq; the data stages do not depend on the seeds, so they are restored from the shared cache after the first). The stages' reports are kept in ``reports/results/runs/<tag>/seed<N>/`` and every section
 (``SECTIONS``) writes ``reports/results/<section>[-<tag>].md`` and ``.json``. MLflow runs go to the
 project's store, named ``results-<tag>-seed<N>``.
 
@@ -30,7 +31,7 @@ import yaml
 from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
-from pipeline.results import phase1, phase2
+from pipeline.results import laq, phase1, phase2
 
 PRESET: dict[str, Any] = {
     "data.sequences": 8,
@@ -49,11 +50,14 @@ KEPT = {  # report file in the run copy -> name in the kept run folder
     "reports/evaluate/figures/phase1_prototypes.png": "phase1_prototypes.png",
     "reports/evaluate/phase2_forecasts.csv": "phase2_forecasts.csv",
     "reports/evaluate/phase2_camera.csv": "phase2_camera.csv",
+    "reports/laq/metrics.json": "laq.json",
+    "reports/laq/figures/manoeuvre_usage.png": "laq_manoeuvre_usage.png",
 }
 SECTIONS = {"phase1": (phase1.summarise, phase1.markdown, "Phase one: slots vs k-means spheres and PCA ellipsoids"),
-            "phase2": (phase2.summarise, phase2.markdown, "Phase two: forecasts vs baselines, camera, identity")}
-SEED_KEYS = {"train.seed": "phase one", "video.seed": "phase two"}  # params set to the training seed of a run
-TARGET = "evaluate"
+            "phase2": (phase2.summarise, phase2.markdown, "Phase two: forecasts vs baselines, camera, identity"),
+            "laq": (laq.summarise, laq.markdown, "Concerto-LAQ: latent actions on the test drives")}
+TARGETS = ("evaluate", "laq")
+SEED_KEYS = ("train.seed", "video.seed", "laq.seed")  # every trained model's seed follows the preset's seed
 
 app = typer.Typer(add_completion=False)
 
@@ -94,10 +98,11 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str) -> N
         cache = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, capture_output=True, text=True,
                                check=True).stdout.strip()
         (copy / ".dvc/config.local").write_text(f"[core]\n    no_scm = true\n[cache]\n    dir = {cache}\n")
-        (copy / "params.yaml").write_text(yaml.safe_dump(apply_overrides(params, {k: seed for k in SEED_KEYS}), sort_keys=False))
+        seeded = apply_overrides(params, dict.fromkeys(SEED_KEYS, seed))
+        (copy / "params.yaml").write_text(yaml.safe_dump(seeded, sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                "DVC_EXP_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1"}
-        subprocess.run([sys.executable, "-m", "dvc", "repro", TARGET], cwd=copy, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "repro", *TARGETS], cwd=copy, env=env, check=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in KEPT.items():
             if (copy / src).is_file():

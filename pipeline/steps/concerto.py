@@ -1,8 +1,9 @@
 """DVC stage ``concerto``: point clouds -> cached Concerto (PTv3) features per frame, for LAQ training.
 
 :func:`run` loads the encoder (random weights announced on stderr and in MLflow) and
-:func:`build_features` reads the point-cloud parquet (``data/pointclouds`` from ground-truth depth, or ``data/vggt/points`` from the
-``vggt`` stage; same schema, ``pipeline/io/pointcloud_table.py``), runs the encoder of
+:func:`build_features` reads the point-cloud parquet (``data/drives/points``, the many small drives of the ``drives``
+stage, by default; ``data/pointclouds`` from ground-truth depth; or ``data/vggt/points`` from the ``vggt`` stage; same
+schema, ``pipeline/io/pointcloud_table.py``; the drives' split is copied into the features manifest), runs the encoder of
 ``pipeline/models/ptv3`` once per frame (eval mode, seeded) and writes ``data/features/`` atomically in the
 format of ``pipeline/data/features_cache.py``: ``<sequence>/<camera_dirname>.npz`` with ``frames``,
 ``time_s``, ``global`` (T, C), ``tokens`` (T, N, C), ``token_xyz`` (T, N, 3), ``token_mask`` (T, N), and
@@ -53,7 +54,8 @@ from pipeline.tracking import stage_run
 PRESET_NAMES = {"tiny": "tiny", "small": "concerto_small", "base": "concerto_base", "large": "concerto_large"}
 
 RANDOM_NOTE = "random weights: features are not meaningful (offline default; set concerto.weights for real ones)"
-POINTS_DIRS = {"pointclouds": Path("data/pointclouds"), "vggt": Path("data/vggt/points")}
+POINTS_DIRS = {"drives": Path("data/drives/points"), "pointclouds": Path("data/pointclouds"),
+               "vggt": Path("data/vggt/points")}
 POOLING = "mean over stage-0 voxels of the up-cast features (library global_mean); C = up-cast width"
 DEAD_STD = 1e-6
 # (x right, y forward, z up) from OpenCV camera axes (x right, y down, z forward): x'=x, y'=z, z'=-y; det = +1.
@@ -136,6 +138,51 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
     return {"frames": frames.astype(np.int32), **{k: np.stack(v) for k, v in out.items()}}
 
 
+_WORKER_MODEL: list[PointTransformerV3] = []
+
+
+def _init_worker(p: ConcertoParams, threads: int) -> None:
+    """Worker process (spawned: no state inherited from a parent's thread pools): its own copy of the encoder,
+    loaded as the parent's (:func:`load_model`, seeded), on the CPU with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    _WORKER_MODEL[:] = [load_model(p, torch.device("cpu"))]
+
+
+def _encode_task(task: tuple) -> tuple[dict[str, np.ndarray], dict]:
+    """One partition in a worker process: (arrays, its own stats) (:func:`encode_partition`)."""
+    points_root, sequence, seq_index, camera, p = task
+    stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
+    return encode_partition(_WORKER_MODEL[0], points_root, sequence, seq_index, camera, p, _NoBar(), stats), stats
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def encoded_partitions(model: PointTransformerV3, points_root: Path, sequences: list[str], cameras: tuple[str, ...],
+                       p: ConcertoParams, bar, stats: dict, workers: int):
+    """Yield (sequence, camera, arrays) of every partition in order, ``workers`` processes at a time (CPU only;
+    every frame is seeded, so the arrays do not depend on ``workers``); ``stats`` summed in place."""
+    tasks = [(points_root, s, i, c, p) for i, s in enumerate(sequences) for c in cameras]
+    if workers <= 1 or len(tasks) < 2 or next(model.parameters()).device.type != "cpu":
+        for _, sequence, seq_index, camera, _ in tasks:
+            yield sequence, camera, encode_partition(model, points_root, sequence, seq_index, camera, p, bar, stats)
+        return
+    import multiprocessing as mp
+
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(p, runtime.torch_threads()))
+    try:
+        for task, (arrays, part) in zip(tasks, pool.imap(_encode_task, tasks), strict=True):
+            for key in ("model_seconds", "points", "points_in_grid", "voxels"):
+                stats[key] += part[key]
+            stats["meta"] = part["meta"]
+            bar.update(len(arrays["frames"]))
+            yield task[1], task[3], arrays
+    finally:
+        pool.terminate()
+
+
 def feature_statistics(globals_: np.ndarray, masks: np.ndarray) -> dict:
     """Mean/std over all global values; dead channels = std over frames below DEAD_STD; valid-token share."""
     per_channel_std = globals_.std(axis=0)
@@ -147,10 +194,11 @@ def feature_statistics(globals_: np.ndarray, masks: np.ndarray) -> dict:
 
 
 def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], p: ConcertoParams,
-                   model: PointTransformerV3, device: torch.device, progress: bool = True) -> dict:
+                   model: PointTransformerV3, device: torch.device, progress: bool = True, workers: int = 1) -> dict:
     """Encode every frame, write ``out_root`` atomically (npz per sequence/camera + manifest); return metrics.
 
-    ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames.
+    ``model``: the encoder of :func:`load_model` on ``device``; ``progress``: a progress bar over frames;
+    ``workers``: processes encoding partitions in parallel on the CPU (same output for any number).
     """
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
     cameras = tuple(in_manifest.get("cameras", cameras))
@@ -161,12 +209,11 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     with atomic.atomic_dir(out_root) as tmp:
         bar = progress_bar(total=total, desc="concerto features", unit="frame", disable=not progress)
         try:
-            for seq_index, sequence in enumerate(sequences):
-                for camera in cameras:
-                    arrays = encode_partition(model, points_root, sequence, seq_index, camera, p, bar, stats)
-                    features_cache.write_features(features_cache.features_path(tmp, sequence, camera), **arrays)
-                    globals_.append(arrays["global_"])
-                    masks.append(arrays["token_mask"])
+            for sequence, camera, arrays in encoded_partitions(model, points_root, sequences, cameras, p, bar, stats,
+                                                               workers):
+                features_cache.write_features(features_cache.features_path(tmp, sequence, camera), **arrays)
+                globals_.append(arrays["global_"])
+                masks.append(arrays["token_mask"])
         finally:
             bar.close()
         meta = stats["meta"]
@@ -177,12 +224,15 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "input": str(in_manifest.get("input", "sequences")),  # videos: no camera poses (LAQ skips pose metrics)
+            # drives: their own train/val/test split (data/drives) and ground truth (LAQ reads both)
             "frame_stride": int(in_manifest.get("frame_stride", 1)),
             "token_xyz_frame": "OpenCV camera axes of each frame (x right, y down, z forward)",
             "model_input_frame": "z-up: (x, z, -y) of the OpenCV camera axes",
             "token_layout": p.tokens, "token_order": token_order(p, meta), "upcast": meta["upcast"], "seed": p.seed,
             "max_points": p.max_points, "enc_channels": meta["enc_channels"],
         }
+        if "splits" in in_manifest:
+            manifest["splits"] = in_manifest["splits"]
         if p.tokens == "bev":
             manifest.update({"bev_cells_x": p.bev_cells_x, "bev_cells_z": p.bev_cells_z,
                              "bev_width": p.bev_width, "bev_depth": p.bev_depth})
@@ -232,15 +282,16 @@ def input_points(p: ConcertoParams) -> Path:
     points_root = POINTS_DIRS[p.points_from]
     if not points_root.is_dir():
         raise FileNotFoundError(f"{points_root}: point clouds not found (concerto.points_from = {p.points_from}; "
-                                f"run the {'vggt' if p.points_from == 'vggt' else 'pointclouds'} stage first)")
+                                f"run the {p.points_from} stage first)")
     return points_root
 
 
-def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, progress: bool = True) -> None:
+def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, progress: bool = True,
+        workers: int = 1) -> None:
     """The stage: features of every frame of the ``concerto.points_from`` clouds into ``out``, metrics into ``reports``.
 
     ``params``: the whole params.yaml (sections ``data``, ``download`` and ``concerto``); ``device``: where the
-    encoder runs. With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
+    encoder runs; ``workers``: CPU processes (:func:`encoded_partitions`). With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
     ``concerto.points_from`` says (the video folder feeds this branch only).
     """
     data = parse_section(params, "data", DataParams)
@@ -261,4 +312,4 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
                           "concerto.points_from_effective": p.points_from})
         stage.set_tags({"concerto.weights_source": str(model.weights_source),
                         "concerto.random_weights": str(p.random_weights)})
-        stage.log_metrics(build_features(points_root, out, data.cameras, p, model, device, progress))
+        stage.log_metrics(build_features(points_root, out, data.cameras, p, model, device, progress, workers))

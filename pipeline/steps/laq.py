@@ -1,9 +1,13 @@
 """DVC stage ``laq``: train Concerto-LAQ from cached features, then measure its codes on held-out sequences.
 
-:func:`run` reads only ``data/features`` (the ``concerto`` stage) and the pose files in ``data/raw``;
+:func:`run` reads only ``data/features`` (the ``concerto`` stage) and the ground truth of its sequences: the
+drives' ``data/drives/groundtruth.parquet`` (default, ``concerto.points_from: drives``) or the pose files in
+``data/raw``; the metrics are on the test pairs, the action metrics (``pipeline/eval/laq_actions.py``) also on the
+validation pairs, which are the ones to choose settings by;
 writes ``models/laq/model.pt`` (``pipeline/train/laq.py``; the resume state of an interrupted run is
 ``checkpoints/laq/state.pt``, see ``pipeline/train/loop.py``),
 ``reports/laq/{metrics.json, train.csv, codebook.csv}`` and ``reports/laq/figures/{code_usage,probe}.png``
+(plus ``manoeuvre_usage.png`` when the pairs have manoeuvre labels)
 (metrics: ``pipeline/eval/laq_metrics.py``). Under torchrun every rank trains; rank 0 logs, evaluates and
 writes the reports.
 
@@ -21,12 +25,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline import runtime
 from pipeline.config import parse_section
 from pipeline.distributed import DistInfo, init_distributed
 from pipeline.eval.curve_figures import curves_figure
+from pipeline.data import drives as drive_layout
+from pipeline.data.camera import synthia_pair_motion
+from pipeline.eval.laq_actions import (
+    action_metrics,
+    fit_component_probes,
+    manoeuvre_usage_figure,
+    pair_labels,
+    targets,
+)
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
+    infer_codes,
     headline,
     pair_motion,
     probe_figure,
@@ -38,7 +54,8 @@ from pipeline.eval.laq_video_metrics import evaluate_laq_videos, headline_videos
 from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
 from pipeline.tracking import stage_run
-from pipeline.train.laq import LAQData, TrainResult, load_laq_data, standardise, train_laq
+from pipeline.io.synthia import FRAME_RATE_HZ
+from pipeline.train.laq import FeaturePairs, LAQData, TrainResult, load_laq_data, standardise, train_laq
 
 log = logging.getLogger("pipeline.steps.laq")
 
@@ -47,21 +64,63 @@ RANDOM_FEATURES_NOTE = ("features come from RANDOM backbone weights (no checkpoi
                         "meaningful; numbers check the pipeline and the geometric motion signal, not Concerto")
 
 
-def stage_metrics(result: TrainResult, data: LAQData, raw: Path, params: LAQParams,
+class PairTruth:
+    """Ground truth of frame pairs: relative camera motion (P, 6) and manoeuvre labels (None when unknown).
+
+    Features of the ``drives`` stage (manifest ``input: drives``) read ``drives/groundtruth.parquet``
+    (``pipeline/data/drives.py``); other features read the pose files and, when every sequence has one, the
+    generator's ``groundtruth/manoeuvres.parquet`` under ``raw``.
+    """
+
+    def __init__(self, manifest: dict[str, Any], raw: Path, drives: Path):
+        self.raw = raw
+        self.from_drives = manifest.get("input") == "drives"
+        truth = drive_layout.read_groundtruth(drives) if self.from_drives else None
+        self.poses = {s: v[0] for s, v in truth.items()} if truth else None
+        self.labels = {s: v[1] for s, v in truth.items()} if truth else drive_layout.sequence_manoeuvres(
+            raw, list(manifest["sequences"]))
+
+    def motion(self, pairs: FeaturePairs) -> np.ndarray:
+        if self.poses is None:
+            return pair_motion(self.raw, pairs.sequence, pairs.camera, pairs.frames)
+        return np.asarray([synthia_pair_motion(self.poses[s][a], self.poses[s][b])
+                           for s, (a, b) in zip(pairs.sequence, pairs.frames, strict=True)]).reshape(-1, 6)
+
+    def manoeuvres(self, pairs: FeaturePairs) -> list[str] | None:
+        return None if self.labels is None else pair_labels(self.labels, pairs.sequence, pairs.frames)
+
+
+def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: LAQParams,
                   dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the held-out pairs, plus
-    training and data summaries.
+    """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the test pairs, the action
+    metrics (``pipeline/eval/laq_actions.py``) on the validation (for model choices) and test pairs, the targets
+    of the issue on the test pairs, plus training and data summaries.
 
     ``result``: the trained model, its feature statistics and its curves (``train_laq``; the curves give the
-    replacement events and final losses); ``data.held_out`` is standardised with the statistics. ``raw``: the
-    SYNTHIA-SEQS sequences holding the camera poses.
-    Returns (metrics, the figure arrays of ``evaluate_laq``).
+    replacement events and final losses); ``data.test`` is standardised here with the statistics (``data.val``
+    was by ``train_laq``). Returns (metrics, the figure arrays of ``evaluate_laq`` plus the test pairs'
+    ``manoeuvre`` labels and codes).
     """
-    train, held_out = data.train, standardise(data.held_out, result.mean, result.std)
-    motion_train = pair_motion(raw, train.sequence, train.camera, train.frames)
-    motion_eval = pair_motion(raw, held_out.sequence, held_out.camera, held_out.frames)
-    metrics, figures = evaluate_laq(result.model, train, held_out, motion_train, motion_eval,
+    model, train, test = result.model, data.train, standardise(data.test, result.mean, result.std)
+    motion_train, motion_test = truth.motion(train), truth.motion(test)
+    metrics, figures = evaluate_laq(model, train, test, motion_train, motion_test,
                                     motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
+    codes_train = infer_codes(model, train, dist_info.device)
+    mirrored = infer_codes(model, train, dist_info.device, mirror=True) if train.grid is not None else None
+    seconds = params.frame_offset / FRAME_RATE_HZ
+    probes = fit_component_probes(codes_train, mirrored, motion_train, np.asarray(train.sequence), seconds,
+                                  params.seed)
+    actions = {}
+    for name, split in (("val", data.val), ("test", test)):
+        if len(split) < 2:
+            continue
+        actions[name], indices = action_metrics(model, split, probes, truth.motion(split), truth.manoeuvres(split),
+                                                seconds=seconds, device=dist_info.device, seed=params.seed)
+        if name == "test":
+            figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
+    metrics["actions"] = actions
+    if "test" in actions:
+        metrics["targets_test"] = targets(actions["test"])
     metrics.update(run_summary(result, data, params, dist_info))
     return metrics, figures
 
@@ -106,13 +165,13 @@ def check_video_offset(manifest: dict[str, Any], frame_offset: int) -> None:
 
 
 def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Path, resume: bool = True,
-        progress: bool = True, videos: Path = Path("data/videos")) -> None:
+        progress: bool = True, videos: Path = Path("data/videos"), drives: Path = Path("data/drives")) -> None:
     """The stage: train ``out`` (model file) from ``features``, then (rank 0) metrics and figures into ``reports/laq``.
 
     ``params``: the whole params.yaml (sections ``data`` and ``laq``); ``raw``: the sequences with the camera
     poses; ``state``: resume state of an interrupted run; ``resume``: continue from it when it was written with
     the same params and data; ``videos``: the ``videos`` stage's folder (its ``labels.json``), read for video
-    features.
+    features; ``drives``: the ``drives`` stage's folder (its ground truth), read for drive features.
     """
     data = parse_section(params, "data", DataParams)
     laq = parse_section(params, "laq", LAQParams)
@@ -142,9 +201,13 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Pat
             if labels:
                 label_usage_figure(figures["indices"]["held_out"], figures["labels"], laq.codebook_size, written[1])
         else:
-            metrics, figures = stage_metrics(result, pairs, raw, laq, info)
+            metrics, figures = stage_metrics(result, pairs, PairTruth(pairs.manifest, raw, drives), laq, info)
             written = [usage, folder / "probe.png"]
             probe_figure(figures["probe"], written[1])
+            if figures.get("manoeuvre", {}).get("labels") is not None:
+                written.append(folder / "manoeuvre_usage.png")
+                manoeuvre_usage_figure(figures["manoeuvre"]["indices"], figures["manoeuvre"]["labels"],
+                                       laq.codebook_size, written[-1])
         usage_figure(figures["indices"], laq.codebook_size, usage)
         curves = curves_figure(stage.curves, "laq", stage.report_dir / "figures" / "curves.png")
         for figure in (*written, curves):

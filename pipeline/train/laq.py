@@ -156,8 +156,9 @@ def centroid_offsets(token_xyz: np.ndarray, mask: np.ndarray, grid) -> np.ndarra
 class LAQData:
     """The cached features of one LAQ run: ``manifest``, sequence ``splits`` and the pairs of each part.
 
-    ``train`` / ``val``: pairs of the training / validation sequences (validation loss during training);
-    ``held_out``: pairs of the validation and test sequences (``held_out_names``), for the code metrics.
+    ``train`` / ``val`` / ``test``: pairs of the training / validation (validation loss, model choices) / test
+    sequences (the reported code metrics); ``held_out``: pairs of the validation and test sequences
+    (``held_out_names``), for the metrics of videos.
     """
 
     manifest: dict[str, Any]
@@ -165,16 +166,19 @@ class LAQData:
     held_out_names: list[str]
     train: FeaturePairs
     val: FeaturePairs
+    test: FeaturePairs
     held_out: FeaturePairs
 
 
 def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_sequences: int) -> LAQData:
-    """Read the manifest, split its sequences (``pipeline.data.splits``) and load the frame pairs of each part.
+    """Read the manifest, split its sequences and load the frame pairs of each part.
 
+    The split is the manifest's ``splits`` when it has one (features of the ``drives`` stage: its balanced
+    split), else ``pipeline.data.splits`` with ``val_sequences`` / ``test_sequences`` (``data.*``).
     Raises ValueError when the split leaves no training or no held-out sequence.
     """
     manifest = load_manifest(features)
-    splits = split_sequences(list(manifest["sequences"]), val_sequences, test_sequences)
+    splits = manifest.get("splits") or split_sequences(list(manifest["sequences"]), val_sequences, test_sequences)
     held_out_names = splits["val"] + splits["test"]
     if not splits["train"] or not held_out_names:
         raise ValueError(f"{features}: {len(manifest['sequences'])} sequences leave no training or no held-out "
@@ -182,6 +186,7 @@ def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_se
     return LAQData(manifest, splits, held_out_names,
                    train=load_feature_pairs(features, splits["train"], frame_offset, manifest),
                    val=load_feature_pairs(features, splits["val"], frame_offset, manifest),
+                   test=load_feature_pairs(features, splits["test"], frame_offset, manifest),
                    held_out=load_feature_pairs(features, held_out_names, frame_offset, manifest))
 
 

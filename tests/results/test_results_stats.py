@@ -117,9 +117,33 @@ def test_phase2_section_on_known_tables(tmp_path):
     assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
 
 
-def test_each_seed_sets_every_seed_key():
-    from pipeline.results.run import SEED_KEYS
+def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):
+    """run_seed writes params.yaml with train/video/laq seeds = the preset's seed and repros evaluate and laq."""
+    import subprocess
 
-    params = {"train": {"seed": 0}, "video": {"seed": 0}}
-    out = apply_overrides(params, {k: 4 for k in SEED_KEYS})
-    assert out["train"]["seed"] == 4 and out["video"]["seed"] == 4
+    import yaml
+
+    from pipeline.results import run
+
+    root = tmp_path / "project"
+    root.mkdir()
+    params = {"train": {"seed": 0}, "video": {"seed": 0}, "laq": {"seed": 0}, "data": {"seed": 9}}
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kwargs):
+        calls.append(cmd)
+        if "repro" in cmd:
+            calls.append(yaml.safe_load((cwd / "params.yaml").read_text()))
+            (cwd / "reports/laq").mkdir(parents=True)
+            (cwd / "reports/laq/metrics.json").write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0, stdout="/cache\n" if "cache" in cmd else "")
+
+    (root / ".dvc").mkdir()
+    (root / ".dvc/config").write_text("")
+    monkeypatch.setattr(run, "project_files", lambda _: [".dvc/config"])
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    run.run_seed(root, params, 2, tmp_path / "kept", "results-x-seed2")
+    repro, written = calls[-2], calls[-1]
+    assert repro[-3:] == ["repro", "evaluate", "laq"]
+    assert written["train"]["seed"] == written["video"]["seed"] == written["laq"]["seed"] == 2
+    assert written["data"]["seed"] == 9 and (tmp_path / "kept/laq.json").is_file()

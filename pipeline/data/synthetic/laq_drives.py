@@ -9,11 +9,14 @@ A :class:`LaqDrive` holds, for ``T`` frames at 5 FPS:
 - ``points``: list of ``T`` arrays (N_t, 3) float32, OpenCV camera coordinates (x right, y down,
   z forward, metres), at most ``max_points`` valid pixels per frame (planar depth <= ``far_m``),
   drawn uniformly at random; ``class_id`` / ``instance_id``: matching (N_t,) uint16 SYNTHIA labels;
+  ``pixels``: matching (N_t, 2) int16 pixel (u column, v row); ``depth``: (N_t,) float32 planar depth (m);
+  ``rgb``: (N_t, 3) uint8 rendered colour;
 - ``camera_to_world``: (T, 4, 4) float64 SYNTHIA poses (OpenGL camera axes, as the pose files);
 - ``manoeuvre``: (T,) str labels of :data:`~pipeline.data.synthetic.manoeuvres.LABELS`
   (pairs: :func:`~pipeline.data.synthetic.manoeuvres.pair_manoeuvre`).
 
-Not wired into the pipeline yet: a future LAQ-only data stage can call :func:`render_laq_drives`.
+The ``drives`` stage (``pipeline/steps/drives.py``) writes them as point-cloud parquet for the
+``concerto`` -> ``laq`` branch.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class LaqDrive:
     instance_id: list[np.ndarray]
     camera_to_world: np.ndarray
     manoeuvre: np.ndarray
+    pixels: list[np.ndarray]
+    depth: list[np.ndarray]
+    rgb: list[np.ndarray]
 
 
 def render_laq_drive(seed: int, frames: int, height: int, width: int, max_points: int, far_m: float,
@@ -49,7 +55,7 @@ def render_laq_drive(seed: int, frames: int, height: int, width: int, max_points
     scene = build_scene(seed, frames, phase=phase, turn=turn)
     positions, yaws, labels = scene.rig_states()
     intrinsics = synthia_intrinsics(height, width)
-    poses, points, class_ids, instance_ids = [], [], [], []
+    poses, points, class_ids, instance_ids, pixels, depths, colours = [], [], [], [], [], [], []
     for frame in range(frames):
         pose = camera_pose(scene, positions[frame], float(yaws[frame]), CAMERA)
         rng = np.random.default_rng([seed, frame])
@@ -62,8 +68,12 @@ def render_laq_drive(seed: int, frames: int, height: int, width: int, max_points
         points.append(backproject(np.where(valid, view.depth, 0.0), intrinsics)[v, u].astype(np.float32))
         class_ids.append(view.class_id[v, u])
         instance_ids.append(view.instance_id[v, u])
+        pixels.append(np.stack([u, v], 1).astype(np.int16))
+        depths.append(view.depth[v, u].astype(np.float32))
+        colours.append(view.rgb[v, u])
         poses.append(pose)
-    return LaqDrive(seed, points, class_ids, instance_ids, np.array(poses), np.asarray(labels, dtype=str))
+    return LaqDrive(seed, points, class_ids, instance_ids, np.array(poses), np.asarray(labels, dtype=str),
+                    pixels, depths, colours)
 
 
 LAQ_SEED_BASE = 1_000_000  # above the full generator's scene seeds (data.seed * 1000 + index, data.seed < 1000)

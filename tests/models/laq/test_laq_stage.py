@@ -49,7 +49,13 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     metrics = json.loads((project / "reports/laq/metrics.json").read_text())
     assert json.loads((project / "reports/laq/run.json").read_text())["training"]["steps_this_run"] == 12
     assert metrics["data"]["held_out"] == ["SYNTHIA-SEQS-03-GENERATED", "SYNTHIA-SEQS-04-GENERATED"]
-    assert metrics["pairs"] == {"train": 12, "held_out": 12}
+    assert metrics["pairs"] == {"train": 12, "held_out": 6}  # the test sequence's pairs
+    for split in ("val", "test"):  # pose files but no manoeuvre labels: probes per component, no AMI
+        actions = metrics["actions"][split]
+        assert actions["pairs"] == 6 and "manoeuvre" not in actions
+        assert set(actions["probe"]) == {"codes", "latent_before_nsvq", "token_diff", "global_feature_diff"}
+        assert set(actions["probe"]["codes"]["r2"]) == {"forward_mps", "yaw_rate_radps", "lateral_mps"}
+    assert metrics["targets_test"]["ami_code_tuple_manoeuvre"]["met"] is None
     assert len(metrics["usage_held_out"]["perplexity_per_position"]) == 4
     assert metrics["replacement"]["events"] == 2 and metrics["replacement"]["last_step"] == 6
     assert "r2" in metrics["probe"] and "delta_mse_shuffled" in metrics["controllability"]
