@@ -10,15 +10,20 @@
   matched counts one switch.
 - Both for the phase-two model (carried anchors) and for the phase-one model on per-frame k-means
   anchors (sorted by depth, no identity), the reference that shows what carrying buys.
-- **Forecasts** at Δ = 1, 5, 10 frames from ``eval_context_frames`` consecutive context frames:
-  one-directional Chamfer (mean distance of the true target frame's points to the nearest surface of
-  the forecast meshes, metres, exact point-to-triangle), best-of-1 (the most confident guess) and
-  best-of-k, against copy-last-frame slots (world frame) and constant-velocity extrapolation, plus
-  the encoder's own slots of the target frame (what a perfect forecast of the model's slots would
-  score). The forecast is made in the world frame and compared in the target camera, placed with the
-  same pose for every method (predicted by the camera head from the target depth frame, or GT).
-- **Camera** (head on, GT poses present): relative-pose error of consecutive frames (degrees,
-  metres) and the drift of the chained pose at the sequence end.
+- **Forecasts** at Δ = 1, 5, 10 frames from every window of ``eval_context_frames`` consecutive
+  usable frames whose target frame is usable (stride 1: all valid windows): one-directional Chamfer
+  (mean distance of the true target frame's points to the nearest surface of the forecast meshes,
+  metres, exact point-to-triangle) of the model's best-of-1 (the guess with the highest confidence
+  logit) and best-of-k, against the single-guess baselines copy-last, constant velocity and constant
+  acceleration (parabola through the last three frames) and the k-guess baselines (speed scalings,
+  context lengths; :mod:`pipeline.models.video.baselines`), plus the encoder's own slots of the target
+  frame (what a perfect forecast of the model's slots would score). The forecast is made in the world
+  frame and compared in the target camera, placed with the same pose for every method (predicted by
+  the camera head from the target depth frame, or GT). One row per forecast and method:
+  :func:`forecast_rows` (the evaluate stage writes them to ``reports/evaluate/phase2_forecasts.csv``).
+- **Camera** (camera head or depth odometry, GT poses present): per frame the relative-pose error against the previous usable
+  frame (degrees, metres) and the drift of the chained pose from the ground truth (m, degrees); summary:
+  means, drift at the sequence end and within ``DRIFT_HORIZON`` frames (``phase2_camera.csv``).
 """
 
 from __future__ import annotations
@@ -28,18 +33,21 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from pipeline.data.odometry import depth_odometry
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, predict
 from pipeline.models.slots.model import SlotParams
 from pipeline.models.video import VideoSlotModel
-from pipeline.models.video.forecaster import SlotTrack, constant_velocity, copy_last
+from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
+from pipeline.models.video.forecaster import Forecast, SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
-from pipeline.models.video.poses import chain
+from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
 from pipeline.models.video.tracking import match_chain, reorder
@@ -50,7 +58,7 @@ class Phase2EvalSettings(Protocol):
     """The phase-two settings the evaluation reads (the ``video`` section of params.yaml, as trained)."""
 
     @property
-    def camera(self) -> str: ...  # "predicted" (camera head) | "gt"
+    def camera(self) -> str: ...  # "predicted" (camera head) | "gt" | "self_supervised" (depth odometry)
     @property
     def match_slots(self) -> bool: ...
     @property
@@ -60,6 +68,13 @@ class Phase2EvalSettings(Protocol):
 
 
 DELTAS = (1, 5, 10)
+SINGLE_GUESS = ("copy_last", "constant_velocity", "constant_acceleration")
+FORECAST_COLUMNS = ["sequence", "context_last", "delta", "delta_s", "method", "chamfer_m"]
+CAMERA_COLUMNS = ["sequence", "frame", "relative_rotation_deg", "relative_translation_m", "drift_m", "drift_deg"]
+WORLD_FRAMES = {"predicted": "camera head (chained predicted relative poses)",
+                "gt": "ground-truth poses (camera head off)",
+                "self_supervised": "depth odometry (chained ICP of consecutive depth maps, no ground truth)"}
+DRIFT_HORIZON = 40  # frames: the drift target's sequence length
 MIN_INSTANCE_POINTS = 20
 BATCH = 8
 
@@ -139,6 +154,10 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> S
         r_rel, t_rel = model.relative_poses(fmap[None], time)
         r_wc, t_wc = chain(r_rel, t_rel)
         r_wc, t_wc, r_rel, t_rel = r_wc[0], t_wc[0], r_rel[0], t_rel[0]
+    elif camera == "self_supervised":  # depth odometry, no ground truth
+        r, t = depth_odometry(seq.records)
+        r_wc, t_wc = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
+        r_rel, t_rel = compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:])
     else:
         if seq.r_wc is None:
             raise ValueError(f"{seq.name}: video.camera = gt needs pose files")
@@ -196,60 +215,122 @@ def window(track: SlotTrack, start: int, stop: int, match: bool) -> SlotTrack:
                      reorder(part.weights, perm), part.time)
 
 
+def single_guess_baselines(context: SlotTrack, delta_s: torch.Tensor) -> dict[str, Forecast]:
+    """The one-guess baselines: copy-last, constant velocity, constant acceleration (parabola)."""
+    return {"copy_last": copy_last(context), "constant_velocity": constant_velocity(context, delta_s),
+            "constant_acceleration": constant_acceleration(context, delta_s)}
+
+
+def k_guess_baselines(context: SlotTrack, delta_s: torch.Tensor, guesses: int) -> dict[str, Forecast]:
+    """The k-guess baselines (:mod:`pipeline.models.video.baselines`), scored best-of-k like the model."""
+    return {f"speed_scalings_best_of_{guesses}": speed_scalings(context, delta_s, guesses),
+            f"context_lengths_best_of_{guesses}": context_lengths(context, delta_s, guesses)}
+
+
 @torch.no_grad()
-def forecast_metrics(model: VideoSlotModel, seq: SequenceFrames, inference: SequenceInference, params: Phase2EvalSettings,
-                     stride: int = 2) -> dict[int, dict[str, list[float]]]:
-    """Per Δ (frames): lists of per-forecast errors (m) for every method (see module docstring)."""
+def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: SequenceInference,
+                  params: Phase2EvalSettings) -> list[dict]:
+    """One row per forecast and method: every window of ``eval_context_frames`` consecutive usable frames
+    whose target frame (Δ frames after its last frame) is usable; error = one-directional Chamfer (m).
+
+    Columns: sequence, context_last (frame index), delta (frames), delta_s (seconds), method, chamfer_m.
+    ``model_best_of_1`` is the guess with the highest confidence logit, ``model_best_of_k`` the best guess.
+    """
     c = params.eval_context_frames
-    out: dict[int, dict[str, list[float]]] = {d: {} for d in DELTAS}
+    k = model.config.guesses
+    rows: list[dict] = []
     frames = np.array([r.frame for r in seq.records])
     faces = model.slots.faces
-    for last in range(c - 1, len(seq.records), stride):
-        context = window(inference.track, last - c + 1, last + 1, params.match_slots)
+    for last in range(c - 1, len(seq.records)):
         if np.any(np.diff(frames[last - c + 1 : last + 1]) != 1):
             continue  # context of consecutive frames only
+        context = window(inference.track, last - c + 1, last + 1, params.match_slots)
         for delta in DELTAS:
             hits = np.nonzero(frames == frames[last] + delta)[0]
             if len(hits) == 0:
                 continue
             target = int(hits[0])
-            record = seq.records[target]
-            points = torch.tensor(record.points)[None]
+            points = torch.tensor(seq.records[target].points)[None]
             mask = torch.ones(points.shape[:2], dtype=torch.bool)
             r_wc, t_wc = inference.r_wc[target][None], inference.t_wc[target][None]
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)
+            score = lambda f: forecast_chamfer(model, f, r_wc, t_wc, points, mask, exact=True)[0]  # noqa: E731
             forecast = model.forecaster(context, delta_s)
-            per_guess = forecast_chamfer(model, forecast, r_wc, t_wc, points, mask, exact=True)[0]
-            rows = out[delta]
-            rows.setdefault("model_best_of_1", []).append(float(per_guess[forecast.logits[0].argmax()]))
-            rows.setdefault("model_best_of_k", []).append(float(per_guess.min()))
-            for name, baseline in (("copy_last", copy_last(context)), ("constant_velocity", constant_velocity(context, delta_s))):
-                rows.setdefault(name, []).append(float(forecast_chamfer(model, baseline, r_wc, t_wc, points, mask,
-                                                                        exact=True)[0, 0]))
+            per_guess = score(forecast)
+            errors = {"model_best_of_1": per_guess[forecast.logits[0].argmax()], "model_best_of_k": per_guess.min()}
+            errors.update({name: score(f).min() for name, f in single_guess_baselines(context, delta_s).items()})
+            errors.update({name: score(f).min() for name, f in k_guess_baselines(context, delta_s, k).items()})
             sq, _, _ = point_mesh_sq_dist(points, torch.from_numpy(inference.verts[target])[None], faces, exact=True)
-            rows.setdefault("target_frame_slots", []).append(float(torch.sqrt(sq).mean()))
+            errors["target_frame_slots"] = torch.sqrt(sq).mean()
+            rows += [{"sequence": seq.name, "context_last": int(frames[last]), "delta": delta,
+                      "delta_s": round(float(delta_s), 4), "method": name, "chamfer_m": float(value)}
+                     for name, value in errors.items()]
+    return rows
+
+
+def summarise_forecasts(rows: list[dict], guesses: int) -> dict[str, dict]:
+    """Per Δ: mean error of every method, the forecast count, and best-of-1 / best-of-k against the best
+    single-guess / k-guess baseline (1 - model / baseline: positive = the model is better)."""
+    table = pd.DataFrame(rows, columns=FORECAST_COLUMNS)
+    out = {}
+    for delta in DELTAS:
+        means = table[table.delta == delta].groupby("method")["chamfer_m"].mean()
+        if means.empty:
+            out[f"delta_{delta}"] = {"forecasts": 0}
+            continue
+        entry = {name: round(float(v), 4) for name, v in means.items()}
+        entry["forecasts"] = int((table[(table.delta == delta) & (table.method == "model_best_of_1")]).shape[0])
+        single = min(means[n] for n in SINGLE_GUESS)
+        multi = min(means[n] for n in k_guess_names(guesses))
+        entry["best_of_1_vs_best_single_guess_baseline"] = round(float(1 - means["model_best_of_1"] / single), 4)
+        entry["best_of_k_vs_best_k_guess_baseline"] = round(float(1 - means["model_best_of_k"] / multi), 4)
+        out[f"delta_{delta}"] = entry
     return out
 
 
-def camera_metrics(inferences: list[SequenceInference], sequences: list[SequenceFrames]) -> dict | None:
-    """Relative-pose error of consecutive frames and chained drift at the end (predicted camera only)."""
-    angles, shifts, drift_t, drift_r = [], [], [], []
-    for inf, seq in zip(inferences, sequences, strict=True):
-        if inf.r_rel is None or seq.r_wc is None:
-            continue
-        r_gt, t_gt = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
-        r_true = r_gt[:-1].transpose(-1, -2) @ r_gt[1:]
-        t_true = (r_gt[:-1].transpose(-1, -2) @ (t_gt[1:] - t_gt[:-1]).unsqueeze(-1)).squeeze(-1)
-        angles += torch.rad2deg(geodesic_angle(inf.r_rel, r_true)).tolist()
-        shifts += (inf.t_rel - t_true).norm(dim=-1).tolist()
-        drift_t.append(float((inf.t_wc[-1] - t_gt[-1]).norm()))
-        drift_r.append(math.degrees(float(geodesic_angle(inf.r_wc[-1], r_gt[-1]))))
-    if not angles:
+def k_guess_names(guesses: int) -> tuple[str, str]:
+    """Method names of the k-guess baselines in the forecast table."""
+    return (f"speed_scalings_best_of_{guesses}", f"context_lengths_best_of_{guesses}")
+
+
+def pose_drift(r_wc: torch.Tensor, t_wc: torch.Tensor, r_gt: torch.Tensor, t_gt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Drift of chained ``world_from_camera`` poses (T, 3, 3), (T, 3) from the ground truth (same world:
+    the sequence's first frame): per frame the camera-position error (m) and the rotation error (degrees)."""
+    return ((t_wc - t_gt).norm(dim=-1).numpy().astype(np.float64),
+            np.degrees(geodesic_angle(r_wc, r_gt).numpy().astype(np.float64)))
+
+
+def camera_rows(inference: SequenceInference, seq: SequenceFrames) -> list[dict]:
+    """Per frame of a sequence (predicted camera, GT poses present): relative-pose error against the previous
+    usable frame (degrees, metres; NaN at the first frame) and the chained pose's drift (m, degrees)."""
+    if inference.r_rel is None or seq.r_wc is None:
+        return []
+    r_gt, t_gt = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
+    r_true = r_gt[:-1].transpose(-1, -2) @ r_gt[1:]
+    t_true = (r_gt[:-1].transpose(-1, -2) @ (t_gt[1:] - t_gt[:-1]).unsqueeze(-1)).squeeze(-1)
+    angles = [math.nan] + torch.rad2deg(geodesic_angle(inference.r_rel, r_true)).tolist()
+    shifts = [math.nan] + (inference.t_rel - t_true).norm(dim=-1).tolist()
+    drift_m, drift_deg = pose_drift(inference.r_wc, inference.t_wc, r_gt, t_gt)
+    return [{"sequence": seq.name, "frame": r.frame, "relative_rotation_deg": a, "relative_translation_m": t,
+             "drift_m": float(dm), "drift_deg": float(dd)}
+            for r, a, t, dm, dd in zip(seq.records, angles, shifts, drift_m, drift_deg, strict=True)]
+
+
+def camera_metrics(rows: list[dict], horizon: int = DRIFT_HORIZON) -> dict | None:
+    """Mean relative-pose error over frame pairs, mean end-of-sequence drift, and the mean drift at the last
+    usable frame within ``horizon`` frames of each sequence's first usable frame (a fixed-length horizon)."""
+    if not rows:
         return None
-    return {"relative_rotation_deg": round(float(np.mean(angles)), 4),
-            "relative_translation_m": round(float(np.mean(shifts)), 4),
-            "end_drift_m": round(float(np.mean(drift_t)), 3), "end_drift_rotation_deg": round(float(np.mean(drift_r)), 3),
-            "pairs": len(angles)}
+    table = pd.DataFrame(rows)
+    ends = table.groupby("sequence").tail(1)
+    first = table.groupby("sequence")["frame"].transform("min")
+    at_horizon = table[table.frame - first < horizon].groupby("sequence").tail(1)
+    return {"relative_rotation_deg": round(float(table.relative_rotation_deg.mean()), 4),
+            "relative_translation_m": round(float(table.relative_translation_m.mean()), 4),
+            "end_drift_m": round(float(ends.drift_m.mean()), 3), "end_drift_rotation_deg": round(float(ends.drift_deg.mean()), 3),
+            f"drift_{horizon}_frames_m": round(float(at_horizon.drift_m.mean()), 3),
+            f"drift_{horizon}_frames_deg": round(float(at_horizon.drift_deg.mean()), 3),
+            "pairs": int(table.relative_rotation_deg.notna().sum()), "sequences": int(len(ends))}
 
 
 def motion_residual_m(inference: SequenceInference, match: bool) -> float | None:
@@ -262,11 +343,12 @@ def motion_residual_m(inference: SequenceInference, match: bool) -> float | None
 
 
 def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[SequenceFrames],
-                    per_frame_records: list[list], params: Phase2EvalSettings, progress: bool = True) -> tuple[dict, list[SequenceInference]]:
+                    per_frame_records: list[list], params: Phase2EvalSettings,
+                    progress: bool = True) -> tuple[dict, list[SequenceInference], list[dict], list[dict]]:
     """All phase-two metrics over held-out ``sequences`` (``per_frame_records``: the same frames with
-    phase-one per-frame anchors, for the phase-one reference)."""
-    inferences, ours, reference = [], [], []
-    forecasts: dict[int, dict[str, list[float]]] = {d: {} for d in DELTAS}
+    phase-one per-frame anchors, for the phase-one reference); returns (metrics, inferences, forecast rows
+    (:func:`forecast_rows`), camera rows (:func:`camera_rows`))."""
+    inferences, ours, reference, forecasts, cameras = [], [], [], [], []
     residuals = []
     for seq, raw_records in progress_bar(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
                                  unit="seq", disable=not progress):
@@ -274,32 +356,24 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         inferences.append(inference)
         ours.append(identity_metrics(seq, inference.point_slot, params.eval_clip_frames))
         reference.append(identity_metrics(seq, phase1_point_slots(phase1_model, seq, raw_records), params.eval_clip_frames))
-        for delta, rows in forecast_metrics(model, seq, inference, params).items():
-            for name, values in rows.items():
-                forecasts[delta].setdefault(name, []).extend(values)
+        forecasts += forecast_rows(model, seq, inference, params)
+        cameras += camera_rows(inference, seq)
         residual = motion_residual_m(inference, params.match_slots)
         if residual is not None:
             residuals.append(residual)
     metrics = {
         "identity": {"phase2_carried": summarise_identity(ours, params.eval_clip_frames),
                      "phase1_per_frame_kmeans": summarise_identity(reference, params.eval_clip_frames)},
-        "forecast_chamfer_m": {f"delta_{d}": {**{k: round(float(np.mean(v)), 4) for k, v in rows.items()},
-                                              "forecasts": len(next(iter(rows.values()), []))}
-                               for d, rows in forecasts.items()},
-        "world_frame": "camera head (chained predicted relative poses)" if params.camera == "predicted"
-                       else "ground-truth poses (camera head off)",
+        "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
+        "world_frame": WORLD_FRAMES[params.camera],
         "guesses": model.config.guesses,
+        "best_of_1": "the guess with the highest confidence logit",
         "context_frames": params.eval_context_frames,
         "motion_residual_m": round(float(np.mean(residuals)), 4) if residuals else None,
         "sequences": [s.name for s in sequences],
         "frames": sum(len(s.records) for s in sequences),
     }
-    for d, rows in metrics["forecast_chamfer_m"].items():
-        if rows.get("model_best_of_1") is not None and rows.get("copy_last") is not None:
-            best_baseline = min(rows["copy_last"], rows["constant_velocity"])
-            rows["best_of_1_vs_best_baseline"] = round(1 - rows["model_best_of_1"] / best_baseline, 4)
-            rows["best_of_k_vs_best_baseline"] = round(1 - rows["model_best_of_k"] / best_baseline, 4)
-    camera = camera_metrics(inferences, sequences)
+    camera = camera_metrics(cameras)
     if camera is not None:
         metrics["camera_error"] = camera
-    return metrics, inferences
+    return metrics, inferences, forecasts, cameras

@@ -14,7 +14,7 @@ Frames = Annotated[int, Field(ge=2)]  # a velocity needs two frames
 class Phase2Params(Section):
     """``video``: phase-two model, clip sampling, optimisation, loss weights and evaluation (see params.yaml)."""
 
-    camera: Literal["predicted", "gt"]
+    camera: Literal["predicted", "gt", "self_supervised"]
     guesses: Count
     hidden: Count
     time_features: Count
@@ -37,6 +37,12 @@ class Phase2Params(Section):
     weight_camera: Weight
     weight_forecast: Weight
     weight_confidence: Weight
+    forecast_training: Literal["best_of_k", "grpo"]
+    grpo_group: Annotated[int, Field(ge=2)]  # advantages need a group
+    grpo_clip: Positive
+    grpo_kl_weight: Weight
+    grpo_tolerance_m: Positive
+    grpo_warmup: Annotated[int, Field(ge=0)]
     match_slots: bool
     eval_clip_frames: Frames
     eval_context_frames: Frames

@@ -31,7 +31,7 @@ import yaml
 from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
-from pipeline.results import laq, phase1
+from pipeline.results import laq, phase1, phase2
 
 PRESET: dict[str, Any] = {
     "data.sequences": 8,
@@ -48,10 +48,13 @@ KEPT = {  # report file in the run copy -> name in the kept run folder
     "reports/train_phase1/val.csv": "train_phase1_val.csv",
     "reports/train_phase2/metrics.json": "train_phase2.json",
     "reports/evaluate/figures/phase1_prototypes.png": "phase1_prototypes.png",
+    "reports/evaluate/phase2_forecasts.csv": "phase2_forecasts.csv",
+    "reports/evaluate/phase2_camera.csv": "phase2_camera.csv",
     "reports/laq/metrics.json": "laq.json",
     "reports/laq/figures/manoeuvre_usage.png": "laq_manoeuvre_usage.png",
 }
 SECTIONS = {"phase1": (phase1.summarise, phase1.markdown, "Phase one: slots vs k-means spheres and PCA ellipsoids"),
+            "phase2": (phase2.summarise, phase2.markdown, "Phase two: forecasts vs baselines, camera, identity"),
             "laq": (laq.summarise, laq.markdown, "Concerto-LAQ: latent actions on the test drives")}
 TARGETS = ("evaluate", "laq")
 SEED_KEYS = ("train.seed", "video.seed", "laq.seed")  # every trained model's seed follows the preset's seed

@@ -1,6 +1,7 @@
 """DVC stage ``evaluate``: dataset statistics and figures, then phase-one and phase-two metrics on held-out sequences.
 
-:func:`run` writes ``reports/evaluate/{metrics.json, phase1_frames.csv, figures/, meshes/}``: the dataset report
+:func:`run` writes ``reports/evaluate/{metrics.json, phase1_frames.csv, phase2_forecasts.csv, phase2_camera.csv,
+figures/, meshes/}``: the dataset report
 (``pipeline/eval/dataset_report.py``), :func:`phase1_report` (the learned slots against k-means baselines on
 held-out frames, reconstruction figures, PLY meshes, the prototype gallery) and :func:`phase2_report`
 (identity over time, forecasts and camera on held-out sequences, one trajectory figure and GIF per sequence),
@@ -23,7 +24,7 @@ from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
 from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
 from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
-from pipeline.eval.phase2_eval import evaluate_phase2
+from pipeline.eval.phase2_eval import CAMERA_COLUMNS, FORECAST_COLUMNS, evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.io import atomic, synthia
@@ -73,9 +74,10 @@ def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], fig
 
 
 def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[CachedSequence], camera: str,
-                  figures_dir: Path) -> tuple[dict, list[Path]]:
+                  figures_dir: Path, forecasts_csv: Path, camera_csv: Path) -> tuple[dict, list[Path]]:
     """Evaluate the phase-two model (and the phase-one model as the per-frame reference) on the ``cached``
-    held-out sequences; returns (metrics, figure paths): one trajectory figure and one GIF per sequence."""
+    held-out sequences; returns (metrics, figure paths): one trajectory figure and one GIF per sequence.
+    One row per forecast and method goes to ``forecasts_csv``, one per frame of camera error to ``camera_csv``."""
     model, params, p1 = load_video_model(model_path)
     phase1_model, _ = load_model(phase1_path)
     tracked = [c for c in cached if c.carried is not None]
@@ -84,7 +86,9 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[C
                          f">= {p1.min_points} target points")
     seqs = [with_carried(c) for c in tracked]
     per_frame = [c.records for c in tracked]  # the same frames with per-frame k-means anchors
-    metrics, inferences = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
+    metrics, inferences, forecasts, cameras = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
+    atomic.write_text(forecasts_csv, pd.DataFrame(forecasts, columns=FORECAST_COLUMNS).to_csv(index=False))
+    atomic.write_text(camera_csv, pd.DataFrame(cameras, columns=CAMERA_COLUMNS).to_csv(index=False))
     figures = []
     faces = model.slots.faces.cpu().numpy()
     for seq, inference in zip(seqs, inferences, strict=True):
@@ -131,7 +135,8 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, cached, reports / "figures", reports / "meshes",
                                                        reports / "phase1_frames.csv")
         stage.log_metrics({"phase1": phase1_metrics})
-        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures")
+        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures",
+                                                       reports / "phase2_forecasts.csv", reports / "phase2_camera.csv")
         stage.log_metrics({"phase2": phase2_metrics})
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")

@@ -17,7 +17,7 @@ from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import cached_sequences
 from pipeline.data.splits import checked_split
 from pipeline.eval.curve_figures import curves_figure
-from pipeline.models.video.sequences import load_sequences
+from pipeline.models.video.sequences import load_sequences, with_odometry
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
@@ -47,6 +47,8 @@ def run(params: dict[str, Any], frames: Path, phase1: Path, out: Path, state: Pa
             stage.declare_curve(curve, ["loss", "chamfer_m"])
         train = load_sequences(frames, split["train"], camera, frame_selection(p1))
         val = load_sequences(frames, split["val"], camera, frame_selection(p1))
+        if video.camera == "self_supervised":  # world frame from depth odometry; ground-truth poses unused
+            train, val = [with_odometry(s) for s in train], [with_odometry(s) for s in val]
         if not train:
             raise ValueError(f"no training sequence has >= 2 frames with >= {p1.min_points} target points")
         summary = train_phase2(train, val, video, phase1, out, state, run=stage, device=device, progress=main_process)

@@ -23,7 +23,10 @@ Loss of a clip batch (each weight a param):
 - ``weight_forecast`` x the best-of-G one-directional Chamfer (target points -> nearest surface of
   the guessed meshes, metres, smooth L1 as phase one) of the forecast from the (detached) context
   slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
-  guess (so best-of-1 = the most confident guess).
+  guess (so best-of-1 = the most confident guess); with ``forecast_training = grpo``, after
+  ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
+  ``grpo_group`` sampled guesses, with a KL term to the forecaster as it was at the end of the warm-up
+  (:mod:`pipeline.train.grpo`; that frozen reference is part of the resume state).
 
 Resumable (``checkpoints/phase2/state.pt``, :mod:`pipeline.train.loop`; its identity is the params and
 the phase-one model's hash), deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
@@ -33,6 +36,7 @@ under ``torchrun`` each process takes its share of clips and gradients are avera
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -47,7 +51,7 @@ from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import make_batch
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
-from pipeline.models.video.forecaster import SlotTrack, best_of_k
+from pipeline.models.video.forecaster import Forecaster, SlotTrack, best_of_k
 from pipeline.models.video.model import forecast_chamfer, world_track
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
@@ -56,6 +60,7 @@ from pipeline.models.video.tracking import match_chain, reorder
 from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.train import common
+from pipeline.train.grpo import grpo_loss
 from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, average_gradients
 
 SCHEDULES = ("constant", "increasing", "decreasing", "random")
@@ -135,9 +140,10 @@ def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]
 
 def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str):
     """world_from_camera (B, T, 3, 3), (B, T, 3) of every clip frame (world = first clip frame), and
-    the predicted relative poses (or None with ``camera = gt``)."""
+    the predicted relative poses (or None without the camera head: ``camera = gt``, or ``self_supervised``, whose
+    sequences carry depth-odometry poses in place of the ground truth, :func:`pipeline.models.video.sequences.with_odometry`)."""
     b, t = clips.shape
-    if camera == "gt":
+    if camera != "predicted":
         if clips.r_gt is None:
             raise ValueError("video.camera = gt needs ground-truth pose files (CameraParams/<camera>/*.txt)")
         return clips.r_gt, clips.t_gt, None
@@ -165,8 +171,10 @@ def matched_track(track: SlotTrack, enabled: bool) -> SlotTrack:
 
 
 def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, weights: LossWeights,
-              samples: int, generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted phase-two loss of one clip batch (see module docstring) and its terms for logging."""
+              samples: int, generator: torch.Generator | None,
+              reference: Forecaster | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted phase-two loss of one clip batch (see module docstring) and its terms for logging; with a
+    ``reference`` forecaster the forecast term is GRPO's (:func:`pipeline.train.grpo.grpo_loss`), else best-of-k."""
     b, t = clips.shape
     slots, fmap = model.encode(clips.frames)
     depth, terms = total_loss(model.slots, slots, clips.frames, weights, samples, generator)
@@ -191,10 +199,18 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
         terms.update({"camera_rot_deg": math.degrees(angle.item()), "camera_trans_m": shift.item()})
     context = track.frames(slice(0, t - 1)).detach()
     delta = (clips.time[:, -1] - clips.time[:, -2]).detach()
-    forecast = model.forecaster(context, delta)
     target_rows = torch.arange(b, device=clips.time.device) * t + (t - 1)
-    per_guess = forecast_chamfer(model, forecast, r_wc[:, -1].detach(), t_wc[:, -1].detach(),
-                                 clips.frames["points"][target_rows], clips.frames["mask"][target_rows])
+    r_target, t_target = r_wc[:, -1].detach(), t_wc[:, -1].detach()
+    points, mask = clips.frames["points"][target_rows], clips.frames["mask"][target_rows]
+    if reference is not None:  # GRPO over a group of sampled guesses (pipeline/train/grpo.py)
+        score = lambda f: forecast_chamfer(model, f, r_target, t_target, points, mask)  # noqa: E731
+        grpo, grpo_terms = grpo_loss(model.forecaster, reference, context, delta, score, params.grpo_group,
+                                     params.grpo_clip, params.grpo_kl_weight, params.grpo_tolerance_m, generator)
+        loss = loss + params.weight_forecast * grpo
+        terms.update({**grpo_terms, "forecast_best_m": grpo_terms["grpo_best_sample_m"], "loss": loss.item()})
+        return loss, terms
+    forecast = model.forecaster(context, delta)
+    per_guess = forecast_chamfer(model, forecast, r_target, t_target, points, mask)
     best, winner = best_of_k(per_guess)
     confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
     loss = loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
@@ -235,6 +251,16 @@ def build_model(phase1_path: Path, params: Phase2Params, device: torch.device) -
     model = VideoSlotModel(video_model_config(params, slot_config), slot_config, seed=params.seed)
     model.slots.load_state_dict(payload["state_dict"])
     return model.to(device), p1
+
+
+def frozen_forecaster(model: VideoSlotModel, state: dict | None) -> Forecaster | None:
+    """A frozen copy of the model's forecaster with weights ``state`` (GRPO's reference), or None."""
+    if state is None:
+        return None
+    reference = copy.deepcopy(model.forecaster)
+    reference.load_state_dict(state)
+    reference.requires_grad_(False)
+    return reference.eval()
 
 
 def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> torch.optim.Optimizer:
@@ -286,11 +312,15 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     per_rank = max(params.batch_size // info.world_size, 1)
     clips_seen = 0
     terms: dict[str, float] = {}
+    reference = frozen_forecaster(model, loop.extra.get("reference"))
+    loop.extra_state = lambda: {} if reference is None else {"reference": reference.state_dict()}
     for step in loop.steps(stop_after):
+        if params.forecast_training == "grpo" and step >= params.grpo_warmup and reference is None:
+            reference = frozen_forecaster(model, model.forecaster.state_dict())  # the supervised forecaster
         rng = np.random.default_rng([params.seed, step, info.rank])
         clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
-        loss, terms = clip_loss(model, clips, params, weights, samples, generator)
+        loss, terms = clip_loss(model, clips, params, weights, samples, generator, reference)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(model)
@@ -311,6 +341,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     return {**loop.summary(), "clips_seen": clips_seen, "clips_per_s": round(clips_seen / max(loop.seconds, 1e-9), 2),
             "train_sequences": len(train), "train_frames": sum(len(s.records) for s in train), "camera": params.camera,
+            "forecast_training": params.forecast_training,
             "final_train": terms}
 
 

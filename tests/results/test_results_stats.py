@@ -70,6 +70,53 @@ def test_overrides_are_checked():
         raise AssertionError("unknown key accepted")
 
 
+def write_phase2_run(folder, seed: int, offsets: dict[str, float]) -> None:
+    """A kept run of the phase-two section: 30 forecasts per Δ, error = base + method offset + seed shift."""
+    folder.mkdir()
+    rows = [{"sequence": "S", "context_last": i, "delta": d, "delta_s": d / 5, "method": m,
+             "chamfer_m": 0.5 + 0.01 * i + 0.1 * d + offset + 0.002 * seed}
+            for d in (1, 5, 10) for i in range(30) for m, offset in offsets.items()]
+    pd.DataFrame(rows).to_csv(folder / "phase2_forecasts.csv", index=False)
+    camera = {"relative_rotation_deg": 0.5, "relative_translation_m": 0.1, "end_drift_m": 3.0 + seed,
+              "end_drift_rotation_deg": 4.0, "drift_40_frames_m": 1.5, "drift_40_frames_deg": 3.0}
+    identity = {"fg_ari_clip": 0.7, "switches_per_instance": 0.5}
+    (folder / "evaluate.json").write_text(json.dumps({"phase2": {
+        "sequences": ["S"], "guesses": 3, "best_of_1": "most confident", "world_frame": "camera head",
+        "camera_error": camera, "identity": {"phase2_carried": identity}}}))
+    (folder / "train_phase2.json").write_text(json.dumps({"train": {"train_seconds": 30.0}}))
+
+
+def test_phase2_section_on_known_tables(tmp_path):
+    from pipeline.results import phase2
+
+    offsets = {"model_best_of_1": -0.05, "model_best_of_k": -0.2, "copy_last": 0.1, "constant_velocity": 0.0,
+               "constant_acceleration": 0.2, "speed_scalings_best_of_3": -0.1, "context_lengths_best_of_3": -0.15}
+    dirs = [tmp_path / f"seed{s}" for s in range(2)]
+    for seed, folder in enumerate(dirs):
+        write_phase2_run(folder, seed, offsets)
+    summary = phase2.summarise(dirs, [0, 1])
+    five = summary["paired"]["delta_5"]
+    assert np.isclose(five["model_best_of_1_vs_constant_velocity"]["mean"], -0.05)
+    assert np.isclose(five["model_best_of_k_vs_context_lengths_best_of_3"]["mean"], -0.05)
+    assert five["model_best_of_1_vs_constant_velocity"]["frames"] == 30
+    assert np.isclose(summary["headline"]["delta_10"]["copy_last"]["mean"], 0.5 + 0.145 + 1.0 + 0.1 + 0.001)
+    assert np.isclose(summary["headline"]["delta_10"]["copy_last"]["std"], np.std([0.0, 0.002], ddof=1))
+    assert np.isclose(summary["camera"]["end_drift_m"]["mean"], 3.5)
+    assert summary["forecasts_per_seed"]["delta_5"] == [30, 30]
+    targets = summary["targets"]
+    assert targets["best_of_1_beats_constant_velocity_delta_5"]  # the best single-guess baseline
+    assert targets["best_of_k_beats_context_lengths_best_of_3_delta_10"]
+    assert targets["drift_40_frames_at_most_2_m"] and targets["clip_fg_ari_0.6"]
+    # a model worse than the best baseline fails its target
+    offsets["model_best_of_1"] = 0.05
+    for seed, folder in enumerate(dirs):
+        folder.rename(tmp_path / f"old{seed}")
+        write_phase2_run(folder, seed, offsets)
+    worse = phase2.summarise(dirs, [0, 1])
+    assert not worse["targets"]["best_of_1_beats_constant_velocity_delta_5"]
+    assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
+
+
 def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):
     """run_seed writes params.yaml with train/video/laq seeds = the preset's seed and repros evaluate and laq."""
     import subprocess

@@ -64,11 +64,13 @@ def test_clip_sampling_respects_gaps_and_reversal():
     assert reversed_seen > 50 and forward_seen > 50
 
 
-def test_resume_equals_uninterrupted(tiny, tmp_path):
-    """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0."""
+@pytest.mark.parametrize("training", ["best_of_k", "grpo"])
+def test_resume_equals_uninterrupted(tiny, tmp_path, training):
+    """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0.
+    GRPO starts after one warm-up step, so its frozen reference forecaster must come back from the state."""
     _, frames, phase1 = tiny
     seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
-    params = P2.model_copy(update={"val_every": 2})
+    params = P2.model_copy(update={"val_every": 2, "forecast_training": training, "grpo_warmup": 1})
     full, resumed = Rows(), Rows()
     train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
                  progress=False)
@@ -84,6 +86,8 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
         assert torch.equal(x, y), name
     assert [(c, s) for c, s, _ in full.by_step()] == [("train", s) for s in range(4)] + [("val", 0), ("val", 2), ("val", 3)]
     assert resumed.by_step() == full.by_step()
+    if training == "grpo":
+        assert all(("grpo_kl" in v) == (step >= 1) for c, step, v in full.by_step() if c == "train")
 
 
 def run_stage(module, *args: str) -> tuple[int, list[str]]:
@@ -118,14 +122,21 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
 
     cached = load_cached(frames, [SEQ], CAM, frame_selection(P1))
     out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, cached,
-                                 CAM, tmp_path / "figures")
+                                 CAM, tmp_path / "figures", tmp_path / "forecasts.csv", tmp_path / "camera.csv")
     identity = out["identity"]["phase2_carried"]
     assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
     delta1 = out["forecast_chamfer_m"]["delta_1"]
     assert delta1["forecasts"] >= 1
     assert delta1["model_best_of_k"] <= delta1["model_best_of_1"] + 1e-9
-    assert {"copy_last", "constant_velocity", "target_frame_slots"} <= set(delta1)
+    assert {"copy_last", "constant_velocity", "constant_acceleration", "speed_scalings_best_of_2",
+            "context_lengths_best_of_2", "target_frame_slots"} <= set(delta1)
     assert out["camera_error"]["pairs"] == 2
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "forecasts.csv")
+    assert (table[table.delta == 1].groupby("method").size() == delta1["forecasts"]).all()
+    camera = pd.read_csv(tmp_path / "camera.csv")
+    assert len(camera) == 3 and camera.drift_m.iloc[0] == pytest.approx(0.0, abs=1e-6)
     assert {p.suffix for p in figures} == {".png", ".gif"} and all(p.is_file() for p in figures)
 
     # Mismatched models: params.yaml now asks for 4 slots; both consumers name the key and refuse.

@@ -12,13 +12,16 @@ with v the velocity of the last two context frames (their true time gap), α_g a
 slot from the network, plus a confidence logit per guess. The last layer starts at zero and the
 guesses start at extrapolation fractions α_g = 0 ... 1.5 (guess 0 = copy-last, a middle one =
 constant velocity), so training starts at the two baselines and winner-takes-all training can
-spread the guesses. Scale and prototype weights are carried from the last frame (an object keeps its
+spread the guesses. For GRPO (``pipeline/train/grpo.py``) the same heads define a stochastic forecaster
+(:mod:`pipeline.models.video.policy`): a guess's component is drawn from the confidences and its raw
+outputs (α, d, ω) from a Gaussian around that component's with a learned std. Scale and prototype weights are carried from the last frame (an object keeps its
 shape; this also stops a forecast from swelling to cover its uncertainty under a one-directional
 Chamfer).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +32,7 @@ from pipeline.models.video.poses import axis_angle_to_matrix, matrix_to_rot6d
 from pipeline.models.video.time_embedding import TimeEmbedding
 
 POS_SCALE_M = 5.0
+POLICY_STD = 0.1  # initial std of the stochastic forecaster's raw outputs (α, pre-tanh step and turn)
 WORLD_SCALE_M = 20.0
 
 
@@ -105,6 +109,9 @@ class Forecaster(nn.Module):
                                                    norm_first=True)
         self.head = nn.Linear(h, g * 7)
         self.confidence = nn.Linear(h, g)
+        # GRPO's stochastic forecaster: learned std of the Gaussian around each guess's raw outputs
+        # (:mod:`pipeline.models.video.policy`; unused, without gradient, by best-of-k training)
+        self.log_std = nn.Parameter(torch.full((7,), math.log(POLICY_STD)))
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.bias.zero_()
@@ -113,8 +120,9 @@ class Forecaster(nn.Module):
             self.confidence.weight.zero_()
             self.confidence.bias.zero_()
 
-    def forward(self, context: SlotTrack, delta_s: Tensor) -> Forecast:
-        """Context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after the last context frame."""
+    def heads(self, context: SlotTrack, delta_s: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw per-guess outputs (B, G, K, 7) [α, step pre-tanh (3), turn pre-tanh (3)] and confidence
+        logits (B, G) for a context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after its last frame."""
         last = context.frames(-1)
         b, c, k, _ = context.centre.shape
         rel_time = context.time - last.time.unsqueeze(1)  # (B, C) <= 0
@@ -129,11 +137,19 @@ class Forecaster(nn.Module):
                               matrix_to_rot6d(last.rotation), last.weights, velocity / POS_SCALE_M], dim=-1)
         token = self.mix(torch.cat([history, self.slot_in(absolute)], dim=-1)) + self.target_time(delta_s).unsqueeze(1)
         token = self.interact(token)  # (B, K, h)
-        g = self.config.guesses
-        out = self.head(token).view(b, k, g, 7).transpose(1, 2)  # (B, G, K, 7)
-        alpha, step, turn = out[..., :1], out[..., 1:4], out[..., 4:7]
+        raw = self.head(token).view(b, k, self.config.guesses, 7).transpose(1, 2)  # (B, G, K, 7)
+        return raw, self.confidence(token.mean(1))
+
+    def decode(self, context: SlotTrack, delta_s: Tensor, raw: Tensor, logits: Tensor) -> Forecast:
+        """Guesses from raw outputs (B, S, K, 7) (the heads' or sampled ones; any number S of guesses)."""
+        last = context.frames(-1)
+        velocity = last_velocity(context)
+        alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
         centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
                   + self.config.max_step_m * torch.tanh(step))
         rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
-        logits = self.confidence(token.mean(1))
         return Forecast(centre, rotation, last.scale, last.weights, logits)
+
+    def forward(self, context: SlotTrack, delta_s: Tensor) -> Forecast:
+        """Context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after the last context frame."""
+        return self.decode(context, delta_s, *self.heads(context, delta_s))

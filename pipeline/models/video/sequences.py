@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.data.frames import FrameRecord, FrameSelection, frame_times
 from pipeline.data.frames_cache import CachedSequence, load_cached
+from pipeline.data.odometry import depth_odometry
 
 
 @dataclass
@@ -42,3 +43,10 @@ def with_carried(seq: CachedSequence) -> SequenceFrames:
 def load_sequences(frames_root: Path, names: list[str], camera: str, selection: FrameSelection) -> list[SequenceFrames]:
     """Cached frames of ``names`` with carried anchors; sequences with fewer than 2 usable frames are dropped."""
     return [with_carried(s) for s in load_cached(frames_root, names, camera, selection) if s.carried is not None]
+
+
+def with_odometry(seq: SequenceFrames) -> SequenceFrames:
+    """The sequence with depth-odometry poses (``pipeline/data/odometry.py``) in place of the ground truth:
+    phase two's world frame for ``video.camera = self_supervised`` (no ground-truth pose is read in training)."""
+    r_wc, t_wc = depth_odometry(seq.records)
+    return dataclasses.replace(seq, r_wc=r_wc, t_wc=t_wc)

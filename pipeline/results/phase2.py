@@ -1,0 +1,139 @@
+"""Phase-two section of the results preset: forecasts, camera and identity over seeds, paired comparisons.
+
+Input: one folder per training seed holding ``phase2_forecasts.csv`` (one row per forecast and method:
+sequence, context_last, delta, delta_s, method, chamfer_m; written by the evaluate stage),
+``phase2_camera.csv`` (per-frame camera error and drift), ``evaluate.json`` and ``train_phase2.json``.
+
+- **Headline**: per Δ and method the mean error over the forecasts of a seed, then mean ± std over seeds.
+- **Paired**: at Δ = 5 and 10, the model's best-of-1 (most confident guess) minus every single-guess
+  baseline and the model's best-of-k minus every k-guess baseline on the same forecast (same sequence,
+  context window and Δ) and seed; :func:`pipeline.results.stats.paired_bootstrap` over forecasts,
+  seeds pooled (negative = the model is better).
+- **Camera**: relative-pose error and drift (end of sequence, within 40 frames) mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.results.stats import mean_std, paired_bootstrap
+
+DELTAS = (1, 5, 10)
+PAIRED_DELTAS = (5, 10)
+SINGLE_GUESS = ("copy_last", "constant_velocity", "constant_acceleration")
+K_GUESS_PREFIXES = ("speed_scalings_best_of_", "context_lengths_best_of_")
+MODEL = ("model_best_of_1", "model_best_of_k")
+CAMERA = ("relative_rotation_deg", "relative_translation_m", "end_drift_m", "end_drift_rotation_deg",
+          "drift_40_frames_m", "drift_40_frames_deg")
+KEY = ["sequence", "context_last", "delta"]
+
+
+def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """(forecast rows with a ``seed_run`` column, evaluate phase-two metrics, train_phase2 metrics) per run."""
+    tables, evaluated, trained = [], [], []
+    for i, folder in enumerate(run_dirs):
+        tables.append(pd.read_csv(folder / "phase2_forecasts.csv").assign(seed_run=i))
+        evaluated.append(json.loads((folder / "evaluate.json").read_text())["phase2"])
+        trained.append(json.loads((folder / "train_phase2.json").read_text()))
+    return pd.concat(tables, ignore_index=True), evaluated, trained
+
+
+def k_guess_methods(methods: list[str]) -> list[str]:
+    """The k-guess baselines present in the table."""
+    return sorted(m for m in methods if m.startswith(K_GUESS_PREFIXES))
+
+
+def paired_differences(table: pd.DataFrame, delta: int, learned: str, baseline: str) -> np.ndarray:
+    """(forecasts, seeds) learned - baseline at ``delta``; NaN where a forecast is missing in a seed."""
+    part = table[table.delta == delta]
+    wide = part.pivot_table(index=KEY, columns=["seed_run", "method"], values="chamfer_m", dropna=False)
+    seeds = sorted(part["seed_run"].unique())
+    return np.stack([wide[(s, learned)].to_numpy() - wide[(s, baseline)].to_numpy() for s in seeds], axis=1)
+
+
+def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
+    """The section's JSON: headline mean ± std over seeds, paired comparisons, camera, identity, targets."""
+    table, evaluated, trained = load_runs(run_dirs)
+    methods = sorted(table["method"].unique())
+    per_seed = table.groupby(["delta", "method", "seed_run"])["chamfer_m"].mean()
+    runs = range(len(run_dirs))
+    headline = {f"delta_{d}": {m: mean_std([per_seed.get((d, m, s)) for s in runs]) for m in methods}
+                for d in DELTAS}
+    multi = k_guess_methods(methods)
+    paired = {f"delta_{d}": {**{f"model_best_of_1_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[0], b))
+                                for b in SINGLE_GUESS},
+                             **{f"model_best_of_k_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[1], b))
+                                for b in multi}}
+              for d in PAIRED_DELTAS}
+    cameras = [e.get("camera_error") for e in evaluated]
+    camera = ({k: mean_std([c.get(k) for c in cameras]) for k in CAMERA} if all(cameras) else None)
+    identity = [e["identity"]["phase2_carried"] for e in evaluated]
+    return {
+        "seeds": seeds,
+        "sequences": evaluated[0]["sequences"],
+        "guesses": evaluated[0]["guesses"],
+        "best_of_1": evaluated[0].get("best_of_1", "the most confident guess"),
+        "forecasts_per_seed": {f"delta_{d}": [int(((table.delta == d) & (table.method == MODEL[0])
+                                                   & (table.seed_run == s)).sum()) for s in runs] for d in DELTAS},
+        "headline": headline,
+        "paired": paired,
+        "camera": camera,
+        "world_frame": evaluated[0]["world_frame"],
+        "identity": {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
+                     "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])},
+        "train": {"seconds": mean_std([t["train"]["train_seconds"] for t in trained]),
+                  "forecast_training": [t["train"].get("forecast_training", "best_of_k") for t in trained]},
+        "targets": targets(paired, camera, identity, multi),
+    }
+
+
+def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list[str]) -> dict[str, bool]:
+    """The issue's "done when" checks: intervals excluding zero against the best baselines, drift, identity."""
+    out = {}
+    for d in PAIRED_DELTAS:
+        rows = paired[f"delta_{d}"]
+        best_single = max(SINGLE_GUESS, key=lambda b: rows[f"model_best_of_1_vs_{b}"]["mean"])  # lowest error
+        out[f"best_of_1_beats_{best_single}_delta_{d}"] = rows[f"model_best_of_1_vs_{best_single}"]["high"] < 0
+        if multi:
+            best_multi = max(multi, key=lambda b: rows[f"model_best_of_k_vs_{b}"]["mean"])
+            out[f"best_of_k_beats_{best_multi}_delta_{d}"] = rows[f"model_best_of_k_vs_{best_multi}"]["high"] < 0
+    if camera is not None:
+        out["drift_40_frames_at_most_2_m"] = camera["drift_40_frames_m"]["mean"] <= 2.0
+        out["drift_40_frames_at_most_5_deg"] = camera["drift_40_frames_deg"]["mean"] <= 5.0
+    out["clip_fg_ari_0.6"] = all((i["fg_ari_clip"] or 0) >= 0.6 for i in identity)
+    out["switches_per_instance_at_most_1"] = all((i["switches_per_instance"] or 0) <= 1 for i in identity)
+    return out
+
+
+def markdown(summary: dict, title: str) -> str:
+    """The section as a Markdown report."""
+    ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
+    methods = list(next(iter(summary["headline"].values())))
+    lines = [f"# {title}", "",
+             f"Seeds {summary['seeds']}; held-out sequences {', '.join(summary['sequences'])}; {summary['guesses']} "
+             f"guesses (best-of-1 = {summary['best_of_1']}); forecasts per seed {summary['forecasts_per_seed']}; "
+             f"world frame: {summary['world_frame']}.", "",
+             "## Forecast error (one-directional Chamfer, m), mean ± std over seeds", "",
+             "| method | " + " | ".join(f"Δ = {d}" for d in DELTAS) + " |", "|---|" + "---|" * len(DELTAS)]
+    lines += [f"| {m} | " + " | ".join(ms(summary["headline"][f"delta_{d}"][m]) for d in DELTAS) + " |"
+              for m in methods]
+    lines += ["", "## Paired per-forecast differences, model − baseline (m): mean [bootstrap 95 % interval over "
+              "forecasts, seeds pooled]", "", "| comparison | " + " | ".join(f"Δ = {d}" for d in PAIRED_DELTAS) + " |",
+              "|---|" + "---|" * len(PAIRED_DELTAS)]
+    for name in summary["paired"][f"delta_{PAIRED_DELTAS[0]}"]:
+        cells = (summary["paired"][f"delta_{d}"][name] for d in PAIRED_DELTAS)
+        lines.append(f"| {name} | " + " | ".join(f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+                                                for c in cells) + " |")
+    if summary["camera"] is not None:
+        lines += ["", "## Camera (held-out sequences), mean ± std over seeds", ""]
+        lines += [f"- {k}: {ms(v)}" for k, v in summary["camera"].items()]
+    lines += ["", f"Identity: clip FG-ARI {ms(summary['identity']['fg_ari_clip'])}, identity switches per tracked "
+              f"instance {ms(summary['identity']['switches_per_instance'])}.",
+              f"Training: {ms(summary['train']['seconds'])} s per seed ({summary['train']['forecast_training']}).",
+              "", "## Targets", ""]
+    lines += [f"- {'yes' if ok else 'NO '} {name}" for name, ok in summary["targets"].items()]
+    return "\n".join(lines) + "\n"
