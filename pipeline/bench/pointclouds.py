@@ -94,7 +94,7 @@ def _parts(task: FrameTask) -> dict[str, float]:
     points = backproject_pixels(depth[keep], v[keep], u[keep], task.intrinsics)
     _ = rgb[v[keep], u[keep]], labels[v[keep], u[keep], :2]
     lap("backproject_gather")
-    pointcloud.estimate_normals(points, params.normal_neighbours, viewpoint=np.zeros(3))
+    pointcloud.frame_normals(raw, v[keep], u[keep], points, task.intrinsics, params)
     lap("normals")
     return times
 
