@@ -90,6 +90,17 @@ def host_facts() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
+def process_facts() -> dict[str, float]:
+    """Wall seconds since the ``pipeline`` package was imported (about the stage process's start, imports
+    included) and this process's peak RSS in MiB (worker processes not included)."""
+    import resource
+
+    import pipeline
+
+    return {"seconds": round(time.perf_counter() - pipeline.STARTED, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def tracking_root() -> Path:
     return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
 
@@ -236,7 +247,7 @@ class StageRun:
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
-        self.log_run_facts({"host": host_facts()})
+        self.log_run_facts({"host": host_facts(), "process": process_facts()})
         atomic.write_json(self.report_dir / "run.json", self.run_facts)
         self.log_artifact(self.report_dir / "run.json", "reports")
         self._track("log_metrics", headline_metrics(self.stage, self.metrics))

@@ -255,7 +255,8 @@ def _record(root: Path) -> list[dict]:
     volatile = {"mlflow.parentRunId", "mlflow.user"}  # and the mlflow.source.* tags: where the calls came from
     record = []
     for r in sorted(runs, key=lambda r: r.info.run_name):
-        history = {k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)] for k in r.data.metrics}
+        history = {k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)] for k in r.data.metrics
+                   if not k.startswith("run.process.")}  # this process's age and memory
         artifacts = sorted(f.path for f in client.list_artifacts(r.info.run_id, "reports"))
         record.append({"name": r.info.run_name, "status": r.info.status, "params": r.data.params, "metrics": history,
                        "tags": {k: v for k, v in r.data.tags.items() if k not in volatile and not k.startswith("mlflow.source.")},
