@@ -305,23 +305,30 @@ def decoder_metrics(model: LAQ, held_out, codes_eval: dict[str, np.ndarray], rng
 
 
 def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_eval: np.ndarray, *,
-                 motion_bins: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
+                 motion_bins: int, device: torch.device, seed: int = 0,
+                 codes: dict[str, dict[str, np.ndarray] | None] | None = None) -> tuple[dict, dict]:
     """All metrics on ``held_out`` pairs (probe fitted on ``train``), and the arrays of the figures: ``indices``
     (code indices per split, for :func:`usage_figure`) and ``probe`` (held-out motion, the probe's prediction
-    and sequence names, for :func:`probe_figure`)."""
+    and sequence names, for :func:`probe_figure`).
+
+    ``codes``: :func:`infer_codes` results already at hand (keys ``train``, ``train_mirrored``, ``held_out``),
+    so the caller's other metrics do not run the model over the same pairs again; missing ones are inferred.
+    """
     if len(held_out) < 2:
         raise ValueError("need at least 2 held-out pairs for the LAQ metrics (val/test sequences too short?)")
     rng = np.random.default_rng(seed)
     size = model.config.codebook_size
-    codes_train = infer_codes(model, train, device)
-    codes_eval = infer_codes(model, held_out, device)
+    codes = codes or {}
+    codes_train = codes.get("train") or infer_codes(model, train, device)
+    codes_eval = codes.get("held_out") or infer_codes(model, held_out, device)
     idx = codes_eval["indices"]
     decoder = decoder_metrics(model, held_out, codes_eval, rng, device)
     classes = motion_classes(motion_train, motion_eval, motion_bins)
     groups = np.asarray([f"{a}|{b}" for a, b in zip(train.sequence, train.camera)])
     probe_x, probe_y, probe_groups = codes_train["embeddings"], motion_train, groups
     if train.grid is not None:  # mirrored training pairs, as seen in training
-        probe_x = np.concatenate([probe_x, infer_codes(model, train, device, mirror=True)["embeddings"]])
+        mirrored = codes.get("train_mirrored") or infer_codes(model, train, device, mirror=True)
+        probe_x = np.concatenate([probe_x, mirrored["embeddings"]])
         probe_y = np.concatenate([probe_y, mirror_motion(motion_train)])
         probe_groups = np.concatenate([groups, groups])
     tuples = tuple_ids(idx)
