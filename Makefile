@@ -27,6 +27,7 @@ test: setup-dev
 bench: setup  # after a `dvc repro` (reads data/raw and reports/<stage>/run.json)
 	python -m pipeline.geometry.bench --out reports/bench
 	python -m pipeline.bench.pointclouds --raw data/raw --out reports/bench
+	python -m pipeline.bench.pointclouds --size 1280x760 --out reports/bench  # SYNTHIA's size, rendered for the bench
 	python -m pipeline.bench.stages --out reports/bench
 
 mlflow-ui:

@@ -16,6 +16,9 @@ and compare UI. Every stage opens :func:`stage_run`, which
   ``<experiment>/<stage>``, tagged with ``dvc.stage``, ``dvc.exp_name`` and ``dvc.baseline_rev``;
 - writes ``reports/<stage>/metrics.json`` atomically when the stage finishes without error.
 
+The MLflow calls run in a helper process by default (:mod:`pipeline.tracking_remote`: importing MLflow then
+overlaps with the stage's work); ``PROTOSCENE_MLFLOW=inline`` makes them in the stage's own process.
+
 Tracking never fails a stage: any MLflow error is one warning line (the outputs are fine; ``protoscene
 relog <stage>`` logs ``reports/<stage>`` again). ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging
 only; outputs are unchanged, so it is safe for DVC).
@@ -48,6 +51,7 @@ from typing import Any
 from pipeline.config import flatten, project_root
 from pipeline.headline import headline_metrics
 from pipeline.io import atomic, locks
+from pipeline.tracking_remote import RemoteTracker
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
@@ -86,6 +90,17 @@ def host_facts() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
+def process_facts() -> dict[str, float]:
+    """Wall seconds since the ``pipeline`` package was imported (about the stage process's start, imports
+    included) and this process's peak RSS in MiB (worker processes not included)."""
+    import resource
+
+    import pipeline
+
+    return {"seconds": round(time.perf_counter() - pipeline.STARTED, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def tracking_root() -> Path:
     return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
 
@@ -113,8 +128,15 @@ def run_name() -> str:
     return f"repro-{sha}"
 
 
+def mlflow_mode() -> str:
+    """``$PROTOSCENE_MLFLOW``: ``on`` (default: a helper process makes the MLflow calls, :mod:`pipeline.tracking_remote`),
+    ``inline`` (this process makes them) or ``off``."""
+    value = os.environ.get("PROTOSCENE_MLFLOW", "on").lower()
+    return "off" if value in {"off", "0", "false", "no"} else "inline" if value == "inline" else "on"
+
+
 def mlflow_enabled() -> bool:
-    return os.environ.get("PROTOSCENE_MLFLOW", "on").lower() not in {"off", "0", "false", "no"}
+    return mlflow_mode() != "off"
 
 
 class StageRun:
@@ -225,7 +247,7 @@ class StageRun:
             writer.writerows(rows)
             atomic.write_text(self.report_dir / f"{curve}.csv", buffer.getvalue())
         atomic.write_json(self.report_dir / "metrics.json", self.metrics)
-        self.log_run_facts({"host": host_facts()})
+        self.log_run_facts({"host": host_facts(), "process": process_facts()})
         atomic.write_json(self.report_dir / "run.json", self.run_facts)
         self.log_artifact(self.report_dir / "run.json", "reports")
         self._track("log_metrics", headline_metrics(self.stage, self.metrics))
@@ -366,7 +388,8 @@ def stage_run(stage: str, report_dir: Path | None = None) -> Iterator[StageRun]:
     """Open the tracking context of one DVC stage (see module docstring)."""
     report_dir = report_dir or project_root() / "reports" / stage
     report_dir.mkdir(parents=True, exist_ok=True)
-    tracker = _open_tracker(stage) if mlflow_enabled() else None
+    mode = mlflow_mode()
+    tracker = None if mode == "off" else _open_tracker(stage) if mode == "inline" else RemoteTracker(stage)
     run = StageRun(stage, report_dir, tracker.mlflow if tracker is not None else None)
     try:
         yield run

@@ -24,7 +24,7 @@ from tests.import_graph import module_name, project_imports, source_files
 
 LAYERS: list[tuple[str, ...]] = [
     ("pipeline", "pipeline.errors", "pipeline.config", "pipeline.runtime", "pipeline.distributed",
-     "pipeline.progress", "pipeline.tracking", "pipeline.io", "pipeline.params"),
+     "pipeline.progress", "pipeline.tracking", "pipeline.tracking_remote", "pipeline.io", "pipeline.params"),
     ("pipeline.geometry",),
     ("pipeline.data",),
     ("pipeline.models",),
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("stages",),
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}
-TRACKING_USERS = ("pipeline.steps",)
+TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote")  # the helper process of pipeline.tracking
 
 
 def _group(module: str) -> tuple[int, str]:

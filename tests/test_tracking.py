@@ -79,17 +79,21 @@ def test_parallel_stage_runs_on_a_fresh_store(store):
         assert run.data.tags["mlflow.parentRunId"] == parents[name].info.run_id
 
 
-def test_tracking_failure_does_not_fail_the_stage(store, monkeypatch, caplog):
-    """A store that cannot be opened (not a database): one warning naming the metrics file; outputs written."""
+@pytest.mark.parametrize("mode", ["on", "inline"])
+def test_tracking_failure_does_not_fail_the_stage(store, monkeypatch, caplog, capfd, mode):
+    """A store that cannot be opened (not a database): one warning naming the metrics file (from the helper
+    process by default, else from the stage's); outputs written."""
     from pipeline.tracking import stage_run
 
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", mode)
     (store / "mlflow.db").write_bytes(b"not a database" * 100)
     with stage_run("pointclouds", store / "reports/pointclouds") as run:
         run.log_metrics({"points": 3})
         run.log_step("train", 0, {"loss": 1.0})
     assert json.loads((store / "reports/pointclouds/metrics.json").read_text()) == {"points": 3}
     assert (store / "reports/pointclouds/train.csv").read_text().splitlines() == ["step,loss", "0,1.0"]
-    warnings = [r.getMessage() for r in caplog.records if "tracking failed" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records] + capfd.readouterr().err.splitlines()
+    warnings = [line for line in lines if "tracking failed" in line]
     assert len(warnings) == 1 and "reports/pointclouds/metrics.json" in warnings[0] and "relog" in warnings[0]
 
 
@@ -100,6 +104,7 @@ def test_failure_while_logging_is_not_fatal_and_relog_recovers(store, monkeypatc
     from pipeline.tracking import relog, stage_run
 
     monkeypatch.setenv("DVC_EXP_NAME", "broken")
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "inline")  # the patched module is this process's
 
     def locked(*args, **kwargs):
         raise RuntimeError("database is locked")
@@ -126,6 +131,7 @@ def test_headline_metrics_and_true_status_on_the_parent_run(store, monkeypatch):
     from pipeline.tracking import stage_run
 
     monkeypatch.setenv("DVC_EXP_NAME", "exp-h")
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "inline")  # RUNNING is checked from inside the stage: no helper delay
 
     def parent():
         _, _, runs = runs_of(store)
@@ -241,3 +247,45 @@ def test_curves_hold_logged_and_declared_rows(tmp_path, monkeypatch):
         for step in range(3):
             run.log_step("train", step, {"loss": 10.0 / (step + 1)})
         assert run.curves == {"codebook": [], "train": [{"step": s, "loss": 10.0 / (s + 1)} for s in range(3)]}
+
+
+def _record(root: Path) -> list[dict]:
+    """Every run of the store without ids and times: name, status, tags, params, metric histories, artifacts."""
+    client, _, runs = runs_of(root)
+    volatile = {"mlflow.parentRunId", "mlflow.user"}  # and the mlflow.source.* tags: where the calls came from
+    record = []
+    for r in sorted(runs, key=lambda r: r.info.run_name):
+        history = {k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)] for k in r.data.metrics
+                   if not k.startswith("run.process.")}  # this process's age and memory
+        artifacts = sorted(f.path for f in client.list_artifacts(r.info.run_id, "reports"))
+        record.append({"name": r.info.run_name, "status": r.info.status, "params": r.data.params, "metrics": history,
+                       "tags": {k: v for k, v in r.data.tags.items() if k not in volatile and not k.startswith("mlflow.source.")},
+                       "artifacts": artifacts})
+    return record
+
+
+def test_helper_process_records_what_the_stage_process_would(tmp_path, monkeypatch):
+    """The default helper-process tracking leaves the same MLflow record as in-process tracking, for a stage
+    that finishes (params, final metrics, run facts, curves, artifacts, headline on the parent) and one that fails."""
+    records = {}
+    for mode in ("inline", "on"):
+        root = tmp_path / mode
+        root.mkdir()
+        (root / "dvc.yaml").write_text("stages: {}\n")
+        for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("DVC_ROOT", str(root))
+        monkeypatch.setenv("DVC_EXP_NAME", "exp-same")
+        monkeypatch.setenv("PROTOSCENE_MLFLOW", mode)
+        monkeypatch.chdir(root)
+        with stage_run("laq", root / "reports/laq") as run:
+            run.log_params({"laq": {"steps": 3, "lr": 0.1}})
+            for step in range(3):
+                run.log_step("train", step, {"loss": 1.0 / (step + 1)})
+            run.log_metrics({"probe": {"r2": 0.4, "r2_shuffled_labels": -0.1}, "seconds": 2.5})
+        with pytest.raises(ValueError), stage_run("evaluate", root / "reports/evaluate") as run:
+            run.log_metrics({"phase1": {"model_refined": {"acc_m": 0.125}}})
+            raise ValueError("bad input")
+        records[mode] = _record(root)
+    assert [r["name"] for r in records["on"]] == ["exp-same", "exp-same/evaluate", "exp-same/laq"]
+    assert records["on"] == records["inline"]

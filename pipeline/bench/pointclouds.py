@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.data import pointcloud
 from pipeline.data.camera import backproject_pixels
 from pipeline.data.sampling import subsample
+from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
 from pipeline.bench import write_report
 from pipeline.io import pointcloud_table, synthia
 from pipeline.steps.pointclouds import FrameTask, one_thread_per_worker, plan_tasks
@@ -85,16 +86,21 @@ def _parts(task: FrameTask) -> dict[str, float]:
     rgb = synthia.read_rgb(paths["rgb"], task.expect_hw)
     lap("decode_rgb")
     rng = np.random.default_rng([params.seed, task.sequence_index, task.frame])
-    v, u = np.divmod(np.flatnonzero(pointcloud.valid_depth_mask(raw, params.far_m)), raw.shape[1])
-    lap("mask")
-    depth = raw[v, u].astype(np.float32) / synthia.CM_PER_M
-    keep = subsample(np.empty((len(u), 0)) if params.sampling == "random" else
-                     backproject_pixels(depth, v, u, task.intrinsics), params.max_points, params.sampling, rng)
-    lap("sampling")
-    points = backproject_pixels(depth[keep], v[keep], u[keep], task.intrinsics)
-    _ = rgb[v[keep], u[keep]], labels[v[keep], u[keep], :2]
+    if params.sampling == "random":
+        v, u = np.divmod(pointcloud.random_valid_pixels(raw, params.far_m, params.max_points, rng), raw.shape[1])
+        depth = raw[v, u].astype(np.float32) / synthia.CM_PER_M
+        lap("mask_sampling")
+    else:
+        v, u = np.divmod(np.flatnonzero(pointcloud.valid_depth_mask(raw, params.far_m)), raw.shape[1])
+        depth = raw[v, u].astype(np.float32) / synthia.CM_PER_M
+        lap("mask")
+        keep = subsample(backproject_pixels(depth, v, u, task.intrinsics), params.max_points, params.sampling, rng)
+        v, u, depth = v[keep], u[keep], depth[keep]
+        lap("sampling")
+    points = backproject_pixels(depth, v, u, task.intrinsics)
+    _ = rgb[v, u], labels[v, u, :2]
     lap("backproject_gather")
-    pointcloud.estimate_normals(points, params.normal_neighbours, viewpoint=np.zeros(3))
+    pointcloud.frame_normals(raw, v, u, points, task.intrinsics, params)
     lap("normals")
     return times
 
@@ -227,11 +233,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", default="", help="WIDTHxHEIGHT: bench a synthetic sample rendered at this size "
+                        "(2 sequences, --frames in all) instead of --raw; report pointclouds-<size>.md")
     args = parser.parse_args(argv)
     params = yaml.safe_load(Path("params.yaml").read_text())
-    report = run(args.raw, PointcloudParams(**params["pointcloud"]), tuple(params["data"]["cameras"]), args.frames,
-                 min(args.processes, os.cpu_count() or 1), args.repeats)
-    write_report(args.out, "pointclouds", report, markdown(report))
+    cameras = tuple(params["data"]["cameras"])
+    with tempfile.TemporaryDirectory(prefix="protoscene-bench-") as scratch:
+        raw, name = args.raw, "pointclouds"
+        if args.size:
+            width, height = (int(x) for x in args.size.lower().split("x"))
+            raw, name = Path(scratch), f"pointclouds-{width}x{height}"
+            config = GeneratorConfig(seed=0, sequences=2, frames=(args.frames + 1) // 2, height=height, width=width,
+                                     cameras=cameras, workers=min(2, os.cpu_count() or 1))
+            generate_dataset(config, raw, progress=False)
+        report = run(raw, PointcloudParams(**params["pointcloud"]), cameras, args.frames,
+                     min(args.processes, os.cpu_count() or 1), args.repeats)
+    if args.size:
+        report["command"] += f" --size {args.size}"
+    write_report(args.out, name, report, markdown(report))
 
 
 if __name__ == "__main__":

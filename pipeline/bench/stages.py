@@ -102,9 +102,9 @@ def table(root: Path, run: bool) -> dict[str, Any]:
         value, unit = throughput(facts)
         rows.append({
             "stage": name,
-            "wall_s": measured.get("wall_s", _find(facts, "seconds") or _find(facts, "train_seconds")),
+            "wall_s": measured.get("wall_s", facts.get("process", {}).get("seconds")),
             "throughput": value, "unit": unit,
-            "peak_rss_mb": measured.get("peak_rss_mb", _find(facts, "peak_rss_mb")),
+            "peak_rss_mb": measured.get("peak_rss_mb", _find(facts, "peak_rss_mb")),  # the stage's own, else the process's
             "data_wait_share": data_wait_share(facts),
             "limit": bench_limits.get(name, ""),
             "source": "measured run (wait4) + run.json" if run else ("run.json" if facts else "no run.json"),

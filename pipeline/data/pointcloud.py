@@ -1,5 +1,8 @@
 """Depth frame -> subsampled, labelled point cloud with normals (one frame at a time).
 
+Normals (``pointcloud.normals``): ``grid`` from the depth image's neighbouring pixels
+(:func:`pipeline.data.depth_normals.pixel_normals`, default) or ``knn``, a plane fit to the k nearest kept points.
+
 The frame's PNGs are decoded whole (PNG rows are deflated together), but everything after the decode
 touches only what the outputs need: the valid-pixel mask is one comparison on the raw centimetres, and
 depth, 3-D points, colour and labels are gathered at the kept pixels only (with ``sampling: random`` the
@@ -13,6 +16,7 @@ import functools
 import numpy as np
 
 from pipeline.data.camera import GL_FROM_CV, backproject_pixels, cv_to_world
+from pipeline.data.depth_normals import pixel_normals
 from pipeline.data.sampling import random_subsample, subsample
 from pipeline.io import pointcloud_table, synthia
 from pipeline.io.synthia import SequenceLayout
@@ -46,6 +50,39 @@ def valid_depth_mask(raw_cm: np.ndarray, far_m: float) -> np.ndarray:
     return (raw_cm - np.uint16(1)) < np.uint16(max(_last_valid_cm(far_m), 0))  # raw in [1, last]; 0 wraps
 
 
+def random_valid_pixels(raw_cm: np.ndarray, far_m: float, k: int, rng: np.random.Generator,
+                        oversample: float = 1.5) -> np.ndarray:
+    """Sorted row-major flat indices of ``min(k, valid)`` pixels drawn uniformly without replacement among the
+    valid pixels of raw depth ``raw_cm`` (H, W) uint16 cm (:func:`valid_depth_mask`).
+
+    Without a pass over the whole image when it can: candidates are drawn uniformly without replacement from
+    all pixels, in random order (``oversample`` x the expected need, from the valid share of a 1-in-64 pixel
+    grid), and the first ``k`` valid ones are kept. In a uniformly random order of all pixels, the first k valid
+    ones are a uniform k-subset of the valid pixels, so the draw is the same in law as sampling the valid
+    pixels directly, which is the fallback when the candidates hold fewer than ``k`` valid pixels.
+    """
+    last = np.uint16(max(_last_valid_cm(far_m), 0))
+    share = np.count_nonzero((raw_cm[::8, ::8] - np.uint16(1)) < last) / raw_cm[::8, ::8].size
+    wanted = int(np.ceil(oversample * k / share)) if share > 0 else raw_cm.size
+    if wanted < raw_cm.size // 4:
+        candidates = rng.choice(raw_cm.size, size=wanted, replace=False)  # random order
+        valid = candidates[(raw_cm.reshape(-1)[candidates] - np.uint16(1)) < last]
+        if len(valid) >= k:
+            return np.sort(valid[:k])
+    pixels = np.flatnonzero(valid_depth_mask(raw_cm, far_m))
+    return pixels[random_subsample(len(pixels), k, rng)]
+
+
+def frame_normals(raw_cm: np.ndarray, v: np.ndarray, u: np.ndarray, points_cv: np.ndarray,
+                  intrinsics: synthia.Intrinsics, params: PointcloudParams) -> np.ndarray:
+    """Unit normals (N, 3) float32, OpenCV camera axes, facing the camera, of the kept pixels (``v``, ``u``) with
+    points ``points_cv`` (N, 3), from the raw depth image (H, W) uint16 cm by ``params.normals``."""
+    if params.normals == "grid":
+        return pixel_normals(raw_cm, v, u, intrinsics, params.normal_step_px, metres_per_unit=1.0 / synthia.CM_PER_M,
+                             no_surface=synthia.DEPTH_NO_HIT)
+    return estimate_normals(points_cv, params.normal_neighbours, viewpoint=np.zeros(3))
+
+
 def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: synthia.Intrinsics,
                  expect_hw: tuple[int, int] | None, params: PointcloudParams, rng: np.random.Generator) -> dict:
     """Columns of :data:`pipeline.io.pointcloud_table.SCHEMA` for one frame of one camera."""
@@ -54,16 +91,17 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
     labels = synthia.read_labels_image(layout.labels(camera, frame), hw)  # gathered below, not copied whole
     rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
     pose = synthia.read_pose(layout.pose(camera, frame))
-    pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
-    if params.sampling == "random":  # needs the count only: back-project the kept pixels
-        pixels = pixels[random_subsample(len(pixels), params.max_points, rng)]
+    if params.sampling == "random":  # back-project the kept pixels only
+        pixels = random_valid_pixels(raw_cm, params.far_m, params.max_points, rng)
+    else:
+        pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
     v, u = np.divmod(pixels, hw[1])
     depth = raw_cm[v, u].astype(np.float32) / synthia.CM_PER_M  # as synthia.read_depth, at (v, u) only
     points_cv = backproject_pixels(depth, v, u, intrinsics)
     if params.sampling != "random":
         keep = subsample(points_cv, params.max_points, params.sampling, rng)
         u, v, depth, points_cv = u[keep], v[keep], depth[keep], points_cv[keep]
-    normals_cv = estimate_normals(points_cv, params.normal_neighbours, viewpoint=np.zeros(3))
+    normals_cv = frame_normals(raw_cm, v, u, points_cv, intrinsics, params)
     if params.coordinates == "world":
         points = cv_to_world(points_cv, pose)
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from pipeline.geometry.sampling import farthest_point_sampling
 
 
 def random_subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -25,6 +22,10 @@ def farthest_point_sample(points: np.ndarray, k: int, rng: np.random.Generator, 
     n = len(points)
     if n <= k:
         return np.arange(n)
+    import torch  # here, not at the top: the random path (pointclouds, drives) starts ~2 s faster without torch
+
+    from pipeline.geometry.sampling import farthest_point_sampling
+
     pool = random_subsample(n, presample * k, rng)
     candidates = torch.from_numpy(points[pool].astype(np.float64))
     chosen = farthest_point_sampling(candidates, k, start=int(rng.integers(len(candidates)))).numpy()

@@ -172,9 +172,13 @@ def read_depth_cm(path: Path, expect_hw: tuple[int, int] | None = None) -> np.nd
 
 def read_depth(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Planar depth Z (H, W) float32 in metres; NaN where invalid (0) or no hit (65535)."""
-    raw = read_depth_cm(path, expect_hw)
-    depth = raw.astype(np.float32) / CM_PER_M
-    depth[(raw == DEPTH_INVALID) | (raw == DEPTH_NO_HIT)] = np.nan
+    return depth_metres(read_depth_cm(path, expect_hw))
+
+
+def depth_metres(raw_cm: np.ndarray) -> np.ndarray:
+    """Raw depth (H, W) uint16 centimetres -> float32 metres; NaN where invalid (0) or no hit (65535)."""
+    depth = raw_cm.astype(np.float32) / CM_PER_M
+    depth[(raw_cm == DEPTH_INVALID) | (raw_cm == DEPTH_NO_HIT)] = np.nan
     return depth
 
 
@@ -244,7 +248,9 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
     import cv2
 
     def write(tmp: Path) -> None:
-        ok, encoded = cv2.imencode(".png", image)
+        # Explicit zlib level 1: OpenCV's default settings give 16-bit depth PNGs ~7x larger that decode ~2x slower
+        # (same pixels either way).
+        ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise OSError(f"{path}: PNG encoding failed")
         tmp.write_bytes(encoded.tobytes())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.params.base import MaxPoints, Neighbours, Positive, Section, Seed
+from pipeline.params.base import Count, MaxPoints, Neighbours, Positive, Section, Seed
 
 
 class PointcloudParams(Section):
@@ -14,5 +14,7 @@ class PointcloudParams(Section):
     sampling: Literal["random", "fps"]
     far_m: Positive
     coordinates: Literal["camera", "world"]
+    normals: Literal["grid", "knn"]
+    normal_step_px: Count
     normal_neighbours: Neighbours
     seed: Seed

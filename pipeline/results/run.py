@@ -9,10 +9,9 @@ laq; the data stages do not depend on the seeds, so they are restored from the s
 (``SECTIONS``) writes ``reports/results/<section>[-<tag>].md`` and ``.json``. MLflow runs go to the
 project's store, named ``results-<tag>-seed<N>``.
 
-The preset enlarges the held-out set to >= 2 test sequences and >= 150 frames (``PRESET``); the
-images are rendered at half size to keep generation within budget (the slot models see 96 x 160
-depth maps and 8192 points per frame either way). ``--aggregate-only`` rebuilds the reports from
-the kept runs.
+The preset enlarges the held-out set to >= 2 test sequences and >= 150 frames (``PRESET``: 8 sequences of
+60 frames, 3 of them for test); everything else is params.yaml's default. ``--aggregate-only`` rebuilds the
+reports from the kept runs.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ PRESET: dict[str, Any] = {
     "data.frames": 60,
     "data.val_sequences": 1,
     "data.test_sequences": 3,
-    "data.height": 380,
-    "data.width": 640,
 }
 KEPT = {  # report file in the run copy -> name in the kept run folder
     "reports/evaluate/phase1_frames.csv": "phase1_frames.csv",

@@ -79,3 +79,38 @@ def test_fps_spreads_better_than_random():
 def test_random_subsample_counts(n, k):
     idx = random_subsample(n, k, np.random.default_rng(0))
     assert len(idx) == min(n, k) and len(np.unique(idx)) == len(idx) and (np.diff(idx) > 0).all()
+
+
+def _depth_with_holes() -> np.ndarray:
+    """Raw cm (40, 50): 0 (invalid), 65535 (sky) and 9000 cm (beyond 80 m) in patterned regions; the rest valid."""
+    v, u = np.mgrid[0:40, 0:50]
+    raw = (500 + 10 * v + u).astype(np.uint16)
+    raw[(u + 2 * v) % 7 == 0] = 0
+    raw[v < 12] = 65535
+    raw[(u > 35) & (v > 30)] = 9000
+    return raw
+
+
+@pytest.mark.parametrize("k", [20, 700, 5000])  # fast path, fallback (too few candidates), fewer valid than k
+def test_random_valid_pixels_are_distinct_valid_and_sorted(k):
+    from pipeline.data.pointcloud import random_valid_pixels, valid_depth_mask
+
+    raw = _depth_with_holes()
+    valid = np.flatnonzero(valid_depth_mask(raw, 80.0))
+    got = random_valid_pixels(raw, 80.0, k, np.random.default_rng(3))
+    assert len(got) == min(k, len(valid)) and np.all(np.diff(got) > 0) and np.isin(got, valid).all()
+
+
+def test_random_valid_pixels_are_uniform_over_the_valid_pixels():
+    """Every valid pixel is drawn equally often (chi-square over 4000 draws of the candidate path)."""
+    from scipy.stats import chisquare
+
+    from pipeline.data.pointcloud import random_valid_pixels, valid_depth_mask
+
+    raw = _depth_with_holes()
+    valid = np.flatnonzero(valid_depth_mask(raw, 80.0))
+    counts = np.zeros(raw.size)
+    for seed in range(4000):
+        np.add.at(counts, random_valid_pixels(raw, 80.0, 10, np.random.default_rng(seed)), 1)
+    assert counts[np.setdiff1d(np.arange(raw.size), valid)].sum() == 0
+    assert chisquare(counts[valid]).pvalue > 1e-3
