@@ -52,7 +52,7 @@ def test_digest_is_the_hash_of_the_section_values():
     ("download", {"synthia_sequences": ["SEQS-01"]}, "params.yaml: 'download.synthia_sequences[0]' = 'SEQS-01': String should match"),
     ("video", {"match_slots": "yes"}, "params.yaml: 'video.match_slots' = 'yes': Input should be a valid boolean"),
     ("train", {"min_points": 4}, "params.yaml: train: min_points = 4 must be >= slots = 8"),
-    ("laq", {"heads": 3}, "params.yaml: laq: dim = 128 must be divisible by heads = 3"),
+    ("laq", {"dim": 128, "heads": 3}, "params.yaml: laq: dim = 128 must be divisible by heads = 3"),
     ("concerto", {"max_points": 8}, "params.yaml: 'concerto.max_points' = 8: max_points = 8 must be 0"),
     ("laq", {"device": "gpu"}, "params.yaml: 'laq.device' = 'gpu': String should match pattern"),
 ])

@@ -109,12 +109,13 @@ def fit_component_probes(codes_train: dict[str, np.ndarray], codes_train_mirrore
 
 def action_metrics(model: LAQ, split, probes: dict[str, FittedProbe], motion_split: np.ndarray,
                    labels_split: list[str] | None, *, seconds: float, device: torch.device,
-                   seed: int) -> tuple[dict[str, Any], np.ndarray]:
+                   seed: int, codes: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """The module's metrics on the pairs of one ``split`` (:class:`pipeline.train.laq.FeaturePairs`) with the
     probes of :func:`fit_component_probes`. ``motion_split`` (P, 6) as ``synthia_pair_motion``; ``seconds``: a
-    pair's duration. Returns (metrics, the split's code indices (P, S))."""
+    pair's duration; ``codes``: :func:`infer_codes` of ``split`` when already at hand. Returns (metrics, the
+    split's code indices (P, S))."""
     rng = np.random.default_rng(seed)
-    codes = infer_codes(model, split, device)
+    codes = codes or infer_codes(model, split, device)
     y_split = motion_components(motion_split, seconds)
     probes = {name: component_probe(probe, codes[PROBE_INPUTS[name]], y_split) for name, probe in probes.items()}
     decoder = decoder_metrics(model, split, codes, rng, device)

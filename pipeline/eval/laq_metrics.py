@@ -98,19 +98,35 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas=PROBE_
     Groups are sequences, so the choice never sees a held-out frame of the sequence it predicts: up to
     :data:`CV_FOLDS` groups this is leave-one-group-out, beyond it ``CV_FOLDS`` folds of whole groups
     (scikit-learn ``GroupKFold``). With a single group the middle of the grid (1.0) is returned for every target.
+    Each fold is one SVD giving the fold's ridge for every penalty at once (:func:`ridge_path_errors`).
     """
     from sklearn.model_selection import GroupKFold
 
     names = np.unique(groups)
     if len(names) < 2:
         return np.ones(y.shape[1])
-    folds = list(GroupKFold(n_splits=min(CV_FOLDS, len(names))).split(x, y, groups))
-    errors = np.zeros((len(alphas), y.shape[1]))
-    for i, alpha in enumerate(alphas):
-        for fit_rows, test_rows in folds:
-            fit = ridge_fit(x[fit_rows], y[fit_rows], alpha)
-            errors[i] += ((ridge_predict(fit, x[test_rows]) - y[test_rows]) ** 2).sum(0)
+    folds = GroupKFold(n_splits=min(CV_FOLDS, len(names))).split(x, y, groups)
+    errors = sum(ridge_path_errors(x[fit], y[fit], x[test], y[test], alphas) for fit, test in folds)
     return np.asarray(alphas, dtype=np.float64)[errors.argmin(0)]
+
+
+def ridge_path_errors(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                      alphas) -> np.ndarray:
+    """Summed squared test error (A, T) of :func:`ridge_fit` for each penalty of ``alphas`` (A,), from one SVD.
+
+    Same model as :func:`ridge_fit` (inputs standardised with the fit rows' mean and population std, std 0 → 1;
+    intercept = mean of ``y_fit``): with the SVD U S Vᵀ of the standardised centred fit inputs, the weights
+    for penalty a are V diag(s / (s² + a)) Uᵀ (y − ȳ).
+    """
+    mean, scale = x_fit.mean(0), x_fit.std(0)
+    scale[scale == 0] = 1.0
+    y_mean = y_fit.mean(0)
+    u, s, vt = np.linalg.svd((x_fit - mean) / scale, full_matrices=False)
+    uty = u.T @ (y_fit - y_mean)  # (K, T)
+    z_test = ((x_test - mean) / scale) @ vt.T  # (M, K)
+    shrink = s[None, :] / (s[None, :] ** 2 + np.asarray(alphas, dtype=np.float64)[:, None])  # (A, K)
+    predicted = np.einsum("mk,ak,kt->amt", z_test, shrink, uty) + y_mean
+    return ((predicted - y_test[None]) ** 2).sum(1)
 
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_eval: np.ndarray,
@@ -289,23 +305,30 @@ def decoder_metrics(model: LAQ, held_out, codes_eval: dict[str, np.ndarray], rng
 
 
 def evaluate_laq(model: LAQ, train, held_out, motion_train: np.ndarray, motion_eval: np.ndarray, *,
-                 motion_bins: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
+                 motion_bins: int, device: torch.device, seed: int = 0,
+                 codes: dict[str, dict[str, np.ndarray] | None] | None = None) -> tuple[dict, dict]:
     """All metrics on ``held_out`` pairs (probe fitted on ``train``), and the arrays of the figures: ``indices``
     (code indices per split, for :func:`usage_figure`) and ``probe`` (held-out motion, the probe's prediction
-    and sequence names, for :func:`probe_figure`)."""
+    and sequence names, for :func:`probe_figure`).
+
+    ``codes``: :func:`infer_codes` results already at hand (keys ``train``, ``train_mirrored``, ``held_out``),
+    so the caller's other metrics do not run the model over the same pairs again; missing ones are inferred.
+    """
     if len(held_out) < 2:
         raise ValueError("need at least 2 held-out pairs for the LAQ metrics (val/test sequences too short?)")
     rng = np.random.default_rng(seed)
     size = model.config.codebook_size
-    codes_train = infer_codes(model, train, device)
-    codes_eval = infer_codes(model, held_out, device)
+    codes = codes or {}
+    codes_train = codes.get("train") or infer_codes(model, train, device)
+    codes_eval = codes.get("held_out") or infer_codes(model, held_out, device)
     idx = codes_eval["indices"]
     decoder = decoder_metrics(model, held_out, codes_eval, rng, device)
     classes = motion_classes(motion_train, motion_eval, motion_bins)
     groups = np.asarray([f"{a}|{b}" for a, b in zip(train.sequence, train.camera)])
     probe_x, probe_y, probe_groups = codes_train["embeddings"], motion_train, groups
     if train.grid is not None:  # mirrored training pairs, as seen in training
-        probe_x = np.concatenate([probe_x, infer_codes(model, train, device, mirror=True)["embeddings"]])
+        mirrored = codes.get("train_mirrored") or infer_codes(model, train, device, mirror=True)
+        probe_x = np.concatenate([probe_x, mirrored["embeddings"]])
         probe_y = np.concatenate([probe_y, mirror_motion(motion_train)])
         probe_groups = np.concatenate([groups, groups])
     tuples = tuple_ids(idx)

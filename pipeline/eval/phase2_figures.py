@@ -79,23 +79,27 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
     colours = slot_colours(verts.shape[1])
     finite = np.concatenate([r.depth[np.isfinite(r.depth)] for r in records])
     vmax = float(np.percentile(finite, 95)) if len(finite) else 1.0
+    # one figure, laid out once; each GIF frame only swaps the two images and the title
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    first = records[picks[0]]
+    im = axes[0].imshow(np.full(first.depth.shape, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
+    title = axes[0].set_title(f"{first.sequence} frame {first.frame}: input depth", fontsize=10)
+    figure_kit.colorbar(fig, im, axes[0], "depth (m)")
+    seg_im = axes[1].imshow(np.ones(first.depth.shape + (3,)))
+    axes[1].set_title("ray-cast slots (colour = slot id, white = none)", fontsize=10)
+    figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
+    figure_kit.image_axes(*axes)
+    fig.tight_layout()
     images = []
     for i in picks:
         record = records[i]
         _, slot = raycast_slots(verts[i], faces, record)
-        seg = np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0)
-        fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-        im = axes[0].imshow(np.where(np.isfinite(record.depth), record.depth, np.nan), cmap="magma_r", vmin=0, vmax=vmax)
-        axes[0].set_title(f"{record.sequence} frame {record.frame}: input depth", fontsize=10)
-        figure_kit.colorbar(fig, im, axes[0], "depth (m)")
-        axes[1].imshow(seg)
-        axes[1].set_title("ray-cast slots (colour = slot id, white = none)", fontsize=10)
-        figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
-        figure_kit.image_axes(*axes)
-        fig.tight_layout()
+        im.set_data(np.where(np.isfinite(record.depth), record.depth, np.nan))
+        seg_im.set_data(np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0))
+        title.set_text(f"{record.sequence} frame {record.frame}: input depth")
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
-        plt.close(fig)
+    plt.close(fig)
     atomic.write_with(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                       duration=frame_ms, loop=0))
     return out

@@ -36,6 +36,7 @@ class LAQParams(Section):
     replace_until: Fraction
     replace_threshold: Weight
     replace_noise: Weight
+    replace_from: Literal["latents", "codes"]
     log_every: Count
     checkpoint_every: Count
     seed: Seed

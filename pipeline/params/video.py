@@ -17,11 +17,13 @@ class Phase2Params(Section):
     camera: Literal["predicted", "gt", "self_supervised"]
     guesses: Count
     hidden: Count
+    velocity_frames: Frames
     time_features: Count
     context_frames: Frames
     max_gap: Count
     max_delta: Count
     reverse_fraction: Fraction
+    finetune_slots: bool
     steps: Count
     batch_size: Count
     lr: Positive

@@ -103,10 +103,12 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
     """
     model, train, test = result.model, data.train, standardise(data.test, result.mean, result.std)
     motion_train, motion_test = truth.motion(train), truth.motion(test)
-    metrics, figures = evaluate_laq(model, train, test, motion_train, motion_test,
-                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed)
-    codes_train = infer_codes(model, train, dist_info.device)
+    codes_train = infer_codes(model, train, dist_info.device)  # each split through the model once
     mirrored = infer_codes(model, train, dist_info.device, mirror=True) if train.grid is not None else None
+    codes_test = infer_codes(model, test, dist_info.device)
+    metrics, figures = evaluate_laq(model, train, test, motion_train, motion_test,
+                                    motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed,
+                                    codes={"train": codes_train, "train_mirrored": mirrored, "held_out": codes_test})
     seconds = params.frame_offset / FRAME_RATE_HZ
     probes = fit_component_probes(codes_train, mirrored, motion_train, np.asarray(train.sequence), seconds,
                                   params.seed)
@@ -115,7 +117,8 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
         if len(split) < 2:
             continue
         actions[name], indices = action_metrics(model, split, probes, truth.motion(split), truth.manoeuvres(split),
-                                                seconds=seconds, device=dist_info.device, seed=params.seed)
+                                                seconds=seconds, device=dist_info.device, seed=params.seed,
+                                                codes=codes_test if name == "test" else None)
         if name == "test":
             figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
     metrics["actions"] = actions

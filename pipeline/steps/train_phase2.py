@@ -44,7 +44,7 @@ def run(params: dict[str, Any], frames: Path, phase1: Path, out: Path, state: Pa
     with stage_run("train_phase2", report_dir) as stage:
         stage.log_params({"video": params["video"], "split": split, "phase1": str(phase1)})
         for curve in ("train", "val"):  # DVC outputs even when, e.g., the validation split is empty
-            stage.declare_curve(curve, ["loss", "chamfer_m"])
+            stage.declare_curve(curve, ["loss", "forecast_best_m"])
         train = load_sequences(frames, split["train"], camera, frame_selection(p1))
         val = load_sequences(frames, split["val"], camera, frame_selection(p1))
         if video.camera == "self_supervised":  # world frame from depth odometry; ground-truth poses unused

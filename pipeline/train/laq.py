@@ -317,7 +317,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
             usage = model.quantizer.usage.clone()
             common.all_reduce_sum(usage)
             replaced = model.quantizer.replace_unused(step + 1 - last_replace, params.replace_threshold,
-                                                      params.replace_noise)
+                                                      params.replace_noise, params.replace_from)
             last_replace = step + 1
             loop.log("codebook", step + 1, {"replaced": float(replaced), "active": float((usage > 0).sum())})
         if loop.due(step, params.log_every, offset=1):

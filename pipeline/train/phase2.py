@@ -49,6 +49,7 @@ import torch
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import make_batch
+from pipeline.models.slots.model import SlotParams
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import Forecaster, SlotTrack, best_of_k
@@ -70,7 +71,7 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
     """The camera head's and forecaster's sizes from the ``video`` section and the phase-one model."""
     return VideoModelConfig(camera_head=params.camera == "predicted", feature_channels=slot_config.channels[-1],
                             hidden=params.hidden, time_features=params.time_features, guesses=params.guesses,
-                            prototypes=slot_config.prototypes)
+                            prototypes=slot_config.prototypes, velocity_frames=params.velocity_frames)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:
@@ -106,6 +107,33 @@ def sample_clip(rng: np.random.Generator, length: int, params: Phase2Params) -> 
 
 
 @dataclass
+class EncodedSequence:
+    """A sequence's frames encoded once by the frozen slot model (``finetune_slots = false``): slots of
+    every usable frame (leading dim T, camera frame) and the encoder's last feature maps (T, C, h, w)."""
+
+    slots: SlotParams
+    fmap: torch.Tensor
+
+
+@torch.no_grad()
+def encode_sequences(model: VideoSlotModel, sequences: list[SequenceFrames], device: torch.device,
+                     batch: int = 8) -> list[EncodedSequence]:
+    """Slots and feature maps of every frame (eval mode: the encoder's running batch-norm statistics, as the
+    evaluation sees them; all target points of each frame)."""
+    was_training = model.slots.training
+    model.slots.eval()
+    out = []
+    for seq in sequences:
+        parts = [model.encode(make_batch(seq.records[i : i + batch], 1, None, device))
+                 for i in range(0, len(seq.records), batch)]
+        slots = SlotParams(*(torch.cat([getattr(p, f.name) for p, _ in parts])
+                             for f in dataclasses.fields(SlotParams)))
+        out.append(EncodedSequence(slots, torch.cat([f for _, f in parts])))
+    model.slots.train(was_training)
+    return out
+
+
+@dataclass
 class ClipBatch:
     """B clips of T = C + 1 frames (context in time order, then the target), flattened to B*T frames."""
 
@@ -113,6 +141,8 @@ class ClipBatch:
     time: torch.Tensor  # (B, T) seconds
     r_gt: torch.Tensor | None  # (B, T, 3, 3) world_from_camera, world = the clip's first frame
     t_gt: torch.Tensor | None  # (B, T, 3)
+    slots: SlotParams | None = None  # frozen slot model: the frames' cached slots (leading dim B*T) ...
+    fmap: torch.Tensor | None = None  # ... and feature maps (B*T, C, h, w); None: encode in the loss
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -120,10 +150,17 @@ class ClipBatch:
 
 
 def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]]], points_per_frame: int,
-               rng: np.random.Generator | None, device: torch.device) -> ClipBatch:
-    """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch`."""
+               rng: np.random.Generator | None, device: torch.device,
+               encoded: list[EncodedSequence] | None = None) -> ClipBatch:
+    """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch` (with the frames' cached
+    slots and feature maps when ``encoded``, the frozen slot model's)."""
     records = [sequences[s].records[i] for s, idx in picks for i in idx]
     frames = make_batch(records, points_per_frame, rng, device)
+    slots = fmap = None
+    if encoded is not None:
+        slots = SlotParams(*(torch.cat([getattr(encoded[s].slots, f.name)[idx] for s, idx in picks])
+                             for f in dataclasses.fields(SlotParams)))
+        fmap = torch.cat([encoded[s].fmap[idx] for s, idx in picks])
     time = torch.tensor(np.array([sequences[s].time[idx] for s, idx in picks]), dtype=torch.float32, device=device)
     r_gt = t_gt = None
     if all(sequences[s].r_wc is not None for s, _ in picks):
@@ -135,7 +172,7 @@ def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]
             t.append((seq.t_wc[idx] - t0) @ r0)
         r_gt = torch.tensor(np.array(r), dtype=torch.float32, device=device)
         t_gt = torch.tensor(np.array(t), dtype=torch.float32, device=device)
-    return ClipBatch(frames, time, r_gt, t_gt)
+    return ClipBatch(frames, time, r_gt, t_gt, slots, fmap)
 
 
 def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str):
@@ -170,29 +207,42 @@ def matched_track(track: SlotTrack, enabled: bool) -> SlotTrack:
                      reorder(track.weights, perm), track.time)
 
 
+def temporal_priors(track: SlotTrack, time: torch.Tensor, params: Phase2Params) -> tuple[torch.Tensor, dict]:
+    """The weighted temporal priors of the time-sorted world track (module docstring) and their values."""
+    b, t = time.shape
+    order = torch.argsort(time, dim=1)
+    track = SlotTrack(*(torch.gather(x, 1, order.view(b, t, *([1] * (x.dim() - 2))).expand_as(x))
+                        for x in (track.centre, track.rotation, track.scale, track.weights)),
+                      torch.gather(time, 1, order))
+    proto = prototype_change(track.weights)
+    motion = motion_loss(track.centre, track.time) if t >= 4 else torch.zeros((), device=time.device)
+    scale = scale_smoothness(track.scale)
+    rotation = rotation_smoothness(track.rotation)
+    loss = (params.weight_prototype_change * proto + params.weight_motion * motion
+            + params.weight_scale_smooth * scale + params.weight_rotation_smooth * rotation)
+    return loss, {"prototype_change": proto.item(), "motion_m": motion.item(), "scale_smooth": scale.item(),
+                  "rotation_smooth_rad": rotation.item()}
+
+
 def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, weights: LossWeights,
               samples: int, generator: torch.Generator | None,
               reference: Forecaster | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted phase-two loss of one clip batch (see module docstring) and its terms for logging; with a
     ``reference`` forecaster the forecast term is GRPO's (:func:`pipeline.train.grpo.grpo_loss`), else best-of-k."""
     b, t = clips.shape
-    slots, fmap = model.encode(clips.frames)
-    depth, terms = total_loss(model.slots, slots, clips.frames, weights, samples, generator)
+    frozen = clips.slots is not None  # cached slots of the frozen slot model: no depth loss, priors only logged
+    slots, fmap = (clips.slots, clips.fmap) if frozen else model.encode(clips.frames)
     r_wc, t_wc, relative = clip_poses(model, clips, fmap, params.camera)
     track = matched_track(world_track(slots, (b, t), r_wc, t_wc, clips.time), params.match_slots)
-    order = torch.argsort(clips.time, dim=1)
-    sorted_track = SlotTrack(*(torch.gather(x, 1, order.view(b, t, *([1] * (x.dim() - 2))).expand_as(x))
-                               for x in (track.centre, track.rotation, track.scale, track.weights)),
-                             torch.gather(clips.time, 1, order))
-    proto = prototype_change(sorted_track.weights)
-    motion = motion_loss(sorted_track.centre, sorted_track.time) if t >= 4 else torch.zeros((), device=clips.time.device)
-    scale = scale_smoothness(sorted_track.scale)
-    rotation = rotation_smoothness(sorted_track.rotation)
-    loss = (params.weight_depth * depth + params.weight_prototype_change * proto + params.weight_motion * motion
-            + params.weight_scale_smooth * scale + params.weight_rotation_smooth * rotation)
-    terms = {"depth_loss": terms["loss"], "chamfer_m": terms["chamfer_m"], "free_space_m": terms["free_space_m"],
-             "prototype_change": proto.item(), "motion_m": motion.item(), "scale_smooth": scale.item(),
-             "rotation_smooth_rad": rotation.item()}
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        loss, terms = temporal_priors(track, clips.time, params)
+    if frozen:
+        loss = torch.zeros((), device=clips.time.device)
+    else:
+        depth, phase1 = total_loss(model.slots, slots, clips.frames, weights, samples, generator)
+        loss = loss + params.weight_depth * depth
+        terms.update({"depth_loss": phase1["loss"], "chamfer_m": phase1["chamfer_m"],
+                      "free_space_m": phase1["free_space_m"]})
     if relative is not None and clips.r_gt is not None:
         angle, shift = relative_pose_error(*relative, clips.r_gt, clips.t_gt)
         loss = loss + params.weight_camera * (angle + shift)
@@ -264,22 +314,26 @@ def frozen_forecaster(model: VideoSlotModel, state: dict | None) -> Forecaster |
 
 
 def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> torch.optim.Optimizer:
-    slot_params = list(model.slots.parameters())
+    """Adam over the camera head and forecaster (``head_lr``) and, with ``finetune_slots``, the slot model (``lr``)."""
     head_params = [p for n, p in model.named_parameters() if not n.startswith("slots.")]
-    return torch.optim.Adam([{"params": slot_params, "lr": params.lr}, {"params": head_params, "lr": params.head_lr}])
+    groups = [{"params": head_params, "lr": params.head_lr}]
+    if params.finetune_slots:
+        groups.insert(0, {"params": list(model.slots.parameters()), "lr": params.lr})
+    return torch.optim.Adam(groups)
 
 
 @torch.no_grad()
 def validation_terms(model: VideoSlotModel, sequences: list[SequenceFrames], params: Phase2Params,
-                     weights: LossWeights, samples: int, device: torch.device, clips: int = 8) -> dict[str, float]:
-    """Mean loss terms on a fixed set of validation clips (eval mode)."""
+                     weights: LossWeights, samples: int, device: torch.device, clips: int = 8,
+                     encoded: list[EncodedSequence] | None = None) -> dict[str, float]:
+    """Mean loss terms on a fixed set of validation clips (eval mode; ``encoded``: the frozen slot model's cache)."""
     rng = np.random.default_rng(12345)
     picks = draw_clips(sequences, clips, params, rng)
     model.eval()
     totals: dict[str, float] = {}
     for i in range(0, len(picks), params.batch_size):
         chunk = picks[i : i + params.batch_size]
-        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device)
+        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device, encoded)
         _, terms = clip_loss(model, batch, params, weights, samples, torch.Generator(device=device).manual_seed(i))
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(picks)
@@ -302,6 +356,10 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     model, p1 = build_model(phase1_path, params, info.device)
     if params.camera == "gt" and any(s.r_wc is None for s in train):
         raise ValueError("video.camera = gt needs ground-truth pose files for every training sequence")
+    encoded_train = encoded_val = None
+    if not params.finetune_slots:  # frozen slot model: every frame encoded once
+        model.slots.requires_grad_(False)
+        encoded_train, encoded_val = (encode_sequences(model, s, info.device) for s in (train, val))
     loop = TrainLoop("train phase 2", model, build_optimizer(model, params), steps=params.steps,
                      schedule=WarmupCosine(params.steps, warmup=min(20, params.steps // 10 + 1)), state_path=state_path,
                      identity=params.digest(phase1_digest(phase1_path)), checkpoint_every=params.checkpoint_every,
@@ -318,7 +376,8 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         if params.forecast_training == "grpo" and step >= params.grpo_warmup and reference is None:
             reference = frozen_forecaster(model, model.forecaster.state_dict())  # the supervised forecaster
         rng = np.random.default_rng([params.seed, step, info.rank])
-        clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device)
+        clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device,
+                           encoded_train)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
         loss, terms = clip_loss(model, clips, params, weights, samples, generator, reference)
         loop.optimizer.zero_grad(set_to_none=True)
@@ -328,11 +387,12 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         loop.optimizer.step()
         clips_seen += per_rank * info.world_size
         if info.is_main:
-            loop.postfix(chamfer=f"{terms['chamfer_m']:.3f}", forecast=f"{terms['forecast_best_m']:.3f}")
+            loop.postfix(forecast=f"{terms['forecast_best_m']:.3f}")
             if loop.due(step, params.log_every):
                 loop.log("train", step, terms)
             if val and loop.due(step, params.val_every):
-                loop.log("val", step, validation_terms(model, val, params, weights, samples, info.device))
+                loop.log("val", step, validation_terms(model, val, params, weights, samples, info.device,
+                                                       encoded=encoded_val))
     if loop.stopped:
         return {"steps": loop.stopped_at, "stopped_early": True}
     loop.finish(out_model, lambda: {

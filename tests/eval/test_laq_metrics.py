@@ -77,6 +77,19 @@ def test_choose_alpha_prefers_strong_penalty_for_noise_per_target():
     assert alphas.shape == (2,) and alphas[0] >= 1e2 and alphas[1] <= 1.0
 
 
+def test_ridge_path_errors_match_a_sklearn_fit_per_alpha():
+    """One SVD per fold gives, for every penalty, the test error of the scikit-learn pipeline (with a constant column)."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(60, 7)) * [1, 2, 3, 4, 5, 6, 7], rng.normal(size=(60, 2))
+    x[:, 3] = 2.5  # constant input: StandardScaler keeps scale 1
+    xt, yt = rng.normal(size=(11, 7)), rng.normal(size=(11, 2))
+    alphas = (1e-2, 1.0, 1e2)
+    got = lm.ridge_path_errors(x, y, xt, yt, alphas)
+    for i, alpha in enumerate(alphas):
+        expected = ((lm.ridge_predict(lm.ridge_fit(x, y, alpha), xt) - yt) ** 2).sum(0)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-9)
+
+
 def test_ridge_with_per_target_alpha_equals_separate_fits():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(50, 6)), rng.normal(size=(50, 3))

@@ -63,3 +63,32 @@ def test_forecast_summary_compares_with_the_best_baselines():
     assert five["best_of_1_vs_best_single_guess_baseline"] == pytest.approx(1 - 0.815 / 0.915, abs=1e-4)
     assert five["best_of_k_vs_best_k_guess_baseline"] == pytest.approx(1 - 0.515 / 0.615, abs=1e-4)
     assert out["delta_1"] == {"forecasts": 0}
+
+
+def test_stacked_guesses_score_as_each_forecast_alone():
+    """One Chamfer call over the guesses of several forecasts gives each guess the error it gets when its
+    forecast is scored alone (the evaluation scores all methods of a window at once)."""
+    from pipeline.eval.phase2_eval import eval_points, stack_guesses
+    from pipeline.models.slots import SlotModelConfig
+    from pipeline.models.video import VideoModelConfig, VideoSlotModel
+    from pipeline.models.video.baselines import speed_scalings
+    from pipeline.models.video.forecaster import SlotTrack, constant_velocity, copy_last
+    from pipeline.models.video.model import forecast_chamfer
+
+    g = torch.Generator().manual_seed(0)
+    k = 2
+    model = VideoSlotModel(VideoModelConfig(camera_head=False, prototypes=2, hidden=16, time_features=2),
+                           SlotModelConfig(slots=k, prototypes=2, ico_level=1))
+    times = torch.tensor([[0.0, 0.2, 0.4]])
+    centre = torch.randn(1, 1, k, 3, generator=g) * 3 + torch.randn(1, 1, k, 3, generator=g) * times.view(1, 3, 1, 1)
+    track = SlotTrack(centre, torch.eye(3).expand(1, 3, k, 3, 3), torch.ones(1, 3, k), torch.full((1, 3, k, 2), 0.5),
+                      times)
+    delta = torch.tensor([1.0])
+    forecasts = [copy_last(track), constant_velocity(track, delta), speed_scalings(track, delta, 3)]
+    points = torch.from_numpy(eval_points(np.random.default_rng(0).normal(0, 4, (5000, 3)).astype(np.float32)))[None]
+    assert points.shape == (1, 2048, 3)
+    mask = torch.ones(points.shape[:2], dtype=torch.bool)
+    pose = (torch.eye(3)[None], torch.zeros(1, 3))
+    together = forecast_chamfer(model, stack_guesses(forecasts), *pose, points, mask, exact=True)[0]
+    alone = torch.cat([forecast_chamfer(model, f, *pose, points, mask, exact=True)[0] for f in forecasts])
+    assert together.shape == (5,) and torch.allclose(together, alone, atol=1e-6)

@@ -64,13 +64,14 @@ def test_clip_sampling_respects_gaps_and_reversal():
     assert reversed_seen > 50 and forward_seen > 50
 
 
-@pytest.mark.parametrize("training", ["best_of_k", "grpo"])
-def test_resume_equals_uninterrupted(tiny, tmp_path, training):
+@pytest.mark.parametrize(("training", "finetune"), [("best_of_k", False), ("grpo", False), ("best_of_k", True)])
+def test_resume_equals_uninterrupted(tiny, tmp_path, training, finetune):
     """stop_after = 2 then resume (a new run object, as a new process): same weights, same curves from step 0.
     GRPO starts after one warm-up step, so its frozen reference forecaster must come back from the state."""
     _, frames, phase1 = tiny
     seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
-    params = P2.model_copy(update={"val_every": 2, "forecast_training": training, "grpo_warmup": 1})
+    params = P2.model_copy(update={"val_every": 2, "forecast_training": training, "grpo_warmup": 1,
+                                   "finetune_slots": finetune})
     full, resumed = Rows(), Rows()
     train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
                  progress=False)
@@ -88,6 +89,27 @@ def test_resume_equals_uninterrupted(tiny, tmp_path, training):
     assert resumed.by_step() == full.by_step()
     if training == "grpo":
         assert all(("grpo_kl" in v) == (step >= 1) for c, step, v in full.by_step() if c == "train")
+
+
+def test_frozen_slots_keep_phase_one_weights_and_cache_the_evaluation_encoding(tiny, tmp_path):
+    """finetune_slots = false: the slot model leaves training with the phase-one weights, the heads change, and the
+    cached encoding equals the evaluation's encoder pass (all points, eval mode) of the same frames."""
+    from pipeline.eval.phase2_eval import infer_sequence
+    from pipeline.train.common import load_checkpoint
+    from pipeline.train.phase2 import encode_sequences
+
+    _, frames, phase1 = tiny
+    seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
+    params = P2.model_copy(update={"finetune_slots": False})
+    train_phase2(seqs, [], params, phase1, tmp_path / "model.pt", tmp_path / "state.pt", device="cpu", progress=False)
+    model, _, _ = load_video_model(tmp_path / "model.pt")
+    start = load_checkpoint(phase1)["state_dict"]
+    for name, value in model.slots.state_dict().items():
+        assert torch.equal(value, start[name]), name
+    assert model.forecaster.head.weight.abs().sum() > 0  # zero-initialised, trained
+    encoded = encode_sequences(model, seqs, torch.device("cpu"))[0]
+    reference = infer_sequence(model, seqs[0], "gt")
+    assert torch.allclose(encoded.slots.verts, torch.from_numpy(reference.verts), atol=1e-6)
 
 
 def run_stage(module, *args: str) -> tuple[int, list[str]]:

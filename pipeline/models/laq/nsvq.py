@@ -7,9 +7,12 @@ scalar ``||x - q||``. Evaluation (``model.eval()``) returns ``q`` itself. No com
 
 Dead codes: ``usage`` counts assignments (a buffer, summed over DDP ranks at replacement time).
 :meth:`NSVQ.replace_unused` overwrites every code used fewer than ``threshold`` times per step since
-the last replacement with a copy of a randomly chosen used code plus Gaussian noise of norm
-``noise · ||c||`` (the reference code's 1e-12 noise is below float32 resolution and leaves exact
-duplicates), then resets the counters.
+the last replacement, then resets the counters. The new code is, with ``source="latents"``, a randomly
+chosen recent encoder output (the last ``recent`` training inputs of the quantizer, a ring buffer): a code
+placed where the data is, so it is selected at once (a data-dependent re-initialisation, as k-means
+seeding); with ``source="codes"`` (the reference code's rule), a copy of a randomly chosen used code.
+Either gets Gaussian noise of norm ``noise · ||c||`` (the reference code's 1e-12 noise is below float32
+resolution and leaves exact duplicates).
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ def perplexity(counts) -> float:
 class NSVQ(nn.Module):
     """Codebook (``codebook_size``, ``dim``) with noise-substitution training and usage counters."""
 
-    def __init__(self, codebook_size: int, dim: int, init_scale: float = 1.0):
+    def __init__(self, codebook_size: int, dim: int, init_scale: float = 1.0, recent: int = 256):
         super().__init__()
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim) * init_scale / math.sqrt(dim))
         self.register_buffer("usage", torch.zeros(codebook_size, dtype=torch.float64))
+        # ring buffer of the last training inputs (rows) and how many were ever written
+        self.register_buffer("recent", torch.zeros(recent, dim))
+        self.register_buffer("recent_seen", torch.zeros((), dtype=torch.int64))
 
     @property
     def codebook_size(self) -> int:
@@ -71,6 +77,7 @@ class NSVQ(nn.Module):
             out = flat + error_norm / noise_norm * noise
             with torch.no_grad():
                 self.usage.index_add_(0, indices, torch.ones_like(indices, dtype=self.usage.dtype))
+                self._remember(flat.detach())
         else:
             out = hard
         return out.reshape(x.shape), indices.reshape(x.shape[:-1])
@@ -79,30 +86,42 @@ class NSVQ(nn.Module):
         """Hard codes (..., D) for integer ``indices`` (...)."""
         return self.codebook[indices]
 
+    def _remember(self, rows: Tensor) -> None:
+        """Write ``rows`` (M, D) into the ring buffer ``recent`` (the newest ones when M exceeds it)."""
+        size = self.recent.shape[0]
+        rows = rows[-size:].to(self.recent.dtype)
+        slots = (int(self.recent_seen) + torch.arange(len(rows), device=rows.device)) % size
+        self.recent[slots] = rows
+        self.recent_seen += len(rows)
+
     @torch.no_grad()
-    def replace_unused(self, steps: int, threshold: float, noise: float = 0.01) -> int:
+    def replace_unused(self, steps: int, threshold: float, noise: float = 0.01, source: str = "codes") -> int:
         """Re-seed codes used fewer than ``threshold`` times per step over the last ``steps`` steps.
 
+        ``source``: ``latents`` (recent encoder outputs, while any were seen) or ``codes`` (used codes).
         Counts are summed over DDP ranks first; rank 0 draws the replacements and broadcasts the
         codebook, so every rank holds the same codebook afterwards. Returns the number replaced.
         """
         if steps < 1:
             raise ValueError(f"steps = {steps} must be >= 1")
+        if source not in ("latents", "codes"):
+            raise ValueError(f"source = {source!r} must be 'latents' or 'codes'")
         all_reduce_sum(self.usage)
         unused = self.usage / steps < threshold
         n_unused = int(unused.sum())
         used_idx = torch.nonzero(~unused).flatten()
         codebook = self.codebook.data
+        seen = min(int(self.recent_seen), self.recent.shape[0])
         if n_unused:
-            if len(used_idx) == 0:
-                source = codebook
-                target = torch.ones_like(unused)
+            target = unused
+            if source == "latents" and seen:
+                rows = self.recent[torch.randint(seen, (n_unused,), device=codebook.device)].to(codebook.dtype)
+            elif len(used_idx) == 0:
+                rows, target = codebook, torch.ones_like(unused)
             else:
-                pick = used_idx[torch.randint(len(used_idx), (n_unused,), device=codebook.device)]
-                source = codebook[pick]
-                target = unused
-            scale = noise * source.norm(dim=1, keepdim=True).clamp_min(1e-6) / math.sqrt(codebook.shape[1])
-            codebook[target] = source + torch.randn_like(source) * scale
+                rows = codebook[used_idx[torch.randint(len(used_idx), (n_unused,), device=codebook.device)]]
+            scale = noise * rows.norm(dim=1, keepdim=True).clamp_min(1e-6) / math.sqrt(codebook.shape[1])
+            codebook[target] = rows + torch.randn_like(rows) * scale
         if is_distributed():
             broadcast_(codebook, src=0)
         self.usage.zero_()

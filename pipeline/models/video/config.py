@@ -17,7 +17,8 @@ class VideoModelConfig:
     - ``guesses``: k forecasts per slot set (best-of-k);
     - ``prototypes``: P of the phase-one model (the forecaster reads the prototype weights);
     - ``max_step_m``: bound of the forecaster's per-guess position correction (metres);
-    - ``max_turn_rad``: bound of the forecaster's rotation correction (radians).
+    - ``max_turn_rad``: bound of the forecaster's rotation correction (radians);
+    - ``velocity_frames``: context frames of the least-squares velocity the guesses extrapolate.
     """
 
     camera_head: bool = True
@@ -28,3 +29,4 @@ class VideoModelConfig:
     prototypes: int = 6
     max_step_m: float = 5.0
     max_turn_rad: float = 0.5
+    velocity_frames: int = 2

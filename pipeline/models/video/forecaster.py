@@ -8,7 +8,8 @@ G scene-level guesses:
 
     centre_g = c_last + α_g · v · Δ + max_step · tanh(d_g),   R_g = exp(max_turn · tanh(ω_g)) R_last
 
-with v the velocity of the last two context frames (their true time gap), α_g and d_g, ω_g per
+with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
+2 = the last two frames' difference), α_g and d_g, ω_g per
 slot from the network, plus a confidence logit per guess. The last layer starts at zero and the
 guesses start at extrapolation fractions α_g = 0 ... 1.5 (guess 0 = copy-last, a middle one =
 constant velocity), so training starts at the two baselines and winner-takes-all training can
@@ -81,6 +82,19 @@ def last_velocity(context: SlotTrack) -> Tensor:
     return (context.centre[:, -1] - context.centre[:, -2]) / dt.view(-1, 1, 1)
 
 
+def fitted_velocity(context: SlotTrack, frames: int) -> Tensor:
+    """(B, K, 3) m/s: slope of the least-squares line through the last ``frames`` context centres against their
+    true time stamps (2 frames: :func:`last_velocity`; more frames average out the slots' frame-to-frame jitter)."""
+    n = min(frames, context.centre.shape[1])
+    if n <= 2:
+        return last_velocity(context)
+    time = context.time[:, -n:]
+    dt = (time - time.mean(dim=1, keepdim=True)).view(-1, n, 1, 1)  # (B, n, 1, 1) seconds
+    centre = context.centre[:, -n:]
+    dx = centre - centre.mean(dim=1, keepdim=True)
+    return (dt * dx).sum(1) / (dt * dt).sum(1).clamp_min(1e-12)
+
+
 def copy_last(context: SlotTrack) -> Forecast:
     """Baseline: the last context frame's slots, unchanged in the world frame (one guess)."""
     last = context.frames(-1)
@@ -132,7 +146,7 @@ class Forecaster(nn.Module):
         per_frame = self.frame_mlp(torch.cat([rel_pos, rel_rot, rel_scale], dim=-1))
         per_frame = per_frame + self.context_time(rel_time).unsqueeze(2)
         history = torch.cat([per_frame.mean(1), per_frame.amax(1)], dim=-1)  # (B, K, 2h)
-        velocity = last_velocity(context)
+        velocity = fitted_velocity(context, self.config.velocity_frames)
         absolute = torch.cat([last.centre / WORLD_SCALE_M, torch.log(last.scale).unsqueeze(-1),
                               matrix_to_rot6d(last.rotation), last.weights, velocity / POS_SCALE_M], dim=-1)
         token = self.mix(torch.cat([history, self.slot_in(absolute)], dim=-1)) + self.target_time(delta_s).unsqueeze(1)
@@ -143,7 +157,7 @@ class Forecaster(nn.Module):
     def decode(self, context: SlotTrack, delta_s: Tensor, raw: Tensor, logits: Tensor) -> Forecast:
         """Guesses from raw outputs (B, S, K, 7) (the heads' or sampled ones; any number S of guesses)."""
         last = context.frames(-1)
-        velocity = last_velocity(context)
+        velocity = fitted_velocity(context, self.config.velocity_frames)
         alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
         centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
                   + self.config.max_step_m * torch.tanh(step))

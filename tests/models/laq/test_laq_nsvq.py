@@ -85,6 +85,27 @@ def test_replacement_reseeds_unused_codes_without_duplicates():
     assert int(nearest_code(after[dead[0]][None], after)) == dead[0]
 
 
+def test_replacement_from_latents_lands_on_recent_inputs_and_is_selected():
+    torch.manual_seed(4)
+    q = NSVQ(6, 3, recent=8)
+    q.train()
+    first, second = torch.randn(7, 3), torch.randn(5, 3) + 10.0
+    q(first)
+    q(second)  # 12 rows through a ring of 8: slots 0..6 ← first, then 7, 0, 1, 2, 3 ← second
+    assert int(q.recent_seen) == 12
+    assert torch.equal(q.recent[[7, 0, 1, 2, 3]], second) and torch.equal(q.recent[4:7], first[4:7])
+    q.usage.copy_(torch.tensor([0, 0, 0, 0, 0, 12], dtype=torch.float64))
+    before = q.codebook.detach().clone()
+    assert q.replace_unused(steps=2, threshold=1.0, noise=0.01, source="latents") == 5
+    after = q.codebook.detach()
+    assert torch.equal(after[5], before[5])
+    for k in range(5):  # each new code is a perturbed recent input (about 1 % of its norm away)
+        dist = (q.recent - after[k]).norm(dim=1)
+        assert 0 < dist.min() < 0.05 * q.recent[int(dist.argmin())].norm()
+    with pytest.raises(ValueError):
+        q.replace_unused(steps=1, threshold=1.0, source="nearby")
+
+
 def test_replacement_with_threshold_per_step():
     q = NSVQ(4, 2)
     q.usage.copy_(torch.tensor([100, 9, 10, 0], dtype=torch.float64))

@@ -14,6 +14,7 @@ from pipeline.models.video.forecaster import (
     best_of_k,
     constant_velocity,
     copy_last,
+    fitted_velocity,
     last_velocity,
 )
 from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, rot6d_to_matrix
@@ -40,6 +41,21 @@ def test_constant_velocity_baseline_is_exact_on_constant_velocity_tracks():
         assert torch.allclose(guess.centre[0, 0], truth, atol=1e-4)
     assert torch.allclose(copy_last(track).centre[0, 0], track.centre[0, -1])
     assert torch.allclose(last_velocity(track)[0], v, atol=1e-4)
+
+
+def test_fitted_velocity_matches_numpy_least_squares_on_noisy_uneven_tracks():
+    """Exact on a constant-velocity track with uneven gaps; on a noisy one, the slope of np.polyfit(deg=1) over
+    the last N frames; N = 2 is the last two frames' difference."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9, 1.5])
+    track, _, v = cv_track(times)
+    assert torch.allclose(fitted_velocity(track, 5)[0], v, atol=1e-4)
+    noisy = SlotTrack(track.centre + 0.3 * torch.randn(track.centre.shape, generator=torch.Generator().manual_seed(1)),
+                      track.rotation, track.scale, track.weights, track.time)
+    for n in (3, 4, 5):
+        x = noisy.centre[0, -n:].double().numpy()  # (n, K, 3)
+        slope = np.polyfit(times[-n:].double().numpy(), x.reshape(n, -1), 1)[0].reshape(x.shape[1:])
+        assert np.allclose(fitted_velocity(noisy, n)[0].numpy(), slope, atol=1e-4)
+    assert torch.equal(fitted_velocity(noisy, 2), last_velocity(noisy))
 
 
 def test_best_of_k_takes_the_minimum_and_trains_only_the_winner():
