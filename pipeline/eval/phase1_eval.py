@@ -60,10 +60,11 @@ def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict
 
 
 def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root: Path, params: Phase1Params,
-                    progress: bool = True) -> tuple[dict, list[dict]]:
+                    progress: bool = True) -> tuple[dict, list[dict], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Mean metrics per method over ``records``, relative improvements of the model and the prototype
     statistics (:mod:`pipeline.eval.prototype_stats`, single pass); also one row per (frame, method)
-    with that frame's metrics (``sequence``, ``frame``, ``method`` and the metric columns)."""
+    with that frame's metrics (``sequence``, ``frame``, ``method`` and the metric columns), and the
+    refined predictions per record (as :func:`predict_meshes`; the figures reuse them)."""
     unit, unit_faces = ico_sphere(BASELINE_ICO_LEVEL)
     unit = unit.numpy()
     single = predict_meshes(model, records)
@@ -104,7 +105,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
             "fg_ari_gain": (round(learned["fg_ari"] - base["fg_ari"], 4)
                             if learned.get("fg_ari") is not None and base.get("fg_ari") is not None else None),
         }
-    return summary, per_frame
+    return summary, per_frame, refined
 
 
 def _reduction(baseline: float | None, value: float | None) -> float | None:

@@ -22,7 +22,7 @@ from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import CachedSequence, load_cached
 from pipeline.data.splits import split_sequences
 from pipeline.eval import dataset_report
-from pipeline.eval.phase1_eval import evaluate_phase1, predict_meshes
+from pipeline.eval.phase1_eval import evaluate_phase1
 from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
 from pipeline.eval.phase2_eval import CAMERA_COLUMNS, FORECAST_COLUMNS, evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
@@ -48,13 +48,13 @@ def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], fig
     records, skipped = [r for c in cached for r in c.records], sum(c.skipped for c in cached)
     if not records:
         raise ValueError(f"no held-out frame of {sequences} has >= train.min_points target points")
-    metrics, per_frame = evaluate_phase1(model, records, raw, params)
+    metrics, per_frame, refined = evaluate_phase1(model, records, raw, params)
     atomic.write_text(frames_csv, pd.DataFrame(per_frame).to_csv(index=False))
     metrics["held_out_sequences"] = sequences
     metrics["skipped_frames"] = skipped
     metrics["points"] = params.points
     picks = np.linspace(0, len(records) - 1, min(n_figures, len(records))).astype(int)
-    predictions = predict_meshes(model, [records[i] for i in picks], params, params.refine_steps_eval)
+    predictions = [refined[i] for i in picks]
     faces = model.faces.cpu().numpy()
     figures = []
     for i, (verts, _, _) in zip(picks, predictions, strict=True):

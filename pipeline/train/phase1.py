@@ -91,6 +91,11 @@ def validation_frames(val: list[FrameRecord], limit: int) -> list[FrameRecord]:
     return [val[i] for i in np.linspace(0, len(val) - 1, limit).round().astype(int)]
 
 
+def warmup_steps(steps: int) -> int:
+    """Linear learning-rate warm-up length: 10 % of the steps, at most 50."""
+    return max(1, min(50, steps // 10))
+
+
 Scorer = Callable[[SlotSceneModel, list[FrameRecord]], dict[str, float | None]]
 
 
@@ -113,7 +118,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     common.seed_everything(params.seed)
     model = build_model(train, params, info.device)
     loop = TrainLoop("train phase 1", model, build_optimizer(model, params), steps=params.steps,
-                     schedule=WarmupCosine(params.steps, warmup=50), state_path=state_path,
+                     schedule=WarmupCosine(params.steps, warmup=warmup_steps(params.steps)), state_path=state_path,
                      identity=params.digest(records_fingerprint(train)), checkpoint_every=params.checkpoint_every,
                      info=info, run=run, progress=progress)
     selector = (ModelSelector.from_state(loop.extra["selector"]) if "selector" in loop.extra
@@ -126,8 +131,8 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
     frames_seen = 0
 
     def validate(step: int) -> None:
-        """Validation curve row (loss terms + evaluation metrics) and a selection candidate."""
-        row = validation_loss(ddp, val, params, info.device)
+        """Validation curve row (loss terms + evaluation metrics on the selection frames) and a selection candidate."""
+        row = validation_loss(ddp, select_on, params, info.device)
         if scorer is not None:
             scores = scorer(model, select_on)
             row.update({f"eval_{k}": v for k, v in scores.items() if v is not None})

@@ -3,12 +3,15 @@ its k-means initialisation (step 0) on the validation frames."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.eval.phase1_eval import validation_scores
 from pipeline.train import common
-from pipeline.train.phase1 import build_model, load_model, selected_step, train_phase1
+from pipeline.train.phase1 import (build_model, load_model, selected_step, train_phase1, validation_frames, validation_loss,
+                                   warmup_steps)
 from pipeline.train.selection import ModelSelector
+from tests.curve_rows import Rows
 from tests.train.test_phase1_train import TINY, tiny_records
 
 
@@ -49,3 +52,25 @@ def test_selector_prefers_lower_chamfer_and_breaks_ties_by_fg_ari():
     assert selector.offer(4, {"chamfer_l1_m": 0.20, "fg_ari": 0.1}, weights)
     restored = ModelSelector.from_state(selector.state())
     assert restored.step == 4 and restored.scores["chamfer_l1_m"] == 0.20
+
+
+def test_val_curve_and_selection_use_the_same_frames(generated_root, tmp_path):
+    """With ``val_frames`` set, the step-0 validation row (loss terms and evaluation scores) is the untrained
+    model's, computed on the evenly spaced selection frames only."""
+    records, _ = tiny_records(generated_root, tmp_path)
+    params = TINY.model_copy(update={"steps": 2, "val_every": 2, "val_frames": 2, "refine_steps_train": 0})
+    curves = Rows()
+    train_phase1(records, records, params, tmp_path / "m.pt", tmp_path / "s.pt", run=curves, device="cpu",
+                 progress=False, scorer=validation_scores)
+    first = next(values for curve, step, values in curves.by_step() if curve == "val" and step == 0)
+    chosen = [records[0], records[-1]]  # two evenly spaced frames: the ends
+    assert validation_frames(records, 2) == chosen
+    common.seed_everything(params.seed)
+    initial = build_model(records, params, torch.device("cpu"))
+    assert first["eval_chamfer_l1_m"] == validation_scores(initial, chosen)["chamfer_l1_m"]
+    assert first["chamfer_m"] == pytest.approx(validation_loss(initial, chosen, params, torch.device("cpu"))["chamfer_m"])
+    assert first["eval_chamfer_l1_m"] != validation_scores(initial, records)["chamfer_l1_m"]
+
+
+def test_warmup_is_a_tenth_of_the_steps_at_most_fifty():
+    assert [warmup_steps(s) for s in (4, 150, 500, 600, 5000)] == [1, 15, 50, 50, 50]
