@@ -105,14 +105,18 @@ def tracking_root() -> Path:
     return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
 
 
-_applied_uri: str | None = None  # what this process gave mlflow.set_tracking_uri (which exports it to the env)
+_exported_default: str | None = None  # a default URI this process gave mlflow.set_tracking_uri (exported to the env)
 
 
 def tracking_uri() -> str:
     """The user's ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``."""
     user = os.environ.get("MLFLOW_TRACKING_URI")
-    if user and user != _applied_uri:
+    if user and user != _exported_default:  # the user's own choice, even after it was applied
         return user
+    return _project_uri()
+
+
+def _project_uri() -> str:
     return f"sqlite:///{tracking_root() / 'mlflow.db'}"
 
 
@@ -342,9 +346,11 @@ class _Tracker:
 
         self.stage = stage
         self.mlflow = mlflow
-        global _applied_uri
-        _applied_uri = tracking_uri()
-        mlflow.set_tracking_uri(_applied_uri)
+        global _exported_default
+        uri = tracking_uri()
+        if uri == _project_uri():
+            _exported_default = uri
+        mlflow.set_tracking_uri(uri)
         name = run_name()
         with locks.exclusive(tracking_root() / "mlflow.db.lock"):
             self.client = MlflowClient()  # opening the store creates/migrates the schema

@@ -289,3 +289,31 @@ def test_helper_process_records_what_the_stage_process_would(tmp_path, monkeypat
         records[mode] = _record(root)
     assert [r["name"] for r in records["on"]] == ["exp-same", "exp-same/evaluate", "exp-same/laq"]
     assert records["on"] == records["inline"]
+
+
+def test_user_store_elsewhere_is_used_and_never_relocated(tmp_path, monkeypatch):
+    """``$MLFLOW_TRACKING_URI`` names a store outside the project (the results preset's copies log into the
+    main checkout's store): every stage run lands there, without a warning, and its experiment keeps its
+    artifact folder (nothing is relocated into the copy)."""
+    main, copy = tmp_path / "main", tmp_path / "copy"
+    for root in (main, copy):
+        root.mkdir()
+        (root / "dvc.yaml").write_text("stages: {}\n")
+    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(main)
+    monkeypatch.setenv("DVC_ROOT", str(main))
+    with stage_run("download", main / "reports/download") as run:  # creates the main store
+        run.log_metrics({"files": 1})
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{main / 'mlflow.db'}")
+    monkeypatch.setenv("DVC_EXP_NAME", "results-seed0")
+    for stage in ("pointclouds", "frames"):  # the second run comes after the first applied the URI
+        with stage_run(stage, copy / "reports" / stage) as run:
+            run.log_metrics({"frames": 3})
+    assert not (copy / "mlflow.db").exists()
+    client, experiment, runs = runs_of(main)
+    assert {r.info.run_name for r in runs} >= {"results-seed0/pointclouds", "results-seed0/frames"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert experiment.artifact_location == (main / "mlartifacts").as_uri()
