@@ -53,6 +53,7 @@ KEPT = {  # report file in the run copy -> name in the kept run folder
 SECTIONS = {"phase1": (phase1.summarise, phase1.markdown, "Phase one: slots vs k-means spheres and PCA ellipsoids"),
             "phase2": (phase2.summarise, phase2.markdown, "Phase two: forecasts vs baselines, camera, identity"),
             "laq": (laq.summarise, laq.markdown, "Concerto-LAQ: latent actions on the test drives")}
+SECTION_INPUT = {"phase1": "evaluate.json", "phase2": "evaluate.json", "laq": "laq.json"}  # kept file each needs
 TARGETS = ("evaluate", "laq")
 SEED_KEYS = ("train.seed", "video.seed", "laq.seed")  # every trained model's seed follows the preset's seed
 
@@ -85,7 +86,7 @@ def project_files(root: Path) -> list[str]:
     return [f for f in listed if f and (root / f).is_file()]
 
 
-def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str) -> None:
+def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targets: tuple[str, ...] = TARGETS) -> None:
     """Train and evaluate one seed in a temporary copy; keep its reports in ``out_dir``."""
     with tempfile.TemporaryDirectory(prefix="protoscene-results-") as tmp:
         copy = Path(tmp)
@@ -99,7 +100,7 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str) -> N
         (copy / "params.yaml").write_text(yaml.safe_dump(seeded, sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                "DVC_EXP_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1"}
-        subprocess.run([sys.executable, "-m", "dvc", "repro", *TARGETS], cwd=copy, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=copy, env=env, check=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in KEPT.items():
             if (copy / src).is_file():
@@ -111,6 +112,8 @@ def aggregate(runs_dir: Path, seeds: list[int], reports: Path, tag: str) -> list
     dirs = [runs_dir / f"seed{s}" for s in seeds]
     written = []
     for section, (summarise, markdown, title) in SECTIONS.items():
+        if not all((d / SECTION_INPUT[section]).is_file() for d in dirs):
+            continue  # not run for this result set (e.g. --targets evaluate)
         summary = summarise(dirs, seeds)
         stem = reports / (section if tag == "default" else f"{section}-{tag}")
         atomic.write_json(stem.with_suffix(".json"), summary)
@@ -127,6 +130,8 @@ def main(
     tag: str = typer.Option("", help="Name of this result set (default: from the -S overrides, else 'default')."),
     reports: Path = typer.Option(Path("reports/results"), help="Output folder."),
     aggregate_only: bool = typer.Option(False, help="Only rebuild the reports from kept runs."),
+    targets: str = typer.Option(",".join(TARGETS), help="dvc repro targets, comma-separated: 'evaluate' alone "
+                                "skips LAQ, whose drives do not depend on data.seed (another world: -S drives.seed=N)."),
 ) -> None:
     root = project_root()
     overrides = {**PRESET, **dict(parse_override(s) for s in set_param)}
@@ -136,7 +141,8 @@ def main(
     runs_dir = reports / "runs" / tag
     if not aggregate_only:
         for seed in seed_list:
-            run_seed(root, params, seed, runs_dir / f"seed{seed}", f"results-{tag}-seed{seed}")
+            run_seed(root, params, seed, runs_dir / f"seed{seed}", f"results-{tag}-seed{seed}",
+                     tuple(t for t in targets.split(",") if t))
     for path in aggregate(runs_dir, seed_list, reports, tag):
         typer.echo(f"wrote {path}")
 
