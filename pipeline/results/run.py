@@ -96,6 +96,8 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targ
         cache = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, capture_output=True, text=True,
                                check=True).stdout.strip()
         (copy / ".dvc/config.local").write_text(f"[core]\n    no_scm = true\n[cache]\n    dir = {cache}\n")
+        for src in KEPT:  # the checkout's committed reports: only what this run writes may be kept
+            (copy / src).unlink(missing_ok=True)
         seeded = apply_overrides(params, dict.fromkeys(SEED_KEYS, seed))
         (copy / "params.yaml").write_text(yaml.safe_dump(seeded, sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

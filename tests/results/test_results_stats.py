@@ -147,3 +147,29 @@ def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):
     assert repro[-3:] == ["repro", "evaluate", "laq"]
     assert written["train"]["seed"] == written["video"]["seed"] == written["laq"]["seed"] == 2
     assert written["data"]["seed"] == 9 and (tmp_path / "kept/laq.json").is_file()
+
+
+def test_run_seed_keeps_only_reports_the_run_wrote(tmp_path, monkeypatch):
+    """A committed report in the checkout (here the LAQ metrics) is not kept when the run's targets do not
+    write it (``--targets evaluate``): the copy starts without the kept files."""
+    import subprocess
+
+    from pipeline.results import run
+
+    root = tmp_path / "project"
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc/config").write_text("")
+    (root / "reports/laq").mkdir(parents=True)
+    (root / "reports/laq/metrics.json").write_text('{"committed": true}')
+
+    def fake_run(cmd, cwd=None, **kwargs):
+        if "repro" in cmd:
+            (cwd / "reports/evaluate").mkdir(parents=True)
+            (cwd / "reports/evaluate/metrics.json").write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0, stdout="/cache\n" if "cache" in cmd else "")
+
+    monkeypatch.setattr(run, "project_files", lambda _: [".dvc/config", "reports/laq/metrics.json"])
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    run.run_seed(root, {"train": {"seed": 0}, "video": {"seed": 0}, "laq": {"seed": 0}}, 1, tmp_path / "kept",
+                 "results-x-seed1", ("evaluate",))
+    assert (tmp_path / "kept/evaluate.json").is_file() and not (tmp_path / "kept/laq.json").exists()
