@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import mean_std, paired_bootstrap
+from pipeline.results.stats import mean_std, paired_bootstrap, trained_record
 
 METRICS = ("chamfer_l1_m", "chamfer_vis_m", "comp_all_m", "acc_m", "fg_ari", "fsv")
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
@@ -30,7 +30,7 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict], list[dict
         table = pd.read_csv(folder / "phase1_frames.csv")
         frames.append(table.assign(seed_run=i))
         evaluated.append(json.loads((folder / "evaluate.json").read_text())["phase1"])
-        trained.append(json.loads((folder / "train_phase1.json").read_text()))
+        trained.append(trained_record(folder, "train_phase1"))
     return pd.concat(frames, ignore_index=True), evaluated, trained
 
 
@@ -66,7 +66,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
             "class_prototype_nmi": mean_std([p["class_prototype_nmi"] for p in protos]),
             "class_prototype_table": [p["class_prototype_table"] for p in protos],
         },
-        "train": {"seconds": mean_std([t["train"]["train_seconds"] for t in trained]),
+        "train": {"seconds": mean_std([t["train"].get("train_seconds") for t in trained]),
                   "selected_step": [t["train"].get("selected_step") for t in trained]},
         "targets": targets(headline, paired, protos),
     }

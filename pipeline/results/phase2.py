@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import mean_std, paired_bootstrap
+from pipeline.results.stats import mean_std, paired_bootstrap, trained_record
 
 DELTAS = (1, 5, 10)
 PAIRED_DELTAS = (5, 10)
@@ -38,7 +38,7 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict], list[dict
     for i, folder in enumerate(run_dirs):
         tables.append(pd.read_csv(folder / "phase2_forecasts.csv").assign(seed_run=i))
         evaluated.append(json.loads((folder / "evaluate.json").read_text())["phase2"])
-        trained.append(json.loads((folder / "train_phase2.json").read_text()))
+        trained.append(trained_record(folder, "train_phase2"))
     return pd.concat(tables, ignore_index=True), evaluated, trained
 
 
@@ -85,7 +85,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "world_frame": evaluated[0]["world_frame"],
         "identity": {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
                      "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])},
-        "train": {"seconds": mean_std([t["train"]["train_seconds"] for t in trained]),
+        "train": {"seconds": mean_std([t["train"].get("train_seconds") for t in trained]),
                   "forecast_training": [t["train"].get("forecast_training", "best_of_k") for t in trained]},
         "targets": targets(paired, camera, identity, multi),
     }

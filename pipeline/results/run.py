@@ -44,6 +44,8 @@ KEPT = {  # report file in the run copy -> name in the kept run folder
     "reports/train_phase1/metrics.json": "train_phase1.json",
     "reports/train_phase1/val.csv": "train_phase1_val.csv",
     "reports/train_phase2/metrics.json": "train_phase2.json",
+    "reports/train_phase1/run.json": "train_phase1_run.json",  # run facts: training seconds
+    "reports/train_phase2/run.json": "train_phase2_run.json",
     "reports/evaluate/figures/phase1_prototypes.png": "phase1_prototypes.png",
     "reports/evaluate/phase2_forecasts.csv": "phase2_forecasts.csv",
     "reports/evaluate/phase2_camera.csv": "phase2_camera.csv",

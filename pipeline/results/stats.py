@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 
@@ -33,3 +36,13 @@ def paired_bootstrap(diff: np.ndarray, resamples: int = 2000, seed: int = 0, lev
     alpha = (1 - level) / 2
     return {"mean": float(total.sum() / count.sum()), "low": float(np.quantile(means, alpha)),
             "high": float(np.quantile(means, 1 - alpha)), "frames": int(len(diff))}
+
+
+def trained_record(folder: Path, stage: str) -> dict:
+    """A kept training stage's metrics (``<stage>.json``) with its run facts (``<stage>_run.json``: training
+    seconds and the like, not DVC metrics) merged into its ``train`` group when they were kept."""
+    record = json.loads((folder / f"{stage}.json").read_text())
+    facts_path = folder / f"{stage}_run.json"
+    if facts_path.is_file():
+        record.setdefault("train", {}).update(json.loads(facts_path.read_text()).get("train", {}))
+    return record
