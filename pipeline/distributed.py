@@ -4,12 +4,22 @@ Distributed training follows torchrun's environment (``WORLD_SIZE``, ``RANK``, `
 ``MASTER_ADDR``/``MASTER_PORT``): :func:`init_distributed` starts a process group when
 ``WORLD_SIZE > 1`` (NCCL on CUDA, gloo on CPU) and is a no-op otherwise, so the same code runs with
 ``python -m`` and with ``torchrun --nproc_per_node N -m``. Every collective is a no-op without a group.
+
+:func:`run_cpu_ranks` is the CPU counterpart of torchrun inside one stage: N processes of one torch thread
+each, this process being rank 0. A small model's step on a few cores runs faster as N one-thread halves of
+the batch than as one N-thread batch (the per-op thread overhead dominates), so a stage can train that way
+without a launcher in its command.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -96,3 +106,105 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+# ------------------------------------------------------------------------------------------ CPU ranks
+_THREADS_BEFORE_RANKS: list[int] = []  # rank 0's torch threads before run_cpu_ranks set one (restored after)
+
+
+def cpu_ranks_for(requested: int, device: str) -> int:
+    """Processes :func:`run_cpu_ranks` should start: ``requested`` for a CPU job that is not already part of a
+    torchrun group, else 1 (CUDA jobs use torchrun; a torchrun rank must not start ranks of its own)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or pick_device(device).type != "cpu":
+        return 1
+    return max(1, requested)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, env: dict[str, str], target: Callable[..., Any], args: tuple) -> None:
+    """Entry point of a spawned rank: torchrun's variables for ``rank``, one torch thread, then ``target``."""
+    from pipeline.errors import one_line_errors
+
+    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    one_line_errors(target)(*args)
+
+
+def _failure_line(process: Any) -> str:
+    return f"error: CPU rank {process.name} failed (exit code {process.exitcode}); stopping the job"
+
+
+def _exit_if_a_rank_fails(process: Any, stopping: threading.Event) -> None:
+    """Watchdog thread of rank 0: a failed rank leaves the others blocked in a collective, so end the job
+    (unless rank 0 is already stopping, e.g. because its own collective failed first)."""
+    process.join()
+    if process.exitcode and not stopping.is_set():
+        stopping.set()
+        print(_failure_line(process), file=sys.stderr, flush=True)
+        os._exit(1)
+
+
+def run_cpu_ranks(target: Callable[..., Any], ranks: int, *args: Any) -> Any:
+    """``target(*args)`` as ``ranks`` data-parallel CPU processes (gloo), one torch thread each.
+
+    This process is rank 0 and returns ``target``'s result; ranks 1 ... N-1 are spawned (fresh interpreters,
+    ``args`` pickled) and must leave ``target`` after their share of the collective work (rank 0 alone writes
+    outputs). ``ranks <= 1`` runs ``target`` here unchanged. Rank 0 gets its torch threads back from
+    :func:`leave_cpu_ranks` (call it when the collective part is over, e.g. before a single-process evaluation).
+    A rank that fails ends the job with exit code 1.
+    """
+    if ranks <= 1:
+        return target(*args)
+    import multiprocessing
+
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(ranks)}
+    context = multiprocessing.get_context("spawn")
+    others = [context.Process(target=_rank_main, args=(rank, env, target, args), name=str(rank))
+              for rank in range(1, ranks)]
+    stopping = threading.Event()
+    for process in others:
+        process.start()
+        threading.Thread(target=_exit_if_a_rank_fails, args=(process, stopping), daemon=True).start()
+    saved = {k: os.environ.get(k) for k in (*env, "RANK", "LOCAL_RANK")}
+    os.environ.update(env, RANK="0", LOCAL_RANK="0")
+    _THREADS_BEFORE_RANKS[:] = [torch.get_num_threads()]
+    torch.set_num_threads(1)
+    try:
+        result = target(*args)
+        for process in others:
+            process.join()
+        return result
+    except BaseException as err:
+        stopping.set()
+        if isinstance(err, RuntimeError):  # e.g. gloo: "connection closed by peer": a rank is gone, name it instead
+            for process in others:
+                process.join(timeout=30)
+        failed = [process for process in others if process.exitcode is not None and process.exitcode > 0]
+        for process in others:
+            process.terminate()
+        if failed:
+            print(_failure_line(failed[0]), file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        raise
+    finally:
+        leave_cpu_ranks()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def leave_cpu_ranks() -> None:
+    """End the process group that :func:`run_cpu_ranks` started and give rank 0 its torch threads back
+    (no-op otherwise, e.g. under torchrun, whose group the launcher owns)."""
+    if not _THREADS_BEFORE_RANKS:
+        return
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    torch.set_num_threads(_THREADS_BEFORE_RANKS.pop())

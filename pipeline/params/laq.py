@@ -41,6 +41,7 @@ class LAQParams(Section):
     checkpoint_every: Count
     seed: Seed
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    cpu_ranks: Count
     motion_bins: Annotated[int, Field(ge=2)]
 
     @model_validator(mode="after")

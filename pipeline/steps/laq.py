@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline import runtime
 from pipeline.config import parse_section
-from pipeline.distributed import DistInfo, init_distributed
+from pipeline.distributed import DistInfo, cpu_ranks_for, init_distributed, leave_cpu_ranks, run_cpu_ranks
 from pipeline.eval.curve_figures import curves_figure
 from pipeline.data import drives as drive_layout
 from pipeline.data.camera import synthia_pair_motion
@@ -175,7 +175,17 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Pat
     poses; ``state``: resume state of an interrupted run; ``resume``: continue from it when it was written with
     the same params and data; ``videos``: the ``videos`` stage's folder (its ``labels.json``), read for video
     features; ``drives``: the ``drives`` stage's folder (its ground truth), read for drive features.
+    On the CPU, training runs as ``laq.cpu_ranks`` data-parallel processes of one thread each
+    (:func:`pipeline.distributed.run_cpu_ranks`; this process is rank 0 and alone evaluates and reports).
     """
+    laq = parse_section(params, "laq", LAQParams)
+    run_cpu_ranks(_rank_run, cpu_ranks_for(laq.cpu_ranks, laq.device), params, features, raw, out, state, resume,
+                  progress, videos, drives)
+
+
+def _rank_run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Path, resume: bool,
+              progress: bool, videos: Path, drives: Path) -> None:
+    """:func:`run` in one rank: every rank trains its share; rank 0 then evaluates and writes the reports."""
     data = parse_section(params, "data", DataParams)
     laq = parse_section(params, "laq", LAQParams)
     from_videos = features_from_videos(features)
@@ -195,6 +205,7 @@ def run(params: dict[str, Any], features: Path, raw: Path, out: Path, state: Pat
                            run=stage, resume=resume, progress=progress, dist_info=info)
         if stage is None:
             return
+        leave_cpu_ranks()  # the evaluation below runs in this process alone, on all its threads
         folder = stage.report_dir / "figures"
         usage = folder / "code_usage.png"
         if from_videos:

@@ -294,10 +294,11 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     # code counts per position and (loss sum, pairs) since the last curve row; saved with the resume state
     window = torch.zeros(config.code_seq_len, config.codebook_size, dtype=torch.float64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
-    if "window" in loop.extra and info.is_main:  # other ranks' partial window restarts at 0
+    if "window" in loop.extra and info.is_main:  # the state holds the sums over ranks; other ranks restart at 0
         window += loop.extra["window"].to(device)
         loss_sum += loop.extra["loss_sum"].to(device)
-    loop.extra_state = lambda: {"window": window.cpu(), "loss_sum": loss_sum.cpu()}
+    loop.extra_state = lambda: {"window": common.all_reduce_sum(window.clone()).cpu(),
+                                "loss_sum": common.all_reduce_sum(loss_sum.clone()).cpu()}
     last_replace = (loop.start // params.replace_every) * params.replace_every
     model.train()
     for step in loop.steps(stop_after):

@@ -39,6 +39,7 @@ facts (``train_loop.data_seconds``, ``compute_seconds``, ``data_share`` in ``rep
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -200,8 +201,12 @@ class TrainLoop:
         if not self.info.distributed:
             return self.model
         ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
-                                                         broadcast_buffers=broadcast_buffers)
+        ddp = torch.nn.parallel.DistributedDataParallel
+        # torch >= 2.13 renamed the flag (the old name warns); the new one still syncs buffers once at wrap
+        # time, which changes nothing here: every rank builds or resumes the same buffers.
+        name = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+                else "broadcast_buffers")
+        return ddp(self.model, device_ids=ids, **{name: broadcast_buffers})
 
     def learning_rate(self, step: int, group: int = 0) -> float:
         """The scheduled learning rate of parameter group ``group`` at ``step``."""
@@ -263,12 +268,14 @@ class TrainLoop:
         self.bar.set_postfix(**values)
 
     def save(self, step: int) -> None:
-        """Write the resume state (main process; every process waits for it)."""
+        """Write the resume state (main process; every process waits for it). ``extra_state`` runs on every
+        process, so it may reduce over ranks."""
+        extra = self.extra_state()
         if self.info.is_main:
             common.save_checkpoint(self.state_path, {
                 "model": common.unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "step": step, "identity": self.identity, "rng": common.rng_state(), "curves": self.curves,
-                "extra": self.extra_state()})
+                "extra": extra})
         common.barrier()
 
     def finish(self, out_model: Path, payload: Callable[[], dict[str, Any]]) -> None:

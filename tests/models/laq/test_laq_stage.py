@@ -73,6 +73,23 @@ def test_stage_writes_checkpoint_metrics_curves_and_figure(project):
     assert again["probe"] == metrics["probe"]
 
 
+def _train_until_step_7(project: str) -> None:
+    """One rank of a LAQ training that stops after step 7, leaving the resume state."""
+    from pipeline.config import load_params, parse_section
+    from pipeline.distributed import init_distributed
+    from pipeline.params.data import DataParams
+    from pipeline.params.laq import LAQParams
+    from pipeline.train.laq import load_laq_data, train_laq
+
+    root = Path(project)
+    params = load_params(root / "params.yaml")
+    data, laq = parse_section(params, "data", DataParams), parse_section(params, "laq", LAQParams)
+    pairs = load_laq_data(root / "data/features", laq.frame_offset, data.val_sequences, data.test_sequences)
+    train_laq(pairs.train, pairs.val, laq, root / "models/laq/model.pt", root / "checkpoints/laq/state.pt",
+              splits=pairs.splits, manifest=pairs.manifest, stop_after=7, progress=False,
+              dist_info=init_distributed(laq.device))
+
+
 def test_interrupted_run_resumes_after_dvc_deletes_the_model_output(project):
     """The resume state is outside the stage's DVC output: DVC deletes ``models/laq`` before a rerun, and the
     rerun still resumes, with the full curves and the metrics of an uninterrupted run."""
@@ -82,16 +99,13 @@ def test_interrupted_run_resumes_after_dvc_deletes_the_model_output(project):
     full_curve = (project / "reports/laq/train.csv").read_text()
     full_codebook = (project / "reports/laq/codebook.csv").read_text()
     # an interrupted run: the state after 7 of 12 steps at the stage's default path, as a kill would leave it
+    # (trained as the stage trains: laq.cpu_ranks processes)
     from pipeline.config import load_params, parse_section
-    from pipeline.params.data import DataParams
+    from pipeline.distributed import cpu_ranks_for, run_cpu_ranks
     from pipeline.params.laq import LAQParams
-    from pipeline.train.laq import load_laq_data, train_laq
 
-    params = load_params(project / "params.yaml")
-    data, laq = parse_section(params, "data", DataParams), parse_section(params, "laq", LAQParams)
-    pairs = load_laq_data(project / "data/features", laq.frame_offset, data.val_sequences, data.test_sequences)
-    train_laq(pairs.train, pairs.val, laq, project / "models/laq/model.pt", project / "checkpoints/laq/state.pt",
-              splits=pairs.splits, manifest=pairs.manifest, stop_after=7, progress=False)
+    laq = parse_section(load_params(project / "params.yaml"), "laq", LAQParams)
+    run_cpu_ranks(_train_until_step_7, cpu_ranks_for(laq.cpu_ranks, laq.device), str(project))
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["laq"]["outs"]
     for out in stages:  # what `dvc repro` removes before running the stage again: every non-persisted output
         name, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
