@@ -43,13 +43,18 @@ def _spread_table(device: torch.device) -> torch.Tensor:
     return out.to(device)
 
 
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-D table and an index of any shape (`index_select`: far fewer overheads)."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
+
+
 def _spread_bits(v: torch.Tensor, depth: int) -> torch.Tensor:
     """Move bit i of `v` (int64) to bit 3i, for the bits i < depth (one table lookup per byte)."""
     table = _spread_table(v.device)
     v = v & ((1 << depth) - 1)
-    out = table[v & 255]
+    out = _lookup(table, v & 255)
     for byte in range(1, -(-depth // 8)):
-        out |= table[(v >> (8 * byte)) & 255] << (24 * byte)
+        out |= _lookup(table, (v >> (8 * byte)) & 255) << (24 * byte)
     return out
 
 
@@ -130,8 +135,8 @@ def hilbert_from_morton(morton: torch.Tensor, depth: int) -> torch.Tensor:
         chunk = (morton >> shift) & (8**k - 1)
         table_gray, table_next = _hilbert_tables(k, morton.device)
         idx = chunk if state is None else state * 8**k + chunk
-        gray |= table_gray[idx] << shift
-        state = table_next[idx]
+        gray |= _lookup(table_gray, idx) << shift
+        state = _lookup(table_next, idx)
     # Gray -> binary over the full word (prefix xor of higher bits).
     code = gray
     shift = 1
