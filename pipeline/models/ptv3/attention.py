@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
 from .point import PointBatch, offset_to_counts
 
 
@@ -85,7 +86,7 @@ class SerializedAttention(nn.Module):
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def _effective_patch(self, counts: list[int]) -> int:
         if self.enable_flash:
