@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import mean_std, paired_bootstrap, trained_record
+from pipeline.results.stats import format_mean_std, mean_std, paired_bootstrap, trained_record
 
 METRICS = ("chamfer_l1_m", "chamfer_vis_m", "comp_all_m", "acc_m", "fg_ari", "fsv")
 METHODS = ("model", "model_refined", "kmeans_spheres", "pca_ellipsoids")
@@ -92,7 +92,7 @@ def targets(headline: dict, paired: dict, protos: list[dict]) -> dict[str, bool]
 
 def markdown(summary: dict, title: str) -> str:
     """The section as a Markdown report."""
-    ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
+    ms = format_mean_std
     lines = [f"# {title}", "",
              f"Seeds {summary['seeds']}; held-out sequences {', '.join(summary['held_out_sequences'])}; "
              f"frames per seed {summary['frames_per_seed']} (skipped {summary['skipped_frames_per_seed']}: "
@@ -112,7 +112,7 @@ def markdown(summary: dict, title: str) -> str:
               f"- class ↔ prototype NMI: {ms(p['class_prototype_nmi'])}",
               f"- class ↔ prototype table (matched slots per prototype), seed {summary['seeds'][0]}: "
               f"{p['class_prototype_table'][0]}", "",
-              f"Training: {ms(summary['train']['seconds'])} s per seed; selected steps {summary['train']['selected_step']}.",
+              f"Training seconds per seed: {ms(summary['train']['seconds'])}; selected steps {summary['train']['selected_step']}.",
               "", "## Targets", ""]
     lines += [f"- {'yes' if ok else 'NO '} {name}" for name, ok in summary["targets"].items()]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import mean_std, paired_bootstrap, trained_record
+from pipeline.results.stats import format_mean_std, mean_std, paired_bootstrap, trained_record
 
 DELTAS = (1, 5, 10)
 PAIRED_DELTAS = (5, 10)
@@ -111,7 +111,7 @@ def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list
 
 def markdown(summary: dict, title: str) -> str:
     """The section as a Markdown report."""
-    ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"  # noqa: E731
+    ms = format_mean_std
     methods = list(next(iter(summary["headline"].values())))
     lines = [f"# {title}", "",
              f"Seeds {summary['seeds']}; held-out sequences {', '.join(summary['sequences'])}; {summary['guesses']} "
@@ -133,7 +133,7 @@ def markdown(summary: dict, title: str) -> str:
         lines += [f"- {k}: {ms(v)}" for k, v in summary["camera"].items()]
     lines += ["", f"Identity: clip FG-ARI {ms(summary['identity']['fg_ari_clip'])}, identity switches per tracked "
               f"instance {ms(summary['identity']['switches_per_instance'])}.",
-              f"Training: {ms(summary['train']['seconds'])} s per seed ({summary['train']['forecast_training']}).",
+              f"Training seconds per seed: {ms(summary['train']['seconds'])} ({summary['train']['forecast_training']}).",
               "", "## Targets", ""]
     lines += [f"- {'yes' if ok else 'NO '} {name}" for name, ok in summary["targets"].items()]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,13 @@ def mean_std(values: list[float]) -> dict[str, float | int]:
     return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n": int(len(x))}
 
 
+def format_mean_std(summary: dict[str, float | int]) -> str:
+    """``mean ± std`` of a :func:`mean_std` summary, or ``not recorded`` when it has no value."""
+    if not summary.get("n"):
+        return "not recorded"
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
 def paired_bootstrap(diff: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
     """Mean of paired differences ``diff`` (frames, seeds) and a percentile bootstrap interval.
 

@@ -173,3 +173,10 @@ def test_run_seed_keeps_only_reports_the_run_wrote(tmp_path, monkeypatch):
     run.run_seed(root, {"train": {"seed": 0}, "video": {"seed": 0}, "laq": {"seed": 0}}, 1, tmp_path / "kept",
                  "results-x-seed1", ("evaluate",))
     assert (tmp_path / "kept/evaluate.json").is_file() and not (tmp_path / "kept/laq.json").exists()
+
+
+def test_format_mean_std_says_when_nothing_was_recorded():
+    from pipeline.results.stats import format_mean_std, mean_std
+
+    assert format_mean_std(mean_std([None, float("nan")])) == "not recorded"
+    assert format_mean_std(mean_std([1.0, 3.0])) == "2.000 ± 1.414"
