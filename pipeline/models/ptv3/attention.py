@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
 from .point import PointBatch, offset_to_counts
 
 
@@ -85,7 +86,7 @@ class SerializedAttention(nn.Module):
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def _effective_patch(self, counts: list[int]) -> int:
         if self.enable_flash:
@@ -101,19 +102,21 @@ class SerializedAttention(nn.Module):
             point.cache[key] = [
                 (i.to(point.feat.device), r.to(point.feat.device), n) for i, r, n in patch_layout(counts, k_eff)
             ]
+            # per group: (serialized position, patch slot) of the real slots, for index_select/index_copy_
+            point.cache[key + "_real"] = [(i[r], r.nonzero().squeeze(1)) for i, r, _ in point.cache[key]]
         groups = point.cache[key]
 
         order = point.serialized_order[self.order_index]
         inverse = point.serialized_inverse[self.order_index]
-        qkv = self.qkv(point.feat)[order]  # [M, 3C], serialized order
+        qkv = self.qkv(point.feat).index_select(0, order)  # [M, 3C], serialized order
         m, c, h = qkv.shape[0], self.channels, self.num_heads
 
         out = qkv.new_empty(m, c)
         if self.enable_flash and qkv.is_cuda and flash_attn_available():
             self._flash(qkv, groups, out)
         else:
-            for idx, real, length in groups:
-                x = qkv[idx].reshape(-1, length, 3, h, c // h).permute(2, 0, 3, 1, 4)  # [3, P, H, L, d]
+            for (idx, _, length), (real_pos, real_slot) in zip(groups, point.cache[key + "_real"]):
+                x = qkv.index_select(0, idx).reshape(-1, length, 3, h, c // h).permute(2, 0, 3, 1, 4)  # [3, P, H, L, d]
                 q, k, v = x.unbind(0)
                 dtype = q.dtype
                 if self.upcast:
@@ -122,8 +125,8 @@ class SerializedAttention(nn.Module):
                     q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
                 ).to(dtype)
                 y = y.transpose(1, 2).reshape(-1, c)  # [P * L, C]
-                out[idx[real]] = y[real]
-        feat = out[inverse]
+                out.index_copy_(0, real_pos, y.index_select(0, real_slot))
+        feat = out.index_select(0, inverse)
         return self.proj_drop(self.proj(feat))
 
     def _flash(self, qkv: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor, int]], out: torch.Tensor) -> None:

@@ -52,6 +52,17 @@ class BEVGrid:
         return np.where(inside, row * self.cells_x + col, -1).astype(np.int64)
 
 
+def _cell_sums(cell: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(n, C) float64 sums of the rows of ``values`` (M, C) per ``cell`` (M,) in [0, n).
+
+    One ``np.bincount`` over the flattened (cell, channel) bins: every bin adds its rows in row order from
+    0.0 in float64, the same sums as ``np.add.at`` (bit for bit) at a fraction of the cost.
+    """
+    c = values.shape[1]
+    bins = (cell[:, None] * c + np.arange(c)).reshape(-1)
+    return np.bincount(bins, weights=values.astype(np.float64).reshape(-1), minlength=n * c).reshape(n, c)
+
+
 def pool_bev(xyz: np.ndarray, features: np.ndarray, grid: BEVGrid) -> dict[str, np.ndarray]:
     """Mean features per cell of ``grid``.
 
@@ -67,10 +78,8 @@ def pool_bev(xyz: np.ndarray, features: np.ndarray, grid: BEVGrid) -> dict[str, 
     n = grid.n_tokens
     counts = np.bincount(cell, minlength=n)
     denom = np.maximum(counts, 1)[:, None]
-    tokens = np.zeros((n, features.shape[1]), dtype=np.float64)
-    np.add.at(tokens, cell, features[inside].astype(np.float64))
-    centroid = np.zeros((n, 3), dtype=np.float64)
-    np.add.at(centroid, cell, xyz[inside].astype(np.float64))
+    tokens = _cell_sums(cell, features[inside], n)
+    centroid = _cell_sums(cell, xyz[inside], n)
     mask = counts > 0
     token_xyz = np.where(mask[:, None], centroid / denom, grid.centres())
     return {"tokens": (tokens / denom).astype(np.float32), "token_xyz": token_xyz.astype(np.float32),

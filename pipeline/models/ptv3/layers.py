@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .attention import SerializedAttention
+from .dropout import Dropout
 from .point import PointBatch
 from .sparse_conv import SubMConv3d
 
@@ -54,7 +55,7 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(channels, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, channels)
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))

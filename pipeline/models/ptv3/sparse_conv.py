@@ -7,8 +7,9 @@ only at input voxels, absent neighbours contribute zero, clouds never mix):
     out[p] = bias + sum_{a,b,c in 0..2} W[:, a, b, c, :] @ feat[p + (a-1, b-1, c-1)]
 
 Neighbour search: a 64-bit key per voxel (cloud, x+1, y+1, z+1 in 13/17/17/17 bits), sorted once;
-each of the 27 shifted keys is looked up with `searchsorted`. The neighbour map depends only on the
-voxel set, so it is cached per stage (`PointBatch.cache`, like spconv's `indice_key`).
+one batched `searchsorted` finds dz = -1 for the 9 (dx, dy) columns, dz = 0 and +1 follow by stepping
+along the sorted keys. The neighbour map depends only on the voxel set, so it is cached per stage
+(`PointBatch.cache`, like spconv's `indice_key`).
 spconv itself is opt-in: `backend="auto"` uses it when it imports and the features are on CUDA.
 """
 
@@ -44,19 +45,29 @@ def build_neighbour_map(grid_coord: torch.Tensor, batch: torch.Tensor, kernel_si
     sorted_keys, perm = torch.sort(keys)
     if sorted_keys.numel() > 1 and bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
         raise ValueError("sparse conv: duplicate voxels in the same cloud (grid-sample the points first)")
-    rows = torch.arange(keys.numel(), device=keys.device)
-    maps: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-    for dx, dy, dz in kernel_offsets(kernel_size).tolist():
-        if dx == dy == dz == 0:
-            maps.append(None)
-            continue
-        shift = (dx << (2 * _BITS)) + (dy << _BITS) + dz
-        query = keys + shift
-        pos = torch.searchsorted(sorted_keys, query).clamp_(max=max(keys.numel() - 1, 0))
-        hit = sorted_keys[pos] == query
-        # a shift can only leave the (cloud, axis) field when a coordinate+1 drops to -1 or 2**17; with
-        # coords + 1 in [1, 2**16] and |d| <= kernel//2 < 2**16 that never happens.
-        maps.append((rows[hit], perm[pos[hit]]))
+    # Keys are unique and sorted, so for a query q: pos(q + 1) = pos(q) + [q is a key] (pos = number of
+    # keys < q). One search per (dx, dy) column at dz = -r gives every dz of that column by stepping.
+    # A shift can only leave the (cloud, axis) field when a coordinate+1 drops to -1 or 2**17; with
+    # coords + 1 in [1, 2**16] and |d| <= kernel//2 < 2**16 that never happens.
+    m, r = keys.numel(), kernel_size // 2
+    span = range(-r, r + 1)  # columns in kernel_offsets order (dx major), dz = -r
+    shifts = torch.tensor([(dx << (2 * _BITS)) + (dy << _BITS) - r for dx in span for dy in span], device=keys.device)
+    query = keys.unsqueeze(0) + shifts.unsqueeze(1)  # [k^2, M]
+    pos = torch.searchsorted(sorted_keys, query)
+    hits, positions = [], []
+    for _ in range(kernel_size):
+        found = sorted_keys.index_select(0, pos.clamp(max=max(m - 1, 0)).reshape(-1)).view_as(query) == query
+        hits.append(found)
+        positions.append(pos)
+        pos, query = pos + found, query + 1
+    hit = torch.stack(hits, 1).reshape(kernel_size**3, m)  # [k^3, M], slot = k * column + (dz + r)
+    hit[hit.shape[0] // 2] = False  # centre slot: identity pairing, not listed
+    flat = hit.reshape(-1).nonzero().squeeze(1)  # slot-major, rows ascending within a slot
+    out_rows = flat % max(m, 1)
+    in_rows = perm.index_select(0, torch.stack(positions, 1).reshape(-1).index_select(0, flat))
+    counts = hit.sum(1).tolist()
+    maps: list[tuple[torch.Tensor, torch.Tensor] | None] = list(zip(out_rows.split(counts), in_rows.split(counts)))
+    maps[hit.shape[0] // 2] = None
     return maps
 
 
@@ -75,7 +86,7 @@ def submanifold_conv(
         if pair is None or pair[0].numel() == 0:
             continue
         out_rows, in_rows = pair
-        out[out_rows] += feat[in_rows] @ w[:, slot, :].t()
+        out.index_add_(0, out_rows, feat.index_select(0, in_rows) @ w[:, slot, :].t())  # out_rows unique: one add per row
     if bias is not None:
         out = out + bias
     return out
