@@ -253,7 +253,7 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
         ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise OSError(f"{path}: PNG encoding failed")
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(encoded)  # the buffer as is (no copy)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_with(path, write)
@@ -284,12 +284,20 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
     _imwrite(path, np.ascontiguousarray(rgb[:, :, ::-1]))
 
 
-def write_color_labels(path: Path, class_id: np.ndarray) -> None:
-    """Write GT/COLOR with the README palette."""
+def _palette_bgr() -> np.ndarray:
+    """The README palette as a lookup table (max class id + 1, 3) uint8 in OpenCV's BGR order."""
     lut = np.zeros((max(CLASS_COLORS) + 1, 3), dtype=np.uint8)
     for cid, colour in CLASS_COLORS.items():
-        lut[cid] = colour
-    write_rgb(path, lut[np.clip(class_id, 0, len(lut) - 1)])
+        lut[cid] = colour[::-1]
+    return lut
+
+
+_PALETTE_BGR = _palette_bgr()
+
+
+def write_color_labels(path: Path, class_id: np.ndarray) -> None:
+    """Write GT/COLOR with the README palette (ids above the palette's last one take its last colour)."""
+    _imwrite(path, _PALETTE_BGR[np.clip(class_id, 0, len(_PALETTE_BGR) - 1)])
 
 
 def format_pose(camera_to_world: np.ndarray) -> str:

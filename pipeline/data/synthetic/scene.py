@@ -63,18 +63,23 @@ class SceneObject:
     def class_id(self) -> int:
         return CLASS_ID[self.class_name]
 
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest corner (3,) of the union of the parts in the local frame (computed once)."""
+        lo = np.min([np.subtract(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
+        hi = np.max([np.add(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
+        return lo, hi
+
     @property
     def size(self) -> np.ndarray:
         """Full extents (x width, y height, z length) of the union of the parts, metres."""
-        lo = np.min([np.subtract(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
-        hi = np.max([np.add(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
+        lo, hi = self._bounds
         return hi - lo
 
     @property
     def local_centre(self) -> np.ndarray:
         """Centre of the bounding box in the local frame."""
-        lo = np.min([np.subtract(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
-        hi = np.max([np.add(p.centre, np.divide(p.size, 2)) for p in self.parts], axis=0)
+        lo, hi = self._bounds
         return (lo + hi) / 2
 
     def pose(self, t: float) -> tuple[np.ndarray, float]:
@@ -118,31 +123,53 @@ class Scene:
         return positions, yaws, self.rig.frame_labels(self.frames)
 
     @cached_property
-    def _ground_lookup(self) -> tuple[cKDTree, np.ndarray, np.ndarray, np.ndarray]:
-        """KD-tree over every road sample, with each sample's point, unit tangent and arc length."""
+    def _ground_lookup(self) -> GroundLookup:
+        """Every road sample (its point, unit tangent and arc length) and a KD-tree over them."""
         points, tangents, along = [], [], []
         for line in self.roads:
             tangent = line[np.minimum(np.arange(len(line)) + 1, len(line) - 1)] - line[np.maximum(np.arange(len(line)) - 1, 0)]
             tangents.append(tangent / np.linalg.norm(tangent, axis=1, keepdims=True))
             points.append(line)
             along.append(np.arange(len(line)) * 0.25)
-        points = np.concatenate(points)
-        return cKDTree(points), points, np.concatenate(tangents), np.concatenate(along)
+        return GroundLookup(np.concatenate(points), np.concatenate(tangents), np.concatenate(along))
 
     def ground_class(self, xz: np.ndarray) -> np.ndarray:
-        """Class id of ground points (N, 2): road, dashed centre and lane lines, sidewalk or vegetation
-        (by the nearest road's centreline)."""
-        tree, line, tangents, arc = self._ground_lookup
-        _, idx = tree.query(xz, workers=1)
-        tangent = tangents[idx]
-        offset = xz - line[idx]
-        along = arc[idx] + np.sum(offset * tangent, axis=1)
-        dist = np.abs(offset[:, 0] * tangent[:, 1] - offset[:, 1] * tangent[:, 0])  # lateral distance
-        classes = np.full(len(xz), CLASS_ID["vegetation"], dtype=np.uint16)
-        classes[dist < SIDEWALK_OUTER] = CLASS_ID["sidewalk"]
-        classes[dist < ROAD_HALF_WIDTH] = CLASS_ID["road"]
-        dashes = ((dist < 0.12) | (np.abs(dist - LANE_WIDTH_M) < 0.08)) & ((along % 6.0) < 3.0)
-        classes[dashes] = CLASS_ID["lanemarking"]
+        """Class id (N,) uint16 of ground points (N, 2) as (x, z) metres: road, dashed centre and lane lines,
+        sidewalk or vegetation (see :meth:`GroundLookup.classify`)."""
+        return self._ground_lookup.classify(xz)
+
+
+class GroundLookup:
+    """Road samples for classifying ground points by the nearest sample's road (every road's centreline
+    sampled every 0.25 m of arc length).
+
+    ``points`` (S, 2) as (x, z) metres, ``tangents`` (S, 2) unit tangents, ``arc`` (S,) arc length along the
+    sample's own road (metres).
+    """
+
+    def __init__(self, points: np.ndarray, tangents: np.ndarray, arc: np.ndarray):
+        self.tree = cKDTree(points)
+        # One contiguous column each: gathering 1-D columns is much faster than gathering rows of (S, 2).
+        self.x, self.z = np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1])
+        self.tangent_x, self.tangent_z = np.ascontiguousarray(tangents[:, 0]), np.ascontiguousarray(tangents[:, 1])
+        self.arc = arc
+
+    def classify(self, xz: np.ndarray) -> np.ndarray:
+        """Class id (N,) uint16 of ground points ``xz`` (N, 2) (x, z metres), by the nearest sample (KD-tree):
+        the lateral distance ``|offset x tangent|`` from that sample's centreline picks road (< ``ROAD_HALF_WIDTH``),
+        sidewalk (< ``SIDEWALK_OUTER``) or vegetation; road points within 0.12 m of the centre line or 0.08 m of a
+        lane line (``LANE_WIDTH_M``) are lane markings where the arc length ``arc + offset . tangent`` modulo 6 m
+        is below 3 m (3 m dashes, 3 m gaps)."""
+        _, idx = self.tree.query(xz, workers=1)
+        tangent_x, tangent_z = self.tangent_x[idx], self.tangent_z[idx]
+        offset_x, offset_z = xz[:, 0] - self.x[idx], xz[:, 1] - self.z[idx]
+        dist = np.abs(offset_x * tangent_z - offset_z * tangent_x)  # lateral distance
+        classes = np.where(dist < ROAD_HALF_WIDTH, np.uint16(CLASS_ID["road"]),
+                           np.where(dist < SIDEWALK_OUTER, np.uint16(CLASS_ID["sidewalk"]), np.uint16(CLASS_ID["vegetation"])))
+        # Arc length only where a dash can be: near the centre line or a lane line.
+        lined = np.flatnonzero((dist < 0.12) | (np.abs(dist - LANE_WIDTH_M) < 0.08))
+        along = self.arc[idx[lined]] + (offset_x[lined] * tangent_x[lined] + offset_z[lined] * tangent_z[lined])
+        classes[lined[(along % 6.0) < 3.0]] = CLASS_ID["lanemarking"]
         return classes
 
 
