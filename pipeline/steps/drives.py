@@ -26,6 +26,7 @@ from pipeline.data.pointcloud import estimate_normals
 from pipeline.data.splits import split_sequences
 from pipeline.data.synthetic.generate import rig_plan
 from pipeline.data.synthetic.laq_drives import CAMERA, LAQ_SEED_BASE, render_laq_drive
+from pipeline.data.synthetic.render import one_blas_thread
 from pipeline.io import atomic, pointcloud_table
 from pipeline.io.synthia import FRAME_RATE_HZ
 from pipeline.params.drives import DrivesParams
@@ -64,7 +65,7 @@ def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bo
     start = time.perf_counter()
     tasks = [(i, p) for i in range(p.sequences)]
     truth, partitions = [], []
-    with atomic.atomic_dir(out_root) as tmp:
+    with atomic.atomic_dir(out_root) as tmp, one_blas_thread():
         bar = progress_bar(total=len(tasks), desc="drives", unit="drive", disable=not progress)
         pool = mp.get_context("fork").Pool(workers, initializer=one_thread_per_worker) if workers > 1 else None
         try:

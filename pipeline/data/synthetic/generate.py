@@ -38,7 +38,7 @@ import pandas as pd
 
 from pipeline.data.camera import SYNTHIA_BASELINE_M, look_pose, right_vector, synthia_intrinsics
 from pipeline.data.synthetic.manoeuvres import SUBSTEPS
-from pipeline.data.synthetic.render import FrameRenderer
+from pipeline.data.synthetic.render import FrameRenderer, one_blas_thread
 from pipeline.data.synthetic.scene import Scene, build_scene
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import ALL_CAMERAS, FRAME_RATE_HZ, SequenceLayout
@@ -182,18 +182,19 @@ def generate_dataset(config: GeneratorConfig, out_root: Path, progress: bool = T
     collected: dict[int, dict[str, list[dict]]] = {i: {"cameras": [], "objects": [], "visibility": [], "manoeuvres": []}
                                                      for i in range(config.sequences)}
     bar = progress_bar(total=len(tasks), desc="render frames", unit="frame", disable=not progress)
-    if config.workers > 1:
-        with mp.get_context("fork").Pool(config.workers) as pool:
-            for index, rows in pool.imap_unordered(_task, tasks, chunksize=1):
+    with one_blas_thread():
+        if config.workers > 1:
+            with mp.get_context("fork").Pool(config.workers) as pool:
+                for index, rows in pool.imap_unordered(_task, tasks, chunksize=1):
+                    for key, value in rows.items():
+                        collected[index][key] += value
+                    bar.update()
+        else:
+            for task in tasks:
+                index, rows = _task(task)
                 for key, value in rows.items():
                     collected[index][key] += value
                 bar.update()
-    else:
-        for task in tasks:
-            index, rows = _task(task)
-            for key, value in rows.items():
-                collected[index][key] += value
-            bar.update()
     bar.close()
     folders = []
     for index, tables in collected.items():

@@ -92,6 +92,18 @@ def _pixel_rays(height: int, width: int, intrinsics: Intrinsics) -> np.ndarray:
     return rays
 
 
+def one_blas_thread():
+    """Context manager: numpy's BLAS on one thread while frames are rendered (processes forked inside inherit it).
+
+    Each render multiplies (H·W, 3) rays by a 3x3 rotation; OpenBLAS splits that over all cores and spins, which
+    costs ~7x the CPU time of one thread and oversubscribes the render processes. One thread gives bit-identical
+    products (same kernel, same summation order per element).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 class FrameRenderer:
     """Builds the open3d scene of one time step and renders any number of cameras from it."""
 
