@@ -11,6 +11,8 @@ validation split when it is empty) of ``pipeline/data/splits.py``.
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,15 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[C
     return metrics, figures
 
 
+def _worker() -> Executor:
+    """One worker process for the model-free part of the stage, so it runs on the second core beside the
+    models. Forked (the child starts at once, without importing the stage again; it must not use torch);
+    a thread where fork does not exist."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=1)
+
+
 def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: Path, phase1: Path, phase2: Path) -> None:
     """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports on the held-out
     sequences of the frame cache ``frames``, all into ``reports``.
@@ -117,18 +128,9 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
     check_trained_with(phase1, phase1_saved["params"], train.model_dump(), "train")
     check_trained_with(phase2, phase2_saved["phase1_params"], train.model_dump(), "train")
     check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
-    with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
-        per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
-        figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
-                   for layout in layouts]
-        totals = {
-            "sequences": len(layouts),
-            "frames": sum(s["frames"] for s in per_sequence.values()),
-            "points_per_frame": round(sum(s["points_per_frame"] for s in per_sequence.values()) / len(layouts), 1),
-            "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
-            "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
-        }
-        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
+    pool = _worker()  # the dataset report reads only the data: it runs beside the models, forked before MLflow starts
+    dataset = pool.submit(dataset_report.report, layouts, camera, clouds)
+    with pool, atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
         held_out = split["test"] or split["val"]
         cached = load_cached(frames, held_out, camera, frame_selection(train))
@@ -138,6 +140,11 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
         phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures",
                                                        reports / "phase2_forecasts.csv", reports / "phase2_camera.csv")
         stage.log_metrics({"phase2": phase2_metrics})
+        totals, per_sequence, pngs = dataset.result()
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
+        figures = [reports / "figures" / f"{name}.png" for name in pngs]
+        for path, png in zip(figures, pngs.values(), strict=True):
+            atomic.write_bytes(path, png)
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")
         # Make the MLflow run self-describing: every param and the lock file (stages DVC skipped log nothing).
