@@ -108,6 +108,24 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shard_range(n: int) -> range:
+    """This process's contiguous share of ``n`` items (rank r of W takes ``[r·n/W, (r+1)·n/W)``); all of them
+    without a group. Concatenating the shares in rank order gives ``range(n)``."""
+    if not is_distributed():
+        return range(n)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
+def gather_to_main(value: Any) -> list[Any] | None:
+    """Every process's picklable ``value`` in rank order on rank 0 (None elsewhere); ``[value]`` without a group."""
+    if not is_distributed():
+        return [value]
+    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ CPU ranks
 _THREADS_BEFORE_RANKS: list[int] = []  # rank 0's torch threads before run_cpu_ranks set one (restored after)
 
@@ -127,7 +145,7 @@ def _free_port() -> int:
 
 
 def _rank_main(rank: int, env: dict[str, str], target: Callable[..., Any], args: tuple) -> None:
-    """Entry point of a spawned rank: torchrun's variables for ``rank``, one torch thread, then ``target``."""
+    """Entry point of a forked rank: torchrun's variables for ``rank``, one torch thread, then ``target``."""
     from pipeline.errors import one_line_errors
 
     os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
@@ -152,9 +170,9 @@ def _exit_if_a_rank_fails(process: Any, stopping: threading.Event) -> None:
 def run_cpu_ranks(target: Callable[..., Any], ranks: int, *args: Any) -> Any:
     """``target(*args)`` as ``ranks`` data-parallel CPU processes (gloo), one torch thread each.
 
-    This process is rank 0 and returns ``target``'s result; ranks 1 ... N-1 are spawned (fresh interpreters,
-    ``args`` pickled) and must leave ``target`` after their share of the collective work (rank 0 alone writes
-    outputs). ``ranks <= 1`` runs ``target`` here unchanged. Rank 0 gets its torch threads back from
+    This process is rank 0 and returns ``target``'s result; ranks 1 ... N-1 are forked from it on Linux (they
+    start at once with its imported modules; no collective may have run before), spawned elsewhere and must leave ``target`` after their
+    share of the collective work (rank 0 alone writes outputs). ``ranks <= 1`` runs ``target`` here unchanged. Rank 0 gets its torch threads back from
     :func:`leave_cpu_ranks` (call it when the collective part is over, e.g. before a single-process evaluation).
     A rank that fails ends the job with exit code 1.
     """
@@ -163,7 +181,10 @@ def run_cpu_ranks(target: Callable[..., Any], ranks: int, *args: Any) -> Any:
     import multiprocessing
 
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(ranks)}
-    context = multiprocessing.get_context("spawn")
+    # fork on Linux: spawn would import torch and the pipeline again (~5 s); elsewhere fork is unsafe (macOS)
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    sys.stdout.flush()
+    sys.stderr.flush()  # or the children would print what is still buffered here once more
     others = [context.Process(target=_rank_main, args=(rank, env, target, args), name=str(rank))
               for rank in range(1, ranks)]
     stopping = threading.Event()

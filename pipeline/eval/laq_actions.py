@@ -109,11 +109,12 @@ def fit_component_probes(codes_train: dict[str, np.ndarray], codes_train_mirrore
 
 def action_metrics(model: LAQ, split, probes: dict[str, FittedProbe], motion_split: np.ndarray,
                    labels_split: list[str] | None, *, seconds: float, device: torch.device,
-                   seed: int, codes: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+                   seed: int, codes: dict[str, np.ndarray] | None = None,
+                   mirrored: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """The module's metrics on the pairs of one ``split`` (:class:`pipeline.train.laq.FeaturePairs`) with the
     probes of :func:`fit_component_probes`. ``motion_split`` (P, 6) as ``synthia_pair_motion``; ``seconds``: a
-    pair's duration; ``codes``: :func:`infer_codes` of ``split`` when already at hand. Returns (metrics, the
-    split's code indices (P, S))."""
+    pair's duration; ``codes`` / ``mirrored``: :func:`infer_codes` of ``split`` / of the mirrored split when
+    already at hand. Returns (metrics, the split's code indices (P, S))."""
     rng = np.random.default_rng(seed)
     codes = codes or infer_codes(model, split, device)
     y_split = motion_components(motion_split, seconds)
@@ -126,9 +127,11 @@ def action_metrics(model: LAQ, split, probes: dict[str, FittedProbe], motion_spl
     out: dict[str, Any] = {"pairs": len(split), "usage": usage_stats(codes["indices"], model.config.codebook_size),
                            "probe": probes, **decoder}
     if labels_split is not None:
-        mirrored = infer_codes(model, split, device, mirror=True)["indices"] if split.grid is not None else None
+        if mirrored is None and split.grid is not None:
+            mirrored = infer_codes(model, split, device, mirror=True)
         out["manoeuvre_pairs"] = {label: int(labels_split.count(label)) for label in LABELS if label in labels_split}
-        out["manoeuvre"] = label_agreement(codes["indices"], labels_split, rng, mirrored)
+        out["manoeuvre"] = label_agreement(codes["indices"], labels_split, rng,
+                                           None if mirrored is None else mirrored["indices"])
     return out, codes["indices"]
 
 

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.data.camera import synthia_pair_motion
+from pipeline.distributed import gather_to_main, shard_range
 from pipeline.io.synthia import SequenceLayout, read_pose
 from pipeline.models.laq import LAQ
 from pipeline.models.laq.nsvq import perplexity
@@ -213,31 +214,54 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ model side
 @torch.no_grad()
-def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64, mirror: bool = False) -> dict[str, np.ndarray]:
-    """Eval-mode codes of every pair of ``data`` (a :class:`pipeline.train.laq.FeaturePairs`), mirrored if ``mirror``.
+def infer_codes(model: LAQ, data, device: torch.device, batch: int = 64, mirror: bool = False,
+                pairs: range | None = None, predict: bool = True) -> dict[str, np.ndarray]:
+    """Eval-mode codes of the pairs ``pairs`` (default: all) of ``data`` (a
+    :class:`pipeline.train.laq.FeaturePairs`), mirrored if ``mirror``.
 
     Returns ``indices`` (P, S), ``embeddings`` (P, S·Q) hard code vectors, ``latent`` (P, S·Q) the encoder's
-    output before NSVQ, ``mse`` (P,) of the prediction, ``copy_mse`` (P,) of copying frame t, ``token_diff``
-    (:func:`token_difference`) and ``feature_diff`` (P, C) of the pooled ``global`` features (never mirrored).
+    output before NSVQ, ``token_diff`` (:func:`token_difference`), ``feature_diff`` (P, C) of the pooled
+    ``global`` features (never mirrored) and, if ``predict`` (the decoder runs), ``mse`` (P,) of the prediction
+    and ``copy_mse`` (P,) of copying frame t.
     """
+    pairs = range(len(data)) if pairs is None else pairs
     model.eval()
-    indices, embeddings, latent, mse, copy_mse, token_diff = [], [], [], [], [], []
-    for start in range(0, len(data), batch):
-        idx = torch.arange(start, min(start + batch, len(data)))
+    columns: dict[str, list[torch.Tensor]] = {}
+    for start in range(pairs.start, pairs.stop, batch):
+        idx = torch.arange(start, min(start + batch, pairs.stop))
         flip = torch.full((len(idx),), mirror) if mirror else None
         t0, x0, t1, x1, m0, m1 = data.batch(idx, device, flip)
-        out = model(t0, x0, t1, x1, m0, m1)
-        indices.append(out.indices.cpu())
-        embeddings.append(out.codes.flatten(1).cpu())
-        latent.append(out.latent.flatten(1).cpu())
-        token_diff.append(token_difference(t0, t1, m0, m1, model.config.geometry_channels).cpu())
-        mse.append(model.token_error(out.prediction, t1).cpu())
-        copy_mse.append(model.token_error(t0, t1).cpu())
-    glob = data.global_
-    return {"indices": torch.cat(indices).numpy(), "embeddings": torch.cat(embeddings).double().numpy(),
-            "latent": torch.cat(latent).double().numpy(), "token_diff": torch.cat(token_diff).double().numpy(),
-            "mse": torch.cat(mse).double().numpy(), "copy_mse": torch.cat(copy_mse).double().numpy(),
-            "feature_diff": (glob[data.pairs[:, 1]] - glob[data.pairs[:, 0]]).double().numpy()}
+        if predict:
+            out = model(t0, x0, t1, x1, m0, m1)
+            latent, codes, indices = out.latent, out.codes, out.indices
+        else:
+            latent = model.encode(t0, x0, t1, x1, m0, m1)[0]
+            codes, indices = model.quantizer(latent)
+        row = {"indices": indices, "embeddings": codes.flatten(1), "latent": latent.flatten(1),
+               "token_diff": token_difference(t0, t1, m0, m1, model.config.geometry_channels)}
+        if predict:
+            row |= {"mse": model.token_error(out.prediction, t1), "copy_mse": model.token_error(t0, t1)}
+        for key, value in row.items():
+            columns.setdefault(key, []).append(value.cpu())
+    result = {key: torch.cat(values) for key, values in columns.items()}
+    result = {key: value.numpy() if key == "indices" else value.double().numpy() for key, value in result.items()}
+    glob, chosen = data.global_, data.pairs[pairs.start:pairs.stop]
+    result["feature_diff"] = (glob[chosen[:, 1]] - glob[chosen[:, 0]]).double().numpy()
+    return result
+
+
+def infer_codes_shared(model: LAQ, data, device: torch.device, mirror: bool = False,
+                       predict: bool = True) -> dict[str, np.ndarray] | None:
+    """:func:`infer_codes` of all pairs of ``data`` with the pairs shared among the DDP processes (each its
+    contiguous share, :func:`pipeline.distributed.shard_range`): rank 0 gets every pair in order, the others None.
+    Without a group it is :func:`infer_codes`."""
+    share = shard_range(len(data))
+    parts = gather_to_main(infer_codes(model, data, device, mirror=mirror, pairs=share, predict=predict)
+                           if len(share) else None)
+    if parts is None:
+        return None
+    parts = [part for part in parts if part is not None]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def token_difference(t0: torch.Tensor, t1: torch.Tensor, m0: torch.Tensor, m1: torch.Tensor,

@@ -42,7 +42,7 @@ from pipeline.eval.laq_actions import (
 )
 from pipeline.eval.laq_metrics import (
     evaluate_laq,
-    infer_codes,
+    infer_codes_shared,
     headline,
     pair_motion,
     probe_figure,
@@ -90,22 +90,36 @@ class PairTruth:
         return None if self.labels is None else pair_labels(self.labels, pairs.sequence, pairs.frames)
 
 
+def stage_codes(result: TrainResult, data: LAQData, dist_info: DistInfo) -> dict[str, dict[str, np.ndarray]] | None:
+    """Every split through the trained model once, the pairs shared among the training's processes
+    (:func:`infer_codes_shared`; call it on every rank): ``train``, ``val``, ``test`` and, for bird's-eye tokens,
+    their mirrored pairs (``train_mirrored`` ...). ``data.test`` is standardised here with the training's
+    statistics (``data.val`` was by ``train_laq``). Rank 0 gets the codes, the other ranks None."""
+    standardise(data.test, result.mean, result.std)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    # the decoder's errors only count on held-out pairs; mirrored pairs only give their codes
+    codes = {name: infer_codes_shared(result.model, split, dist_info.device, predict=name != "train")
+             for name, split in splits.items() if len(split)}
+    if data.train.grid is not None:
+        codes.update({f"{name}_mirrored": infer_codes_shared(result.model, split, dist_info.device, mirror=True,
+                                                             predict=False)
+                      for name, split in splits.items() if len(split)})
+    return codes if dist_info.is_main else None
+
+
 def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: LAQParams,
-                  dist_info: DistInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+                  dist_info: DistInfo, codes: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the test pairs, the action
     metrics (``pipeline/eval/laq_actions.py``) on the validation (for model choices) and test pairs, the targets
     of the issue on the test pairs, plus training and data summaries.
 
     ``result``: the trained model, its feature statistics and its curves (``train_laq``; the curves give the
-    replacement events and final losses); ``data.test`` is standardised here with the statistics (``data.val``
-    was by ``train_laq``). Returns (metrics, the figure arrays of ``evaluate_laq`` plus the test pairs'
-    ``manoeuvre`` labels and codes).
+    replacement events and final losses); ``codes``: :func:`stage_codes` (on standardised splits). Returns
+    (metrics, the figure arrays of ``evaluate_laq`` plus the test pairs' ``manoeuvre`` labels and codes).
     """
-    model, train, test = result.model, data.train, standardise(data.test, result.mean, result.std)
+    model, train, test = result.model, data.train, data.test
     motion_train, motion_test = truth.motion(train), truth.motion(test)
-    codes_train = infer_codes(model, train, dist_info.device)  # each split through the model once
-    mirrored = infer_codes(model, train, dist_info.device, mirror=True) if train.grid is not None else None
-    codes_test = infer_codes(model, test, dist_info.device)
+    codes_train, mirrored, codes_test = codes["train"], codes.get("train_mirrored"), codes.get("test")
     metrics, figures = evaluate_laq(model, train, test, motion_train, motion_test,
                                     motion_bins=params.motion_bins, device=dist_info.device, seed=params.seed,
                                     codes={"train": codes_train, "train_mirrored": mirrored, "held_out": codes_test})
@@ -118,7 +132,7 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
             continue
         actions[name], indices = action_metrics(model, split, probes, truth.motion(split), truth.manoeuvres(split),
                                                 seconds=seconds, device=dist_info.device, seed=params.seed,
-                                                codes=codes_test if name == "test" else None)
+                                                codes=codes.get(name), mirrored=codes.get(f"{name}_mirrored"))
         if name == "test":
             figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
     metrics["actions"] = actions
@@ -203,6 +217,7 @@ def _rank_run(params: dict[str, Any], features: Path, raw: Path, out: Path, stat
                               "data.test_sequences": data.test_sequences})
         result = train_laq(pairs.train, pairs.val, laq, out, state, splits=pairs.splits, manifest=pairs.manifest,
                            run=stage, resume=resume, progress=progress, dist_info=info)
+        codes = None if from_videos else stage_codes(result, pairs, info)  # every rank infers its share
         if stage is None:
             return
         leave_cpu_ranks()  # the evaluation below runs in this process alone, on all its threads
@@ -215,7 +230,7 @@ def _rank_run(params: dict[str, Any], features: Path, raw: Path, out: Path, stat
             if labels:
                 label_usage_figure(figures["indices"]["held_out"], figures["labels"], laq.codebook_size, written[1])
         else:
-            metrics, figures = stage_metrics(result, pairs, PairTruth(pairs.manifest, raw, drives), laq, info)
+            metrics, figures = stage_metrics(result, pairs, PairTruth(pairs.manifest, raw, drives), laq, info, codes)
             written = [usage, folder / "probe.png"]
             probe_figure(figures["probe"], written[1])
             if figures.get("manoeuvre", {}).get("labels") is not None:

@@ -24,6 +24,7 @@ from pipeline.distributed import (  # noqa: F401  (the training loops' names)
     init_distributed,
     is_distributed,
     pick_device,
+    shard_range,
     unwrap,
 )
 from pipeline.io import atomic, checkpoint

@@ -226,17 +226,19 @@ def batch_indices(step: int, n_pairs: int, params: LAQParams, rank: int = 0,
 # ------------------------------------------------------------------------------------------ training
 @torch.no_grad()
 def evaluate_loss(model: LAQ, data: FeaturePairs, device: torch.device, batch: int = 64) -> float:
-    """Mean MSE over all pairs of ``data`` in eval mode (hard codes); NaN without pairs."""
+    """Mean MSE over all pairs of ``data`` in eval mode (hard codes); NaN without pairs. Under DDP every
+    process evaluates its share of the pairs (:func:`pipeline.distributed.shard_range`) and all get the mean."""
     if len(data) == 0:
         return float("nan")
     was_training = model.training
     model.eval()
-    total = 0.0
-    for start in range(0, len(data), batch):
-        idx = torch.arange(start, min(start + batch, len(data)))
-        total += float(model(*data.batch(idx, device)).loss) * len(idx)
+    share = common.shard_range(len(data))
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(share.start, share.stop, batch):
+        idx = torch.arange(start, min(start + batch, share.stop))
+        total += model(*data.batch(idx, device)).loss.double() * len(idx)
     model.train(was_training)
-    return total / len(data)
+    return float(common.all_reduce_sum(total)) / len(data)
 
 
 @dataclass

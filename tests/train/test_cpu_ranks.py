@@ -1,4 +1,4 @@
-"""CPU data parallelism inside one stage (pipeline.distributed.run_cpu_ranks): N spawned gloo ranks of one
+"""CPU data parallelism inside one stage (pipeline.distributed.run_cpu_ranks): N forked gloo ranks of one
 thread, this process rank 0, collectives that really reduce, and a failed rank that ends the job."""
 
 from __future__ import annotations
