@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io import pointcloud_table, synthia
+from pipeline.io import atomic, pointcloud_table, synthia
 from pipeline.io.synthia import CLASS_COLORS, CLASS_NAMES, SequenceLayout
 
 
@@ -68,8 +68,14 @@ def class_legend(ax, class_ids: np.ndarray) -> None:
 
 
 def overview_figure(layout: SequenceLayout, camera: str, clouds_root: Path, out: Path) -> Path:
-    """PNG with RGB, depth (colour bar in log10 metres), labels and a top view of the point cloud of the
-    middle frame; the label and point panels share one class legend."""
+    """Write :func:`overview_png` to ``out`` (atomically); returns ``out``."""
+    atomic.write_bytes(out, overview_png(layout, camera, clouds_root))
+    return out
+
+
+def overview_png(layout: SequenceLayout, camera: str, clouds_root: Path) -> bytes:
+    """PNG (80 dpi) with RGB, depth (colour bar in log10 metres), labels and a top view of the point cloud of
+    the middle frame; the label and point panels share one class legend."""
     from pipeline.eval import figure_kit
 
     plt = figure_kit.pyplot()
@@ -96,4 +102,21 @@ def overview_figure(layout: SequenceLayout, camera: str, clouds_root: Path, out:
     for ax in axes.flat[:3]:
         ax.axis("off")
     fig.tight_layout()
-    return figure_kit.save(fig, out, dpi=80)
+    return figure_kit.png_bytes(fig, dpi=80)
+
+
+def report(layouts: list[SequenceLayout], camera: str, clouds_root: Path) -> tuple[dict, dict, dict[str, bytes]]:
+    """The whole dataset report of ``layouts``: (totals, per-sequence stats, overview PNG per sequence name).
+
+    Totals: sequences, frames, mean points and instances per frame over sequences, class fractions.
+    Reads only ``data/raw`` and the point clouds, so it can run beside the model evaluation."""
+    per_sequence = {layout.name: sequence_stats(layout, camera, clouds_root) for layout in layouts}
+    pngs = {layout.name: overview_png(layout, camera, clouds_root) for layout in layouts}
+    totals = {
+        "sequences": len(layouts),
+        "frames": sum(s["frames"] for s in per_sequence.values()),
+        "points_per_frame": round(sum(s["points_per_frame"] for s in per_sequence.values()) / len(layouts), 1),
+        "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
+        "class_fraction": class_fractions(clouds_root, [l.name for l in layouts], camera),
+    }
+    return totals, per_sequence, pngs

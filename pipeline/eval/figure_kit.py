@@ -4,6 +4,7 @@ titles wrap instead of being clipped, legends sit outside the data."""
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,9 +62,15 @@ def image_axes(*axes: Any) -> None:
             spine.set_color("0.6")
 
 
+def png_bytes(fig: Any, dpi: int = 80) -> bytes:
+    """``fig`` encoded as PNG (the bytes :func:`save` writes), then closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    pyplot().close(fig)
+    return buffer.getvalue()
+
+
 def save(fig: Any, out: Path, dpi: int = 80) -> Path:
     """Write ``fig`` as a PNG at ``out`` (atomically: nothing partial on failure) and close it."""
-    plt = pyplot()
-    atomic.write_with(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-    plt.close(fig)
+    atomic.write_bytes(out, png_bytes(fig, dpi))
     return out

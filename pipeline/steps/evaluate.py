@@ -11,6 +11,9 @@ validation split when it is empty) of ``pipeline/data/splits.py``.
 
 from __future__ import annotations
 
+import multiprocessing
+import tempfile
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,34 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[C
     return metrics, figures
 
 
+def _phase2_files(model_path: Path, phase1_path: Path, raw: Path, cached: list[CachedSequence],
+                  camera: str) -> tuple[dict, dict[str, bytes], dict[str, bytes]]:
+    """:func:`phase2_report` into a scratch folder, for a worker process: (metrics, {CSV name: bytes},
+    {figure name: bytes} in the report's figure order); the caller writes them inside its transaction."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        forecasts, cameras = folder / "phase2_forecasts.csv", folder / "phase2_camera.csv"
+        metrics, figures = phase2_report(model_path, phase1_path, raw, cached, camera, folder, forecasts, cameras)
+        tables = {p.name: p.read_bytes() for p in (forecasts, cameras)}
+        return metrics, tables, {p.name: p.read_bytes() for p in figures}
+
+
+def _write_all(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write every (name, bytes) of ``files`` into ``folder`` (atomically); returns the paths in order."""
+    for name, content in files.items():
+        atomic.write_bytes(folder / name, content)
+    return [folder / name for name in files]
+
+
+def _workers(n: int) -> Executor:
+    """``n`` worker processes for the parts of the stage that do not depend on each other (2 cores: one part
+    per core). Forked, so a worker starts at once without importing the stage again: fork before any torch
+    thread pool or MLflow thread exists in this process. Threads where fork does not exist."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=n)
+
+
 def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: Path, phase1: Path, phase2: Path) -> None:
     """The stage: dataset report of ``raw`` + ``clouds``, then the two models' reports on the held-out
     sequences of the frame cache ``frames``, all into ``reports``.
@@ -117,27 +148,24 @@ def run(params: dict[str, Any], raw: Path, clouds: Path, frames: Path, reports: 
     check_trained_with(phase1, phase1_saved["params"], train.model_dump(), "train")
     check_trained_with(phase2, phase2_saved["phase1_params"], train.model_dump(), "train")
     check_trained_with(phase2, phase2_saved["params"], parse_section(params, "video", Phase2Params).model_dump(), "video")
-    with atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
-        per_sequence = {layout.name: dataset_report.sequence_stats(layout, camera, clouds) for layout in layouts}
-        figures = [dataset_report.overview_figure(layout, camera, clouds, reports / "figures" / f"{layout.name}.png")
-                   for layout in layouts]
-        totals = {
-            "sequences": len(layouts),
-            "frames": sum(s["frames"] for s in per_sequence.values()),
-            "points_per_frame": round(sum(s["points_per_frame"] for s in per_sequence.values()) / len(layouts), 1),
-            "instances_per_frame": round(sum(s["instances_per_frame"] for s in per_sequence.values()) / len(layouts), 2),
-            "class_fraction": dataset_report.class_fractions(clouds, [l.name for l in layouts], camera),
-        }
-        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
-        split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
-        held_out = split["test"] or split["val"]
-        cached = load_cached(frames, held_out, camera, frame_selection(train))
+    split = split_sequences([l.name for l in layouts], data.val_sequences, data.test_sequences)
+    cached = load_cached(frames, split["test"] or split["val"], camera, frame_selection(train))
+    # The dataset report and phase two do not depend on phase one's results: each runs in its own worker
+    # process beside phase one (forked before MLflow starts; outputs come back as bytes and are written here).
+    pool = _workers(2)
+    dataset = pool.submit(dataset_report.report, layouts, camera, clouds)
+    second = pool.submit(_phase2_files, phase2, phase1, raw, cached, camera)
+    with pool, atomic.transaction(), stage_run("evaluate", reports) as stage:  # all outputs change together
         phase1_metrics, phase1_figures = phase1_report(phase1, raw, cached, reports / "figures", reports / "meshes",
                                                        reports / "phase1_frames.csv")
         stage.log_metrics({"phase1": phase1_metrics})
-        phase2_metrics, phase2_figures = phase2_report(phase2, phase1, raw, cached, camera, reports / "figures",
-                                                       reports / "phase2_forecasts.csv", reports / "phase2_camera.csv")
+        phase2_metrics, tables, phase2_pngs = second.result()
+        _write_all(reports, tables)
+        phase2_figures = _write_all(reports / "figures", phase2_pngs)
         stage.log_metrics({"phase2": phase2_metrics})
+        totals, per_sequence, pngs = dataset.result()
+        stage.log_metrics({"dataset": totals, "per_sequence": per_sequence}, mlflow_group="stats")
+        figures = _write_all(reports / "figures", {f"{name}.png": png for name, png in pngs.items()})
         for figure in figures + phase1_figures + phase2_figures:
             stage.log_artifact(figure, "figures")
         # Make the MLflow run self-describing: every param and the lock file (stages DVC skipped log nothing).

@@ -37,6 +37,31 @@ def test_dataset_overview(scene, tmp_path, assert_readable):
     assert_readable(dataset_report.overview_figure(SequenceLayout(raw / SEQ), CAM, clouds, tmp_path / "d.png"))
 
 
+def test_dataset_report_in_a_worker_equals_its_parts(scene, tmp_path):
+    """``report`` (run in the stage's forked worker) gives the stats, class fractions and figure bytes of the
+    separate calls made in this process, and ``figure_kit.png_bytes`` is what ``savefig`` writes to a file."""
+    from pipeline.eval import figure_kit
+    from pipeline.io import synthia
+    from pipeline.steps.evaluate import _workers
+
+    raw, clouds, *_ = scene
+    layouts = synthia.list_sequences(raw)
+    with _workers(1) as pool:
+        totals, per_sequence, pngs = pool.submit(dataset_report.report, layouts, CAM, clouds).result()
+    assert per_sequence == {l.name: dataset_report.sequence_stats(l, CAM, clouds) for l in layouts}
+    assert totals["class_fraction"] == dataset_report.class_fractions(clouds, [l.name for l in layouts], CAM)
+    assert totals["frames"] == sum(len(l.frames(CAM)) for l in layouts)
+    for layout in layouts:
+        assert pngs[layout.name] == dataset_report.overview_figure(layout, CAM, clouds, tmp_path / "o.png").read_bytes()
+    plt = figure_kit.pyplot()
+    figures = [plt.subplots(figsize=(3, 2))[0] for _ in range(2)]
+    for fig in figures:
+        fig.axes[0].plot([0, 1], [1, 0])
+    figures[0].savefig(tmp_path / "direct.png", dpi=70, format="png")
+    assert figure_kit.png_bytes(figures[1], dpi=70) == (tmp_path / "direct.png").read_bytes()
+    plt.close(figures[0])
+
+
 def test_phase_one_figures(scene, tmp_path, assert_readable):
     _, _, records, meshes, faces = scene
     record = records[0]
