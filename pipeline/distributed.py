@@ -188,23 +188,25 @@ def run_cpu_ranks(target: Callable[..., Any], ranks: int, *args: Any) -> Any:
     others = [context.Process(target=_rank_main, args=(rank, env, target, args), name=str(rank))
               for rank in range(1, ranks)]
     stopping = threading.Event()
+    watchers = []  # the only threads that join the ranks: two joins of one child race for its exit status
     for process in others:
         process.start()
-        threading.Thread(target=_exit_if_a_rank_fails, args=(process, stopping), daemon=True).start()
+        watchers.append(threading.Thread(target=_exit_if_a_rank_fails, args=(process, stopping), daemon=True))
+        watchers[-1].start()
     saved = {k: os.environ.get(k) for k in (*env, "RANK", "LOCAL_RANK")}
     os.environ.update(env, RANK="0", LOCAL_RANK="0")
     _THREADS_BEFORE_RANKS[:] = [torch.get_num_threads()]
     torch.set_num_threads(1)
     try:
         result = target(*args)
-        for process in others:
-            process.join()
+        for watcher in watchers:
+            watcher.join()
         return result
     except BaseException as err:
         stopping.set()
         if isinstance(err, RuntimeError):  # e.g. gloo: "connection closed by peer": a rank is gone, name it instead
-            for process in others:
-                process.join(timeout=30)
+            for watcher in watchers:
+                watcher.join(timeout=30)
         failed = [process for process in others if process.exitcode is not None and process.exitcode > 0]
         for process in others:
             process.terminate()
