@@ -42,6 +42,7 @@ import platform
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ from typing import Any
 from pipeline.config import flatten, project_root
 from pipeline.headline import headline_metrics
 from pipeline.io import atomic, locks
-from pipeline.tracking_remote import RemoteTracker
+from pipeline.tracking_remote import RemoteTracker, serve, tracking_failed
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
@@ -257,14 +258,6 @@ class StageRun:
         self._track("log_metrics", headline_metrics(self.stage, self.metrics))
 
 
-def tracking_failed(stage: str, err: BaseException) -> None:
-    """One warning line: what failed, that the outputs are fine, and how to log the run again."""
-    reason = (str(err).strip().splitlines() or [""])[0][:300]
-    log.warning("mlflow tracking failed for stage %s (%s: %s); the stage outputs are fine; its metrics are in "
-                "reports/%s/metrics.json; log them again with `protoscene relog %s`", stage, type(err).__name__,
-                reason, stage, stage)
-
-
 def rank_report_dir(stage: str) -> Path:
     """``reports/<stage>`` on the main process of a torchrun job (or a plain run); other ranks get a
     scratch folder and MLflow off, so only rank 0 writes metrics and logs runs."""
@@ -434,3 +427,18 @@ def relog(stage: str, report_dir: Path | None = None) -> int:
     run.log_artifact(path, "reports")
     tracker.close(metrics)
     return rows
+
+
+def _serve_main() -> None:
+    """Entry point of the MLflow helper process (``python -m pipeline.tracking STAGE SPOOL``, started by
+    :class:`pipeline.tracking_remote.RemoteTracker`): serve the stage's calls from stdin."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stage, spool = sys.argv[1], Path(sys.argv[2])
+    try:
+        serve(stage, sys.stdin, _open_tracker)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    _serve_main()

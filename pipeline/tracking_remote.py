@@ -1,7 +1,7 @@
 """A stage's MLflow calls in a helper process, so that importing MLflow (~3.5 s of CPU on a 2-core machine)
 overlaps with the stage's own start-up and work instead of preceding it.
 
-:func:`pipeline.tracking.stage_run` starts ``python -m pipeline.tracking_remote <stage>`` when the stage opens
+:func:`pipeline.tracking.stage_run` starts ``python -m pipeline.tracking <stage>`` when the stage opens
 and hands it every MLflow call as one JSON line on its standard input (:class:`RemoteTracker`); the helper
 opens the stage run exactly as an in-process tracker would (:class:`pipeline.tracking._Tracker`, the same lock,
 parent run and tags), replays the calls in order, and ends the runs when the stage closes. The stage waits for
@@ -24,8 +24,20 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+
+log = logging.getLogger("pipeline.tracking")
+
+
+def tracking_failed(stage: str, err: BaseException) -> None:
+    """One warning line: what failed, that the outputs are fine, and how to log the run again."""
+    reason = (str(err).strip().splitlines() or [""])[0][:300]
+    log.warning("mlflow tracking failed for stage %s (%s: %s); the stage outputs are fine; its metrics are in "
+                "reports/%s/metrics.json; log them again with `protoscene relog %s`", stage, type(err).__name__,
+                reason, stage, stage)
 
 
 def _json_value(value: Any) -> Any:
@@ -61,7 +73,7 @@ class RemoteTracker:
         self.stage = stage
         code_root = str(Path(__file__).resolve().parents[1])  # the helper runs this process's code, from any cwd
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking_remote", stage, str(self._spool)],
+        self._process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", stage, str(self._spool)],
                                          stdin=subprocess.PIPE, text=True, env=env)
         self._files = 0
         self.mlflow = _Calls(self)
@@ -89,8 +101,6 @@ class RemoteTracker:
         status = self._process.wait()
         shutil.rmtree(self._spool, ignore_errors=True)
         if status != 0:  # it could not even warn (e.g. it failed to start)
-            from pipeline.tracking import tracking_failed
-
             tracking_failed(self.stage, RuntimeError(f"the MLflow helper process exited with status {status}"))
 
 
@@ -100,14 +110,13 @@ def _read_lines(stream: TextIO, lines: queue.Queue) -> None:
     lines.put(None)  # end of input
 
 
-def serve(stage: str, stream: TextIO) -> None:
-    """The helper: read calls from ``stream`` at once (the stage never blocks on a full pipe), open the stage run,
-    replay the calls, end the runs at ``close`` (or FAILED if the input ends without it)."""
+def serve(stage: str, stream: TextIO, open_tracker: Callable[[str], Any]) -> None:
+    """The helper: read calls from ``stream`` at once (the stage never blocks on a full pipe), open the stage run
+    (``open_tracker``: :func:`pipeline.tracking._open_tracker`), replay the calls, end the runs at ``close`` (or
+    FAILED if the input ends without it)."""
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(stream, lines), daemon=True).start()
-    from pipeline.tracking import _open_tracker, tracking_failed
-
-    tracker = _open_tracker(stage)  # imports MLflow: the slow part, while the stage works
+    tracker = open_tracker(stage)  # imports MLflow: the slow part, while the stage works
     broken = tracker is None
     while (line := lines.get()) is not None:
         message = json.loads(line)
@@ -124,16 +133,3 @@ def serve(stage: str, stream: TextIO) -> None:
             tracking_failed(stage, err)
     if tracker is not None:  # the stage died before closing
         tracker.close(None, broken=True)
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    stage, spool = sys.argv[1], Path(sys.argv[2])
-    try:
-        serve(stage, sys.stdin)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
