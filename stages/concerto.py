@@ -12,10 +12,9 @@ from pathlib import Path
 
 import typer
 
-from pipeline import runtime
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.steps import concerto
+from pipeline.tracking import start_early
 
 app = typer.Typer(add_completion=False)
 
@@ -32,6 +31,9 @@ def main(
     workers: int = typer.Option(2, help="CPU processes encoding sequences in parallel (each with --threads threads; "
                                         "same output for any number; ignored on CUDA)."),
 ) -> None:
+    start_early("concerto")  # the MLflow helper imports MLflow while the lines below import torch & co.
+    from pipeline import runtime
+    from pipeline.steps import concerto
     params = load_params()
     torch_device = runtime.stage_device(device)
     runtime.set_torch_threads(threads)

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import typer
 
-from pipeline import runtime
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.steps import vggt
+from pipeline.tracking import start_early
 
 app = typer.Typer(add_completion=False)
 
@@ -33,6 +32,9 @@ def main(
                                         "model runs 17.7 frames/s vs 12.8 with 1). On a shared, busy machine 1 is "
                                         "faster: intra-op thread barriers stall."),
 ) -> None:
+    start_early("vggt")  # the MLflow helper imports MLflow while the lines below import torch & co.
+    from pipeline import runtime
+    from pipeline.steps import vggt
     params = load_params()
     torch_device = runtime.stage_device(device)
     runtime.set_torch_threads(threads)

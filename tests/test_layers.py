@@ -12,7 +12,8 @@ Layers, low -> high (a module may import its own layer and any lower one):
    and ``pipeline.bench`` (benchmarks of stages)
 6. ``stages`` (Typer shells)
 
-Extra rule: MLflow tracking (``pipeline.tracking``) is used only by ``pipeline.steps``. Imports inside
+Extra rule: MLflow tracking (``pipeline.tracking``) is used only by ``pipeline.steps`` (and by the stage shells,
+which only start the helper process early). Imports inside
 functions count the same as module-level ones.
 """
 
@@ -33,7 +34,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("stages",),
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}
-TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote")  # the helper process of pipeline.tracking
+TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote",  # the helper process of pipeline.tracking
+                  "stages")  # start_early only
 
 
 def _group(module: str) -> tuple[int, str]:

@@ -317,3 +317,37 @@ def test_user_store_elsewhere_is_used_and_never_relocated(tmp_path, monkeypatch)
     assert {r.info.run_name for r in runs} >= {"results-seed0/pointclouds", "results-seed0/frames"}
     assert all(r.info.status == "FINISHED" for r in runs)
     assert experiment.artifact_location == (main / "mlartifacts").as_uri()
+
+
+EARLY_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from pipeline import tracking
+    tracking.start_early("pointclouds")
+    if sys.argv[2] == "fail":
+        sys.exit("bad input before the stage opened its run")
+    if os.fork() == 0:  # a forked worker neither adopts nor closes the parent's helper
+        assert tracking._adopt_early("pointclouds") is None
+        os._exit(0)
+    os.wait()
+    with tracking.stage_run("pointclouds", Path(sys.argv[1])) as run:
+        run.log_metrics({"points": 5})
+""")
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail"])
+def test_helper_started_early_is_adopted_or_closed(store, outcome):
+    """``start_early``: the stage run uses the helper started before the stage's imports (a second helper would
+    leave a second, FAILED stage run); a stage that exits before opening its run leaves it FAILED, not RUNNING."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_EXP_NAME": "early"}
+    proc = subprocess.run([sys.executable, "-c", EARLY_SCRIPT, str(store / "reports/pointclouds"), outcome],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == (0 if outcome == "ok" else 1), proc.stderr
+    assert "tracking failed" not in proc.stderr
+    _, _, runs = runs_of(store)
+    stage = [r for r in runs if r.data.tags.get("dvc.role") == "stage"]
+    assert len(stage) == 1 and stage[0].info.run_name == "early/pointclouds"
+    if outcome == "ok":
+        assert stage[0].info.status == "FINISHED" and stage[0].data.metrics["points"] == 5
+    else:
+        assert stage[0].info.status == "FAILED" and not (store / "reports/pointclouds/metrics.json").exists()
