@@ -18,7 +18,10 @@ class LAQConfig:
       LAPA's factorisation, meaningful only when tokens are aligned across frames);
     - ``decoder_depth``: blocks of the predictor (self-attention over frame t's tokens + cross-attention
       to the codes); 0 means "same as ``spatial_depth``" (as in LAPA);
-    - ``code_seq_len``: discrete codes per frame pair, one learned query each;
+    - ``code_seq_len``: discrete codes S per frame pair;
+    - ``read_cells``: spatial cells R of frame t read by one learned query each (0 = ``code_seq_len``); the R
+      read vectors are concatenated in S groups of R / S consecutive cells, one code each, so S = 1 with R = 4
+      gives one code that sees the left/right x near/far pattern of the motion (yaw vs sideways vs forward);
     - ``codebook_size``: entries of the shared NSVQ codebook; ``quant_dim``: their dimension (LAPA: 32);
     - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
       ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
@@ -36,6 +39,7 @@ class LAQConfig:
     decoder_depth: int = 0
     temporal_mode: str = "joint"
     code_seq_len: int = 4
+    read_cells: int = 0
     codebook_size: int = 256
     quant_dim: int = 32
     pos_frequencies: int = 8
@@ -53,11 +57,18 @@ class LAQConfig:
         if not 0 <= self.geometry_channels < self.in_channels or self.geometry_weight < 0:
             raise ValueError(f"geometry_channels = {self.geometry_channels} must be in [0, in_channels) and "
                              f"geometry_weight = {self.geometry_weight} >= 0")
+        if self.read_cells < 0 or self.cells % self.code_seq_len:
+            raise ValueError(f"read_cells = {self.read_cells} must be 0 or a multiple of code_seq_len = {self.code_seq_len}")
         if self.temporal_mode not in ("joint", "per_token"):
             raise ValueError(f"temporal_mode = {self.temporal_mode!r} must be 'joint' or 'per_token'")
         for name in ("spatial_depth", "temporal_depth", "decoder_depth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)} must be >= 0")
+
+    @property
+    def cells(self) -> int:
+        """Spatial cells read by the encoder's queries (R)."""
+        return self.read_cells or self.code_seq_len
 
     @property
     def decoder_blocks(self) -> int:

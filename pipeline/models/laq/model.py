@@ -14,7 +14,8 @@ occupied tokens (an empty bird's-eye cell or a padding token is False; None = al
   (frame t+offset − frame t) of the encodings is split into S spatial cells of frame t (for S = 4:
   left/right x near/far, :func:`spatial_cells`) and each cell is read by its own learned query with
   cross-attention restricted to the cell, so the S codes summarise different parts of the scene (like
-  LAPA's 2 x 2 token grid, Ye et al. 2024; one pooled vector would give S identical codes).
+  LAPA's 2 x 2 token grid, Ye et al. 2024; one pooled vector would give S identical codes). With
+  ``read_cells`` R > S, R cells are read and each code sees R / S of them (concatenated, projected).
 - NSVQ quantises each of the S vectors (dimension Q) with one shared codebook.
 - Decoder: frame t's projected tokens with stop-gradient (LAPA) go through ``decoder_blocks`` blocks
   with cross-attention to the S codes; a zero-initialised head predicts the change, so the prediction
@@ -61,9 +62,10 @@ class LAQ(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(2, c.dim))
         self.temporal = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.temporal_depth))
         self.diff_position = FourierPosition(c.dim, c.pos_frequencies, c.pos_scale_m)
-        self.queries = nn.Parameter(torch.randn(c.code_seq_len, c.dim))
+        self.queries = nn.Parameter(torch.randn(c.cells, c.dim))
         self.reader = Block(c.dim, c.heads, c.mlp_ratio, cross=True, self_attn=False)
-        self.to_quant = nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, c.quant_dim))
+        read = c.dim * (c.cells // c.code_seq_len)  # the read vectors of one code's cells, concatenated
+        self.to_quant = nn.Sequential(nn.LayerNorm(read), nn.Linear(read, c.quant_dim))
         self.quantizer = NSVQ(c.codebook_size, c.quant_dim)
         self.from_quant = nn.Linear(c.quant_dim, c.dim)
         self.code_embed = nn.Parameter(torch.randn(c.code_seq_len, c.dim) * 0.02)
@@ -102,10 +104,11 @@ class LAQ(nn.Module):
                 h = block(h)
             h = h.reshape(b, n, 2, -1)
         diff = h[:, :, 1] - h[:, :, 0] + self.diff_position(xyz0)
-        cells = spatial_cells(xyz0, self.config.code_seq_len)  # (B, N)
-        mask = cells[:, None, :] == torch.arange(self.config.code_seq_len, device=cells.device)[None, :, None]
-        queries = self.reader(self.queries.expand(b, -1, -1), context=diff, mask=mask)
-        return self.to_quant(queries), first
+        r = self.config.cells
+        cells = spatial_cells(xyz0, r)  # (B, N)
+        mask = cells[:, None, :] == torch.arange(r, device=cells.device)[None, :, None]
+        read = self.reader(self.queries.expand(b, -1, -1), context=diff, mask=mask)  # (B, R, dim)
+        return self.to_quant(read.reshape(b, self.config.code_seq_len, -1)), first
 
     def decode(self, first: Tensor, tokens0: Tensor, codes: Tensor) -> Tensor:
         """Predict frame t+offset's tokens (B, N, C) from frame t's embedding (stop-gradient) and codes (B, S, Q)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.models.laq import LAQ, LAQConfig
+from pipeline.models.laq.layers import spatial_cells
 
 SMALL = dict(in_channels=6, dim=32, heads=4, spatial_depth=1, temporal_depth=1, decoder_depth=1,
              codebook_size=16, code_seq_len=4, quant_dim=8)
@@ -161,3 +163,21 @@ def test_joint_temporal_mixing_reaches_other_tokens_per_token_does_not():
         as_tokens = (lambda h: h.reshape(b, 2, n, -1)[:, :, 2]) if mode == "joint" else (lambda h: h.reshape(b, n, 2, -1)[:, 2])
         changed = not torch.allclose(as_tokens(before), as_tokens(seen["out"]))
         assert changed == reaches, mode
+
+
+def test_one_code_reading_four_cells_sees_every_cell():
+    """code_seq_len 1 with read_cells 4: one code per pair whose latent depends on the tokens of every cell
+    (each cell is read by its own query, then concatenated), and a read_cells that S does not divide is refused."""
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**{**SMALL, "code_seq_len": 1, "read_cells": 4})).eval()
+    t0, x0, t1, x1 = inputs(b=2, n=12)
+    t1 = t1.requires_grad_(True)
+    out = model(t0, x0, t1, x1)
+    assert out.indices.shape == (2, 1) and out.latent.shape == (2, 1, 8)
+    out.latent[0].sum().backward()
+    cells = spatial_cells(x0, 4)[0]
+    reach = t1.grad[0].abs().sum(-1)  # (N,) how much each token of pair 0 moves its latent
+    assert all(reach[cells == c].sum() > 0 for c in range(4))
+    assert t1.grad[1].abs().sum() == 0  # pairs stay separate
+    with pytest.raises(ValueError, match="read_cells"):
+        LAQConfig(**{**SMALL, "code_seq_len": 3, "read_cells": 4})
