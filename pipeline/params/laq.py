@@ -10,7 +10,7 @@ from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weigh
 
 Depth = Annotated[int, Field(ge=0)]
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
-              "codebook_size", "code_seq_len", "read_cells", "quant_dim")
+              "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp")
 
 
 class LAQParams(Section):
@@ -28,6 +28,7 @@ class LAQParams(Section):
     code_seq_len: Count
     read_cells: Depth
     quant_dim: Count
+    warp: bool
     frame_offset: Count
     steps: Count
     batch_size: Count

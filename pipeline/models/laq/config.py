@@ -23,6 +23,9 @@ class LAQConfig:
       read vectors are concatenated in S groups of R / S consecutive cells, one code each, so S = 1 with R = 4
       gives one code that sees the left/right x near/far pattern of the motion (yaw vs sideways vs forward);
     - ``codebook_size``: entries of the shared NSVQ codebook; ``quant_dim``: their dimension (LAPA: 32);
+    - ``warp``: the decoder's starting point is frame t's tokens moved by a rigid motion of the ground plane
+      (yaw angle, sideways and forward shift) that a zero-initialised linear map reads from the codes, instead of
+      frame t's tokens where they are (:meth:`LAQ.warp_tokens`); ``warp_sigma_m``: width of its Gaussian gather;
     - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
       ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
     - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``;
@@ -42,6 +45,8 @@ class LAQConfig:
     read_cells: int = 0
     codebook_size: int = 256
     quant_dim: int = 32
+    warp: bool = False
+    warp_sigma_m: float = 2.0
     pos_frequencies: int = 8
     pos_scale_m: float = 20.0
     mlp_ratio: float = 4.0

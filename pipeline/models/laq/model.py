@@ -74,6 +74,10 @@ class LAQ(nn.Module):
         self.head = nn.Linear(c.dim, c.in_channels)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if c.warp:
+            self.motion = nn.Linear(c.code_seq_len * c.dim, 3)  # (yaw, sideways, forward), zero = no motion
+            nn.init.zeros_(self.motion.weight)
+            nn.init.zeros_(self.motion.bias)
 
     def embed(self, tokens: Tensor, xyz: Tensor, mask: Tensor | None = None) -> Tensor:
         """(…, N, C) features, (…, N, 3) centres and (…, N) occupancy → (…, N, dim)."""
@@ -110,13 +114,28 @@ class LAQ(nn.Module):
         read = self.reader(self.queries.expand(b, -1, -1), context=diff, mask=mask)  # (B, R, dim)
         return self.to_quant(read.reshape(b, self.config.code_seq_len, -1)), first
 
-    def decode(self, first: Tensor, tokens0: Tensor, codes: Tensor) -> Tensor:
-        """Predict frame t+offset's tokens (B, N, C) from frame t's embedding (stop-gradient) and codes (B, S, Q)."""
+    def decode(self, first: Tensor, tokens0: Tensor, codes: Tensor, xyz0: Tensor | None = None) -> Tensor:
+        """Predict frame t+offset's tokens (B, N, C) from frame t's embedding (stop-gradient) and codes (B, S, Q);
+        the prediction is a change of frame t's tokens, moved first if ``config.warp`` (needs ``xyz0`` (B, N, 3))."""
         context = self.from_quant(codes) + self.code_embed
+        base = tokens0 if not self.config.warp else self.warp_tokens(tokens0, xyz0, self.motion(context.flatten(1)))
         y = first.detach()
         for block in self.decoder:
             y = block(y, context=context)
-        return tokens0 + self.head(self.out_norm(y))
+        return base + self.head(self.out_norm(y))
+
+    def warp_tokens(self, tokens0: Tensor, xyz0: Tensor, motion: Tensor) -> Tensor:
+        """Frame t's tokens (B, N, C) at centres ``xyz0`` (B, N, 3) (metres, OpenCV camera axes) gathered where a
+        rigid ground-plane motion ``motion`` (B, 3) moves them: yaw = 0.3 * motion[:, 0] rad about the camera's
+        y axis, then a shift of 4 m * motion[:, 1:] along (x, z). Token n of the result is the Gaussian-weighted
+        (``warp_sigma_m``) mean of the moved tokens around token n's centre: differentiable in the motion."""
+        yaw, shift = 0.3 * motion[:, 0], 4.0 * motion[:, 1:]
+        cos, sin = yaw.cos()[:, None], yaw.sin()[:, None]
+        ground = torch.nan_to_num(xyz0[..., [0, 2]].float())  # (B, N, 2) x, z
+        moved = torch.stack([cos * ground[..., 0] - sin * ground[..., 1],
+                             sin * ground[..., 0] + cos * ground[..., 1]], -1) + shift[:, None, :]
+        logits = -torch.cdist(ground, moved).pow(2) / (2 * self.config.warp_sigma_m ** 2)  # (B, N target, N source)
+        return torch.softmax(logits, -1) @ tokens0
 
     def forward(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor, mask0: Tensor | None = None,
                 mask1: Tensor | None = None) -> LAQOutput:
@@ -127,7 +146,7 @@ class LAQ(nn.Module):
         """
         latent, first = self.encode(tokens0, xyz0, tokens1, xyz1, mask0, mask1)
         codes, indices = self.quantizer(latent)
-        prediction = self.decode(first, tokens0, codes)
+        prediction = self.decode(first, tokens0, codes, xyz0)
         return LAQOutput(self.token_error(prediction, tokens1).mean(), prediction, indices, codes, latent)
 
     def token_error(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -141,7 +160,7 @@ class LAQ(nn.Module):
     @torch.no_grad()
     def predict_with_indices(self, tokens0: Tensor, xyz0: Tensor, indices: Tensor, mask0: Tensor | None = None) -> Tensor:
         """Prediction (B, N, C) of frame t+offset from frame t and given code indices (B, S) (hard codes)."""
-        return self.decode(self.embed(tokens0, xyz0, mask0), tokens0, self.quantizer.lookup(indices))
+        return self.decode(self.embed(tokens0, xyz0, mask0), tokens0, self.quantizer.lookup(indices), xyz0)
 
 
 def _full(mask: Tensor | None, tokens: Tensor) -> Tensor:

@@ -181,3 +181,32 @@ def test_one_code_reading_four_cells_sees_every_cell():
     assert t1.grad[1].abs().sum() == 0  # pairs stay separate
     with pytest.raises(ValueError, match="read_cells"):
         LAQConfig(**{**SMALL, "code_seq_len": 3, "read_cells": 4})
+
+
+def test_warp_moves_tokens_by_the_rigid_motion():
+    """``warp_tokens`` on a 4 m grid: a 4 m forward shift hands each cell the content of the cell 4 m nearer;
+    a 90 degree yaw hands the cell at (x, z) = (0, 4) the content of (4, 0); zero motion is the copy (narrow
+    Gaussian)."""
+    model = LAQ(LAQConfig(**{**SMALL, "warp": True, "warp_sigma_m": 0.5}))
+    xs, zs = torch.meshgrid(torch.arange(-2.0, 3.0) * 4, torch.arange(-2.0, 3.0) * 4, indexing="ij")
+    xyz = torch.stack([xs.flatten(), torch.zeros(25), zs.flatten()], -1)[None]  # (1, 25, 3)
+    tokens = torch.randn(1, 25, 6)
+
+    def index(x, z):
+        return int(((xyz[0, :, 0] == x) & (xyz[0, :, 2] == z)).nonzero())
+
+    still = model.warp_tokens(tokens, xyz, torch.zeros(1, 3))
+    torch.testing.assert_close(still, tokens, atol=1e-6, rtol=0)
+    forward = model.warp_tokens(tokens, xyz, torch.tensor([[0.0, 0.0, 1.0]]))  # shift 4 m along z
+    torch.testing.assert_close(forward[0, index(4.0, 8.0)], tokens[0, index(4.0, 4.0)], atol=1e-5, rtol=0)
+    turn = model.warp_tokens(tokens, xyz, torch.tensor([[torch.pi / 2 / 0.3, 0.0, 0.0]]))
+    torch.testing.assert_close(turn[0, index(0.0, 4.0)], tokens[0, index(4.0, 0.0)], atol=1e-5, rtol=0)
+
+
+def test_warp_motion_starts_at_zero_and_learns_from_the_loss():
+    """The motion map is zero-initialised (the warp starts as a near-copy) and receives gradient through the warp."""
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**{**SMALL, "warp": True})).train()
+    assert model.motion.weight.abs().sum() == 0
+    model(*inputs()).loss.backward()
+    assert model.motion.bias.grad.abs().sum() > 0
