@@ -10,7 +10,7 @@ from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weigh
 
 Depth = Annotated[int, Field(ge=0)]
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
-              "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp")
+              "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp", "warp_sigma_m")
 
 
 class LAQParams(Section):
@@ -29,6 +29,7 @@ class LAQParams(Section):
     read_cells: Depth
     quant_dim: Count
     warp: bool
+    warp_sigma_m: Positive
     frame_offset: Count
     steps: Count
     batch_size: Count
