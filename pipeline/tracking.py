@@ -32,7 +32,6 @@ the training steps, which draw them as ``reports/<stage>/figures/curves.png`` (:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import csv
 import io
@@ -386,33 +385,36 @@ def _open_tracker(stage: str) -> _Tracker | None:
 _started_early: dict[str, tuple[int, RemoteTracker]] = {}  # stage -> (pid of the starting process, its helper)
 
 
-def start_early(stage: str) -> None:
-    """Start ``stage``'s MLflow helper process now, before the stage imports its libraries (torch, scipy, ...).
+@contextlib.contextmanager
+def early_tracking(stage: str) -> Iterator[None]:
+    """Start ``stage``'s MLflow helper process now, before the stage imports its libraries (torch, scipy, ...),
+    for the duration of the block.
 
     The helper spends ~4 s of CPU importing MLflow; started here it does so beside the stage's own imports
     instead of after a short stage's work (on the smoke sample this tail was 4-7 s a stage).
-    :func:`stage_run` of the same stage in the same process adopts it. If the stage ends before opening its run
-    (bad input, say), the helper is closed at exit and records the stage run as FAILED. A no-op when MLflow
-    calls are not made by a helper (``PROTOSCENE_MLFLOW`` off/inline) or on a torchrun rank other than 0.
+    :func:`stage_run` of the same stage in the same process, inside the block, adopts it. If the block ends
+    without that (the stage failed on bad input before opening its run, say), the helper is closed and
+    records the stage run as FAILED. A no-op when MLflow calls are not made by a helper (``PROTOSCENE_MLFLOW``
+    off/inline) or on a torchrun rank other than 0.
     """
-    if mlflow_mode() != "on" or os.environ.get("RANK", "0") != "0" or stage in _started_early:
-        return
-    _started_early[stage] = (os.getpid(), RemoteTracker(stage))
-    atexit.register(_close_unadopted, stage)
+    started = mlflow_mode() == "on" and os.environ.get("RANK", "0") == "0" and stage not in _started_early
+    if started:
+        _started_early[stage] = (os.getpid(), RemoteTracker(stage))
+    try:
+        yield
+    finally:
+        if started and (tracker := _adopt_early(stage)) is not None:
+            tracker.close(None)
 
 
 def _adopt_early(stage: str) -> RemoteTracker | None:
-    """The helper :func:`start_early` started for ``stage`` in this very process (not in a parent before a fork)."""
+    """The helper :func:`early_tracking` started for ``stage`` in this very process (not in a parent before a
+    fork), taken out of the registry."""
     pid, tracker = _started_early.get(stage, (None, None))
     if pid != os.getpid():
         return None
     del _started_early[stage]
     return tracker
-
-
-def _close_unadopted(stage: str) -> None:
-    if (tracker := _adopt_early(stage)) is not None:
-        tracker.close(None)
 
 
 @contextlib.contextmanager

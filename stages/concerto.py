@@ -14,7 +14,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -31,13 +31,13 @@ def main(
     workers: int = typer.Option(2, help="CPU processes encoding sequences in parallel (each with --threads threads; "
                                         "same output for any number; ignored on CUDA)."),
 ) -> None:
-    start_early("concerto")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline import runtime
-    from pipeline.steps import concerto
-    params = load_params()
-    torch_device = runtime.stage_device(device)
-    runtime.set_torch_threads(threads)
-    concerto.run(params, out, reports, torch_device, progress, workers)
+    with early_tracking("concerto"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline import runtime
+        from pipeline.steps import concerto
+        params = load_params()
+        torch_device = runtime.stage_device(device)
+        runtime.set_torch_threads(threads)
+        concerto.run(params, out, reports, torch_device, progress, workers)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -24,9 +24,9 @@ def main(
     archive_cache: Path = typer.Option(Path(".cache/synthia"), help="Where real archives are kept (resume)."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Render processes (does not change outputs)."),
 ) -> None:
-    start_early("download")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import download
-    download.run(load_params(), out, archive_cache, workers)
+    with early_tracking("download"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import download
+        download.run(load_params(), out, archive_cache, workers)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -24,9 +24,9 @@ def main(
     workers: int = typer.Option(2, help="Rendering processes (one drive each; output does not depend on it)."),
     progress: bool = typer.Option(True, help="Show a progress bar over drives."),
 ) -> None:
-    start_early("drives")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import drives
-    drives.run(load_params(), out, workers, progress)
+    with early_tracking("drives"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import drives
+        drives.run(load_params(), out, workers, progress)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -26,9 +26,9 @@ def main(
     phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model."),
     phase2: Path = typer.Option(Path("models/phase2/model.pt"), help="Phase-two (video) model."),
 ) -> None:
-    start_early("evaluate")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import evaluate
-    evaluate.run(load_params(), raw, clouds, frames, reports, phase1, phase2)
+    with early_tracking("evaluate"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import evaluate
+        evaluate.run(load_params(), raw, clouds, frames, reports, phase1, phase2)
 
 
 if __name__ == "__main__":

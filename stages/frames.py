@@ -11,7 +11,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -23,9 +23,9 @@ def main(
     clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet (camera coordinates)."),
     out: Path = typer.Option(Path("data/frames"), help="Frame cache to write."),
 ) -> None:
-    start_early("frames")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import frames
-    frames.run(load_params(), raw, clouds, out)
+    with early_tracking("frames"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import frames
+        frames.run(load_params(), raw, clouds, out)
 
 
 if __name__ == "__main__":

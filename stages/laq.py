@@ -12,7 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -29,9 +29,9 @@ def main(
     resume: bool = typer.Option(True, help="Continue from --state if it was written with the same params and data."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    start_early("laq")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import laq
-    laq.run(load_params(), features, raw, out, state, resume, progress, videos, drives)
+    with early_tracking("laq"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import laq
+        laq.run(load_params(), features, raw, out, state, resume, progress, videos, drives)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -24,9 +24,9 @@ def main(
     out: Path = typer.Option(Path("data/pointclouds"), help="Parquet dataset to write."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Processes (does not change outputs)."),
 ) -> None:
-    start_early("pointclouds")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import pointclouds
-    pointclouds.run(load_params(), raw, out, workers)
+    with early_tracking("pointclouds"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import pointclouds
+        pointclouds.run(load_params(), raw, out, workers)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -26,9 +26,9 @@ def main(
     state: Path = typer.Option(Path("checkpoints/phase2/state.pt"), help="Resumable training state."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
-    start_early("train_phase2")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline.steps import train_phase2
-    train_phase2.run(load_params(), frames, phase1, out, state, device)
+    with early_tracking("train_phase2"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline.steps import train_phase2
+        train_phase2.run(load_params(), frames, phase1, out, state, device)
 
 
 if __name__ == "__main__":

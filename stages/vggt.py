@@ -14,7 +14,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
-from pipeline.tracking import start_early
+from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
 
@@ -32,13 +32,13 @@ def main(
                                         "model runs 17.7 frames/s vs 12.8 with 1). On a shared, busy machine 1 is "
                                         "faster: intra-op thread barriers stall."),
 ) -> None:
-    start_early("vggt")  # the MLflow helper imports MLflow while the lines below import torch & co.
-    from pipeline import runtime
-    from pipeline.steps import vggt
-    params = load_params()
-    torch_device = runtime.stage_device(device)
-    runtime.set_torch_threads(threads)
-    vggt.run(params, raw, out, reports, torch_device, videos)
+    with early_tracking("vggt"):  # the MLflow helper imports MLflow while the block imports torch & co.
+        from pipeline import runtime
+        from pipeline.steps import vggt
+        params = load_params()
+        torch_device = runtime.stage_device(device)
+        runtime.set_torch_threads(threads)
+        vggt.run(params, raw, out, reports, torch_device, videos)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}
 TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote",  # the helper process of pipeline.tracking
-                  "stages")  # start_early only
+                  "stages")  # early_tracking only
 
 
 def _group(module: str) -> tuple[int, str]:

@@ -323,22 +323,24 @@ EARLY_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     from pipeline import tracking
-    tracking.start_early("pointclouds")
-    if sys.argv[2] == "fail":
-        sys.exit("bad input before the stage opened its run")
-    if os.fork() == 0:  # a forked worker neither adopts nor closes the parent's helper
-        assert tracking._adopt_early("pointclouds") is None
-        os._exit(0)
-    os.wait()
-    with tracking.stage_run("pointclouds", Path(sys.argv[1])) as run:
-        run.log_metrics({"points": 5})
+    with tracking.early_tracking("pointclouds"):
+        if sys.argv[2] == "fail":
+            raise SystemExit("bad input before the stage opened its run")
+        if os.fork() == 0:  # a forked worker neither adopts nor closes the parent's helper
+            assert tracking._adopt_early("pointclouds") is None
+            os._exit(0)
+        os.wait()
+        with tracking.stage_run("pointclouds", Path(sys.argv[1])) as run:
+            run.log_metrics({"points": 5})
+    assert not tracking._started_early  # nothing left for a later stage_run in this process
 """)
 
 
 @pytest.mark.parametrize("outcome", ["ok", "fail"])
 def test_helper_started_early_is_adopted_or_closed(store, outcome):
-    """``start_early``: the stage run uses the helper started before the stage's imports (a second helper would
-    leave a second, FAILED stage run); a stage that exits before opening its run leaves it FAILED, not RUNNING."""
+    """``early_tracking``: the stage run uses the helper started before the stage's imports (a second helper
+    would leave a second, FAILED stage run); a stage that fails before opening its run leaves it FAILED, not
+    RUNNING, and the block leaves nothing behind for a later stage run of the same process."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_EXP_NAME": "early"}
     proc = subprocess.run([sys.executable, "-c", EARLY_SCRIPT, str(store / "reports/pointclouds"), outcome],
                           env=env, capture_output=True, text=True, timeout=240)
