@@ -75,6 +75,28 @@ def resize_depth(depth_m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(filled, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
 
+@dataclass
+class DepthFrame:
+    """One frame's depth map at the model's input size: ``depth`` (H, W) metres along the optical axis (+inf where
+    nothing is seen) and the intrinsics at that size (the fields of :class:`FrameRecord` that odometry reads)."""
+
+    frame: int
+    depth: np.ndarray
+    intrinsics: synthia.Intrinsics
+
+
+def depth_frames(raw_root: Path, sequence: str, camera: str, frames: list[int], hw: tuple[int, int]) -> list[DepthFrame]:
+    """Depth maps of ``frames`` of a raw sequence resized to ``hw`` as the ``frames`` stage resizes its records'
+    (also frames it skipped for having too few target points: odometry needs every frame, not only those with objects)."""
+    layout = SequenceLayout(raw_root / sequence)
+    intrinsics = synthia.read_intrinsics(layout.intrinsics)
+    out = []
+    for frame in frames:
+        depth = synthia.read_depth(layout.depth(camera, frame))
+        out.append(DepthFrame(frame, resize_depth(depth, hw), scaled_intrinsics(intrinsics, depth.shape, hw)))
+    return out
+
+
 def anchors_from_clusters(points: np.ndarray, label: np.ndarray, centre: np.ndarray) -> Anchors:
     """Per-cluster radius, PCA spread/axes and weight of ``points`` (N, 3) with ``label`` (N,) in
     ``range(K)`` and centres (K, 3), in the given cluster order (an empty cluster gets radius

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -39,7 +40,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.data.odometry import depth_odometry
+from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
+from pipeline.data.odometry import depth_odometry, refine_relative_poses
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, predict
@@ -61,6 +63,12 @@ class Phase2EvalSettings(Protocol):
     @property
     def camera(self) -> str: ...  # "predicted" (camera head) | "gt" | "self_supervised" (depth odometry)
     @property
+    def camera_refine(self) -> str: ...  # "none" | "icp" (camera = predicted: head's poses refined by ICP)
+    @property
+    def camera_prior_rotation_deg(self) -> float: ...
+    @property
+    def camera_prior_translation_m(self) -> float: ...
+    @property
     def match_slots(self) -> bool: ...
     @property
     def eval_context_frames(self) -> int: ...
@@ -73,6 +81,7 @@ SINGLE_GUESS = ("copy_last", "constant_velocity", "constant_acceleration")
 FORECAST_COLUMNS = ["sequence", "context_last", "delta", "delta_s", "method", "chamfer_m"]
 CAMERA_COLUMNS = ["sequence", "frame", "relative_rotation_deg", "relative_translation_m", "drift_m", "drift_deg"]
 WORLD_FRAMES = {"predicted": "camera head (chained predicted relative poses)",
+                "predicted+icp": "camera head refined by ICP of consecutive depth maps (the head's pose as the prior), chained",
                 "gt": "ground-truth poses (camera head off)",
                 "self_supervised": "depth odometry (chained ICP of consecutive depth maps, no ground truth)"}
 DRIFT_HORIZON = 40  # frames: the drift target's sequence length
@@ -131,6 +140,20 @@ class SequenceInference:
     t_wc: torch.Tensor  # (T, 3)
     r_rel: torch.Tensor | None  # (T-1, 3, 3) predicted prev_from_cur, or None with camera = gt
     t_rel: torch.Tensor | None
+    head_rel: tuple[torch.Tensor, torch.Tensor] | None = None  # the camera head's own (r_rel, t_rel) when refined
+
+
+def skipped_depth(raw_root: Path):
+    """``between(a, b)`` for :func:`refine_relative_poses`: the depth maps of the raw frames between two records."""
+    def between(a: FrameRecord, b: FrameRecord) -> list[DepthFrame]:
+        return depth_frames(raw_root, a.sequence, a.camera, list(range(a.frame + 1, b.frame)), a.depth.shape)
+    return between
+
+
+def world_frame_name(params: Phase2EvalSettings) -> str:
+    """Key of :data:`WORLD_FRAMES` for the settings."""
+    refined = params.camera == "predicted" and params.camera_refine == "icp"
+    return "predicted+icp" if refined else params.camera
 
 
 @torch.no_grad()
@@ -141,21 +164,32 @@ def point_slots(points: np.ndarray, verts: torch.Tensor, faces: torch.Tensor) ->
 
 
 @torch.no_grad()
-def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> SequenceInference:
-    """Run the encoder on every frame (carried anchors) and place the slots in the world frame."""
-    params, fmaps = [], []
+def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2EvalSettings,
+                   raw_root: Path | None = None) -> SequenceInference:
+    """Run the encoder on every frame (carried anchors) and place the slots in the world frame (``params.camera``;
+    with ``camera_refine = icp`` the head's relative poses are refined by ICP of the depth maps before chaining,
+    through the depth maps of the skipped frames in between read from ``raw_root`` when given)."""
+    camera = params.camera
+    encoded, fmaps = [], []
     for i in range(0, len(seq.records), BATCH):
         batch = make_batch(seq.records[i : i + BATCH], 1, None, torch.device("cpu"))
         out, fmap = model.encode(batch)
-        params.append(out)
+        encoded.append(out)
         fmaps.append(fmap)
     fmap = torch.cat(fmaps)
     time = torch.tensor(seq.time, dtype=torch.float32)[None]
-    r_rel = t_rel = None
+    r_rel = t_rel = head_rel = None
     if camera == "predicted":
         r_rel, t_rel = model.relative_poses(fmap[None], time)
-        r_wc, t_wc = chain(r_rel, t_rel)
-        r_wc, t_wc, r_rel, t_rel = r_wc[0], t_wc[0], r_rel[0], t_rel[0]
+        r_rel, t_rel = r_rel[0], t_rel[0]
+        if params.camera_refine == "icp":
+            head_rel = (r_rel, t_rel)
+            r, t = refine_relative_poses(seq.records, r_rel.double().numpy(), t_rel.double().numpy(),
+                                         params.camera_prior_rotation_deg, params.camera_prior_translation_m,
+                                         between=None if raw_root is None else skipped_depth(raw_root))
+            r_rel, t_rel = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
+        r_wc, t_wc = chain(r_rel[None], t_rel[None])
+        r_wc, t_wc = r_wc[0], t_wc[0]
     elif camera == "self_supervised":  # depth odometry, no ground truth
         r, t = depth_odometry(seq.records)
         r_wc, t_wc = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
@@ -164,12 +198,12 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, camera: str) -> S
         if seq.r_wc is None:
             raise ValueError(f"{seq.name}: video.camera = gt needs pose files")
         r_wc, t_wc = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
-    merged = SlotParams(*(torch.cat([getattr(p, f) for p in params]) for f in
+    merged = SlotParams(*(torch.cat([getattr(p, f) for p in encoded]) for f in
                           ("vector", "scale", "centre", "euler", "weights", "verts")))
     track = world_track(merged, (1, len(seq.records)), r_wc[None], t_wc[None], time)
     faces = model.slots.faces
     slots = [point_slots(r.points, merged.verts[i], faces) for i, r in enumerate(seq.records)]
-    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel)
+    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel, head_rel)
 
 
 @torch.no_grad()
@@ -321,17 +355,21 @@ def pose_drift(r_wc: torch.Tensor, t_wc: torch.Tensor, r_gt: torch.Tensor, t_gt:
             np.degrees(geodesic_angle(r_wc, r_gt).numpy().astype(np.float64)))
 
 
-def camera_rows(inference: SequenceInference, seq: SequenceFrames) -> list[dict]:
+def camera_rows(inference: SequenceInference, seq: SequenceFrames, head_only: bool = False) -> list[dict]:
     """Per frame of a sequence (predicted camera, GT poses present): relative-pose error against the previous
-    usable frame (degrees, metres; NaN at the first frame) and the chained pose's drift (m, degrees)."""
-    if inference.r_rel is None or seq.r_wc is None:
+    usable frame (degrees, metres; NaN at the first frame) and the chained pose's drift (m, degrees); with
+    ``head_only``, of the camera head's poses before the ICP refinement (none when there was no refinement)."""
+    rel = inference.head_rel if head_only else (inference.r_rel, inference.t_rel)
+    if rel is None or rel[0] is None or seq.r_wc is None:
         return []
+    r_rel, t_rel = rel
+    r_wc, t_wc = chain(r_rel[None], t_rel[None])
     r_gt, t_gt = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
     r_true = r_gt[:-1].transpose(-1, -2) @ r_gt[1:]
     t_true = (r_gt[:-1].transpose(-1, -2) @ (t_gt[1:] - t_gt[:-1]).unsqueeze(-1)).squeeze(-1)
-    angles = [math.nan] + torch.rad2deg(geodesic_angle(inference.r_rel, r_true)).tolist()
-    shifts = [math.nan] + (inference.t_rel - t_true).norm(dim=-1).tolist()
-    drift_m, drift_deg = pose_drift(inference.r_wc, inference.t_wc, r_gt, t_gt)
+    angles = [math.nan] + torch.rad2deg(geodesic_angle(r_rel, r_true)).tolist()
+    shifts = [math.nan] + (t_rel - t_true).norm(dim=-1).tolist()
+    drift_m, drift_deg = pose_drift(r_wc[0], t_wc[0], r_gt, t_gt)
     return [{"sequence": seq.name, "frame": r.frame, "relative_rotation_deg": a, "relative_translation_m": t,
              "drift_m": float(dm), "drift_deg": float(dd)}
             for r, a, t, dm, dd in zip(seq.records, angles, shifts, drift_m, drift_deg, strict=True)]
@@ -365,20 +403,21 @@ def motion_residual_m(inference: SequenceInference, match: bool) -> float | None
 
 def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[SequenceFrames],
                     per_frame_records: list[list], params: Phase2EvalSettings,
-                    progress: bool = True) -> tuple[dict, list[SequenceInference], list[dict], list[dict]]:
+                    progress: bool = True, raw_root: Path | None = None) -> tuple[dict, list[SequenceInference], list[dict], list[dict]]:
     """All phase-two metrics over held-out ``sequences`` (``per_frame_records``: the same frames with
     phase-one per-frame anchors, for the phase-one reference); returns (metrics, inferences, forecast rows
-    (:func:`forecast_rows`), camera rows (:func:`camera_rows`))."""
-    inferences, ours, reference, forecasts, cameras = [], [], [], [], []
+    (:func:`forecast_rows`), camera rows (:func:`camera_rows`)); ``raw_root``: see :func:`infer_sequence`."""
+    inferences, ours, reference, forecasts, cameras, head_cameras = [], [], [], [], [], []
     residuals = []
     for seq, raw_records in progress_bar(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
                                  unit="seq", disable=not progress):
-        inference = infer_sequence(model, seq, params.camera)
+        inference = infer_sequence(model, seq, params, raw_root)
         inferences.append(inference)
         ours.append(identity_metrics(seq, inference.point_slot, params.eval_clip_frames))
         reference.append(identity_metrics(seq, phase1_point_slots(phase1_model, seq, raw_records), params.eval_clip_frames))
         forecasts += forecast_rows(model, seq, inference, params)
         cameras += camera_rows(inference, seq)
+        head_cameras += camera_rows(inference, seq, head_only=True)
         residual = motion_residual_m(inference, params.match_slots)
         if residual is not None:
             residuals.append(residual)
@@ -386,7 +425,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         "identity": {"phase2_carried": summarise_identity(ours, params.eval_clip_frames),
                      "phase1_per_frame_kmeans": summarise_identity(reference, params.eval_clip_frames)},
         "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
-        "world_frame": WORLD_FRAMES[params.camera],
+        "world_frame": WORLD_FRAMES[world_frame_name(params)],
         "guesses": model.config.guesses,
         "best_of_1": "the guess with the highest confidence logit",
         "context_frames": params.eval_context_frames,
@@ -397,4 +436,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
     camera = camera_metrics(cameras)
     if camera is not None:
         metrics["camera_error"] = camera
+    head_camera = camera_metrics(head_cameras)
+    if head_camera is not None:  # camera_refine = icp: the head alone, for comparison
+        metrics["camera_error_head_only"] = head_camera
     return metrics, inferences, forecasts, cameras

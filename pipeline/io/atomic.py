@@ -219,14 +219,19 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success it replaces ``target`` (old content removed).
+def atomic_dir(target: Path | str, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces ``target`` (old content removed, but for the files
+    named in ``keep`` that the new folder does not write, e.g. the ``.gitignore`` DVC keeps beside its outputs).
 
     The swap is two renames (old → trash, new → target), so a reader sees either the complete old
     folder or the complete new one; a crash between them leaves the target missing, never partial.
     """
     with _staged(Path(target), is_dir=True) as tmp:
         yield tmp
+        for name in keep:
+            old = Path(target) / name
+            if old.is_file() and not (tmp / name).exists():
+                shutil.copy2(old, tmp / name)
 
 
 def write_bytes(target: Path | str, data: bytes) -> None:

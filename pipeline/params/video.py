@@ -15,6 +15,9 @@ class Phase2Params(Section):
     """``video``: phase-two model, clip sampling, optimisation, loss weights and evaluation (see params.yaml)."""
 
     camera: Literal["predicted", "gt", "self_supervised"]
+    camera_refine: Literal["none", "icp"]
+    camera_prior_rotation_deg: Positive
+    camera_prior_translation_m: Positive
     guesses: Count
     hidden: Count
     velocity_frames: Frames

@@ -69,8 +69,8 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
                              **{f"model_best_of_k_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[1], b))
                                 for b in multi}}
               for d in PAIRED_DELTAS}
-    cameras = [e.get("camera_error") for e in evaluated]
-    camera = ({k: mean_std([c.get(k) for c in cameras]) for k in CAMERA} if all(cameras) else None)
+    camera, head_camera = (camera_summary([e.get(key) for e in evaluated])
+                           for key in ("camera_error", "camera_error_head_only"))
     identity = [e["identity"]["phase2_carried"] for e in evaluated]
     return {
         "seeds": seeds,
@@ -82,6 +82,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "headline": headline,
         "paired": paired,
         "camera": camera,
+        "camera_head_only": head_camera,
         "world_frame": evaluated[0]["world_frame"],
         "identity": {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
                      "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])},
@@ -89,6 +90,11 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
                   "forecast_training": [t["train"].get("forecast_training", "best_of_k") for t in trained]},
         "targets": targets(paired, camera, identity, multi),
     }
+
+
+def camera_summary(cameras: list[dict | None]) -> dict | None:
+    """Mean ± std over seeds of each camera metric, or None unless every seed has it."""
+    return {k: mean_std([c.get(k) for c in cameras]) for k in CAMERA} if all(cameras) else None
 
 
 def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list[str]) -> dict[str, bool]:
@@ -131,6 +137,9 @@ def markdown(summary: dict, title: str) -> str:
     if summary["camera"] is not None:
         lines += ["", "## Camera (held-out sequences), mean ± std over seeds", ""]
         lines += [f"- {k}: {ms(v)}" for k, v in summary["camera"].items()]
+    if summary.get("camera_head_only") is not None:
+        lines += ["", "The camera head alone (before the ICP refinement):", ""]
+        lines += [f"- {k}: {ms(v)}" for k, v in summary["camera_head_only"].items()]
     lines += ["", f"Identity: clip FG-ARI {ms(summary['identity']['fg_ari_clip'])}, identity switches per tracked "
               f"instance {ms(summary['identity']['switches_per_instance'])}.",
               f"Training seconds per seed: {ms(summary['train']['seconds'])} ({summary['train']['forecast_training']}).",

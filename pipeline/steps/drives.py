@@ -65,7 +65,7 @@ def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bo
     start = time.perf_counter()
     tasks = [(i, p) for i in range(p.sequences)]
     truth, partitions = [], []
-    with atomic.atomic_dir(out_root) as tmp, one_blas_thread():
+    with atomic.atomic_dir(out_root, keep=(".gitignore",)) as tmp, one_blas_thread():  # DVC's list of outs
         bar = progress_bar(total=len(tasks), desc="drives", unit="drive", disable=not progress)
         pool = mp.get_context("fork").Pool(workers, initializer=one_thread_per_worker) if workers > 1 else None
         try:

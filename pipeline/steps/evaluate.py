@@ -89,7 +89,7 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[C
                          f">= {p1.min_points} target points")
     seqs = [with_carried(c) for c in tracked]
     per_frame = [c.records for c in tracked]  # the same frames with per-frame k-means anchors
-    metrics, inferences, forecasts, cameras = evaluate_phase2(model, phase1_model, seqs, per_frame, params)
+    metrics, inferences, forecasts, cameras = evaluate_phase2(model, phase1_model, seqs, per_frame, params, raw_root=raw)
     atomic.write_text(forecasts_csv, pd.DataFrame(forecasts, columns=FORECAST_COLUMNS).to_csv(index=False))
     atomic.write_text(camera_csv, pd.DataFrame(cameras, columns=CAMERA_COLUMNS).to_csv(index=False))
     figures = []

@@ -106,3 +106,15 @@ def test_transaction_renames_all_outputs_only_if_all_succeed(tmp_path):
         atomic.write_text(tmp_path / "metrics.json", '{"a": 1}')
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["inner.json", "new.txt"]
     assert (tmp_path / "metrics.json").read_text() == '{"a": 1}'
+
+
+def test_atomic_dir_keeps_the_named_files_of_the_old_folder(tmp_path):
+    """A stage that owns a whole folder must not delete the .gitignore DVC wrote there (it lists the outputs)."""
+    target = tmp_path / "drives"
+    target.mkdir()
+    (target / ".gitignore").write_text("/points\n")
+    (target / "old.txt").write_text("old")
+    with atomic.atomic_dir(target, keep=(".gitignore",)) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == [".gitignore", "new.txt"]
+    assert (target / ".gitignore").read_text() == "/points\n"

@@ -108,7 +108,7 @@ def test_frozen_slots_keep_phase_one_weights_and_cache_the_evaluation_encoding(t
         assert torch.equal(value, start[name]), name
     assert model.forecaster.head.weight.abs().sum() > 0  # zero-initialised, trained
     encoded = encode_sequences(model, seqs, torch.device("cpu"))[0]
-    reference = infer_sequence(model, seqs[0], "gt")
+    reference = infer_sequence(model, seqs[0], params.model_copy(update={"camera": "gt"}))
     assert torch.allclose(encoded.slots.verts, torch.from_numpy(reference.verts), atol=1e-6)
 
 
@@ -153,6 +153,8 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     assert {"copy_last", "constant_velocity", "constant_acceleration", "speed_scalings_best_of_2",
             "context_lengths_best_of_2", "target_frame_slots"} <= set(delta1)
     assert out["camera_error"]["pairs"] == 2
+    assert out["world_frame"].startswith("camera head refined by ICP")  # params.yaml: camera_refine = icp
+    assert out["camera_error_head_only"]["pairs"] == 2
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "forecasts.csv")
