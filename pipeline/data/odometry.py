@@ -72,8 +72,28 @@ def best_fit(fits: list[tuple[np.ndarray, np.ndarray]], source: np.ndarray, sour
     return tied[0] if prior is None else min(tied, key=lambda fit: prior_distance(prior, *fit))
 
 
-def depth_odometry(records: list[FrameRecord], max_depth_m: float = MAX_DEPTH_M) -> tuple[np.ndarray, np.ndarray]:
-    """``world_from_camera`` (T, 3, 3), (T, 3) of a sequence's usable frames by chained ICP (world = frame 0)."""
+Between = Callable[[FrameRecord, FrameRecord], list[DepthFrame]]  # depth maps of the frames between two records
+
+
+def bridged(a: FrameRecord, b: FrameRecord, between: Between | None) -> list[FrameRecord | DepthFrame]:
+    """``[a, frames between a and b (if any are given), b]``."""
+    return [a] + (between(a, b) if between is not None and b.frame - a.frame > 1 else []) + [b]
+
+
+def depth_odometry(records: list[FrameRecord], between: Between | None = None,
+                   max_depth_m: float = MAX_DEPTH_M) -> tuple[np.ndarray, np.ndarray]:
+    """``world_from_camera`` (T, 3, 3), (T, 3) of a sequence's usable frames by chained ICP (world = frame 0);
+    through the frames ``between`` gives where usable frames are not adjacent (see :func:`refine_relative_poses`)."""
+    frames, usable = [records[0]], [0]
+    for a, b in zip(records[:-1], records[1:], strict=True):
+        frames += bridged(a, b, between)[1:]
+        usable.append(len(frames) - 1)
+    r_wc, t_wc = chained_odometry(frames, max_depth_m)
+    return r_wc[usable], t_wc[usable]
+
+
+def chained_odometry(records: list[FrameRecord | DepthFrame], max_depth_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """``world_from_camera`` of every one of ``records`` by chained ICP of consecutive ones (world = the first)."""
     r_wc, t_wc = [np.eye(3)], [np.zeros(3)]
     clouds = [depth_cloud(r, max_depth_m) for r in records]
     velocity = (np.zeros(3), np.zeros(3))  # rotation vector and translation per frame of the last pair
@@ -95,7 +115,7 @@ def depth_odometry(records: list[FrameRecord], max_depth_m: float = MAX_DEPTH_M)
 
 def refine_relative_poses(records: list[FrameRecord], r_rel: np.ndarray, t_rel: np.ndarray,
                           rotation_sigma_deg: float, translation_sigma_m: float,
-                          between: Callable[[FrameRecord, FrameRecord], list[DepthFrame]] | None = None,
+                          between: Between | None = None,
                           max_depth_m: float = MAX_DEPTH_M) -> tuple[np.ndarray, np.ndarray]:
     """``prev_from_cur`` (T - 1, 3, 3), (T - 1, 3) of consecutive usable frames: each given relative pose (the
     prior's mean, with isotropic standard deviations ``rotation_sigma_deg`` and ``translation_sigma_m``) refined by
@@ -114,7 +134,7 @@ def refine_relative_poses(records: list[FrameRecord], r_rel: np.ndarray, t_rel: 
     clouds = {id(r): depth_cloud(r, max_depth_m) for r in records}
     for i in range(1, len(records)):
         a, b = records[i - 1], records[i]
-        frames = [a] + (between(a, b) if between is not None and b.frame - a.frame > 1 else []) + [b]
+        frames = bridged(a, b, between)
         steps = len(frames) - 1
         step_r = Rotation.from_rotvec(Rotation.from_matrix(r_rel[i - 1]).as_rotvec() / steps).as_matrix()
         step_t = np.asarray(t_rel[i - 1], dtype=np.float64) / steps

@@ -191,7 +191,7 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2Eva
         r_wc, t_wc = chain(r_rel[None], t_rel[None])
         r_wc, t_wc = r_wc[0], t_wc[0]
     elif camera == "self_supervised":  # depth odometry, no ground truth
-        r, t = depth_odometry(seq.records)
+        r, t = depth_odometry(seq.records, None if raw_root is None else skipped_depth(raw_root))
         r_wc, t_wc = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
         r_rel, t_rel = compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:])
     else:
@@ -360,9 +360,24 @@ def camera_rows(inference: SequenceInference, seq: SequenceFrames, head_only: bo
     usable frame (degrees, metres; NaN at the first frame) and the chained pose's drift (m, degrees); with
     ``head_only``, of the camera head's poses before the ICP refinement (none when there was no refinement)."""
     rel = inference.head_rel if head_only else (inference.r_rel, inference.t_rel)
-    if rel is None or rel[0] is None or seq.r_wc is None:
+    if rel is None or rel[0] is None:
         return []
-    r_rel, t_rel = rel
+    return relative_pose_rows(seq, *rel)
+
+
+def odometry_camera_rows(seq: SequenceFrames, raw_root: Path | None) -> list[dict]:
+    """:func:`relative_pose_rows` of the self-supervised camera (depth odometry: no head, no ground truth) on
+    ``seq``, reported beside the predicted one."""
+    r_wc, t_wc = (torch.tensor(a, dtype=torch.float32)
+                  for a in depth_odometry(seq.records, None if raw_root is None else skipped_depth(raw_root)))
+    return relative_pose_rows(seq, *compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:]))
+
+
+def relative_pose_rows(seq: SequenceFrames, r_rel: torch.Tensor, t_rel: torch.Tensor) -> list[dict]:
+    """Rows of :func:`camera_rows` for the relative poses ``prev_from_cur`` (T-1, 3, 3), (T-1, 3) of ``seq``'s
+    usable frames (none without ground-truth poses)."""
+    if seq.r_wc is None:
+        return []
     r_wc, t_wc = chain(r_rel[None], t_rel[None])
     r_gt, t_gt = torch.tensor(seq.r_wc, dtype=torch.float32), torch.tensor(seq.t_wc, dtype=torch.float32)
     r_true = r_gt[:-1].transpose(-1, -2) @ r_gt[1:]
@@ -407,7 +422,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
     """All phase-two metrics over held-out ``sequences`` (``per_frame_records``: the same frames with
     phase-one per-frame anchors, for the phase-one reference); returns (metrics, inferences, forecast rows
     (:func:`forecast_rows`), camera rows (:func:`camera_rows`)); ``raw_root``: see :func:`infer_sequence`."""
-    inferences, ours, reference, forecasts, cameras, head_cameras = [], [], [], [], [], []
+    inferences, ours, reference, forecasts, cameras, head_cameras, odometry = [], [], [], [], [], [], []
     residuals = []
     for seq, raw_records in progress_bar(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
                                  unit="seq", disable=not progress):
@@ -418,6 +433,8 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         forecasts += forecast_rows(model, seq, inference, params)
         cameras += camera_rows(inference, seq)
         head_cameras += camera_rows(inference, seq, head_only=True)
+        if params.camera == "predicted":
+            odometry += odometry_camera_rows(seq, raw_root)
         residual = motion_residual_m(inference, params.match_slots)
         if residual is not None:
             residuals.append(residual)
@@ -436,7 +453,9 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
     camera = camera_metrics(cameras)
     if camera is not None:
         metrics["camera_error"] = camera
-    head_camera = camera_metrics(head_cameras)
-    if head_camera is not None:  # camera_refine = icp: the head alone, for comparison
-        metrics["camera_error_head_only"] = head_camera
+    for key, rows in (("camera_error_head_only", head_cameras),  # camera_refine = icp: the head alone
+                      ("camera_error_self_supervised", odometry)):  # depth odometry beside the head
+        summary = camera_metrics(rows)
+        if summary is not None:
+            metrics[key] = summary
     return metrics, inferences, forecasts, cameras

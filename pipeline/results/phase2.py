@@ -69,8 +69,8 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
                              **{f"model_best_of_k_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[1], b))
                                 for b in multi}}
               for d in PAIRED_DELTAS}
-    camera, head_camera = (camera_summary([e.get(key) for e in evaluated])
-                           for key in ("camera_error", "camera_error_head_only"))
+    camera, head_camera, odometry = (camera_summary([e.get(key) for e in evaluated]) for key in
+                                     ("camera_error", "camera_error_head_only", "camera_error_self_supervised"))
     identity = [e["identity"]["phase2_carried"] for e in evaluated]
     return {
         "seeds": seeds,
@@ -83,6 +83,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "paired": paired,
         "camera": camera,
         "camera_head_only": head_camera,
+        "camera_self_supervised": odometry,
         "world_frame": evaluated[0]["world_frame"],
         "identity": {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
                      "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])},
@@ -137,9 +138,10 @@ def markdown(summary: dict, title: str) -> str:
     if summary["camera"] is not None:
         lines += ["", "## Camera (held-out sequences), mean ± std over seeds", ""]
         lines += [f"- {k}: {ms(v)}" for k, v in summary["camera"].items()]
-    if summary.get("camera_head_only") is not None:
-        lines += ["", "The camera head alone (before the ICP refinement):", ""]
-        lines += [f"- {k}: {ms(v)}" for k, v in summary["camera_head_only"].items()]
+    for key, title in (("camera_head_only", "The camera head alone (before the ICP refinement):"),
+                       ("camera_self_supervised", "Self-supervised: depth odometry, no head, no ground truth:")):
+        if summary.get(key) is not None:
+            lines += ["", title, ""] + [f"- {k}: {ms(v)}" for k, v in summary[key].items()]
     lines += ["", f"Identity: clip FG-ARI {ms(summary['identity']['fg_ari_clip'])}, identity switches per tracked "
               f"instance {ms(summary['identity']['switches_per_instance'])}.",
               f"Training seconds per seed: {ms(summary['train']['seconds'])} ({summary['train']['forecast_training']}).",

@@ -155,6 +155,7 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     assert out["camera_error"]["pairs"] == 2
     assert out["world_frame"].startswith("camera head refined by ICP")  # params.yaml: camera_refine = icp
     assert out["camera_error_head_only"]["pairs"] == 2
+    assert out["camera_error_self_supervised"]["pairs"] == 2  # depth odometry reported beside the head
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "forecasts.csv")
