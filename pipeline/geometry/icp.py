@@ -83,8 +83,9 @@ def point_to_plane_icp(source: np.ndarray, target: np.ndarray, target_normals: n
     return r, t, rms
 
 
-def _icp_step(source, target, target_normals, tree, r, t, max_pair_m, keep, damping, prior, residual_sigma_m,
-              cauchy_m=None):
+def _icp_step(source: np.ndarray, target: np.ndarray, target_normals: np.ndarray, tree: cKDTree, r: np.ndarray,
+              t: np.ndarray, max_pair_m: float, keep: float, damping: float, prior: PosePrior | None,
+              residual_sigma_m: float, cauchy_m: float | None = None) -> tuple[np.ndarray | None, float]:
     """One Gauss-Newton step ``[ω, δ]`` (6,) of :func:`point_to_plane_icp` at ``(r, t)`` and the kept pairs' rms
     residual; ``(None, nan)`` when fewer than 6 pairs are within ``max_pair_m``."""
     moved = source @ r.T + t
@@ -112,7 +113,6 @@ def inlier_fraction(source: np.ndarray, target: np.ndarray, rotation: np.ndarray
     tree = cKDTree(target) if tree is None else tree
     dist, _ = tree.query(source @ rotation.T + translation, distance_upper_bound=radius_m)
     return float(np.isfinite(dist).mean())
-
 
 
 def prior_distance(prior: PosePrior, rotation: np.ndarray, translation: np.ndarray) -> float:
