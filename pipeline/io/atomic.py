@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ def _umask() -> int:
 
 PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]+\.(tmp.*|old)$")  # mkstemp/mkdtemp random part
 _cleaned: set[Path] = set()  # folders this process has already cleaned (one scan per folder, not per write)
+FRESH_S = 60.0  # a partial younger than this may be a live writer's in the instant before it takes its lock
 
 
 def _lock(path: Path) -> int:
@@ -50,7 +52,9 @@ def _lock(path: Path) -> int:
 
 def remove_stale_partials(folder: Path | str) -> list[Path]:
     """Remove the partials in ``folder`` left by crashed runs: hidden temporaries of our naming pattern
-    (``.<name>.<random>.tmp*`` / ``.old``) that no live process holds. Nothing else is touched."""
+    (``.<name>.<random>.tmp*`` / ``.old``) that no live process holds and that are older than ``FRESH_S`` (a writer
+    creates its temporary, then locks it: between the two, another process, e.g. a parallel worker writing into
+    the same folder, must not take it for a crashed run's). Nothing else is touched."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -59,6 +63,8 @@ def remove_stale_partials(folder: Path | str) -> list[Path]:
         if not PARTIAL.match(path.name):
             continue
         try:
+            if time.time() - path.lstat().st_mtime < FRESH_S:
+                continue
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
@@ -119,13 +125,14 @@ def _stage(target: Path, is_dir: bool, suffix: str = "") -> _Staged:
         _cleaned.add(folder)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        fd = _lock(tmp)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     else:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
-        os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # locked at once, through the descriptor that created it
         tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-    return _Staged(tmp, target, is_dir, _lock(tmp))
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600
+    return _Staged(tmp, target, is_dir, fd)
 
 
 @dataclass

@@ -7,10 +7,12 @@ cross-checked against `lsar`/`bsdtar` when those programs are installed.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import stat
 import subprocess
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -145,8 +147,9 @@ def test_existing_target_needs_overwrite(tmp_path):
 
 
 def test_stale_partial_folder_is_removed(tmp_path):
-    stale = tmp_path / ".SEQ.abc123.tmp"  # as left by a killed run
+    stale = tmp_path / ".SEQ.abc123.tmp"  # as left by a killed run (an hour ago)
     (stale / "RGB").mkdir(parents=True)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     arc = make_zip(tmp_path / "a.zip", {"SEQ/a.txt": b"a"})
     safe_extract(arc, tmp_path / "SEQ", root="SEQ")
     assert not stale.exists()

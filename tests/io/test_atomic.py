@@ -45,6 +45,7 @@ def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
     """kill -9 leaves hidden partials; the next write into that folder removes them, nothing else."""
     import fcntl
     import os
+    import time
 
     stale_dir = tmp_path / ".pointclouds.ab12cd_9.tmp"
     stale_dir.mkdir()
@@ -57,8 +58,13 @@ def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
             tmp_path / "notes.old"]
     for path in keep:
         path.write_text("not ours")
+    for path in (stale_dir, stale_old, stale_file):  # a crashed run's: older than a live writer's instant
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / ".pointclouds.fresh000.tmp"  # a live writer's, created but not yet locked
+    fresh.mkdir()
     held = tmp_path / ".pointclouds.held0000.tmp"  # a live writer's partial: locked
     held.mkdir()
+    os.utime(held, (time.time() - 3600, time.time() - 3600))
     fd = os.open(held, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
@@ -66,7 +72,7 @@ def test_stale_partials_of_crashed_runs_are_removed_and_only_those(tmp_path):
             (tmp / "new.txt").write_text("new")
         atomic.write_text(tmp_path / "model.pt", "weights")
         assert not stale_dir.exists() and not stale_old.exists() and not stale_file.exists()
-        assert all(path.exists() for path in keep) and held.is_dir()
+        assert all(path.exists() for path in keep) and held.is_dir() and fresh.is_dir()
     finally:
         os.close(fd)
     assert (tmp_path / "pointclouds/new.txt").read_text() == "new"
