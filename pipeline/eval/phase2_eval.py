@@ -41,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
-from pipeline.data.odometry import depth_odometry, refine_relative_poses
+from pipeline.data.odometry import Between, depth_odometry, refine_relative_poses
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, predict
@@ -143,7 +143,7 @@ class SequenceInference:
     head_rel: tuple[torch.Tensor, torch.Tensor] | None = None  # the camera head's own (r_rel, t_rel) when refined
 
 
-def skipped_depth(raw_root: Path):
+def skipped_depth(raw_root: Path) -> Between:
     """``between(a, b)`` for :func:`refine_relative_poses`: the depth maps of the raw frames between two records."""
     def between(a: FrameRecord, b: FrameRecord) -> list[DepthFrame]:
         return depth_frames(raw_root, a.sequence, a.camera, list(range(a.frame + 1, b.frame)), a.depth.shape)
@@ -367,7 +367,9 @@ def camera_rows(inference: SequenceInference, seq: SequenceFrames, head_only: bo
 
 def odometry_camera_rows(seq: SequenceFrames, raw_root: Path | None) -> list[dict]:
     """:func:`relative_pose_rows` of the self-supervised camera (depth odometry: no head, no ground truth) on
-    ``seq``, reported beside the predicted one."""
+    ``seq``, reported beside the predicted one (none without ground-truth poses to compare with)."""
+    if seq.r_wc is None:
+        return []
     r_wc, t_wc = (torch.tensor(a, dtype=torch.float32)
                   for a in depth_odometry(seq.records, None if raw_root is None else skipped_depth(raw_root)))
     return relative_pose_rows(seq, *compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:]))
