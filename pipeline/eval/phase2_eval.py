@@ -74,6 +74,10 @@ class Phase2EvalSettings(Protocol):
     def eval_context_frames(self) -> int: ...
     @property
     def eval_clip_frames(self) -> int: ...
+    @property
+    def forecast_training(self) -> str: ...  # "best_of_k" | "grpo"
+    @property
+    def weight_single_guess(self) -> float: ...  # > 0 with best_of_k: guess 0 is the trained one-guess forecast
 
 
 DELTAS = (1, 5, 10)
@@ -276,6 +280,17 @@ def stack_guesses(forecasts: list[Forecast]) -> Forecast:
                     first.scale, first.weights, torch.cat([f.logits for f in forecasts], 1))
 
 
+def single_guess_trained(params: Phase2EvalSettings) -> bool:
+    """Whether guess 0 was trained on every clip (``weight_single_guess`` > 0 under best-of-k training)."""
+    return params.forecast_training == "best_of_k" and params.weight_single_guess > 0
+
+
+def best_of_1_rule(params: Phase2EvalSettings) -> str:
+    """Which guess is the model's one-guess forecast (``model_best_of_1``)."""
+    return ("guess 0, trained on every clip (video.weight_single_guess)" if single_guess_trained(params)
+            else "the guess with the highest confidence logit")
+
+
 @torch.no_grad()
 def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: SequenceInference,
                   params: Phase2EvalSettings) -> list[dict]:
@@ -283,7 +298,8 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
     whose target frame (Δ frames after its last frame) is usable; error = one-directional Chamfer (m).
 
     Columns: sequence, context_last (frame index), delta (frames), delta_s (seconds), method, chamfer_m.
-    ``model_best_of_1`` is the guess with the highest confidence logit, ``model_best_of_k`` the best guess.
+    ``model_best_of_1`` is :func:`best_of_1_rule`'s guess, ``model_most_confident`` the guess with the highest
+    confidence logit, ``model_best_of_k`` the best guess.
     """
     c = params.eval_context_frames
     k = model.config.guesses
@@ -313,8 +329,10 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
             per_guess = dict(zip(methods, forecast_chamfer(model, every, r_wc, t_wc, points, mask, exact=False)[0]
                                  .split([f.centre.shape[1] for f in methods.values()]), strict=True))
             model_errors = per_guess.pop("model")
-            errors = {"model_best_of_1": model_errors[forecast.logits[0].argmax()],
-                      "model_best_of_k": model_errors.min(), **{name: e.min() for name, e in per_guess.items()}}
+            most_confident = model_errors[forecast.logits[0].argmax()]
+            errors = {"model_best_of_1": model_errors[0] if single_guess_trained(params) else most_confident,
+                      "model_most_confident": most_confident, "model_best_of_k": model_errors.min(),
+                      **{name: e.min() for name, e in per_guess.items()}}
             sq, _, _ = point_mesh_sq_dist(points, torch.from_numpy(inference.verts[target])[None], faces, exact=True)
             errors["target_frame_slots"] = torch.sqrt(sq).mean()
             rows += [{"sequence": seq.name, "context_last": int(frames[last]), "delta": delta,
@@ -446,7 +464,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
         "world_frame": WORLD_FRAMES[world_frame_name(params)],
         "guesses": model.config.guesses,
-        "best_of_1": "the guess with the highest confidence logit",
+        "best_of_1": best_of_1_rule(params),
         "context_frames": params.eval_context_frames,
         "motion_residual_m": round(float(np.mean(residuals)), 4) if residuals else None,
         "sequences": [s.name for s in sequences],

@@ -42,6 +42,7 @@ class Phase2Params(Section):
     weight_camera: Weight
     weight_forecast: Weight
     weight_confidence: Weight
+    weight_single_guess: Weight
     forecast_training: Literal["best_of_k", "grpo"]
     grpo_group: Annotated[int, Field(ge=2)]  # advantages need a group
     grpo_clip: Positive

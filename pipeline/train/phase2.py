@@ -24,7 +24,8 @@ Loss of a clip batch (each weight a param):
 - ``weight_forecast`` x the best-of-G one-directional Chamfer (target points -> nearest surface of
   the guessed meshes, metres, smooth L1 as phase one) of the forecast from the (detached) context
   slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
-  guess (so best-of-1 = the most confident guess); with ``forecast_training = grpo``, after
+  guess, and ``weight_single_guess`` x guess 0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0;
+  with 0, best-of-1 = the most confident guess); with ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
   ``grpo_group`` sampled guesses, with a KL term to the forecaster as it was at the end of the warm-up
   (:mod:`pipeline.train.grpo`; that frozen reference is part of the resume state).
@@ -271,7 +272,8 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     per_guess = forecast_chamfer(model, forecast, r_target, t_target, points, mask)
     best, winner = best_of_k(per_guess)
     confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
-    loss = loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
+    loss = (loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
+            + params.weight_single_guess * per_guess[:, 0].mean())
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
                   "confidence_ce": confidence.item(), "loss": loss.item()})
     return loss, terms
