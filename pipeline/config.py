@@ -40,6 +40,11 @@ def project_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no dvc.yaml found in {here} or any parent folder: run from the protoscene repo")
 
 
+def project_path(text: str) -> Path:
+    """A path param as a path: ``~`` expanded; relative paths are relative to :func:`project_root`."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
     """Read ``params.yaml`` (default: the project root's) as a nested dict."""
     path = Path(path) if path is not None else project_root() / PARAMS_FILE

@@ -3,7 +3,7 @@
 Checks: every stage's outputs exist and are valid; every declared figure is a readable image; metric
 files hold quality numbers only (run facts are in the untracked run.json); the log has no warning but
 the announced random weights; a second `dvc repro` does nothing
-(but list the video folder, which always runs); an unknown key stops `dvc exp run` in
+(the video folder and labels file are plain dependencies); an unknown key stops `dvc exp run` in
 one line; a held-out split change marks only the stages that read it; changing one downstream param
 with `dvc exp run -S` reruns only the stages that depend on it; MLflow got the runs; two queued
 experiments run in parallel on a fresh MLflow store both succeed with their runs recorded;
@@ -160,8 +160,8 @@ def check_figures_metrics_and_log(smoke_repo, assert_readable):
 def check_second_repro_is_a_no_op(smoke_repo):
     _, run, _ = smoke_repo
     log = run("dvc", "repro")
-    assert re.findall(r"Running stage '(\w+)'", log) == ["videos"]  # always_changed: the folder listing only
-    for stage in (s for s in STAGES if s != "videos"):
+    assert re.findall(r"Running stage '(\w+)'", log) == []
+    for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in log
 
 
@@ -187,8 +187,8 @@ def check_unknown_key_stops_the_pipeline(smoke_repo):
     assert "Running stage 'pointclouds'" not in log
     run("git", "checkout", "--", "params.yaml")  # the typo fixed: only the check reruns (DVC removed its output)
     log = run("dvc", "repro")
-    assert re.findall(r"Running stage '(\w+)'", log) == ["check_params", "videos"]  # videos: always_changed
-    assert set(json.loads(run("dvc", "status", "--json"))) == {"videos"}  # nothing else to do
+    assert re.findall(r"Running stage '(\w+)'", log) == ["check_params"]
+    assert json.loads(run("dvc", "status", "--json")) == {}  # nothing else to do
 
 
 def check_split_change_marks_only_its_stages(smoke_repo):
@@ -198,7 +198,7 @@ def check_split_change_marks_only_its_stages(smoke_repo):
     params["data"]["val_sequences"] = 0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(run("dvc", "status", "--json")))
-    assert changed == {"check_params", "videos", "laq", "train_phase1", "train_phase2", "evaluate"}
+    assert changed == {"check_params", "laq", "train_phase1", "train_phase2", "evaluate"}
     run("git", "checkout", "--", "params.yaml")
 
 
@@ -266,6 +266,8 @@ def check_video_source(smoke_repo, tmp_path_factory):
     assert "probe" not in laq and "skipped_note" in laq and laq["labels"]["labelled_pairs"] >= 2
     assert len(laq["usage_held_out"]["perplexity_per_position"]) == 4 and "delta_mse_random" in laq["controllability"]
     assert (root / "reports/laq/figures/label_usage.png").is_file()
+    shutil.copy(clips / "sample-01.webm", clips / "sample-04.webm")  # the folder is a dependency: a new video ...
+    assert set(json.loads(run("dvc", "status", "--json"))) == {"videos"}  # ... reruns the listing (and what it changes)
 
 
 def test_smoke_pipeline(tmp_path_factory, assert_readable, record_property):

@@ -14,6 +14,7 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Weight = Annotated[float, Field(ge=0.0)]
 Source = Annotated[str, Field(pattern=r"\S")]  # "random", a released name, a path or a hub id: not blank
+PathText = Annotated[str, Field(pattern=r"\S")]  # a file or folder path: not blank (e.g. a DVC dependency)
 MaxPoints = Annotated[int, Field(ge=16)]  # points per frame after subsampling
 Neighbours = Annotated[int, Field(ge=3)]  # k of a k-NN plane fit
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pipeline.io.synthia import ALL_CAMERAS, SEQUENCE_PATTERN
-from pipeline.params.base import Count, Section, Seed
+from pipeline.params.base import Count, PathText, Section, Seed
 
 Camera = Literal[ALL_CAMERAS]  # "<Stereo_Left|Stereo_Right>/<Omni_F|Omni_B|Omni_L|Omni_R>"
 SequenceName = Annotated[str, Field(pattern=SEQUENCE_PATTERN.pattern)]
@@ -40,7 +40,7 @@ class VideosParams(Section):
     """``videos``: the folder of RGB videos read by vggt -> concerto -> laq when ``download.source`` is ``videos``
     (see params.yaml)."""
 
-    dir: str  # absolute or relative to the project root; checked by the videos stage when used
+    dir: PathText  # absolute or relative to the project root; a DVC dependency of stage videos (must exist)
     max_videos: Annotated[int, Field(ge=0)]  # 0 = all
     stride: Count  # laq.frame_offset must be a multiple
-    labels: str  # "" = none
+    labels: PathText  # labels JSON (an empty one = no labels); also a DVC dependency

@@ -120,11 +120,29 @@ def test_no_decodable_video_is_one_error_line(tmp_path, sample, monkeypatch):
     folder = tmp_path / "bad"
     folder.mkdir()
     shutil.copy(sample / "corrupt.webm", folder / "corrupt.webm")
+    (folder / "labels.json").write_text("{}")  # a labels file without labels (like the inbox's default)
     monkeypatch.chdir(make_project(tmp_path, folder))
     monkeypatch.setenv("PROTOSCENE_MLFLOW", "off")
-    (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text().replace(
-        str(folder / "labels.json"), "''"))
     assert invoke(videos_stage.app)[0] == 0
+    assert json.loads((tmp_path / "data/videos/labels.json").read_text())["labels"] == {}
     code, errors, stderr = invoke(vggt_stage.app, ["--device", "cpu"])
     assert code == 1 and len(errors) == 1 and "none of the 1 videos is decodable" in errors[0], stderr
     assert not (tmp_path / "data/vggt").exists()
+
+
+def test_blank_or_missing_labels_path_is_one_error_line(tmp_path, sample, monkeypatch):
+    """videos.labels is a DVC dependency: never blank (the default is the inbox's empty labels file)."""
+    monkeypatch.chdir(make_project(tmp_path, sample))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    for value, expected in (("  ", "videos.labels"), (str(tmp_path / "none.json"), "none.json: labels file not found")):
+        params["videos"]["labels"] = value
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        code, errors, stderr = invoke(videos_stage.app)
+        assert code == 1 and len(errors) == 1 and expected in errors[0], stderr
+
+
+def test_default_inbox_exists_and_lists_no_labels():
+    """The defaults of videos.dir and videos.labels exist in the repository (DVC needs its dependencies)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["videos"]
+    assert (REPO / params["dir"]).is_dir() and (REPO / params["labels"]).is_file()
+    assert json.loads((REPO / params["labels"]).read_text()) == {}
