@@ -45,6 +45,7 @@ def project_path(text: str) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else project_root() / path
 
+
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
     """Read ``params.yaml`` (default: the project root's) as a nested dict."""
     path = Path(path) if path is not None else project_root() / PARAMS_FILE
