@@ -10,6 +10,7 @@ every dep must exist unless another stage writes it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,22 @@ CODE_ROOTS = ("pipeline/", "stages/")
 
 
 def _stages() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """dvc.yaml's stages with ``${section.key}`` in their deps replaced by params.yaml's values (as DVC does)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        stage["deps"] = [_interpolate(dep, params) for dep in stage.get("deps", [])]
+    return stages
+
+
+def _interpolate(text: str, params: dict) -> str:
+    def value(match: re.Match) -> str:
+        node = params
+        for key in match.group(1).split("."):
+            node = node[key]
+        return str(node)
+
+    return re.sub(r"\$\{([\w.]+)\}", value, text)
 
 
 def _is_code_free(path: Path) -> bool:
