@@ -147,10 +147,19 @@ class SequenceInference:
     head_rel: tuple[torch.Tensor, torch.Tensor] | None = None  # the camera head's own (r_rel, t_rel) when refined
 
 
-def skipped_depth(raw_root: Path) -> Between:
-    """``between(a, b)`` for :func:`refine_relative_poses`: the depth maps of the raw frames between two records."""
+def skipped_depth(raw_root: Path | None) -> Between | None:
+    """``between(a, b)`` for :func:`refine_relative_poses` and :func:`depth_odometry`: the depth maps of the raw frames
+    between two records, read from ``raw_root`` once per pair (the refined and the self-supervised camera both ask);
+    None without ``raw_root``."""
+    if raw_root is None:
+        return None
+    read: dict[tuple[str, str, int, int], list[DepthFrame]] = {}
+
     def between(a: FrameRecord, b: FrameRecord) -> list[DepthFrame]:
-        return depth_frames(raw_root, a.sequence, a.camera, list(range(a.frame + 1, b.frame)), a.depth.shape)
+        key = (a.sequence, a.camera, a.frame, b.frame)
+        if key not in read:
+            read[key] = depth_frames(raw_root, a.sequence, a.camera, list(range(a.frame + 1, b.frame)), a.depth.shape)
+        return read[key]
     return between
 
 
@@ -169,10 +178,10 @@ def point_slots(points: np.ndarray, verts: torch.Tensor, faces: torch.Tensor) ->
 
 @torch.no_grad()
 def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2EvalSettings,
-                   raw_root: Path | None = None) -> SequenceInference:
+                   between: Between | None = None) -> SequenceInference:
     """Run the encoder on every frame (carried anchors) and place the slots in the world frame (``params.camera``;
     with ``camera_refine = icp`` the head's relative poses are refined by ICP of the depth maps before chaining,
-    through the depth maps of the skipped frames in between read from ``raw_root`` when given)."""
+    through the depth maps of the skipped frames in between, ``between`` (:func:`skipped_depth`), when given)."""
     camera = params.camera
     encoded, fmaps = [], []
     for i in range(0, len(seq.records), BATCH):
@@ -190,12 +199,12 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2Eva
             head_rel = (r_rel, t_rel)
             r, t = refine_relative_poses(seq.records, r_rel.double().numpy(), t_rel.double().numpy(),
                                          params.camera_prior_rotation_deg, params.camera_prior_translation_m,
-                                         between=None if raw_root is None else skipped_depth(raw_root))
+                                         between=between)
             r_rel, t_rel = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
         r_wc, t_wc = chain(r_rel[None], t_rel[None])
         r_wc, t_wc = r_wc[0], t_wc[0]
     elif camera == "self_supervised":  # depth odometry, no ground truth
-        r, t = depth_odometry(seq.records, None if raw_root is None else skipped_depth(raw_root))
+        r, t = depth_odometry(seq.records, between)
         r_wc, t_wc = torch.tensor(r, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
         r_rel, t_rel = compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:])
     else:
@@ -383,13 +392,13 @@ def camera_rows(inference: SequenceInference, seq: SequenceFrames, head_only: bo
     return relative_pose_rows(seq, *rel)
 
 
-def odometry_camera_rows(seq: SequenceFrames, raw_root: Path | None) -> list[dict]:
+def odometry_camera_rows(seq: SequenceFrames, between: Between | None) -> list[dict]:
     """:func:`relative_pose_rows` of the self-supervised camera (depth odometry: no head, no ground truth) on
     ``seq``, reported beside the predicted one (none without ground-truth poses to compare with)."""
     if seq.r_wc is None:
         return []
     r_wc, t_wc = (torch.tensor(a, dtype=torch.float32)
-                  for a in depth_odometry(seq.records, None if raw_root is None else skipped_depth(raw_root)))
+                  for a in depth_odometry(seq.records, between))
     return relative_pose_rows(seq, *compose(*invert(r_wc[:-1], t_wc[:-1]), r_wc[1:], t_wc[1:]))
 
 
@@ -441,12 +450,14 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
                     progress: bool = True, raw_root: Path | None = None) -> tuple[dict, list[SequenceInference], list[dict], list[dict]]:
     """All phase-two metrics over held-out ``sequences`` (``per_frame_records``: the same frames with
     phase-one per-frame anchors, for the phase-one reference); returns (metrics, inferences, forecast rows
-    (:func:`forecast_rows`), camera rows (:func:`camera_rows`)); ``raw_root``: see :func:`infer_sequence`."""
+    (:func:`forecast_rows`), camera rows (:func:`camera_rows`)); ``raw_root``: the raw frames, whose skipped depth
+    maps (:func:`skipped_depth`) the refined and the self-supervised camera read."""
+    between = skipped_depth(raw_root)
     inferences, ours, reference, forecasts, cameras, head_cameras, odometry = [], [], [], [], [], [], []
     residuals = []
     for seq, raw_records in progress_bar(list(zip(sequences, per_frame_records, strict=True)), desc="evaluate phase 2",
                                  unit="seq", disable=not progress):
-        inference = infer_sequence(model, seq, params, raw_root)
+        inference = infer_sequence(model, seq, params, between)
         inferences.append(inference)
         ours.append(identity_metrics(seq, inference.point_slot, params.eval_clip_frames))
         reference.append(identity_metrics(seq, phase1_point_slots(phase1_model, seq, raw_records), params.eval_clip_frames))
@@ -454,7 +465,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         cameras += camera_rows(inference, seq)
         head_cameras += camera_rows(inference, seq, head_only=True)
         if params.camera == "predicted":
-            odometry += odometry_camera_rows(seq, raw_root)
+            odometry += odometry_camera_rows(seq, between)
         residual = motion_residual_m(inference, params.match_slots)
         if residual is not None:
             residuals.append(residual)

@@ -13,8 +13,9 @@ Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Weight = Annotated[float, Field(ge=0.0)]
-Source = Annotated[str, Field(pattern=r"\S")]  # "random", a released name, a path or a hub id: not blank
-PathText = Annotated[str, Field(pattern=r"\S")]  # a file or folder path: not blank (e.g. a DVC dependency)
+NonBlank = Annotated[str, Field(pattern=r"\S")]  # text with at least one non-space character
+Source = NonBlank  # "random", a released name, a path or a hub id
+PathText = NonBlank  # a file or folder path (e.g. a DVC dependency)
 MaxPoints = Annotated[int, Field(ge=16)]  # points per frame after subsampling
 Neighbours = Annotated[int, Field(ge=3)]  # k of a k-NN plane fit
 
