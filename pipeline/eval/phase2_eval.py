@@ -9,7 +9,10 @@
   for every GT instance, each change of its matched slot between consecutive frames where it is
   matched counts one switch.
 - Both for the phase-two model (carried anchors) and for the phase-one model on per-frame k-means
-  anchors (sorted by depth, no identity), the reference that shows what carrying buys.
+  anchors (sorted by depth, no identity), the reference that shows what carrying buys; each once with the
+  slot indices as identities and once with the track ids of :mod:`pipeline.models.video.object_tracks`
+  (the slots' objects associated in the world frame with a gate ``track_gate_m`` and a memory
+  ``track_memory_s``): ``phase2_tracked`` is the system's identity, the others show what each part buys.
 - **Forecasts** at Δ = 1, 5, 10 frames from every window of ``eval_context_frames`` consecutive
   usable frames whose target frame is usable (stride 1: all valid windows): one-directional Chamfer
   (mean distance of the true target frame's points to the nearest surface of the forecast meshes,
@@ -50,6 +53,7 @@ from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
 from pipeline.models.video.forecaster import Forecast, SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
+from pipeline.models.video.object_tracks import track_labels
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
@@ -74,6 +78,10 @@ class Phase2EvalSettings(Protocol):
     def eval_context_frames(self) -> int: ...
     @property
     def eval_clip_frames(self) -> int: ...
+    @property
+    def track_gate_m(self) -> float: ...
+    @property
+    def track_memory_s(self) -> float: ...
     @property
     def forecast_training(self) -> str: ...  # "best_of_k" | "grpo"
     @property
@@ -241,6 +249,23 @@ def identity_metrics(seq: SequenceFrames, slots: list[np.ndarray], clip_frames: 
             clips.append(value)
     switches, tracked = identity_switches(instances, slots)
     return {"per_frame": per_frame, "clip": clips, "switches": switches, "tracked": tracked}
+
+
+def world_points(seq: SequenceFrames, r_wc: torch.Tensor, t_wc: torch.Tensor) -> list[np.ndarray]:
+    """Each frame's target points (N_t, 3) moved from its camera frame to the world frame by ``r_wc`` (T, 3, 3),
+    ``t_wc`` (T, 3) (world_from_camera; metres)."""
+    r, t = r_wc.double().numpy(), t_wc.double().numpy()
+    return [record.points @ r[i].T + t[i] for i, record in enumerate(seq.records)]
+
+
+def identity_rows(seq: SequenceFrames, slots: list[np.ndarray], inference: SequenceInference,
+                  params: Phase2EvalSettings) -> dict[str, dict]:
+    """:func:`identity_metrics` of the slot indices ``slots`` (per frame (N_t,)) as they are (``slot_ids``) and of the
+    track ids of the objects they cover (``track_ids``), associated in ``inference``'s world frame."""
+    tracked = track_labels(world_points(seq, inference.r_wc, inference.t_wc), slots, seq.time, params.track_gate_m,
+                           params.track_memory_s)
+    return {"slot_ids": identity_metrics(seq, slots, params.eval_clip_frames),
+            "track_ids": identity_metrics(seq, tracked, params.eval_clip_frames)}
 
 
 def summarise_identity(rows: list[dict], frames: int) -> dict:
@@ -459,8 +484,8 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
                                  unit="seq", disable=not progress):
         inference = infer_sequence(model, seq, params, between)
         inferences.append(inference)
-        ours.append(identity_metrics(seq, inference.point_slot, params.eval_clip_frames))
-        reference.append(identity_metrics(seq, phase1_point_slots(phase1_model, seq, raw_records), params.eval_clip_frames))
+        ours.append(identity_rows(seq, inference.point_slot, inference, params))
+        reference.append(identity_rows(seq, phase1_point_slots(phase1_model, seq, raw_records), inference, params))
         forecasts += forecast_rows(model, seq, inference, params)
         cameras += camera_rows(inference, seq)
         head_cameras += camera_rows(inference, seq, head_only=True)
@@ -470,8 +495,10 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         if residual is not None:
             residuals.append(residual)
     metrics = {
-        "identity": {"phase2_carried": summarise_identity(ours, params.eval_clip_frames),
-                     "phase1_per_frame_kmeans": summarise_identity(reference, params.eval_clip_frames)},
+        "identity": {name: summarise_identity([r[ids] for r in rows], params.eval_clip_frames)
+                     for name, rows, ids in (("phase2_carried", ours, "slot_ids"), ("phase2_tracked", ours, "track_ids"),
+                                             ("phase1_per_frame_kmeans", reference, "slot_ids"),
+                                             ("phase1_per_frame_kmeans_tracked", reference, "track_ids"))},
         "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
         "world_frame": WORLD_FRAMES[world_frame_name(params)],
         "guesses": model.config.guesses,

@@ -51,6 +51,8 @@ class Phase2Params(Section):
     grpo_warmup: Annotated[int, Field(ge=0)]
     match_slots: bool
     eval_clip_frames: Frames
+    track_gate_m: Positive
+    track_memory_s: Annotated[float, Field(ge=0)]
     eval_context_frames: Frames
     log_every: Count
     val_every: Count

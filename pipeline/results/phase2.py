@@ -71,7 +71,10 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
               for d in PAIRED_DELTAS}
     camera, head_camera, odometry = (camera_summary([e.get(key) for e in evaluated]) for key in
                                      ("camera_error", "camera_error_head_only", "camera_error_self_supervised"))
-    identity = [e["identity"]["phase2_carried"] for e in evaluated]
+    # the system's identity: object track ids (runs from before the tracks have the slot indices only)
+    tracked = all("phase2_tracked" in e["identity"] for e in evaluated)
+    identity = [e["identity"]["phase2_tracked" if tracked else "phase2_carried"] for e in evaluated]
+    slot_ids = [e["identity"]["phase2_carried"] for e in evaluated]
     return {
         "seeds": seeds,
         "sequences": evaluated[0]["sequences"],
@@ -85,12 +88,18 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "camera_head_only": head_camera,
         "camera_self_supervised": odometry,
         "world_frame": evaluated[0]["world_frame"],
-        "identity": {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
-                     "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])},
+        "identity": {"ids": "object track ids" if tracked else "slot indices", **identity_summary(identity)},
+        **({"identity_slot_indices": identity_summary(slot_ids)} if tracked else {}),
         "train": {"seconds": mean_std([t["train"].get("train_seconds") for t in trained]),
                   "forecast_training": [t["train"].get("forecast_training", "best_of_k") for t in trained]},
         "targets": targets(paired, camera, identity, multi),
     }
+
+
+def identity_summary(identity: list[dict]) -> dict:
+    """Mean ± std over seeds of the clip FG-ARI and the identity switches per tracked instance."""
+    return {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
+            "switches_per_instance": mean_std([i["switches_per_instance"] for i in identity])}
 
 
 def camera_summary(cameras: list[dict | None]) -> dict | None:
@@ -142,8 +151,14 @@ def markdown(summary: dict, title: str) -> str:
                        ("camera_self_supervised", "Self-supervised: depth odometry, no head, no ground truth:")):
         if summary.get(key) is not None:
             lines += ["", title, ""] + [f"- {k}: {ms(v)}" for k, v in summary[key].items()]
-    lines += ["", f"Identity: clip FG-ARI {ms(summary['identity']['fg_ari_clip'])}, identity switches per tracked "
-              f"instance {ms(summary['identity']['switches_per_instance'])}.",
+    ids = summary["identity"]
+    lines += ["", f"Identity ({ids.get('ids', 'slot indices')}): clip FG-ARI {ms(ids['fg_ari_clip'])}, identity switches per tracked "
+              f"instance {ms(ids['switches_per_instance'])}."]
+    if "identity_slot_indices" in summary:
+        slot_ids = summary["identity_slot_indices"]
+        lines += [f"With the slot indices as identities (carried anchors, no tracks): clip FG-ARI "
+                  f"{ms(slot_ids['fg_ari_clip'])}, switches per tracked instance {ms(slot_ids['switches_per_instance'])}."]
+    lines += ["",
               f"Training seconds per seed: {ms(summary['train']['seconds'])} ({summary['train']['forecast_training']}).",
               "", "## Targets", ""]
     lines += [f"- {'yes' if ok else 'NO '} {name}" for name, ok in summary["targets"].items()]

@@ -79,10 +79,11 @@ def write_phase2_run(folder, seed: int, offsets: dict[str, float]) -> None:
     pd.DataFrame(rows).to_csv(folder / "phase2_forecasts.csv", index=False)
     camera = {"relative_rotation_deg": 0.5, "relative_translation_m": 0.1, "end_drift_m": 3.0 + seed,
               "end_drift_rotation_deg": 4.0, "drift_40_frames_m": 1.5, "drift_40_frames_deg": 3.0}
-    identity = {"fg_ari_clip": 0.7, "switches_per_instance": 0.5}
+    identity = {"phase2_carried": {"fg_ari_clip": 0.4, "switches_per_instance": 3.0},
+                "phase2_tracked": {"fg_ari_clip": 0.7, "switches_per_instance": 0.5}}
     (folder / "evaluate.json").write_text(json.dumps({"phase2": {
         "sequences": ["S"], "guesses": 3, "best_of_1": "most confident", "world_frame": "camera head",
-        "camera_error": camera, "identity": {"phase2_carried": identity}}}))
+        "camera_error": camera, "identity": identity}}))
     (folder / "train_phase2.json").write_text(json.dumps({"train": {"train_seconds": 30.0}}))
 
 
@@ -106,7 +107,9 @@ def test_phase2_section_on_known_tables(tmp_path):
     targets = summary["targets"]
     assert targets["best_of_1_beats_constant_velocity_delta_5"]  # the best single-guess baseline
     assert targets["best_of_k_beats_context_lengths_best_of_3_delta_10"]
-    assert targets["drift_40_frames_at_most_2_m"] and targets["clip_fg_ari_0.6"]
+    assert targets["drift_40_frames_at_most_2_m"] and targets["clip_fg_ari_0.6"]  # the track ids' identity
+    assert summary["identity"]["ids"] == "object track ids"
+    assert np.isclose(summary["identity_slot_indices"]["switches_per_instance"]["mean"], 3.0)
     # a model worse than the best baseline fails its target
     offsets["model_best_of_1"] = 0.05
     for seed, folder in enumerate(dirs):

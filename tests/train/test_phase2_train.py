@@ -170,8 +170,14 @@ def test_stage_and_report_end_to_end(tiny, tmp_path, monkeypatch):
     cached = load_cached(frames, [SEQ], CAM, frame_selection(P1))
     out, figures = phase2_report(tmp_path / "models/phase2/model.pt", tmp_path / "models/phase1/model.pt", raw, cached,
                                  CAM, tmp_path / "figures", tmp_path / "forecasts.csv", tmp_path / "camera.csv")
-    identity = out["identity"]["phase2_carried"]
-    assert identity["clip_frames"] == 2 and identity["identity_switches"] >= 0
+    identity = out["identity"]
+    assert set(identity) == {"phase2_carried", "phase2_tracked", "phase1_per_frame_kmeans",
+                             "phase1_per_frame_kmeans_tracked"}
+    for ids in identity.values():
+        assert ids["clip_frames"] == 2 and ids["identity_switches"] >= 0
+    # track ids relabel each frame one to one: the same partition per frame, only the labels across frames differ
+    for key in ("tracked_instances", "fg_ari_per_frame"):
+        assert identity["phase2_tracked"][key] == identity["phase2_carried"][key]
     delta1 = out["forecast_chamfer_m"]["delta_1"]
     assert delta1["forecasts"] >= 1
     assert delta1["model_best_of_k"] <= min(delta1["model_best_of_1"], delta1["model_most_confident"]) + 1e-9
