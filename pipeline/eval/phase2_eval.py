@@ -47,7 +47,7 @@ from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
 from pipeline.data.odometry import Between, depth_odometry, refine_relative_poses
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
-from pipeline.models.slots.batch import make_batch, predict
+from pipeline.models.slots.batch import make_batch, model_merge, predict
 from pipeline.models.slots.model import SlotParams
 from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
@@ -193,7 +193,7 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2Eva
     camera = params.camera
     encoded, fmaps = [], []
     for i in range(0, len(seq.records), BATCH):
-        batch = make_batch(seq.records[i : i + BATCH], 1, None, torch.device("cpu"))
+        batch = make_batch(seq.records[i : i + BATCH], 1, None, torch.device("cpu"), model_merge(model.slots))
         out, fmap = model.encode(batch)
         encoded.append(out)
         fmaps.append(fmap)
@@ -233,7 +233,7 @@ def phase1_point_slots(phase1_model, seq: SequenceFrames, raw_records) -> list[n
     out = []
     for i in range(0, len(raw_records), BATCH):
         chunk = raw_records[i : i + BATCH]
-        slots = predict(phase1_model, make_batch(chunk, 1, None, torch.device("cpu")))
+        slots = predict(phase1_model, make_batch(chunk, 1, None, torch.device("cpu"), model_merge(phase1_model)))
         out += [point_slots(r.points, slots.verts[j], phase1_model.faces) for j, r in enumerate(chunk)]
     return out
 

@@ -50,7 +50,7 @@ import torch
 
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots import SlotModelConfig
-from pipeline.models.slots.batch import make_batch
+from pipeline.models.slots.batch import make_batch, model_merge
 from pipeline.models.slots.model import SlotParams
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
@@ -126,7 +126,7 @@ def encode_sequences(model: VideoSlotModel, sequences: list[SequenceFrames], dev
     model.slots.eval()
     out = []
     for seq in sequences:
-        parts = [model.encode(make_batch(seq.records[i : i + batch], 1, None, device))
+        parts = [model.encode(make_batch(seq.records[i : i + batch], 1, None, device, model_merge(model.slots)))
                  for i in range(0, len(seq.records), batch)]
         slots = SlotParams(*(torch.cat([getattr(p, f.name) for p, _ in parts])
                              for f in dataclasses.fields(SlotParams)))
@@ -152,12 +152,13 @@ class ClipBatch:
 
 
 def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]]], points_per_frame: int,
-               rng: np.random.Generator | None, device: torch.device,
+               rng: np.random.Generator | None, device: torch.device, merge: tuple[float, float],
                encoded: list[EncodedSequence] | None = None) -> ClipBatch:
     """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch` (with the frames' cached
-    slots and feature maps when ``encoded``, the frozen slot model's)."""
+    slots and feature maps when ``encoded``, the frozen slot model's); ``merge``: the slot model's
+    :func:`model_merge`."""
     records = [sequences[s].records[i] for s, idx in picks for i in idx]
-    frames = make_batch(records, points_per_frame, rng, device)
+    frames = make_batch(records, points_per_frame, rng, device, merge)
     slots = fmap = None
     if encoded is not None:
         slots = SlotParams(*(torch.cat([getattr(encoded[s].slots, f.name)[idx] for s, idx in picks])
@@ -343,7 +344,7 @@ def validation_terms(model: VideoSlotModel, sequences: list[SequenceFrames], par
     totals: dict[str, float] = {}
     for i in range(0, len(picks), params.batch_size):
         chunk = picks[i : i + params.batch_size]
-        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device, encoded)
+        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device, model_merge(model.slots), encoded)
         _, terms = clip_loss(model, batch, params, weights, samples, torch.Generator(device=device).manual_seed(i))
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(picks)
@@ -387,7 +388,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
             reference = frozen_forecaster(model, model.forecaster.state_dict())  # the supervised forecaster
         rng = np.random.default_rng([params.seed, step, info.rank])
         clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device,
-                           encoded_train)
+                           model_merge(model.slots), encoded_train)
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
         loss, terms = clip_loss(model, clips, params, weights, samples, generator, reference)
         loop.optimizer.zero_grad(set_to_none=True)

@@ -96,6 +96,7 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
     and only guess 0's outputs get the extra gradient (the others still learn only when they win)."""
     import numpy as np
 
+    from pipeline.models.slots.batch import model_merge
     from pipeline.train.phase2 import build_model, clip_batch, clip_loss, draw_clips, loss_weights
 
     _, frames, phase1 = tiny
@@ -106,7 +107,8 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
         torch.manual_seed(0)
         model, p1 = build_model(phase1, params, torch.device("cpu"))
         rng = np.random.default_rng(0)
-        batch = clip_batch(seqs, draw_clips(seqs, 2, params, rng), params.points_per_frame, rng, torch.device("cpu"))
+        batch = clip_batch(seqs, draw_clips(seqs, 2, params, rng), params.points_per_frame, rng, torch.device("cpu"),
+                           model_merge(model.slots))
         loss, terms[weight] = clip_loss(model, batch, params, loss_weights(p1), 8, torch.Generator().manual_seed(0))
         loss.backward()
         losses[weight] = loss.item()
@@ -115,6 +117,29 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
     assert losses[1.0] - losses[0.0] == pytest.approx(terms[1.0]["forecast_first_m"], rel=1e-5)
     assert torch.equal(grads[1.0][1:], grads[0.0][1:])  # the other guesses: unchanged
     assert not torch.allclose(grads[1.0][0], grads[0.0][0])  # guess 0: the extra term's gradient
+
+def test_phase_two_feeds_the_slot_model_the_merged_anchors_phase_one_uses(tiny):
+    """The slot model inside phase two (training cache and evaluation alike) merges clusters with the phase-one
+    model's own setting: with a setting that merges every cluster of a frame, all slots of a frame share one
+    mesh (aliases copy their parent), as phase one's prediction does."""
+    import dataclasses
+
+    from pipeline.eval.phase2_eval import infer_sequence
+    from pipeline.models.slots.batch import make_batch, model_merge, predict
+    from pipeline.train.phase2 import build_model, encode_sequences
+
+    _, frames, phase1 = tiny
+    seq = load_sequences(frames, [SEQ], CAM, frame_selection(P1))[0]
+    model, _ = build_model(phase1, P2, torch.device("cpu"))
+    model.slots.config = dataclasses.replace(model.slots.config, merge_gap_m=100.0, merge_max_semi_axis_m=1000.0)
+    model.eval()
+    expected = predict(model.slots, make_batch(seq.records, 1, None, torch.device("cpu"), model_merge(model.slots))).verts
+    assert torch.allclose(expected, expected[:, :1].expand_as(expected))  # one mesh per frame
+    cached = encode_sequences(model, [seq], torch.device("cpu"))[0].slots.verts
+    evaluated = torch.from_numpy(infer_sequence(model, seq, P2.model_copy(update={"camera": "gt"})).verts)
+    for verts in (cached, evaluated):
+        assert torch.allclose(verts, expected, atol=1e-6)
+
 
 def test_frozen_slots_keep_phase_one_weights_and_cache_the_evaluation_encoding(tiny, tmp_path):
     """finetune_slots = false: the slot model leaves training with the phase-one weights, the heads change, and the

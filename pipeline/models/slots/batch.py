@@ -39,11 +39,12 @@ def model_merge(model: torch.nn.Module) -> tuple[float, float]:
 
 
 def make_batch(records: list[FrameRecord], points_per_frame: int, rng: np.random.Generator | None,
-               device: torch.device, merge: tuple[float, float] = (0.0, 0.0)) -> dict[str, torch.Tensor]:
+               device: torch.device, merge: tuple[float, float]) -> dict[str, torch.Tensor]:
     """Stack frames into tensors; draws ``points_per_frame`` points per frame (all, padded, if rng is None).
 
-    Anchors, point labels and the slot ``parent`` (N, K) come from :func:`slot_anchors` with ``merge``
-    (a model's :func:`model_merge`; the default keeps the k-means anchors, every slot its own parent)."""
+    Anchors, point labels and the slot ``parent`` (N, K) come from :func:`slot_anchors` with ``merge``, the
+    slot model's :func:`model_merge` (no default: a model fed other anchors than it was trained on gives other
+    slots; ``(0, 0)`` keeps the k-means anchors, every slot its own parent)."""
     n = points_per_frame if rng is not None else max(len(r.points) for r in records)
     points = np.full((len(records), n, 3), PAD_M, np.float32)  # padding far away: never a nearest point
     mask = np.zeros((len(records), n), bool)
