@@ -45,6 +45,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
 from pipeline.data.odometry import Between, depth_odometry, refine_relative_poses
+from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, model_merge, predict
@@ -177,11 +178,10 @@ def world_frame_name(params: Phase2EvalSettings) -> str:
     return "predicted+icp" if refined else params.camera
 
 
-@torch.no_grad()
 def point_slots(points: np.ndarray, verts: torch.Tensor, faces: torch.Tensor) -> np.ndarray:
-    """Slot owning each point's nearest surface point (exact), (N,)."""
-    _, slot, _ = point_mesh_sq_dist(torch.tensor(points)[None], verts[None], faces, exact=True)
-    return slot[0].numpy()
+    """Slot owning each point's nearest surface point (exact), (N,): phase one's rule
+    (:func:`pipeline.eval.scene_metrics.nearest_slot`), so an alias slot's mesh, a copy of its parent's, owns no point."""
+    return nearest_slot(points, verts.numpy(), faces)[1]
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@ Used by training (phases one and two) and by the evaluation alike.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -26,7 +28,10 @@ def slot_anchors(record: FrameRecord, merge: tuple[float, float]) -> tuple[Ancho
     and the slot ``parent`` (K,); merged once per record and cached (:mod:`pipeline.models.slots.grouping`)."""
     if merge[0] <= 0:
         return record.anchors, np.arange(len(record.anchors.centre))
-    key = (record.sequence, record.camera, record.frame, len(record.points), float(record.points[:, 2].sum()), merge)
+    # the anchors are part of the key: the same frame has per-frame (phase one) and carried (phase two) anchors
+    anchors = hashlib.blake2b(record.anchors.label.tobytes() + record.anchors.centre.tobytes(), digest_size=16).digest()
+    key = (record.sequence, record.camera, record.frame, len(record.points), float(record.points[:, 2].sum()), anchors,
+           merge)
     if key not in _MERGED:
         _MERGED[key] = merge_clusters(record.points, record.anchors, *merge)
     return _MERGED[key]

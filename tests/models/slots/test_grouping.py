@@ -50,3 +50,29 @@ def test_alias_slots_share_the_parent_mesh():
     params = model.decode(torch.randn(1, 3, cfg.slot_dim), anchors)
     assert torch.equal(params.verts[0, 1], params.verts[0, 0])
     assert not torch.equal(params.verts[0, 2], params.verts[0, 0])
+
+
+def test_merged_anchors_are_cached_per_anchor_set_not_per_frame():
+    """One frame, two anchor sets (phase one's per-frame k-means, phase two's carried): each gets its own merge."""
+    import dataclasses
+
+    from pipeline.data.frames import FrameRecord
+    from pipeline.io.synthia import Intrinsics
+    from pipeline.models.slots.batch import slot_anchors
+
+    car = box([0, 0, 10], [0.9, 0.7, 2.2])
+    pedestrian = box([4, -0.2, 10], [0.25, 0.9, 0.25], n=100, seed=1)
+    points = np.concatenate([car, pedestrian])
+    halves = np.concatenate([(car[:, 2] > 10).astype(int), np.full(100, 2)])  # the car cut in two: merged
+    whole = np.concatenate([np.zeros(len(car), int), np.full(100, 1)])  # car, pedestrian ...
+    whole[:10] = 2  # ... and a third cluster inside the car, merged into it
+    records = []
+    for label in (halves, whole):
+        centres = np.stack([points[label == i].mean(0) for i in range(3)])
+        records.append(FrameRecord("S", "cam", 0, np.zeros((2, 2)), Intrinsics(1.0, 0.0, 0.0, 0.0), points,
+                                   np.zeros(len(points), int), np.zeros(len(points), int),
+                                   anchors_from_clusters(points, label, centres)))
+    parents = [slot_anchors(r, (0.3, 3.0))[1].tolist() for r in records]
+    assert parents == [[0, 0, 2], [0, 1, 0]]
+    again = dataclasses.replace(records[0])
+    assert slot_anchors(again, (0.3, 3.0))[1].tolist() == [0, 0, 2]
