@@ -54,7 +54,7 @@ from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
 from pipeline.models.video.forecaster import Forecast, SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
-from pipeline.models.video.object_tracks import track_labels
+from pipeline.models.video.object_tracks import relabel, track_slots
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
@@ -154,6 +154,7 @@ class SequenceInference:
     r_rel: torch.Tensor | None  # (T-1, 3, 3) predicted prev_from_cur, or None with camera = gt
     t_rel: torch.Tensor | None
     head_rel: tuple[torch.Tensor, torch.Tensor] | None = None  # the camera head's own (r_rel, t_rel) when refined
+    tracks: list[dict[int, int]] | None = None  # per frame {slot: object track id} (object_tracks.track_slots)
 
 
 def skipped_depth(raw_root: Path | None) -> Between | None:
@@ -224,7 +225,8 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2Eva
     track = world_track(merged, (1, len(seq.records)), r_wc[None], t_wc[None], time)
     faces = model.slots.faces
     slots = [point_slots(r.points, merged.verts[i], faces) for i, r in enumerate(seq.records)]
-    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel, head_rel)
+    tracks = object_tracks(seq, slots, r_wc, t_wc, params)
+    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel, head_rel, tracks)
 
 
 @torch.no_grad()
@@ -258,14 +260,19 @@ def world_points(seq: SequenceFrames, r_wc: torch.Tensor, t_wc: torch.Tensor) ->
     return [record.points @ r[i].T + t[i] for i, record in enumerate(seq.records)]
 
 
-def identity_rows(seq: SequenceFrames, slots: list[np.ndarray], inference: SequenceInference,
+def object_tracks(seq: SequenceFrames, slots: list[np.ndarray], r_wc: torch.Tensor, t_wc: torch.Tensor,
+                  params: Phase2EvalSettings) -> list[dict[int, int]]:
+    """Per frame {slot: track id} of the objects the slots ``slots`` (per frame (N_t,)) cover, associated in the
+    world frame of ``r_wc``, ``t_wc`` (:func:`pipeline.models.video.object_tracks.track_slots`)."""
+    return track_slots(world_points(seq, r_wc, t_wc), slots, seq.time, params.track_gate_m, params.track_memory_s)
+
+
+def identity_rows(seq: SequenceFrames, slots: list[np.ndarray], tracks: list[dict[int, int]],
                   params: Phase2EvalSettings) -> dict[str, dict]:
     """:func:`identity_metrics` of the slot indices ``slots`` (per frame (N_t,)) as they are (``slot_ids``) and of the
-    track ids of the objects they cover (``track_ids``), associated in ``inference``'s world frame."""
-    tracked = track_labels(world_points(seq, inference.r_wc, inference.t_wc), slots, seq.time, params.track_gate_m,
-                           params.track_memory_s)
+    track ids ``tracks`` (:func:`object_tracks`) of the objects they cover (``track_ids``)."""
     return {"slot_ids": identity_metrics(seq, slots, params.eval_clip_frames),
-            "track_ids": identity_metrics(seq, tracked, params.eval_clip_frames)}
+            "track_ids": identity_metrics(seq, relabel(slots, tracks), params.eval_clip_frames)}
 
 
 def summarise_identity(rows: list[dict], frames: int) -> dict:
@@ -484,8 +491,10 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
                                  unit="seq", disable=not progress):
         inference = infer_sequence(model, seq, params, between)
         inferences.append(inference)
-        ours.append(identity_rows(seq, inference.point_slot, inference, params))
-        reference.append(identity_rows(seq, phase1_point_slots(phase1_model, seq, raw_records), inference, params))
+        ours.append(identity_rows(seq, inference.point_slot, inference.tracks, params))
+        reference_slots = phase1_point_slots(phase1_model, seq, raw_records)
+        reference_tracks = object_tracks(seq, reference_slots, inference.r_wc, inference.t_wc, params)
+        reference.append(identity_rows(seq, reference_slots, reference_tracks, params))
         forecasts += forecast_rows(model, seq, inference, params)
         cameras += camera_rows(inference, seq)
         head_cameras += camera_rows(inference, seq, head_only=True)

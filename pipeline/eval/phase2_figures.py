@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.camera import world_to_cv
-from pipeline.eval.phase1_figures import raycast_slots, slot_colours
+from pipeline.eval.phase1_figures import SLOT_COLOURS, raycast_slots, slot_colours
+from pipeline.eval.scene_metrics import alias_parents
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
 
 MIN_PIXELS = 50
+LEGEND_TRACKS = 24  # track ids listed in the GIF's legend (colours cycle through the slot palette)
 
 
 def gt_tracks(raw: Path, sequence: str, camera: str, frames: list[int]) -> dict[int, np.ndarray]:
@@ -65,18 +67,32 @@ def trajectory_figure(sequence: str, slot_centres: np.ndarray, camera_path: np.n
     return figure_kit.save(fig, out, dpi=70)
 
 
-def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, max_frames: int = 20,
-                frame_ms: int = 250) -> Path:
+def track_image(slot: np.ndarray, verts: np.ndarray, slot_to_track: dict[int, int], colours: np.ndarray) -> np.ndarray:
+    """RGB (h, w, 3) in [0, 1] of a ray-cast slot image ``slot`` (h, w; -1 = no slot) of the meshes ``verts``
+    (K, V, 3), each pixel in the colour of its slot's object track (``colours`` cycled by track id; an alias mesh
+    counts as its parent); white where no slot is hit, light grey for a slot without a track (it owns no point)."""
+    parent = alias_parents(verts)
+    lut = np.full((len(verts), 3), 0.85)
+    for k in range(len(verts)):
+        track = slot_to_track.get(int(parent[k]))
+        if track is not None:
+            lut[k] = colours[track % len(colours)]
+    return np.where(slot[..., None] >= 0, lut[np.clip(slot, 0, None)], 1.0)
+
+
+def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, tracks: list[dict[int, int]] | None = None,
+                max_frames: int = 20, frame_ms: int = 250) -> Path:
     """GIF over ``records`` (at most ``max_frames``, evenly spread): input depth (colour bar, metres) | slot
-    meshes ray-cast from the camera, coloured by slot id (legend; a colour that stays on one object =
-    identity kept)."""
+    meshes ray-cast from the camera, coloured by object track id when ``tracks`` (per frame {slot: track id},
+    :func:`pipeline.models.video.object_tracks.track_slots`) is given, else by slot id (legend; a colour that
+    stays on one object = identity kept)."""
     from PIL import Image
 
     from pipeline.eval import figure_kit
 
     plt = figure_kit.pyplot()
     picks = np.linspace(0, len(records) - 1, min(max_frames, len(records))).astype(int)
-    colours = slot_colours(verts.shape[1])
+    colours = slot_colours(verts.shape[1]) if tracks is None else SLOT_COLOURS
     finite = np.concatenate([r.depth[np.isfinite(r.depth)] for r in records])
     vmax = float(np.percentile(finite, 95)) if len(finite) else 1.0
     # one figure, laid out once; each GIF frame only swaps the two images and the title
@@ -86,8 +102,14 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
     title = axes[0].set_title(f"{first.sequence} frame {first.frame}: input depth", fontsize=10)
     figure_kit.colorbar(fig, im, axes[0], "depth (m)")
     seg_im = axes[1].imshow(np.ones(first.depth.shape + (3,)))
-    axes[1].set_title("ray-cast slots (colour = slot id, white = none)", fontsize=10)
-    figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
+    if tracks is None:
+        axes[1].set_title("ray-cast slots (colour = slot id, white = none)", fontsize=10)
+        figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
+    else:
+        axes[1].set_title("ray-cast slots (colour = object track, white = none)", fontsize=10)
+        shown = sorted({t for i in picks for t in tracks[i].values()})[:LEGEND_TRACKS]
+        figure_kit.colour_legend(axes[1], [colours[t % len(colours)] for t in shown], [f"track {t}" for t in shown],
+                                 "track id", ncol=1 + len(shown) // 9)
     figure_kit.image_axes(*axes)
     fig.tight_layout()
     images = []
@@ -95,7 +117,10 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
         record = records[i]
         _, slot = raycast_slots(verts[i], faces, record)
         im.set_data(np.where(np.isfinite(record.depth), record.depth, np.nan))
-        seg_im.set_data(np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0))
+        if tracks is None:
+            seg_im.set_data(np.where(slot[..., None] >= 0, colours[np.clip(slot, 0, None)], 1.0))
+        else:
+            seg_im.set_data(track_image(slot, verts[i], tracks[i], colours))
         title.set_text(f"{record.sequence} frame {record.frame}: input depth")
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))

@@ -67,9 +67,14 @@ def nearest_slot(points: np.ndarray, verts: np.ndarray, faces: torch.Tensor) -> 
     closest = scene.compute_closest_points(o3d.core.Tensor(query))
     distance = np.linalg.norm(closest["points"].numpy() - query, axis=1)
     slot = np.searchsorted(ids, closest["geometry_ids"].numpy().astype(np.int64))
-    flat = verts.reshape(len(verts), -1)
-    first = np.array([next(j for j in range(k + 1) if np.array_equal(flat[j], flat[k])) for k in range(len(verts))])
-    return distance, first[slot]
+    return distance, alias_parents(verts)[slot]
+
+
+def alias_parents(verts: np.ndarray) -> np.ndarray:
+    """(K,) for meshes (K, V, 3): the first slot whose mesh is identical to slot k's (k itself unless k is an alias
+    of a merged group, whose mesh is a copy of its parent's)."""
+    flat = np.asarray(verts).reshape(len(verts), -1)
+    return np.array([next(j for j in range(k + 1) if np.array_equal(flat[j], flat[k])) for k in range(len(flat))])
 
 
 def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, faces: torch.Tensor,

@@ -99,7 +99,8 @@ def phase2_report(model_path: Path, phase1_path: Path, raw: Path, cached: list[C
         centres = inference.track.centre[0].numpy()
         figures.append(trajectory_figure(seq.name, centres, inference.t_wc.numpy(), seq.t_wc, tracks,
                                          metrics["world_frame"], figures_dir / f"phase2_tracks_{seq.name}.png"))
-        figures.append(raycast_gif(seq.records, inference.verts, faces, figures_dir / f"phase2_slots_{seq.name}.gif"))
+        figures.append(raycast_gif(seq.records, inference.verts, faces, figures_dir / f"phase2_slots_{seq.name}.gif",
+                                   inference.tracks))
     metrics["phase2_params"] = {"camera": params.camera, "guesses": params.guesses, "steps": params.steps}
     metrics["trajectory_gt_objects"] = int(np.sum([len(gt_tracks(raw, s.name, camera, [r.frame for r in s.records]))
                                                    for s in seqs]))

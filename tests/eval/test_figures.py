@@ -80,6 +80,17 @@ def test_phase_two_figures(scene, tmp_path, assert_readable):
     assert_readable(phase2_figures.trajectory_figure(SEQ, centres, camera, camera + 0.1, tracks,
                                                      "camera from ground truth", tmp_path / "t.png"))
     assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "g.gif"))
+    tracks = [{0: 5, 1: 2} for _ in records]  # slot 0 is object track 5 in every frame
+    assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "tracks.gif", tracks))
+
+
+def test_track_image_colours_pixels_by_track_and_aliases_by_their_parent():
+    sphere = np.zeros((4, 3))
+    verts = np.stack([sphere, sphere + 1, sphere, sphere + 2])  # slot 2 is an alias of slot 0
+    slot = np.array([[0, 1, 2, 3, -1]])
+    colours = np.eye(3)
+    image = phase2_figures.track_image(slot, verts, {0: 4, 1: 0}, colours)
+    np.testing.assert_allclose(image[0], [colours[4 % 3], colours[0], colours[4 % 3], [0.85] * 3, [1.0] * 3])
 
 
 def test_vggt_and_laq_figures(tmp_path, assert_readable):

@@ -86,12 +86,10 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
     return out
 
 
-def track_labels(points_world: list[np.ndarray], point_slot: list[np.ndarray], times: np.ndarray,
-                 gate_m: float, memory_s: float) -> list[np.ndarray]:
-    """Per frame (N_t,) the track id of each point's slot (:func:`track_slots`)."""
-    maps = track_slots(points_world, point_slot, times, gate_m, memory_s)
+def relabel(point_slot: list[np.ndarray], tracks: list[dict[int, int]]) -> list[np.ndarray]:
+    """Per frame (N_t,) the track id of each point's slot, from :func:`track_slots`'s ``tracks``."""
     out = []
-    for slot_to_track, slot in zip(maps, point_slot, strict=True):
+    for slot_to_track, slot in zip(tracks, point_slot, strict=True):
         slots = np.array(sorted(slot_to_track), dtype=np.int64)
         ids = np.array([slot_to_track[s] for s in slots.tolist()], dtype=np.int64)
         out.append(ids[np.searchsorted(slots, slot)])

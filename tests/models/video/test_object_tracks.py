@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.eval.phase2_eval import identity_switches
-from pipeline.models.video.object_tracks import detections, track_labels, track_slots
+from pipeline.models.video.object_tracks import detections, relabel, track_slots
 
 DT = 0.2  # seconds between frames (5 Hz)
 
@@ -53,7 +53,7 @@ def test_identity_switches_of_slot_indices_vanish_on_track_ids():
     instance = [np.repeat([1, 2], 40)] * 3 + [np.repeat([1, 2], 40)] * 3  # object a's points come first in every frame
     slots = [np.asarray(s) for s in slots]
     assert identity_switches(instance, slots) == (2, 2)
-    labels = track_labels(list(points), slots, np.arange(6) * DT, 1.0, 1.0)
+    labels = relabel(slots, track_slots(list(points), slots, np.arange(6) * DT, 1.0, 1.0))
     assert identity_switches(instance, labels) == (0, 2)
 
 
@@ -84,5 +84,5 @@ def test_a_detection_beyond_the_gate_starts_a_new_track_and_ids_are_never_reused
 
 def test_labels_follow_the_slot_of_every_point():
     points, slots = frame({4: (0.0, 0.0, 5.0), 7: (5.0, 0.0, 5.0)})
-    (labels,) = track_labels([points], [slots], np.zeros(1), 1.0, 1.0)
+    (labels,) = relabel([slots], track_slots([points], [slots], np.zeros(1), 1.0, 1.0))
     assert labels.tolist() == [0] * 40 + [1] * 40
