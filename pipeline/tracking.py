@@ -52,7 +52,7 @@ from typing import Any
 from pipeline.config import flatten, project_root
 from pipeline.headline import headline_metrics
 from pipeline.io import atomic, locks
-from pipeline.tracking_remote import RemoteTracker, serve, tracking_failed
+from pipeline.tracking_remote import RemoteTracker, serve_forever, tracking_failed
 
 EXPERIMENT = "protoscene"
 log = logging.getLogger(__name__)
@@ -106,42 +106,66 @@ def tracking_root() -> Path:
     return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
 
 
-_exported_default: str | None = None  # a default URI this process gave mlflow.set_tracking_uri (exported to the env)
-
-
 def tracking_uri() -> str:
     """The user's ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``."""
-    user = os.environ.get("MLFLOW_TRACKING_URI")
-    if user and user != _exported_default:  # the user's own choice, even after it was applied
-        return user
-    return _project_uri()
-
-
-def _project_uri() -> str:
-    return f"sqlite:///{tracking_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_root() / 'mlflow.db'}"
 
 
 def run_name() -> str:
     """DVC experiment name, else ``repro-<short sha>`` of the workspace's HEAD."""
     if os.environ.get("DVC_EXP_NAME"):
         return os.environ["DVC_EXP_NAME"]
+    sha = _git_head()
+    return f"repro-{sha[:7] if sha else 'nogit'}"
+
+
+def _git_head() -> str:
+    """The workspace's HEAD commit, or '' outside git."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=project_root()).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=project_root()).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
-        sha = "nogit"
-    return f"repro-{sha}"
+        return ""
 
 
 def mlflow_mode() -> str:
-    """``$PROTOSCENE_MLFLOW``: ``on`` (default: a helper process makes the MLflow calls, :mod:`pipeline.tracking_remote`),
-    ``inline`` (this process makes them) or ``off``."""
+    """``$PROTOSCENE_MLFLOW``: ``on`` (default: the MLflow service process makes the calls,
+    :mod:`pipeline.tracking_remote`), ``inline`` (this process makes them) or ``off``."""
     value = os.environ.get("PROTOSCENE_MLFLOW", "on").lower()
     return "off" if value in {"off", "0", "false", "no"} else "inline" if value == "inline" else "on"
 
 
 def mlflow_enabled() -> bool:
     return mlflow_mode() != "off"
+
+
+def stage_session(stage: str) -> dict[str, Any]:
+    """Everything the MLflow side needs to record ``stage`` of this process, as plain JSON values (the service
+    process records stages of many processes, each with its own environment): the store URI, the project's
+    own store file (``None`` for the user's ``$MLFLOW_TRACKING_URI``), the artifact folder, the DVC experiment
+    name and the stage run's tags (DVC's, and MLflow's system tags for the user, the stage script and the
+    commit)."""
+    root = tracking_root()
+    uri = tracking_uri()
+    own_store = root / "mlflow.db"
+    commit = _git_head()
+    tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": run_name(), "dvc.role": "stage",
+            "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+            "mlflow.user": _user(), "mlflow.source.type": "LOCAL", "mlflow.source.name": f"stages/{stage}.py"}
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return {"stage": stage, "uri": uri, "own_store": str(own_store) if uri == f"sqlite:///{own_store}" else None,
+            "artifact_root": (root / "mlartifacts").as_uri(), "lock": str(root / "mlflow.db.lock"),
+            "run_name": run_name(), "tags": tags}
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class StageRun:
@@ -271,17 +295,6 @@ def rank_report_dir(stage: str) -> Path:
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # open in the model-training view
 
 
-def artifact_root() -> str:
-    """``<root>/mlartifacts`` as a file URI (re-resolved on every run, so a moved checkout follows)."""
-    return (tracking_root() / "mlartifacts").as_uri()
-
-
-def _default_store() -> Path | None:
-    """The SQLite file when the store is the project's own ``mlflow.db`` (not ``$MLFLOW_TRACKING_URI``)."""
-    store = tracking_root() / "mlflow.db"
-    return store if tracking_uri() == f"sqlite:///{store}" else None
-
-
 def _relocate_artifacts(store: Path, experiment_id: str, old: str, new: str) -> None:
     """Point the experiment and its runs at ``new`` after the checkout (with its store) moved or was copied.
 
@@ -295,63 +308,86 @@ def _relocate_artifacts(store: Path, experiment_id: str, old: str, new: str) -> 
     log.info("mlflow: artifact folder moved from %s to %s", old, new)
 
 
-def _experiment_id(client: Any) -> str:
+def _experiment_id(client: Any, session: dict[str, Any]) -> str:
     """Find or create the project's experiment (model-training view, this checkout's artifact folder)."""
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        return client.create_experiment(EXPERIMENT, artifact_location=artifact_root(), tags=EXPERIMENT_TAGS)
+        return client.create_experiment(EXPERIMENT, artifact_location=session["artifact_root"], tags=EXPERIMENT_TAGS)
     for key, value in EXPERIMENT_TAGS.items():
         if experiment.tags.get(key) != value:
             client.set_experiment_tag(experiment.experiment_id, key, value)
-    store = _default_store()
-    if store is not None and experiment.artifact_location != artifact_root():
-        _relocate_artifacts(store, experiment.experiment_id, experiment.artifact_location, artifact_root())
+    if session["own_store"] is not None and experiment.artifact_location != session["artifact_root"]:
+        _relocate_artifacts(Path(session["own_store"]), experiment.experiment_id, experiment.artifact_location,
+                            session["artifact_root"])
     return experiment.experiment_id
 
 
-def _parent_run_id(client: Any, experiment_id: str, name: str) -> str:
-    """The parent run of DVC experiment ``name`` (created on its first stage), marked running again."""
+def _parent_run_id(client: Any, experiment_id: str, session: dict[str, Any]) -> str:
+    """The parent run of the session's DVC experiment (created on its first stage), marked running again."""
+    name = session["run_name"]
     found = client.search_runs([experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}' and tags.`dvc.role` = 'parent'",
                                max_results=1)
     if not found:
         return client.create_run(experiment_id, run_name=name, tags={"dvc.exp_name": name, "dvc.role": "parent"}).info.run_id
     run_id = found[0].info.run_id
     client.update_run(run_id, status="RUNNING")  # the experiment runs again
-    store = _default_store()
-    if store is not None:  # MLflow's API cannot clear an end time; without it the UI counts the duration on
-        with sqlite3.connect(store) as db:
+    if session["own_store"] is not None:  # MLflow's API cannot clear an end time; without it the UI counts the duration on
+        with sqlite3.connect(session["own_store"]) as db:
             db.execute("update runs set end_time = null where run_uuid = ?", (run_id,))
     return run_id
 
 
+class _RunCalls:
+    """The calls :class:`StageRun` makes (named as MLflow's fluent API) on one run, by id through an
+    ``MlflowClient``: several stage runs can be open at once in one process (the service, :mod:`pipeline.tracking_remote`)."""
+
+    def __init__(self, client: Any, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def log_dict(self, obj: dict[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, obj, artifact_file)
+
+
 class _Tracker:
-    """The MLflow side of one stage: the stage run (fluent API) under the experiment's parent run.
+    """The MLflow side of one stage: its stage run under the experiment's parent run, from a
+    :func:`stage_session` (of this process or, in the service, of the stage's).
 
     Store creation/migration, the experiment and the parent run are set up under an exclusive lock on
     ``<root>/mlflow.db.lock``: parallel queued experiments never create or migrate the SQLite schema at once.
     """
 
-    def __init__(self, stage: str):
+    def __init__(self, session: dict[str, Any]):
         os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.stage = stage
-        self.mlflow = mlflow
-        global _exported_default
-        uri = tracking_uri()
-        if uri == _project_uri():
-            _exported_default = uri
-        mlflow.set_tracking_uri(uri)
-        name = run_name()
-        with locks.exclusive(tracking_root() / "mlflow.db.lock"):
-            self.client = MlflowClient()  # opening the store creates/migrates the schema
-            experiment_id = _experiment_id(self.client)
-            self.parent = _parent_run_id(self.client, experiment_id, name)
-        tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": name, "dvc.role": "stage",
-                "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")}
-        mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}/{stage}", parent_run_id=self.parent, tags=tags)
+        self.stage = session["stage"]
+        with locks.exclusive(session["lock"]):
+            self.client = MlflowClient(tracking_uri=session["uri"])  # opening the store creates/migrates the schema
+            experiment_id = _experiment_id(self.client, session)
+            self.parent = _parent_run_id(self.client, experiment_id, session)
+        run = self.client.create_run(experiment_id, run_name=f"{session['run_name']}/{self.stage}",
+                                     tags={**session["tags"], "mlflow.parentRunId": self.parent})
+        self.mlflow = _RunCalls(self.client, run.info.run_id)
 
     def close(self, metrics: dict[str, Any] | None, broken: bool = False) -> None:
         """End the stage run (``metrics is None``: failed) and bring the parent run up to date: headline
@@ -361,45 +397,56 @@ class _Tracker:
         stage run as FAILED since its MLflow record is incomplete."""
         status = "FAILED" if metrics is None else "FINISHED"
         try:
-            self.mlflow.end_run("FAILED" if broken else status)
+            self.client.set_terminated(self.mlflow.run_id, "FAILED" if broken else status)
             headline = {} if broken else headline_metrics(self.stage, metrics or {})
             if headline:
-                now = int(time.time() * 1000)
-                from mlflow.entities import Metric
-
-                self.client.log_batch(self.parent, metrics=[Metric(k, v, now, 0) for k, v in headline.items()])
+                _RunCalls(self.client, self.parent).log_metrics(headline)
             self.client.set_terminated(self.parent, status)
         except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
             if not broken:
                 tracking_failed(self.stage, err)
 
 
-def _open_tracker(stage: str) -> _Tracker | None:
+def _open_tracker(session: dict[str, Any]) -> _Tracker | None:
     try:
-        return _Tracker(stage)
+        return _Tracker(session)
     except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
-        tracking_failed(stage, err)
+        tracking_failed(session["stage"], err)
         return None
 
 
-_started_early: dict[str, tuple[int, RemoteTracker]] = {}  # stage -> (pid of the starting process, its helper)
+def _start_tracker(stage: str) -> _Tracker | RemoteTracker | None:
+    """The tracker of ``stage`` for :data:`mlflow_mode`: none (off), this process's (inline), or a session with
+    the MLflow service (on; this process's when the service cannot be reached, said in one info line)."""
+    mode = mlflow_mode()
+    if mode == "off":
+        return None
+    session = stage_session(stage)
+    if mode == "on":
+        try:
+            return RemoteTracker(session)
+        except OSError as err:
+            log.info("mlflow: the tracking service is not reachable (%s); logging from the stage process", err)
+    return _open_tracker(session)
+
+
+_started_early: dict[str, tuple[int, Any]] = {}  # stage -> (pid of the starting process, its tracker)
 
 
 @contextlib.contextmanager
 def early_tracking(stage: str) -> Iterator[None]:
-    """Start ``stage``'s MLflow helper process now, before the stage imports its libraries (torch, scipy, ...),
-    for the duration of the block.
+    """Open ``stage``'s session with the MLflow service now, before the stage imports its libraries (torch, scipy,
+    ...), for the duration of the block.
 
-    The helper spends ~4 s of CPU importing MLflow; started here it does so beside the stage's own imports
-    instead of after a short stage's work (on the smoke sample this tail was 4-7 s a stage).
-    :func:`stage_run` of the same stage in the same process, inside the block, adopts it. If the block ends
-    without that (the stage failed on bad input before opening its run, say), the helper is closed and
-    records the stage run as FAILED. A no-op when MLflow calls are not made by a helper (``PROTOSCENE_MLFLOW``
-    off/inline) or on a torchrun rank other than 0.
+    The service opens the stage run (and, if it has just started, imports MLflow: ~4 s of CPU) beside the
+    stage's own imports instead of after a short stage's work. :func:`stage_run` of the same stage in the same
+    process, inside the block, adopts it. If the block ends without that (the stage failed on bad input before
+    opening its run, say), the session is closed and the stage run recorded as FAILED. A no-op when MLflow calls
+    are not made by the service (``PROTOSCENE_MLFLOW`` off/inline) or on a torchrun rank other than 0.
     """
     started = mlflow_mode() == "on" and os.environ.get("RANK", "0") == "0" and stage not in _started_early
     if started:
-        _started_early[stage] = (os.getpid(), RemoteTracker(stage))
+        _started_early[stage] = (os.getpid(), _start_tracker(stage))
     try:
         yield
     finally:
@@ -407,8 +454,8 @@ def early_tracking(stage: str) -> Iterator[None]:
             tracker.close(None)
 
 
-def _adopt_early(stage: str) -> RemoteTracker | None:
-    """The helper :func:`early_tracking` started for ``stage`` in this very process (not in a parent before a
+def _adopt_early(stage: str) -> Any:
+    """The tracker :func:`early_tracking` started for ``stage`` in this very process (not in a parent before a
     fork), taken out of the registry."""
     pid, tracker = _started_early.get(stage, (None, None))
     if pid != os.getpid():
@@ -422,9 +469,7 @@ def stage_run(stage: str, report_dir: Path | None = None) -> Iterator[StageRun]:
     """Open the tracking context of one DVC stage (see module docstring)."""
     report_dir = report_dir or project_root() / "reports" / stage
     report_dir.mkdir(parents=True, exist_ok=True)
-    mode = mlflow_mode()
-    tracker = (None if mode == "off" else _open_tracker(stage) if mode == "inline"
-               else _adopt_early(stage) or RemoteTracker(stage))
+    tracker = _adopt_early(stage) if stage in _started_early else _start_tracker(stage)
     run = StageRun(stage, report_dir, tracker.mlflow if tracker is not None else None)
     try:
         yield run
@@ -447,7 +492,7 @@ def relog(stage: str, report_dir: Path | None = None) -> int:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
-    tracker = _Tracker(stage)
+    tracker = _Tracker(stage_session(stage))
     run = StageRun(stage, report_dir, tracker.mlflow)
     run.set_tags({"protoscene.relogged": "true"})
     run.log_metrics(metrics)
@@ -466,14 +511,10 @@ def relog(stage: str, report_dir: Path | None = None) -> int:
 
 
 def _serve_main() -> None:
-    """Entry point of the MLflow helper process (``python -m pipeline.tracking STAGE SPOOL``, started by
-    :class:`pipeline.tracking_remote.RemoteTracker`): serve the stage's calls from stdin."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    stage, spool = sys.argv[1], Path(sys.argv[2])
-    try:
-        serve(stage, sys.stdin, _open_tracker)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
+    """Entry point of the MLflow service process (``python -m pipeline.tracking SOCKET``, started by
+    :class:`pipeline.tracking_remote.RemoteTracker` when no service answers): serve stage sessions until idle."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_forever(Path(sys.argv[1]), _open_tracker)
 
 
 if __name__ == "__main__":

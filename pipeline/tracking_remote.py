@@ -1,35 +1,53 @@
-"""A stage's MLflow calls in a helper process, so that importing MLflow (~3.5 s of CPU on a 2-core machine)
-overlaps with the stage's own start-up and work instead of preceding it.
+"""The MLflow service: one long-lived process per checkout that makes the MLflow calls of every stage, so that
+importing MLflow and opening its store (~4.5 s of CPU on a 2-core machine) is paid once per ``dvc repro``, not
+once per stage.
 
-:func:`pipeline.tracking.stage_run` starts ``python -m pipeline.tracking <stage>`` when the stage opens
-and hands it every MLflow call as one JSON line on its standard input (:class:`RemoteTracker`); the helper
-opens the stage run exactly as an in-process tracker would (:class:`pipeline.tracking._Tracker`, the same lock,
-parent run and tags), replays the calls in order, and ends the runs when the stage closes. The stage waits for
-the helper at its end, so the MLflow record is complete when the stage's process exits. Tracking stays
-never-fatal: an MLflow failure is one warning line from the helper (its standard error is the stage's), and a
-stage killed before closing (no ``close`` line: the pipe just ends) leaves its runs FAILED.
+A stage (:func:`pipeline.tracking.stage_run`) connects to the service's Unix socket, starting the service if none
+answers, and sends its calls as JSON lines (:class:`RemoteTracker`): first the session (:func:`pipeline.tracking.stage_session`:
+store URI, experiment name, tags), then one line per MLflow call, then ``close``. The service reads each connection
+in its own thread at once (a stage never blocks on a full socket), records the stage run exactly as an in-process
+tracker would (:class:`pipeline.tracking._Tracker`, the same lock, parent run and tags), and answers ``close``
+with ``done`` and the warnings the session raised; the stage waits for that answer, so the MLflow record is
+complete when the stage's process exits, and prints the warnings itself. Tracking stays never-fatal: a service
+that dies is one warning line in the stage, and a stage killed before closing (the connection just ends) leaves
+its runs FAILED.
+
+The service listens on ``$TMPDIR/protoscene-<uid>/mlflow-<key>.sock`` (a folder only the user can enter), where
+``<key>`` hashes the Python interpreter, this checkout's code folder, the tracking code itself and the ``MLFLOW_*``
+environment but the store URI (which each session names): a different checkout, an edited tracker or other MLflow
+settings (credentials, say) get their own service. It writes its log next to the socket
+(``.log``) and exits after ``$PROTOSCENE_MLFLOW_IDLE_S`` seconds (default 60) without a connected stage. Starting
+and stopping are serialized by a lock file beside the socket, so two stages never start two services and a stage
+never connects to one that is stopping.
 
 Files given to ``log_artifact`` are copied into a spool folder first (a stage may delete or replace them right
-after the call); the helper removes the folder when it is done.
+after the call); the stage removes the folder once the service has answered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import queue
 import shutil
-import subprocess
+import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
-
+from typing import Any
 
 log = logging.getLogger("pipeline.tracking")
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+TRACKING_CODE = ("pipeline/tracking.py", "pipeline/tracking_remote.py", "pipeline/headline.py")
+CONNECT_TIMEOUT_S = 30.0
 
 
 def tracking_failed(stage: str, err: BaseException) -> None:
@@ -45,9 +63,88 @@ def _json_value(value: Any) -> Any:
     return value.item() if getattr(value, "ndim", None) == 0 else value.tolist()
 
 
+def service_socket() -> Path:
+    """Where this checkout's MLflow service listens (see the module docstring for the key). OSError if the
+    folder for it cannot be made or is not the user's own."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (sys.executable, str(CODE_ROOT), *sorted(f"{k}={v}" for k, v in os.environ.items()
+                                                              if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI")):
+        digest.update(part.encode() + b"\0")
+    for name in TRACKING_CODE:
+        digest.update((CODE_ROOT / name).read_bytes())
+    folder = Path(tempfile.gettempdir()) / f"protoscene-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise PermissionError(f"{folder} belongs to another user")
+    return folder / f"mlflow-{digest.hexdigest()}.sock"
+
+
+@contextlib.contextmanager
+def _lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` for the block; yields whether it was taken (always, if ``blocking``)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _start_service(path: Path) -> None:
+    """``python -m pipeline.tracking SOCKET`` in its own session (it outlives the stage), output to ``<socket>.log``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))}
+    logfile = str(path.with_suffix(".log"))
+    os.posix_spawn(sys.executable, [sys.executable, "-m", "pipeline.tracking", str(path)], env, setsid=True,
+                   file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                 (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                                 (os.POSIX_SPAWN_DUP2, 1, 2)])
+
+
+def _connect(path: Path) -> socket.socket:
+    """A connection the service has greeted (``ready``); OSError if nothing answers there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(str(path))
+        if sock.makefile("rb").readline() != b"ready\n":
+            raise ConnectionResetError("the MLflow service closed the connection")
+        sock.settimeout(None)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def connect_service() -> socket.socket:
+    """A connection to this checkout's MLflow service, started first if none answers. OSError if it cannot be."""
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "posix_spawn"):
+        raise OSError("Unix sockets are not available on this platform")
+    path = service_socket()
+    with _lock(path.with_suffix(".lock")):  # one stage at a time starts a service or connects to one
+        with contextlib.suppress(OSError):
+            return _connect(path)
+        path.unlink(missing_ok=True)  # a service that died without cleaning up
+        _start_service(path)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            try:
+                return _connect(path)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise OSError(f"the MLflow service did not start (see {path.with_suffix('.log')})") from None
+                time.sleep(0.05)
+
+
 class _Calls:
-    """Stands in for the ``mlflow`` module inside :class:`pipeline.tracking.StageRun`: ``calls.<method>(*args,
-    **kwargs)`` sends the call to the helper process and returns at once."""
+    """Stands in for the ``mlflow`` calls inside :class:`pipeline.tracking.StageRun`: ``calls.<method>(*args,
+    **kwargs)`` sends the call to the service and returns at once."""
 
     def __init__(self, tracker: RemoteTracker):
         self._tracker = tracker
@@ -65,22 +162,19 @@ class _Calls:
 
 
 class RemoteTracker:
-    """The helper process of one stage, with the interface of :class:`pipeline.tracking._Tracker`: ``mlflow``
-    (the calls) and :meth:`close`."""
+    """One stage's session with the MLflow service, with the interface of :class:`pipeline.tracking._Tracker`:
+    ``mlflow`` (the calls) and :meth:`close`. OSError from the constructor if the service cannot be reached."""
 
-    def __init__(self, stage: str):
-        self._spool = Path(tempfile.mkdtemp(prefix=f"protoscene-mlflow-{stage}-"))
-        self.stage = stage
-        code_root = str(Path(__file__).resolve().parents[1])  # the helper runs this process's code, from any cwd
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", stage, str(self._spool)],
-                                         stdin=subprocess.PIPE, text=True, env=env)
+    def __init__(self, session: dict[str, Any]):
+        self.stage = session["stage"]
+        self._socket = connect_service()
+        self._spool = Path(tempfile.mkdtemp(prefix=f"protoscene-mlflow-{self.stage}-"))
         self._files = 0
         self.mlflow = _Calls(self)
+        self.send({"open": session})
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps(message, default=_json_value) + "\n")
+        self._socket.sendall((json.dumps(message, default=_json_value) + "\n").encode())
 
     def spool_copy(self, path: Path) -> str:
         self._files += 1
@@ -90,46 +184,111 @@ class RemoteTracker:
         return str(copy)
 
     def close(self, metrics: dict[str, Any] | None, broken: bool = False) -> None:
-        """End the stage run (``metrics is None``: failed; see ``_Tracker.close``) and wait for the helper.
-        Never raises: a helper that died has already said why on standard error."""
+        """End the stage run (``metrics is None``: failed; see ``_Tracker.close``), wait for the service's answer
+        and print the warnings of the session. Never raises."""
+        answer: dict[str, Any] = {}
         try:
             self.send({"close": True, "metrics": metrics, "broken": broken})
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-        except (OSError, ValueError):  # the helper is gone (broken pipe): it warned, nothing to end
-            pass
-        status = self._process.wait()
-        shutil.rmtree(self._spool, ignore_errors=True)
-        if status != 0:  # it could not even warn (e.g. it failed to start)
-            tracking_failed(self.stage, RuntimeError(f"the MLflow helper process exited with status {status}"))
+            self._socket.shutdown(socket.SHUT_WR)
+            line = self._socket.makefile("rb").readline()
+            answer = json.loads(line) if line else {}
+        except (OSError, ValueError) as err:
+            if not broken:
+                tracking_failed(self.stage, err)
+            return
+        finally:
+            self._socket.close()
+            shutil.rmtree(self._spool, ignore_errors=True)
+        for warning in answer.get("warnings", []):
+            log.warning("%s", warning)
+        if not answer.get("done") and not broken:
+            tracking_failed(self.stage, ConnectionResetError("the MLflow service ended before recording the stage"))
 
 
-def _read_lines(stream: TextIO, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
+class _SessionWarnings(logging.Handler):
+    """Keeps the warnings logged in a session's thread, for the session's answer."""
+
+    local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kept = getattr(self.local, "warnings", None)
+        if kept is not None and record.levelno >= logging.WARNING:
+            kept.append(record.getMessage())
+
+
+def _read_lines(connection: socket.socket, lines: queue.Queue) -> None:
+    with contextlib.suppress(OSError):
+        for line in connection.makefile("rb"):
+            lines.put(line)
     lines.put(None)  # end of input
 
 
-def serve(stage: str, stream: TextIO, open_tracker: Callable[[str], Any]) -> None:
-    """The helper: read calls from ``stream`` at once (the stage never blocks on a full pipe), open the stage run
-    (``open_tracker``: :func:`pipeline.tracking._open_tracker`), replay the calls, end the runs at ``close`` (or
-    FAILED if the input ends without it)."""
+def serve_session(connection: socket.socket, open_tracker: Callable[[dict[str, Any]], Any]) -> None:
+    """One stage's connection: read its calls at once, open its run (``open_tracker``:
+    :func:`pipeline.tracking._open_tracker`), replay the calls, end the runs at ``close`` (or FAILED if the
+    connection ends without it) and answer ``done`` with the session's warnings."""
+    _SessionWarnings.local.warnings = []
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(stream, lines), daemon=True).start()
-    tracker = open_tracker(stage)  # imports MLflow: the slow part, while the stage works
-    broken = tracker is None
-    while (line := lines.get()) is not None:
-        message = json.loads(line)
-        if "close" in message:
-            if tracker is not None:
-                tracker.close(message["metrics"], broken=broken or message["broken"])
-            return
-        if broken:
-            continue
+    threading.Thread(target=_read_lines, args=(connection, lines), daemon=True).start()
+    tracker, broken, stage = None, True, "?"
+    try:
+        while (line := lines.get()) is not None:
+            message = json.loads(line)
+            if "open" in message:
+                stage = message["open"]["stage"]
+                tracker = open_tracker(message["open"])
+                broken = tracker is None
+            elif "close" in message:
+                if tracker is not None:
+                    tracker.close(message["metrics"], broken=broken or message["broken"])
+                    tracker = None
+                answer = {"done": True, "warnings": _SessionWarnings.local.warnings}
+                connection.sendall((json.dumps(answer) + "\n").encode())
+                return
+            elif not broken:
+                try:
+                    getattr(tracker.mlflow, message["call"])(*message["args"], **message["kwargs"])
+                except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+                    broken = True
+                    tracking_failed(stage, err)
+        if tracker is not None:  # the stage died before closing
+            tracker.close(None, broken=True)
+    except Exception:  # noqa: BLE001 - one broken session must not stop the service
+        log.exception("mlflow service: session of stage %s failed", stage)
+    finally:
+        with contextlib.suppress(OSError):
+            connection.close()
+
+
+def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> None:
+    """Listen on ``path``, one thread per stage session; exit after ``$PROTOSCENE_MLFLOW_IDLE_S`` seconds with no
+    session (taking the start/stop lock, so no stage is connecting at that moment)."""
+    idle_s = float(os.environ.get("PROTOSCENE_MLFLOW_IDLE_S", "60"))
+    logging.getLogger("pipeline.tracking").addHandler(_SessionWarnings())
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    listener.settimeout(0.5)
+    log.info("mlflow service: listening on %s (pid %d)", path, os.getpid())
+    sessions: list[threading.Thread] = []
+    last_active = time.monotonic()
+    while True:
         try:
-            getattr(tracker.mlflow, message["call"])(*message["args"], **message["kwargs"])
-        except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
-            broken = True
-            tracking_failed(stage, err)
-    if tracker is not None:  # the stage died before closing
-        tracker.close(None, broken=True)
+            connection, _ = listener.accept()
+        except TimeoutError:
+            sessions = [thread for thread in sessions if thread.is_alive()]
+            if sessions:
+                last_active = time.monotonic()
+            elif time.monotonic() - last_active > idle_s:
+                with _lock(path.with_suffix(".lock"), blocking=False) as stopping:
+                    if stopping:
+                        listener.close()
+                        path.unlink(missing_ok=True)
+                        log.info("mlflow service: idle for %.0f s, stopped", idle_s)
+                        return
+            continue
+        connection.settimeout(None)
+        connection.sendall(b"ready\n")
+        thread = threading.Thread(target=serve_session, args=(connection, open_tracker), daemon=True)
+        thread.start()
+        sessions.append(thread)

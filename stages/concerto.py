@@ -31,7 +31,7 @@ def main(
     workers: int = typer.Option(2, help="CPU processes encoding sequences in parallel (each with --threads threads; "
                                         "same output for any number; ignored on CUDA)."),
 ) -> None:
-    with early_tracking("concerto"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("concerto"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline import runtime
         from pipeline.steps import concerto
         params = load_params()

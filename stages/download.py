@@ -24,7 +24,7 @@ def main(
     archive_cache: Path = typer.Option(Path(".cache/synthia"), help="Where real archives are kept (resume)."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Render processes (does not change outputs)."),
 ) -> None:
-    with early_tracking("download"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("download"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import download
         download.run(load_params(), out, archive_cache, workers)
 

@@ -24,7 +24,7 @@ def main(
     workers: int = typer.Option(2, help="Rendering processes (one drive each; output does not depend on it)."),
     progress: bool = typer.Option(True, help="Show a progress bar over drives."),
 ) -> None:
-    with early_tracking("drives"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("drives"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import drives
         drives.run(load_params(), out, workers, progress)
 

@@ -26,7 +26,7 @@ def main(
     phase1: Path = typer.Option(Path("models/phase1/model.pt"), help="Phase-one model."),
     phase2: Path = typer.Option(Path("models/phase2/model.pt"), help="Phase-two (video) model."),
 ) -> None:
-    with early_tracking("evaluate"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("evaluate"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import evaluate
         evaluate.run(load_params(), raw, clouds, frames, reports, phase1, phase2)
 

@@ -23,7 +23,7 @@ def main(
     clouds: Path = typer.Option(Path("data/pointclouds"), help="Point-cloud parquet (camera coordinates)."),
     out: Path = typer.Option(Path("data/frames"), help="Frame cache to write."),
 ) -> None:
-    with early_tracking("frames"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("frames"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import frames
         frames.run(load_params(), raw, clouds, out)
 

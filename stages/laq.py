@@ -29,7 +29,7 @@ def main(
     resume: bool = typer.Option(True, help="Continue from --state if it was written with the same params and data."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    with early_tracking("laq"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("laq"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import laq
         laq.run(load_params(), features, raw, out, state, resume, progress, videos, drives)
 

@@ -24,7 +24,7 @@ def main(
     out: Path = typer.Option(Path("data/pointclouds"), help="Parquet dataset to write."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Processes (does not change outputs)."),
 ) -> None:
-    with early_tracking("pointclouds"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("pointclouds"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import pointclouds
         pointclouds.run(load_params(), raw, out, workers)
 

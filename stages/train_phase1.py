@@ -25,7 +25,7 @@ def main(
     state: Path = typer.Option(Path("checkpoints/phase1/state.pt"), help="Resumable training state."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
-    with early_tracking("train_phase1"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("train_phase1"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import train_phase1
         train_phase1.run(load_params(), frames, out, state, device)
 

@@ -26,7 +26,7 @@ def main(
     state: Path = typer.Option(Path("checkpoints/phase2/state.pt"), help="Resumable training state."),
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
-    with early_tracking("train_phase2"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("train_phase2"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline.steps import train_phase2
         train_phase2.run(load_params(), frames, phase1, out, state, device)
 

@@ -32,7 +32,7 @@ def main(
                                         "model runs 17.7 frames/s vs 12.8 with 1). On a shared, busy machine 1 is "
                                         "faster: intra-op thread barriers stall."),
 ) -> None:
-    with early_tracking("vggt"):  # the MLflow helper imports MLflow while the block imports torch & co.
+    with early_tracking("vggt"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline import runtime
         from pipeline.steps import vggt
         params = load_params()

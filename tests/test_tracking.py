@@ -99,18 +99,21 @@ def test_tracking_failure_does_not_fail_the_stage(store, monkeypatch, caplog, ca
 
 def test_failure_while_logging_is_not_fatal_and_relog_recovers(store, monkeypatch, caplog):
     """MLflow breaks mid-stage: the stage still completes, warns once; `relog` logs the reports afterwards."""
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
     from pipeline.tracking import relog, stage_run
 
     monkeypatch.setenv("DVC_EXP_NAME", "broken")
-    monkeypatch.setenv("PROTOSCENE_MLFLOW", "inline")  # the patched module is this process's
+    monkeypatch.setenv("PROTOSCENE_MLFLOW", "inline")  # the patched client is this process's
+    log_batch = MlflowClient.log_batch
 
-    def locked(*args, **kwargs):
-        raise RuntimeError("database is locked")
+    def locked(self, run_id, metrics=(), **kwargs):
+        if metrics:
+            raise RuntimeError("database is locked")
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(mlflow, "log_metrics", locked)
+        patch.setattr(MlflowClient, "log_batch", locked)
         with stage_run("laq", store / "reports/laq") as run:
             run.log_step("train", 1, {"loss": 2.0})
             run.log_step("train", 2, {"loss": 1.5})
