@@ -273,8 +273,11 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
     sessions: list[threading.Thread] = []
     last_active = time.monotonic()
     while True:
+        connection = None
         try:
             connection, _ = listener.accept()
+            connection.settimeout(None)
+            connection.sendall(b"ready\n")
         except TimeoutError:
             sessions = [thread for thread in sessions if thread.is_alive()]
             if sessions:
@@ -287,8 +290,12 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
                         log.info("mlflow service: idle for %.0f s, stopped", idle_s)
                         return
             continue
-        connection.settimeout(None)
-        connection.sendall(b"ready\n")
+        except OSError as err:  # a stage gone before the greeting, out of file descriptors...: serve on
+            log.warning("mlflow service: a connection failed (%s)", err)
+            if connection is not None:
+                connection.close()
+            time.sleep(0.1)
+            continue
         thread = threading.Thread(target=serve_session, args=(connection, open_tracker), daemon=True)
         thread.start()
         sessions.append(thread)

@@ -107,3 +107,20 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a killed child of this process stays a zombie until reaped
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_connections_that_vanish_do_not_stop_the_service(own_service):
+    """Clients that hang up before the greeting, or in the middle of a session, cost the service nothing."""
+    root, path = own_service
+    with stage_run("pointclouds", root / "reports/pointclouds") as run:
+        run.log_metrics({"points": 1})
+    for message in (b"", b'{"open": {"stage": "frames"'):  # gone at once; gone mid-line
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))
+        client.sendall(message)
+        client.close()
+    with stage_run("frames", root / "reports/frames") as run:
+        run.log_metrics({"points": 2})
+    assert len(_service_pids(path)) == 1
+    _, _, runs = runs_of(root)
+    assert {"svc/pointclouds", "svc/frames"} <= {r.info.run_name for r in runs if r.info.status == "FINISHED"}
