@@ -367,6 +367,34 @@ class _RunCalls:
         self.client.log_dict(self.run_id, obj, artifact_file)
 
 
+_store_files: dict[str, tuple[int, int] | None] = {}  # SQLite store URI -> (device, inode) of its file when last used
+
+
+def _sqlite_file_id(uri: str) -> tuple[int, int] | None:
+    try:
+        stat = Path(uri.removeprefix("sqlite:///")).stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _forget_replaced_store(uri: str) -> None:
+    """Drop MLflow's cached store objects when the SQLite file behind ``uri`` was deleted or replaced since this
+    process last used it (the service outlives stages: after ``rm mlflow.db`` its cached connections would
+    otherwise write into the deleted file, and those runs would be lost without a word)."""
+    if uri.startswith("sqlite:///") and uri in _store_files and _sqlite_file_id(uri) != _store_files[uri]:
+        # MLflow caches one store object and one SQLAlchemy engine per URI (private attributes: if a new MLflow
+        # renames them, this raises and the stage's tracking fails with a warning, never silently)
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+        log.info("mlflow: %s was replaced; reopened", uri)
+
+
 class _Tracker:
     """The MLflow side of one stage: its stage run under the experiment's parent run, from a
     :func:`stage_session` (of this process or, in the service, of the stage's).
@@ -382,9 +410,12 @@ class _Tracker:
 
         self.stage = session["stage"]
         with locks.exclusive(session["lock"]):
+            _forget_replaced_store(session["uri"])
             self.client = MlflowClient(tracking_uri=session["uri"])  # opening the store creates/migrates the schema
             experiment_id = _experiment_id(self.client, session)
             self.parent = _parent_run_id(self.client, experiment_id, session)
+            if session["uri"].startswith("sqlite:///"):
+                _store_files[session["uri"]] = _sqlite_file_id(session["uri"])
         run = self.client.create_run(experiment_id, run_name=f"{session['run_name']}/{self.stage}",
                                      tags={**session["tags"], "mlflow.parentRunId": self.parent})
         self.mlflow = _RunCalls(self.client, run.info.run_id)

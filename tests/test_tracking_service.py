@@ -124,3 +124,16 @@ def test_connections_that_vanish_do_not_stop_the_service(own_service):
     assert len(_service_pids(path)) == 1
     _, _, runs = runs_of(root)
     assert {"svc/pointclouds", "svc/frames"} <= {r.info.run_name for r in runs if r.info.status == "FINISHED"}
+
+
+def test_a_store_deleted_between_stages_is_created_again(own_service):
+    """The service outlives stages; a store removed in between (``rm mlflow.db``) must not swallow the next runs."""
+    root, path = own_service
+    with stage_run("pointclouds", root / "reports/pointclouds") as run:
+        run.log_metrics({"points": 1})
+    (root / "mlflow.db").unlink()
+    with stage_run("frames", root / "reports/frames") as run:
+        run.log_metrics({"points": 2})
+    assert len(_service_pids(path)) == 1
+    _, _, runs = runs_of(root)
+    assert {r.info.run_name for r in runs} == {"svc", "svc/frames"}
