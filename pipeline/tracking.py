@@ -148,15 +148,15 @@ def stage_session(stage: str) -> dict[str, Any]:
     root = tracking_root()
     uri = tracking_uri()
     own_store = root / "mlflow.db"
-    commit = _git_head()
-    tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": run_name(), "dvc.role": "stage",
+    commit, name = _git_head(), run_name()
+    tags = {"dvc.stage": os.environ.get("DVC_STAGE", stage), "dvc.exp_name": name, "dvc.role": "stage",
             "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
             "mlflow.user": _user(), "mlflow.source.type": "LOCAL", "mlflow.source.name": f"stages/{stage}.py"}
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return {"stage": stage, "uri": uri, "own_store": str(own_store) if uri == f"sqlite:///{own_store}" else None,
             "artifact_root": (root / "mlartifacts").as_uri(), "lock": str(root / "mlflow.db.lock"),
-            "run_name": run_name(), "tags": tags}
+            "run_name": name, "tags": tags}
 
 
 def _user() -> str:
@@ -500,7 +500,8 @@ def stage_run(stage: str, report_dir: Path | None = None) -> Iterator[StageRun]:
     """Open the tracking context of one DVC stage (see module docstring)."""
     report_dir = report_dir or project_root() / "reports" / stage
     report_dir.mkdir(parents=True, exist_ok=True)
-    tracker = _adopt_early(stage) if stage in _started_early else _start_tracker(stage)
+    started_here = _started_early.get(stage, (None, None))[0] == os.getpid()  # by early_tracking, not before a fork
+    tracker = _adopt_early(stage) if started_here else _start_tracker(stage)
     run = StageRun(stage, report_dir, tracker.mlflow if tracker is not None else None)
     try:
         yield run
