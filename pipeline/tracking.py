@@ -16,8 +16,9 @@ and compare UI. Every stage opens :func:`stage_run`, which
   ``<experiment>/<stage>``, tagged with ``dvc.stage``, ``dvc.exp_name`` and ``dvc.baseline_rev``;
 - writes ``reports/<stage>/metrics.json`` atomically when the stage finishes without error.
 
-The MLflow calls run in a helper process by default (:mod:`pipeline.tracking_remote`: importing MLflow then
-overlaps with the stage's work); ``PROTOSCENE_MLFLOW=inline`` makes them in the stage's own process.
+The MLflow calls are made by default by one long-lived MLflow service process per checkout
+(:mod:`pipeline.tracking_remote`: MLflow is imported and its store opened once per run, not once per stage);
+``PROTOSCENE_MLFLOW=inline`` makes them in the stage's own process.
 
 Tracking never fails a stage: any MLflow error is one warning line (the outputs are fine; ``protoscene
 relog <stage>`` logs ``reports/<stage>`` again). ``PROTOSCENE_MLFLOW=off`` disables MLflow (logging

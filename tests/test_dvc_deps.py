@@ -23,7 +23,7 @@ OUTPUT_NEUTRAL = {
     "pipeline/errors.py",      # error types and the one-line error report
     "pipeline/io/atomic.py",   # write-to-temp-then-rename (same bytes, only the path dance)
     "pipeline/tracking.py",    # MLflow logging and the DVC metric/curve files' writer (formatting only)
-    "pipeline/tracking_remote.py",  # the helper process that makes the MLflow calls
+    "pipeline/tracking_remote.py",  # the MLflow service that makes the MLflow calls
     "pipeline/headline.py",    # which metrics MLflow shows on the parent run
     "pipeline/io/locks.py",    # inter-process file locks around the MLflow store
     "pipeline/progress.py",    # progress bars and log lines

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("stages",),
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}
-TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote",  # the helper process of pipeline.tracking
+TRACKING_USERS = ("pipeline.steps", "pipeline.tracking_remote",  # the MLflow service of pipeline.tracking
                   "stages")  # early_tracking only
 
 
