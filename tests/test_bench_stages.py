@@ -15,6 +15,9 @@ def test_table_reads_run_facts_and_limits(tmp_path, monkeypatch):
     (tmp_path / "reports/train_phase1/run.json").write_text(json.dumps(
         {"train": {"train_seconds": 40.0, "steps": 200, "peak_rss_mb": 900.0, "data_seconds": 10.0,
                    "compute_seconds": 30.0}, "process": {"seconds": 47.5, "peak_rss_mb": 950.0}}))
+    (tmp_path / "reports/laq").mkdir(parents=True)  # a resumable loop: steps and seconds of this run
+    (tmp_path / "reports/laq/run.json").write_text(json.dumps(
+        {"training": {"seconds_this_run": 100.0, "steps_this_run": 600}, "process": {"seconds": 120.0}}))
     (tmp_path / "reports/bench").mkdir()
     (tmp_path / "reports/bench/pointclouds.json").write_text(json.dumps(
         {"decode_only_frames_per_s": 20.0, "stage_vs_decode_only": 0.5}))
@@ -23,6 +26,7 @@ def test_table_reads_run_facts_and_limits(tmp_path, monkeypatch):
     assert set(rows) == set(stages.yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"])
     phase1 = rows["train_phase1"]
     assert (phase1["wall_s"], phase1["throughput"], phase1["unit"]) == (47.5, 5.0, "steps/s")  # the whole process
+    assert (rows["laq"]["throughput"], rows["laq"]["unit"]) == (6.0, "steps/s")
     assert phase1["peak_rss_mb"] == 900.0 and phase1["data_wait_share"] == 0.25
     assert "20.0 frames/s" in rows["pointclouds"]["limit"] and rows["pointclouds"]["source"] == "no run.json"
     assert "| train_phase1 | 47.5 | 5 steps/s | 900 | 25 % |" in stages.markdown(report)

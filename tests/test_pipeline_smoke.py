@@ -101,6 +101,7 @@ def check_outputs_exist_and_are_valid(smoke_repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
     assert metrics(root, "download")["sequences"] == 3
+    assert json.loads((root / "reports/download/run.json").read_text())["frames_per_s"] > 0  # 9 depth images
     cloud = metrics(root, "pointclouds")
     assert cloud["frames"] == 9 and cloud["points"] == 9 * 512
     assert metrics(root, "frames")["frames"] + metrics(root, "frames")["skipped_frames"] == 9

@@ -49,7 +49,8 @@ def throughput(facts: dict[str, Any]) -> tuple[float | None, str]:
     for key, unit in THROUGHPUT_KEYS:
         if (value := _find(facts, key)) is not None:
             return float(value), unit
-    steps, seconds = _find(facts, "steps_this_run") or _find(facts, "steps"), _find(facts, "train_seconds")
+    steps = _find(facts, "steps_this_run") or _find(facts, "steps")
+    seconds = _find(facts, "train_seconds") or _find(facts, "seconds_this_run")
     if steps and seconds:
         return float(steps) / float(seconds), "steps/s"
     return None, ""

@@ -9,6 +9,7 @@ output is bit-identical to ``synthetic`` so the depth branch does not rerun. The
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2
     data, download = parse_section(params, "data", DataParams), parse_section(params, "download", DownloadParams)
     with atomic.transaction(), stage_run("download") as stage:  # data/raw and reports change together
         stage.log_params({"data": params["data"], "download": params["download"]})
+        start = time.perf_counter()
         with atomic_dir(out) as tmp:
             if download.source in ("synthetic", "videos"):
                 config = GeneratorConfig(seed=data.seed, sequences=data.sequences, frames=data.frames,
@@ -43,3 +45,5 @@ def run(params: dict[str, Any], out: Path, archive_cache: Path, workers: int = 2
         files = [p for p in atomic.current_path(out).rglob("*") if p.is_file()]
         stage.log_metrics({"source": download.source, "sequences": len(folders), "files": len(files),
                            "bytes": sum(p.stat().st_size for p in files)})
+        frames = sum(p.suffix == ".png" and "Depth" in p.parts for p in files)  # depth images, every camera
+        stage.log_run_facts({"frames_per_s": round(frames / (time.perf_counter() - start), 2)})
