@@ -48,6 +48,7 @@ log = logging.getLogger("pipeline.tracking")
 CODE_ROOT = Path(__file__).resolve().parents[1]
 TRACKING_CODE = ("pipeline/tracking.py", "pipeline/tracking_remote.py", "pipeline/headline.py")
 CONNECT_TIMEOUT_S = 30.0
+MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 (sockaddr_un), macOS 103
 
 
 def tracking_failed(stage: str, err: BaseException) -> None:
@@ -97,11 +98,12 @@ def _lock(path: Path, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
-def _start_service(path: Path) -> None:
-    """``python -m pipeline.tracking SOCKET`` in its own session (it outlives the stage), output to ``<socket>.log``."""
+def _start_service(path: Path) -> int:
+    """``python -m pipeline.tracking SOCKET`` in its own session (it outlives the stage), output to ``<socket>.log``;
+    returns its pid."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))}
     logfile = str(path.with_suffix(".log"))
-    os.posix_spawn(sys.executable, [sys.executable, "-m", "pipeline.tracking", str(path)], env, setsid=True,
+    return os.posix_spawn(sys.executable, [sys.executable, "-m", "pipeline.tracking", str(path)], env, setsid=True,
                    file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                  (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
                                  (os.POSIX_SPAWN_DUP2, 1, 2)])
@@ -127,19 +129,29 @@ def connect_service() -> socket.socket:
     if not hasattr(socket, "AF_UNIX") or not hasattr(os, "posix_spawn"):
         raise OSError("Unix sockets are not available on this platform")
     path = service_socket()
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise OSError(f"{path}: too long for a Unix socket (set TMPDIR to a shorter folder)")
     with _lock(path.with_suffix(".lock")):  # one stage at a time starts a service or connects to one
         with contextlib.suppress(OSError):
             return _connect(path)
         path.unlink(missing_ok=True)  # a service that died without cleaning up
-        _start_service(path)
+        pid = _start_service(path)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
             try:
                 return _connect(path)
             except OSError:
-                if time.monotonic() > deadline:
+                if _exited(pid) or time.monotonic() > deadline:  # a service that exited will not answer
                     raise OSError(f"the MLflow service did not start (see {path.with_suffix('.log')})") from None
                 time.sleep(0.05)
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited (reaped here, or already reaped elsewhere)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
 
 
 class _Calls:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import sys
 import time
 import uuid
 
@@ -137,3 +139,32 @@ def test_a_store_deleted_between_stages_is_created_again(own_service):
     assert len(_service_pids(path)) == 1
     _, _, runs = runs_of(root)
     assert {r.info.run_name for r in runs} == {"svc", "svc/frames"}
+
+
+def test_a_service_that_cannot_start_means_inline_tracking_at_once(own_service, monkeypatch, caplog):
+    """No wait for a service that died at start (here: an interpreter that exits at once): the stage says so in
+    one info line and records its run from its own process."""
+    root, _ = own_service
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))
+    caplog.set_level("INFO", logger="pipeline.tracking")
+    start = time.monotonic()
+    with stage_run("pointclouds", root / "reports/pointclouds") as run:
+        run.log_metrics({"points": 4})
+    assert time.monotonic() - start < 20  # not the 30 s start-up deadline
+    assert any("tracking service is not reachable" in r.getMessage() for r in caplog.records)
+    _, _, runs = runs_of(root)
+    assert [r.data.metrics["points"] for r in runs if r.info.run_name == "svc/pointclouds"] == [4.0]
+
+
+def test_a_socket_path_too_long_means_inline_tracking_at_once(own_service, monkeypatch, tmp_path, caplog):
+    """A temporary folder too deep for a Unix socket name: inline tracking, said in one info line, no wait."""
+    root, _ = own_service
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    caplog.set_level("INFO", logger="pipeline.tracking")
+    with stage_run("frames", root / "reports/frames") as run:
+        run.log_metrics({"points": 5})
+    assert any("too long for a Unix socket" in r.getMessage() for r in caplog.records)
+    _, _, runs = runs_of(root)
+    assert [r.data.metrics["points"] for r in runs if r.info.run_name == "svc/frames"] == [5.0]
