@@ -180,10 +180,14 @@ class RemoteTracker:
     def __init__(self, session: dict[str, Any]):
         self.stage = session["stage"]
         self._socket = connect_service()
+        try:
+            self.send({"open": session})
+        except OSError:
+            self._socket.close()
+            raise
         self._spool = Path(tempfile.mkdtemp(prefix=f"protoscene-mlflow-{self.stage}-"))
         self._files = 0
         self.mlflow = _Calls(self)
-        self.send({"open": session})
 
     def send(self, message: dict[str, Any]) -> None:
         self._socket.sendall((json.dumps(message, default=_json_value) + "\n").encode())
