@@ -27,7 +27,6 @@ after the call); the stage removes the folder once the service has answered.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -39,9 +38,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pipeline.io import locks
 
 log = logging.getLogger("pipeline.tracking")
 
@@ -80,24 +81,6 @@ def service_socket() -> Path:
     return folder / f"mlflow-{digest.hexdigest()}.sock"
 
 
-@contextlib.contextmanager
-def _lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """An exclusive ``flock`` on ``path`` for the block; yields whether it was taken (always, if ``blocking``)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _start_service(path: Path) -> int:
     """``python -m pipeline.tracking SOCKET`` in its own session (it outlives the stage), output to ``<socket>.log``;
     returns its pid."""
@@ -131,7 +114,7 @@ def connect_service() -> socket.socket:
     path = service_socket()
     if len(str(path).encode()) > MAX_SOCKET_PATH:
         raise OSError(f"{path}: too long for a Unix socket (set TMPDIR to a shorter folder)")
-    with _lock(path.with_suffix(".lock")):  # one stage at a time starts a service or connects to one
+    with locks.exclusive(path.with_suffix(".lock")):  # one stage at a time starts a service or connects to one
         with contextlib.suppress(OSError):
             return _connect(path)
         path.unlink(missing_ok=True)  # a service that died without cleaning up
@@ -299,7 +282,7 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
             if sessions:
                 last_active = time.monotonic()
             elif time.monotonic() - last_active > idle_s:
-                with _lock(path.with_suffix(".lock"), blocking=False) as stopping:
+                with locks.exclusive(path.with_suffix(".lock"), blocking=False) as stopping:
                     if stopping:
                         listener.close()
                         path.unlink(missing_ok=True)
