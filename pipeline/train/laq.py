@@ -12,9 +12,9 @@ mean), so "this cell empties" is a change the decoder predicts like any other. M
 
 Training is deterministic for a seed on CPU: the batch of step s is drawn from a generator seeded
 with (seed, s), so a resumed run draws the same batches; the NSVQ noise uses the global torch RNG,
-whose state is saved with the resume state (:mod:`pipeline.train.loop`). Under torchrun (``WORLD_SIZE > 1``) the model is wrapped in DDP
-(``broadcast_buffers=False``: the code-usage counters stay per rank and are all-reduced by the
-quantizer) and each rank takes a strided share of the step's batch.
+whose state is saved with the resume state (:mod:`pipeline.train.loop`). With several processes (``cpu_ranks`` or torchrun) each rank takes a strided share of the step's
+batch and the gradients are averaged (DDP on CUDA with ``broadcast_buffers=False``, so the code-usage counters
+stay per rank and are all-reduced by the quantizer; :meth:`TrainLoop.sync_gradients` on the CPU).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from pipeline.data.features_cache import load_features, load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.models.laq import LAQ, LAQConfig
+from pipeline.models.optim import Adam
 from pipeline.models.laq.nsvq import perplexity
 from pipeline.models.ptv3.bev_tokens import BEVGrid
 from pipeline.params.laq import LAQParams
@@ -288,7 +289,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     standardise(train, mean, std)
     standardise(val, mean, std)
     model = LAQ(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, betas=(0.9, 0.99))
+    optimizer = Adam(model.parameters(), lr=params.lr, betas=(0.9, 0.99))
     loop = TrainLoop("laq", model, optimizer, steps=params.steps, schedule=lr_schedule(params), state_path=state_path,
                      identity=identity_digest(_signature(params, config, splits, manifest)),
                      checkpoint_every=params.checkpoint_every, info=info, run=run, progress=progress, resume=resume)
@@ -308,6 +309,7 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
         out = net(*train.batch(idx, device, mirror if params.mirror > 0 else None))
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        loop.sync_gradients()
         if params.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         optimizer.step()

@@ -6,9 +6,9 @@ and keeps only what is its own (batch, loss, metrics)::
     loop = TrainLoop("train phase 1", model, optimizer, steps=..., schedule=WarmupCosine(steps, 50),
                      state_path=Path("checkpoints/phase1/state.pt"), identity=digest, checkpoint_every=200,
                      info=info, run=run)
-    net = loop.wrap()                      # DistributedDataParallel under torchrun, else the model itself
+    net = loop.wrap()                      # DistributedDataParallel for CUDA ranks, else the model itself
     for step in loop.steps(stop_after):    # learning rates set for this step; resume state saved on cadence
-        ... forward, backward, optimizer.step() ...
+        ... forward, backward, loop.sync_gradients(), optimizer.step() ...
         if loop.due(step, log_every):
             loop.log("train", step, terms)
     if not loop.stopped:
@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 import torch
 
+from pipeline.models.optim import Adam
 from pipeline.progress import progress_bar
 from pipeline.train import common
 
@@ -94,14 +95,27 @@ def identity_digest(*parts: Any) -> str:
 
 
 def average_gradients(model: torch.nn.Module) -> None:
-    """All-reduce-mean every gradient over the DDP processes (zeros for unused parameters); for models that
-    are not wrapped in DistributedDataParallel (their forward is not a single call). No-op in one process."""
+    """All-reduce-mean every gradient over the processes (zeros for unused trainable parameters), one all-reduce per
+    dtype and device over the flattened gradients; for models not wrapped in DistributedDataParallel (their
+    forward is not a single call, or CPU ranks: :meth:`TrainLoop.wrap`). No-op in one process.
+
+    The values equal DDP's: DDP divides by the world size before summing and this sums first, which for 2
+    ranks (a power of 2) rounds identically; the sum over ranks is element-wise either way."""
     if not common.is_distributed():
         return
+    by_kind: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
     for p in model.parameters():
+        if not p.requires_grad:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        common.all_reduce_mean(p.grad)
+        by_kind.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+    for grads in by_kind.values():
+        flat = common.all_reduce_mean(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
 
 
 class DataClock:
@@ -159,7 +173,7 @@ class TrainLoop:
     existing state.
     """
 
-    def __init__(self, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, steps: int,
+    def __init__(self, name: str, model: torch.nn.Module, optimizer: Adam, *, steps: int,
                  schedule: Callable[[int, float], float], state_path: Path, identity: str, checkpoint_every: int,
                  info: common.DistInfo, run: CurveSink | None = None, progress: bool = True,
                  resume: bool = True) -> None:
@@ -175,6 +189,7 @@ class TrainLoop:
         self.stopped_at: int | None = None  # the step before which steps(stop_after) stopped
         self.seconds = 0.0
         self.clock = DataClock()
+        self.ddp = False  # set by wrap(): gradients are averaged by DistributedDataParallel
         if resume:
             self._resume()
 
@@ -197,8 +212,14 @@ class TrainLoop:
                     self.run.log_step(curve, int(row["step"]), {k: v for k, v in row.items() if k != "step"})
 
     def wrap(self, broadcast_buffers: bool = True) -> torch.nn.Module:
-        """The model in DistributedDataParallel when this is a torchrun job, else the model itself."""
-        if not self.info.distributed:
+        """The model in DistributedDataParallel for a multi-process CUDA job, else the model itself.
+
+        CPU ranks (``cpu_ranks``, gloo) are not wrapped: DDP's constructor imports ``torch._dynamo`` (~2.5 s per
+        rank on our CPUs) and its overlap of communication with backward buys nothing there. The training
+        function then calls :meth:`sync_gradients` after backward, which averages the gradients as DDP would
+        (same values: :func:`average_gradients`); every rank builds or resumes the same parameters and
+        buffers, so DDP's broadcast at wrap time changes nothing either."""
+        if not self.info.distributed or self.info.device.type == "cpu":
             return self.model
         ids = [self.info.device.index] if self.info.device.type == "cuda" else None
         ddp = torch.nn.parallel.DistributedDataParallel
@@ -206,7 +227,13 @@ class TrainLoop:
         # time, which changes nothing here: every rank builds or resumes the same buffers.
         name = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
                 else "broadcast_buffers")
+        self.ddp = True
         return ddp(self.model, device_ids=ids, **{name: broadcast_buffers})
+
+    def sync_gradients(self) -> None:
+        """After backward: average the gradients over the processes unless DDP (:meth:`wrap`) already did."""
+        if not self.ddp:
+            average_gradients(self.model)
 
     def learning_rate(self, step: int, group: int = 0) -> float:
         """The scheduled learning rate of parameter group ``group`` at ``step``."""

@@ -3,7 +3,7 @@
 Resumable (``checkpoints/phase1/state.pt`` holds model, optimiser, step and the params it was made
 with; a run with other params starts fresh), deterministic from ``train.seed`` (batches are drawn
 from ``(seed, step, rank)``), device auto (CUDA with bf16 autocast for the encoder), and runs under
-``torchrun`` (DDP, one shard of each batch per process; gloo on CPU).
+``torchrun`` (one shard of each batch per process; DDP on CUDA, gradients averaged by the loop on CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from pipeline.data.frames import FrameRecord, frame_selection  # noqa: F401 (frame_selection: where callers found it)
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
+from pipeline.models.optim import Adam
 from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_anchors
 from pipeline.models.slots.losses import loss_weights, total_loss
 from pipeline.models.slots.refine import refine_vectors
@@ -40,10 +41,10 @@ def records_fingerprint(records: list[FrameRecord]) -> str:
     return ";".join(f"{r.sequence}:{r.camera}:{r.frame}:{len(r.points)}" for r in records)
 
 
-def build_optimizer(model: SlotSceneModel, params: Phase1Params) -> torch.optim.Optimizer:
+def build_optimizer(model: SlotSceneModel, params: Phase1Params) -> Adam:
     proto = [model.prototypes.offsets]
     rest = [p for n, p in model.named_parameters() if not n.startswith("prototypes.")]
-    return torch.optim.Adam([{"params": rest, "lr": params.lr}, {"params": proto, "lr": params.prototype_lr}])
+    return Adam([{"params": rest, "lr": params.lr}, {"params": proto, "lr": params.prototype_lr}])
 
 
 @torch.no_grad()
@@ -157,6 +158,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
             terms["distill"] = distill.item()
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loop.sync_gradients()
         torch.nn.utils.clip_grad_norm_(ddp.parameters(), params.grad_clip)
         loop.optimizer.step()
         frames_seen += per_rank * info.world_size

@@ -55,6 +55,7 @@ from pipeline.models.slots.model import SlotParams
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import Forecaster, SlotTrack, best_of_k
+from pipeline.models.optim import Adam
 from pipeline.models.video.model import forecast_chamfer, world_track
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
@@ -324,13 +325,13 @@ def frozen_forecaster(model: VideoSlotModel, state: dict | None) -> Forecaster |
     return reference.eval()
 
 
-def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> torch.optim.Optimizer:
+def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> Adam:
     """Adam over the camera head and forecaster (``head_lr``) and, with ``finetune_slots``, the slot model (``lr``)."""
     head_params = [p for n, p in model.named_parameters() if not n.startswith("slots.")]
     groups = [{"params": head_params, "lr": params.head_lr}]
     if params.finetune_slots:
         groups.insert(0, {"params": list(model.slots.parameters()), "lr": params.lr})
-    return torch.optim.Adam(groups)
+    return Adam(groups)
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from pipeline.models.optim import Adam
 from pipeline.distributed import DistInfo
 from pipeline.train.loop import TrainLoop, WarmupCosine
 from tests.curve_rows import Rows
@@ -40,7 +41,7 @@ def test_the_two_angle_roundings_differ_only_in_the_last_bit():
 def _loop(state: Path, identity: str, seed: int = 0, **kw) -> TrainLoop:
     torch.manual_seed(seed)
     model = torch.nn.Linear(3, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    optimizer = Adam(model.parameters(), lr=0.1)
     return TrainLoop("test", model, optimizer, steps=6, schedule=WarmupCosine(6, 2), state_path=state,
                      identity=identity, checkpoint_every=4, info=CPU, progress=False, **kw)
 

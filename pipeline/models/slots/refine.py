@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pipeline.models.optim import Adam
 from pipeline.models.slots.losses import LossWeights, chamfer_term, free_space_term
 
 
@@ -21,7 +22,7 @@ def refine_vectors(model, batch: dict[str, Tensor], anchors: dict[str, Tensor], 
     v = vectors.detach().clone().requires_grad_(True)
     if steps <= 0:
         return v.detach()
-    optimizer = torch.optim.Adam([v], lr=lr)
+    optimizer = Adam([v], lr=lr)
     generator = torch.Generator(device=v.device)
     for step in range(steps):
         generator.manual_seed(seed + step)
