@@ -217,9 +217,14 @@ class TrainLoop:
         CPU ranks (``cpu_ranks``, gloo) are not wrapped: DDP's constructor imports ``torch._dynamo`` (~2.5 s per
         rank on our CPUs) and its overlap of communication with backward buys nothing there. The training
         function then calls :meth:`sync_gradients` after backward, which averages the gradients as DDP would
-        (same values: :func:`average_gradients`); every rank builds or resumes the same parameters and
-        buffers, so DDP's broadcast at wrap time changes nothing either."""
-        if not self.info.distributed or self.info.device.type == "cpu":
+        (same values: :func:`average_gradients`). As DDP does at wrap time, rank 0's parameters (and buffers,
+        with ``broadcast_buffers``) are copied to every rank first."""
+        if not self.info.distributed:
+            return self.model
+        if self.info.device.type == "cpu":
+            with torch.no_grad():
+                for tensor in [*self.model.parameters(), *(self.model.buffers() if broadcast_buffers else ())]:
+                    common.broadcast_(tensor, src=0)
             return self.model
         ids = [self.info.device.index] if self.info.device.type == "cuda" else None
         ddp = torch.nn.parallel.DistributedDataParallel

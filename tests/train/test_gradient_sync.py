@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from pipeline import distributed
-from pipeline.train.loop import average_gradients
+from pipeline.models.optim import Adam
+from pipeline.train.loop import TrainLoop, average_gradients
 
 
 def _model() -> torch.nn.Module:
@@ -52,3 +53,26 @@ def test_one_process_leaves_gradients_alone():
     before = [p.grad for p in model.parameters()]
     average_gradients(model)
     assert all(a is b for a, b in zip(before, (p.grad for p in model.parameters())))
+
+
+def _wrap_on_ranks(out: str) -> None:
+    info = distributed.init_distributed("cpu")
+    torch.manual_seed(info.rank)  # ranks built differently on purpose
+    model = torch.nn.Linear(4, 2)
+    own = model.weight.detach().clone()
+    loop = TrainLoop("t", model, Adam(model.parameters()), steps=1, schedule=lambda step, base: base,
+                     state_path=Path(out, f"state{info.rank}.pt"), identity="t", checkpoint_every=0, info=info,
+                     progress=False, resume=False)
+    net = loop.wrap()
+    torch.save({"own": own, "after": net.weight.detach().clone(), "wrapped": net is not model},
+               Path(out, f"rank{info.rank}.pt"))
+    if info.is_main:
+        distributed.leave_cpu_ranks()
+
+
+def test_cpu_ranks_start_from_rank_zero_parameters_without_ddp(tmp_path):
+    distributed.run_cpu_ranks(_wrap_on_ranks, 2, str(tmp_path))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not torch.equal(r0["own"], r1["own"])
+    assert torch.equal(r1["after"], r0["own"]) and torch.equal(r0["after"], r0["own"])
+    assert not r0["wrapped"] and not r1["wrapped"]  # no DistributedDataParallel on the CPU
