@@ -12,9 +12,10 @@ mean), so "this cell empties" is a change the decoder predicts like any other. M
 
 Training is deterministic for a seed on CPU: the batch of step s is drawn from a generator seeded
 with (seed, s), so a resumed run draws the same batches; the NSVQ noise uses the global torch RNG,
-whose state is saved with the resume state (:mod:`pipeline.train.loop`). With several processes (``cpu_ranks`` or torchrun) each rank takes a strided share of the step's
-batch and the gradients are averaged (DDP on CUDA with ``broadcast_buffers=False``, so the code-usage counters
-stay per rank and are all-reduced by the quantizer; :meth:`TrainLoop.sync_gradients` on the CPU).
+whose state is saved with the resume state (:mod:`pipeline.train.loop`). With several processes
+(``cpu_ranks`` or torchrun) each rank takes a strided share of the step's batch and the gradients are
+averaged: by DDP on CUDA (``broadcast_buffers=False``: the code-usage counters stay per rank and are
+all-reduced by the quantizer), by :meth:`TrainLoop.sync_gradients` on the CPU.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import torch
 from pipeline.data.features_cache import load_features, load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.models.laq import LAQ, LAQConfig
-from pipeline.models.optim import Adam
 from pipeline.models.laq.nsvq import perplexity
+from pipeline.models.optim import Adam
 from pipeline.models.ptv3.bev_tokens import BEVGrid
 from pipeline.params.laq import LAQParams
 from pipeline.train import common

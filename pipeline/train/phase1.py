@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from pipeline.data.frames import FrameRecord, frame_selection  # noqa: F401 (frame_selection: where callers found it)
-from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.optim import Adam
+from pipeline.models.slots import SlotModelConfig, SlotSceneModel
 from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_anchors
 from pipeline.models.slots.losses import loss_weights, total_loss
 from pipeline.models.slots.refine import refine_vectors

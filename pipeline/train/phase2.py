@@ -49,13 +49,13 @@ import numpy as np
 import torch
 
 from pipeline.geometry.rotations import geodesic_angle
+from pipeline.models.optim import Adam
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import make_batch, model_merge
 from pipeline.models.slots.model import SlotParams
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import Forecaster, SlotTrack, best_of_k
-from pipeline.models.optim import Adam
 from pipeline.models.video.model import forecast_chamfer, world_track
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
