@@ -33,7 +33,7 @@ Loss of a clip batch (each weight a param):
 Resumable (``checkpoints/phase2/state.pt``, :mod:`pipeline.train.loop`; its identity is the params and
 the phase-one model's hash), deterministic from ``seed`` (clip draws from ``(seed, step, rank)``), device auto, and DDP-ready:
 under ``torchrun`` each process takes its share of clips and gradients are averaged with
-:func:`pipeline.train.loop.average_gradients` before every step.
+:meth:`pipeline.train.loop.TrainLoop.sync_gradients` before every step.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.train import common
 from pipeline.train.grpo import grpo_loss
-from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine, average_gradients
+from pipeline.train.loop import CurveSink, TrainLoop, WarmupCosine
 
 SCHEDULES = ("constant", "increasing", "decreasing", "random")
 
@@ -394,7 +394,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         loss, terms = clip_loss(model, clips, params, weights, samples, generator, reference)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        average_gradients(model)
+        loop.sync_gradients()  # the model is never DDP-wrapped: its forward is not a single call
         torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         loop.optimizer.step()
         clips_seen += per_rank * info.world_size
