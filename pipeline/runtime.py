@@ -1,9 +1,8 @@
-"""Process settings and measurements shared by the model stages: device, torch threads, heap, memory.
+"""Process settings and measurements shared by the model stages: device, torch threads, memory (glibc heap
+settings: ``pipeline/heap.py``).
 
 - ``stage_device``: the ``--device`` option (``auto`` -> CUDA when available) as a ``torch.device``;
 - ``set_torch_threads`` / ``torch_threads``: torch's intra-op CPU thread count;
-- ``tame_heap`` / ``release_heap``: glibc heap settings that keep resident memory flat over many
-  differently sized frames (no-ops with other C libraries);
 - ``peak_rss_mb`` / ``cuda_memory_metrics``: peak host (MiB, ``ru_maxrss``) and CUDA memory.
 """
 
@@ -39,37 +38,6 @@ def set_torch_threads(threads: int) -> None:
 def torch_threads() -> int:
     """torch's current intra-op CPU thread count."""
     return torch.get_num_threads()
-
-
-def _libc():
-    """glibc via ctypes, or None (other C libraries / platforms: the heap helpers are no-ops)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-def tame_heap() -> None:
-    """Fix glibc's mmap threshold at 1 MiB so large tensors are mmapped and returned on free.
-
-    Measured on 8192-point Concerto frames (tiny preset): by default resident memory grows ~4 MB per frame
-    (fragmentation from each cloud's differently sized tensors, not a leak), ~1 GB over 240 frames; with
-    the fixed threshold ~1.3 MB per frame, and the per-frame time drops (~0.3 -> ~0.2 s). The rest is
-    given back with periodic ``release_heap`` calls.
-    """
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-
-
-def release_heap() -> None:
-    """Return freed heap pages to the OS (glibc ``malloc_trim``; no-op elsewhere)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def peak_rss_mb() -> float:

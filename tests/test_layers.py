@@ -2,7 +2,7 @@
 
 Layers, low -> high (a module may import its own layer and any lower one):
 
-0. ``pipeline.errors``, ``pipeline.config``, ``pipeline.runtime``, ``pipeline.distributed``,
+0. ``pipeline.errors``, ``pipeline.config``, ``pipeline.heap``, ``pipeline.runtime``, ``pipeline.distributed``,
    ``pipeline.progress``, ``pipeline.tracking``, ``pipeline.io``, ``pipeline.params`` (params.yaml models)
 1. ``pipeline.geometry``
 2. ``pipeline.data``
@@ -24,7 +24,7 @@ import pytest
 from tests.import_graph import module_name, project_imports, source_files
 
 LAYERS: list[tuple[str, ...]] = [
-    ("pipeline", "pipeline.errors", "pipeline.config", "pipeline.runtime", "pipeline.distributed",
+    ("pipeline", "pipeline.errors", "pipeline.config", "pipeline.heap", "pipeline.runtime", "pipeline.distributed",
      "pipeline.progress", "pipeline.tracking", "pipeline.tracking_remote", "pipeline.io", "pipeline.params"),
     ("pipeline.geometry",),
     ("pipeline.data",),

@@ -7,9 +7,9 @@ frames, alternately: for every frame, one decode-only pass (read and decode its 
 PNGs with the decoder the stage uses, ``imagecodecs``) and one call of the stage's per-frame function
 (:func:`pipeline.data.pointcloud.frame_points`), in an order that flips every frame. Each of
 ``--processes`` (<= cores) worker processes does this over its share of the frames; the report gives
-per-process medians (ms per frame, wall and CPU time), the aggregate rates (frames/s) and their ratio, the per-part time
-of the stage (decode depth / labels / RGB, mask + back-projection, sampling, normals, parquet write)
-and the same files decoded by the other installed decoders (OpenCV ``IMREAD_UNCHANGED``, ``pyspng``),
+per-process medians (ms per frame, wall and CPU time), the aggregate rates (frames/s) and their ratio, the
+per-part time of the stage in its order (decode depth, sampling, back-projection, normals, then decode and
+gather labels and RGB; the parquet write per frame) and the same files decoded by the other installed decoders (OpenCV ``IMREAD_UNCHANGED``, ``pyspng``),
 all checked to return equal arrays. The load average (``os.getloadavg``) is recorded with the numbers.
 """
 
@@ -33,7 +33,7 @@ from pipeline.data.sampling import subsample
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
 from pipeline.bench import write_report
 from pipeline.io import pointcloud_table, synthia
-from pipeline.steps.pointclouds import FrameTask, one_thread_per_worker, plan_tasks
+from pipeline.steps.pointclouds import FrameTask, init_frame_worker, plan_tasks
 from pipeline.params.pointcloud import PointcloudParams
 
 KINDS = ("depth", "labels", "rgb")
@@ -69,7 +69,8 @@ def _decode_only(task: FrameTask) -> None:
 
 
 def _parts(task: FrameTask) -> dict[str, float]:
-    """Milliseconds of each part of :func:`frame_points` for one frame (the same steps, timed one by one)."""
+    """Milliseconds of each part of :func:`frame_points` for one frame (the same steps in its order, timed one by
+    one)."""
     params, times, t = task.params, {}, time.perf_counter()
     paths = _paths(task)
 
@@ -81,27 +82,30 @@ def _parts(task: FrameTask) -> dict[str, float]:
 
     raw = synthia.read_depth_cm(paths["depth"], task.expect_hw)
     lap("decode_depth")
-    labels = synthia.read_labels_image(paths["labels"], task.expect_hw)
-    lap("decode_labels")
-    rgb = synthia.read_rgb(paths["rgb"], task.expect_hw)
-    lap("decode_rgb")
     rng = np.random.default_rng([params.seed, task.sequence_index, task.frame])
     if params.sampling == "random":
-        v, u = np.divmod(pointcloud.random_valid_pixels(raw, params.far_m, params.max_points, rng), raw.shape[1])
-        depth = raw[v, u].astype(np.float32) / synthia.CM_PER_M
+        pixels = pointcloud.random_valid_pixels(raw, params.far_m, params.max_points, rng)
         lap("mask_sampling")
     else:
-        v, u = np.divmod(np.flatnonzero(pointcloud.valid_depth_mask(raw, params.far_m)), raw.shape[1])
-        depth = raw[v, u].astype(np.float32) / synthia.CM_PER_M
+        pixels = np.flatnonzero(pointcloud.valid_depth_mask(raw, params.far_m))
         lap("mask")
-        keep = subsample(backproject_pixels(depth, v, u, task.intrinsics), params.max_points, params.sampling, rng)
-        v, u, depth = v[keep], u[keep], depth[keep]
+        v, u = np.divmod(pixels, raw.shape[1])
+        cloud = backproject_pixels(raw.reshape(-1)[pixels].astype(np.float32) / synthia.CM_PER_M, v, u, task.intrinsics)
+        pixels = pixels[subsample(cloud, params.max_points, params.sampling, rng)]
         lap("sampling")
-    points = backproject_pixels(depth, v, u, task.intrinsics)
-    _ = rgb[v, u], labels[v, u, :2]
-    lap("backproject_gather")
+    v, u = np.divmod(pixels, raw.shape[1])
+    points = backproject_pixels(raw.reshape(-1)[pixels].astype(np.float32) / synthia.CM_PER_M, v, u, task.intrinsics)
+    lap("backproject")
     pointcloud.frame_normals(raw, v, u, points, task.intrinsics, params)
     lap("normals")
+    labels = synthia.read_labels_image(paths["labels"], task.expect_hw)
+    lap("decode_labels")
+    _ = np.take(labels.reshape(-1, 3), pixels, axis=0)
+    lap("gather_labels")
+    rgb = synthia.read_rgb(paths["rgb"], task.expect_hw)
+    lap("decode_rgb")
+    _ = np.take(rgb.reshape(-1, 3), pixels, axis=0)
+    lap("gather_rgb")
     return times
 
 
@@ -167,7 +171,7 @@ def run(raw: Path, params: PointcloudParams, cameras: tuple[str, ...], frames: i
     load_start = os.getloadavg()
     shares = [tasks[i::processes] for i in range(processes)]
     t0 = time.perf_counter()
-    with mp.get_context("fork").Pool(processes, initializer=one_thread_per_worker) as pool:
+    with mp.get_context("fork").Pool(processes, initializer=init_frame_worker) as pool:
         results = pool.map(_worker_star, [(share, repeats) for share in shares])
     wall = time.perf_counter() - t0
     decode = [statistics.median(r["decode_ms"]) for r in results]
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", default="", help="WIDTHxHEIGHT: bench a synthetic sample rendered at this size "
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         report = run(raw, PointcloudParams(**params["pointcloud"]), cameras, args.frames,
                      min(args.processes, os.cpu_count() or 1), args.repeats)
     if args.size:
-        report["command"] += f" --size {args.size}"
+        report["command"] += f" --size {args.size} --frames {args.frames}"
     write_report(args.out, name, report, markdown(report))
 
 

@@ -88,24 +88,26 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
     """Columns of :data:`pipeline.io.pointcloud_table.SCHEMA` for one frame of one camera."""
     raw_cm = synthia.read_depth_cm(layout.depth(camera, frame), expect_hw)
     hw = raw_cm.shape
-    labels = synthia.read_labels_image(layout.labels(camera, frame), hw)  # gathered below, not copied whole
-    rgb = synthia.read_rgb(layout.rgb(camera, frame), hw)
-    pose = synthia.read_pose(layout.pose(camera, frame))
+    pose = synthia.read_pose(layout.pose(camera, frame))  # checked even when the clouds stay in camera axes
     if params.sampling == "random":  # back-project the kept pixels only
         pixels = random_valid_pixels(raw_cm, params.far_m, params.max_points, rng)
     else:
         pixels = np.flatnonzero(valid_depth_mask(raw_cm, params.far_m))  # row-major flat indices
     v, u = np.divmod(pixels, hw[1])
-    depth = raw_cm[v, u].astype(np.float32) / synthia.CM_PER_M  # as synthia.read_depth, at (v, u) only
+    depth = raw_cm.reshape(-1)[pixels].astype(np.float32) / synthia.CM_PER_M  # as synthia.read_depth, kept only
     points_cv = backproject_pixels(depth, v, u, intrinsics)
     if params.sampling != "random":
         keep = subsample(points_cv, params.max_points, params.sampling, rng)
-        u, v, depth, points_cv = u[keep], v[keep], depth[keep], points_cv[keep]
+        pixels, u, v, depth, points_cv = pixels[keep], u[keep], v[keep], depth[keep], points_cv[keep]
     normals_cv = frame_normals(raw_cm, v, u, points_cv, intrinsics, params)
     if params.coordinates == "world":
         points = cv_to_world(points_cv, pose)
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
     else:
         points, normals = points_cv, normals_cv
-    return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb[v, u], labels[v, u, 0],
-                                          labels[v, u, 1])
+    # Labels (class id, instance id, 0) and colour are decoded after the depth work (which so runs on a depth
+    # image still in cache) and gathered at the kept pixels at once, so each decoded image is freed before the
+    # next is decoded. np.take gathers whole pixels ~3x faster than fancy indexing of the (H * W, 3) rows.
+    labels = np.take(synthia.read_labels_image(layout.labels(camera, frame), hw).reshape(-1, 3), pixels, axis=0)
+    rgb = np.take(synthia.read_rgb(layout.rgb(camera, frame), hw).reshape(-1, 3), pixels, axis=0)
+    return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb, labels[:, 0], labels[:, 1])

@@ -208,6 +208,9 @@ def read_rgb(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray
     return np.ascontiguousarray(image)
 
 
+_AFFINE_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+
+
 def read_pose(path: Path) -> np.ndarray:
     """4x4 camera-to-world matrix (float64) from a column-major 16-number line (OpenGL camera axes)."""
     if not path.is_file():
@@ -221,7 +224,7 @@ def read_pose(path: Path) -> np.ndarray:
     if not np.isfinite(values).all():
         raise SynthiaFormatError(f"{path}: pose holds non-finite numbers (NaN or inf)")
     matrix = values.reshape(4, 4, order="F")
-    if not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-6):
+    if not np.all(np.abs(matrix[3] - _AFFINE_ROW) <= 1e-6 + 1e-5 * _AFFINE_ROW):  # = np.allclose(atol=1e-6), cheaper
         raise SynthiaFormatError(f"{path}: pose is not column-major affine (last row {matrix[3].tolist()})")
     return matrix
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline import runtime
+from pipeline import heap, runtime
 from pipeline.config import parse_section
 from pipeline.data import features_cache
 from pipeline.data.sampling import random_subsample
@@ -61,7 +61,7 @@ DEAD_STD = 1e-6
 # (x right, y forward, z up) from OpenCV camera axes (x right, y down, z forward): x'=x, y'=z, z'=-y; det = +1.
 ZUP_FROM_CV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 COLUMNS = ["frame", "x", "y", "z", "r", "g", "b", "nx", "ny", "nz"]
-TRIM_EVERY = 8  # frames between heap trims (runtime.release_heap): a trim per frame cost ~40 ms of system time
+TRIM_EVERY = 8  # frames between heap trims (heap.release_heap): a trim per frame cost ~40 ms of system time
 
 
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
@@ -133,7 +133,7 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
             out["token_xyz"].append(res["spatial_token_xyz"].astype(np.float64) @ ZUP_FROM_CV)  # back to camera axes
             out["token_mask"].append(res["spatial_token_mask"])
         if len(out["global_"]) % TRIM_EVERY == 0:
-            runtime.release_heap()
+            heap.release_heap()
         bar.update()
     return {"frames": frames.astype(np.int32), **{k: np.stack(v) for k, v in out.items()}}
 
@@ -301,7 +301,7 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
               file=sys.stderr, flush=True)
         p = p.model_copy(update={"points_from": "vggt"})
     points_root = input_points(p)
-    runtime.tame_heap()
+    heap.tame_heap()
     model = load_model(p, device)
     if p.random_weights:
         print(f"WARNING: concerto: RANDOM WEIGHTS (preset {p.preset}, seed {p.seed}): cached features are NOT "

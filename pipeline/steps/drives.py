@@ -31,7 +31,7 @@ from pipeline.io import atomic, pointcloud_table
 from pipeline.io.synthia import FRAME_RATE_HZ
 from pipeline.params.drives import DrivesParams
 from pipeline.progress import progress_bar
-from pipeline.steps.pointclouds import one_thread_per_worker
+from pipeline.steps.pointclouds import init_frame_worker
 from pipeline.tracking import stage_run
 
 
@@ -67,7 +67,7 @@ def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bo
     truth, partitions = [], []
     with atomic.atomic_dir(out_root, keep=(".gitignore",)) as tmp, one_blas_thread():  # DVC's list of outs
         bar = progress_bar(total=len(tasks), desc="drives", unit="drive", disable=not progress)
-        pool = mp.get_context("fork").Pool(workers, initializer=one_thread_per_worker) if workers > 1 else None
+        pool = mp.get_context("fork").Pool(workers, initializer=init_frame_worker) if workers > 1 else None
         try:
             for name, (frames, rows) in zip(names, pool.imap(_render, tasks) if pool else map(_render, tasks),
                                             strict=True):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import heap
 from pipeline.config import parse_section
 from pipeline.data.pointcloud import frame_points
 from pipeline.io import atomic, pointcloud_table, synthia
@@ -37,9 +38,12 @@ class FrameTask:
     params: PointcloudParams
 
 
-def one_thread_per_worker() -> None:
-    """Pool initializer: one OpenMP thread per worker process (open3d's normals), workers <= cores."""
+def init_frame_worker() -> None:
+    """Set up a process that works through frames (pool initializer, or the stage's own process with one
+    worker): one OpenMP thread (open3d's normals; workers <= cores) and a padded glibc heap, so each frame's
+    same-sized buffers reuse pages (:func:`pipeline.heap.pad_heap`)."""
     os.environ["OMP_NUM_THREADS"] = "1"
+    heap.pad_heap()
 
 
 def _run(task: FrameTask) -> dict:
@@ -82,7 +86,9 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     frames: dict[tuple[str, str], list[dict]] = {}
     with atomic.atomic_dir(out_root) as tmp:
         bar = progress_bar(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
-        pool = mp.get_context("fork").Pool(workers, initializer=one_thread_per_worker) if workers > 1 else None
+        if workers <= 1:
+            heap.pad_heap()  # not init_frame_worker: the thread setting would leak into this process's children
+        pool = mp.get_context("fork").Pool(workers, initializer=init_frame_worker) if workers > 1 else None
         results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
         try:
             for task, columns in zip(tasks, results, strict=True):
