@@ -4,8 +4,9 @@ The DVC metrics files are the source of truth (small, git-diffable, offline); ML
 and compare UI. Every stage opens :func:`stage_run`, which
 
 - points MLflow at one SQLite store for the whole project: ``$MLFLOW_TRACKING_URI`` if set, else
-  ``sqlite:///<root>/mlflow.db`` with ``<root>`` = ``$DVC_ROOT`` (the original repo, also for queued
-  and ``--temp`` experiments, which run in a copy) or the project root; artifacts go to
+  ``sqlite:///<root>/mlflow.db`` with ``<root>`` = ``$PROTOSCENE_TRACKING_ROOT`` (the results preset's copies),
+  ``$DVC_ROOT`` (the original repo, also for queued and ``--temp`` experiments, which run in a copy) or the
+  project root; artifacts go to
   ``<root>/mlartifacts``, re-resolved on every run (a moved or copied checkout rewrites the folder
   recorded in its store, see :func:`_relocate_artifacts`);
 - creates/migrates the store, the experiment (tagged for MLflow's model-training view) and the parent
@@ -104,7 +105,13 @@ def process_facts() -> dict[str, float]:
 
 
 def tracking_root() -> Path:
-    return Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
+    """The checkout whose ``mlflow.db`` and ``mlartifacts/`` record this run: ``$PROTOSCENE_TRACKING_ROOT`` (the
+    results preset runs each seed in a temporary copy and points it back at the checkout it copied), else
+    ``$DVC_ROOT``, else the project root."""
+    for key in ("PROTOSCENE_TRACKING_ROOT", "DVC_ROOT"):
+        if os.environ.get(key):
+            return Path(os.environ[key])
+    return project_root()
 
 
 def tracking_uri() -> str:

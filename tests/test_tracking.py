@@ -322,6 +322,40 @@ def test_user_store_elsewhere_is_used_and_never_relocated(tmp_path, monkeypatch)
     assert experiment.artifact_location == (main / "mlartifacts").as_uri()
 
 
+def test_preset_copies_record_into_the_checkout_even_on_a_fresh_store(tmp_path, monkeypatch):
+    """The results preset runs each seed in a temporary copy with ``$PROTOSCENE_TRACKING_ROOT`` = the checkout. When
+    the copy's stage is the first MLflow run ever (no ``mlflow.db`` yet), the experiment must still be created with
+    the checkout's artifact folder: a copy's folder, deleted after the seed, would receive every later run's
+    artifacts (the leftover ``protoscene-results-*`` folders of earlier sessions)."""
+    main = tmp_path / "main"
+    main.mkdir()
+    (main / "dvc.yaml").write_text("stages: {}\n")
+    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROTOSCENE_TRACKING_ROOT", str(main))
+    for seed in (0, 1):
+        copy = tmp_path / f"copy{seed}"
+        copy.mkdir()
+        (copy / "dvc.yaml").write_text("stages: {}\n")
+        monkeypatch.chdir(copy)
+        monkeypatch.setenv("DVC_ROOT", str(copy))  # as DVC sets it for the copy's stages
+        monkeypatch.setenv("DVC_EXP_NAME", f"results-seed{seed}")
+        with stage_run("laq", copy / "reports/laq") as run:
+            run.log_metrics({"r2": 0.5})
+            (copy / "probe.png").write_bytes(b"png")
+            run.log_artifact(copy / "probe.png", "figures")
+        assert not (copy / "mlflow.db").exists() and not (copy / "mlartifacts").exists()
+        monkeypatch.chdir(tmp_path)
+        shutil.rmtree(copy)
+    client, experiment, runs = runs_of(main)
+    assert experiment.artifact_location == (main / "mlartifacts").as_uri()
+    laq_runs = [r for r in runs if r.info.run_name.endswith("/laq")]
+    assert len(laq_runs) == 2
+    for r in laq_runs:
+        assert (main / "mlartifacts" / r.info.run_id / "artifacts/figures/probe.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main"]  # no deleted copy came back
+
+
 EARLY_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path

@@ -103,7 +103,9 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targ
         seeded = apply_overrides(params, dict.fromkeys(SEED_KEYS, seed))
         (copy / "params.yaml").write_text(yaml.safe_dump(seeded, sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "DVC_EXP_NAME": name, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1"}
+               "DVC_EXP_NAME": name, "PROTOSCENE_TRACKING_ROOT": str(root), "DVC_NO_ANALYTICS": "1"}
+        # The checkout's MLflow store and artifact folder, not the copy's: the copy is deleted below, and a store
+        # first created from a copy would keep sending every later run's artifacts into that deleted folder.
         subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=copy, env=env, check=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in KEPT.items():
