@@ -105,9 +105,9 @@ def frame_points(layout: SequenceLayout, camera: str, frame: int, intrinsics: sy
         normals = normals_cv @ (pose[:3, :3] @ GL_FROM_CV).T
     else:
         points, normals = points_cv, normals_cv
-    # Labels (class id, instance id, 0) and colour are decoded after the depth work (which so runs on a depth
-    # image still in cache) and gathered at the kept pixels at once, so each decoded image is freed before the
-    # next is decoded. np.take gathers whole pixels ~3x faster than fancy indexing of the (H * W, 3) rows.
+    # Labels (class id, instance id, 0) and colour are decoded after the depth work (so that it runs while the
+    # depth image is still in cache) and gathered at the kept pixels at once, so each decoded image is freed
+    # before the next is decoded. np.take gathers whole pixels ~3x faster than fancy indexing of (H * W, 3) rows.
     labels = np.take(synthia.read_labels_image(layout.labels(camera, frame), hw).reshape(-1, 3), pixels, axis=0)
     rgb = np.take(synthia.read_rgb(layout.rgb(camera, frame), hw).reshape(-1, 3), pixels, axis=0)
     return pointcloud_table.frame_columns(frame, u, v, points, depth, normals, rgb, labels[:, 0], labels[:, 1])

@@ -39,9 +39,9 @@ class FrameTask:
 
 
 def init_frame_worker() -> None:
-    """Set up a process that works through frames (pool initializer, or the stage's own process with one
-    worker): one OpenMP thread (open3d's normals; workers <= cores) and a padded glibc heap, so each frame's
-    same-sized buffers reuse pages (:func:`pipeline.heap.pad_heap`)."""
+    """Pool initializer of the frame workers (``pointclouds``, ``drives``, the benchmark): one OpenMP thread
+    (open3d's normals; workers <= cores) and a padded glibc heap, so each frame's same-sized buffers reuse pages
+    (:func:`pipeline.heap.pad_heap`)."""
     os.environ["OMP_NUM_THREADS"] = "1"
     heap.pad_heap()
 
