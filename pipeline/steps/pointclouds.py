@@ -7,6 +7,7 @@ per (sequence, camera) (layout: ``pipeline/io/pointcloud_table.py``) plus ``mani
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import time
@@ -83,25 +84,31 @@ def build_pointclouds(raw_root: Path, out_root: Path, cameras: tuple[str, ...], 
     """Write all partitions and ``manifest.json`` into ``out_root`` (replaced atomically); return stats."""
     tasks = plan_tasks(raw_root, cameras, params)
     start = time.perf_counter()
-    frames: dict[tuple[str, str], list[dict]] = {}
+    partitions: list[dict] = []
     with atomic.atomic_dir(out_root) as tmp:
         bar = progress_bar(total=len(tasks), desc="depth -> points", unit="frame", disable=not progress)
         if workers <= 1:
             heap.pad_heap()  # not init_frame_worker: the thread setting would leak into this process's children
         pool = mp.get_context("fork").Pool(workers, initializer=init_frame_worker) if workers > 1 else None
         results = pool.imap(_run, tasks, chunksize=2) if pool else map(_run, tasks)
-        try:
-            for task, columns in zip(tasks, results, strict=True):
-                frames.setdefault((task.root.name, task.camera), []).append(columns)
-                bar.update()
+        try:  # a partition's frames are consecutive tasks: each is written while the workers go on with the next,
+            # and one partition at a time is held in memory
+            for key, group in itertools.groupby(zip(tasks, results, strict=True),
+                                                key=lambda pair: (pair[0].root.name, pair[0].camera)):
+                if any((p["sequence"], p["camera"]) == key for p in partitions):
+                    raise RuntimeError(f"frames of {key} are not consecutive tasks")  # would overwrite a partition
+                columns = []
+                for _, frame_columns in group:
+                    columns.append(frame_columns)
+                    bar.update()
+                partitions.append(pointcloud_table.write_frames(tmp, *key, columns))
         finally:
             if pool:
                 pool.terminate()
             bar.close()
         manifest = {"coordinates": params.coordinates, "max_points": params.max_points,
-                    "sampling": params.sampling, "far_m": params.far_m, "partitions": []}
-        for (sequence, camera), columns in sorted(frames.items()):
-            manifest["partitions"].append(pointcloud_table.write_frames(tmp, sequence, camera, columns))
+                    "sampling": params.sampling, "far_m": params.far_m,
+                    "partitions": sorted(partitions, key=lambda p: (p["sequence"], p["camera"]))}
         atomic.write_json(tmp / "manifest.json", manifest)
     seconds = time.perf_counter() - start
     total_points = sum(p["points"] for p in manifest["partitions"])
