@@ -34,14 +34,24 @@ STAGE_SCRIPT = textwrap.dedent("""
 """)
 
 
+def empty_project(root: Path) -> Path:
+    """An empty project root (``dvc.yaml`` only): a fresh MLflow store once a stage logs there."""
+    root.mkdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    return root
+
+
+def clear_tracking_env(monkeypatch) -> None:
+    """No DVC_, MLFLOW_ or PROTOSCENE_ variable of the calling environment reaches the test."""
+    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
+        monkeypatch.delenv(key)
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """An empty project root (dvc.yaml only) used as ``$DVC_ROOT``: a fresh MLflow store."""
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
-        monkeypatch.delenv(key)
+    root = empty_project(tmp_path / "project")
+    clear_tracking_env(monkeypatch)
     monkeypatch.setenv("DVC_ROOT", str(root))
     monkeypatch.chdir(root)
     return root
@@ -272,11 +282,8 @@ def test_helper_process_records_what_the_stage_process_would(tmp_path, monkeypat
     that finishes (params, final metrics, run facts, curves, artifacts, headline on the parent) and one that fails."""
     records = {}
     for mode in ("inline", "on"):
-        root = tmp_path / mode
-        root.mkdir()
-        (root / "dvc.yaml").write_text("stages: {}\n")
-        for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
-            monkeypatch.delenv(key)
+        root = empty_project(tmp_path / mode)
+        clear_tracking_env(monkeypatch)
         monkeypatch.setenv("DVC_ROOT", str(root))
         monkeypatch.setenv("DVC_EXP_NAME", "exp-same")
         monkeypatch.setenv("PROTOSCENE_MLFLOW", mode)
@@ -298,12 +305,8 @@ def test_user_store_elsewhere_is_used_and_never_relocated(tmp_path, monkeypatch)
     """``$MLFLOW_TRACKING_URI`` names a store outside the project (the results preset's copies log into the
     main checkout's store): every stage run lands there, without a warning, and its experiment keeps its
     artifact folder (nothing is relocated into the copy)."""
-    main, copy = tmp_path / "main", tmp_path / "copy"
-    for root in (main, copy):
-        root.mkdir()
-        (root / "dvc.yaml").write_text("stages: {}\n")
-    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
-        monkeypatch.delenv(key)
+    main, copy = empty_project(tmp_path / "main"), empty_project(tmp_path / "copy")
+    clear_tracking_env(monkeypatch)
     monkeypatch.chdir(main)
     monkeypatch.setenv("DVC_ROOT", str(main))
     with stage_run("download", main / "reports/download") as run:  # creates the main store
@@ -327,16 +330,11 @@ def test_preset_copies_record_into_the_checkout_even_on_a_fresh_store(tmp_path, 
     the copy's stage is the first MLflow run ever (no ``mlflow.db`` yet), the experiment must still be created with
     the checkout's artifact folder: a copy's folder, deleted after the seed, would receive every later run's
     artifacts (the leftover ``protoscene-results-*`` folders of earlier sessions)."""
-    main = tmp_path / "main"
-    main.mkdir()
-    (main / "dvc.yaml").write_text("stages: {}\n")
-    for key in [k for k in os.environ if k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))]:
-        monkeypatch.delenv(key)
+    main = empty_project(tmp_path / "main")
+    clear_tracking_env(monkeypatch)
     monkeypatch.setenv("PROTOSCENE_TRACKING_ROOT", str(main))
     for seed in (0, 1):
-        copy = tmp_path / f"copy{seed}"
-        copy.mkdir()
-        (copy / "dvc.yaml").write_text("stages: {}\n")
+        copy = empty_project(tmp_path / f"copy{seed}")
         monkeypatch.chdir(copy)
         monkeypatch.setenv("DVC_ROOT", str(copy))  # as DVC sets it for the copy's stages
         monkeypatch.setenv("DVC_EXP_NAME", f"results-seed{seed}")
