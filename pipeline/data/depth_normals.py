@@ -43,13 +43,14 @@ class _Centres:
            intrinsics: Intrinsics, metres_per_unit: float) -> _Centres:
         row_start = v * shape[1]
         depth_m = flat_depth[row_start + u].astype(np.float64) * metres_per_unit
-        slope_x = (u.astype(np.float64) - intrinsics.cx) / intrinsics.focal
-        slope_y = (v.astype(np.float64) - intrinsics.cy) / intrinsics.focal
+        slope_x = _slopes(shape[1], intrinsics.cx, intrinsics.focal)[u]
+        slope_y = _slopes(shape[0], intrinsics.cy, intrinsics.focal)[v]
         return cls(v, u, row_start, slope_x, slope_y, depth_m, (slope_x * depth_m, slope_y * depth_m, depth_m))
 
 
 def _slopes(count: int, principal: float, focal: float) -> np.ndarray:
-    """Ray slopes ``(i - principal) / focal`` of rows or columns i = 0 .. count - 1 (as :class:`_Centres`)."""
+    """Ray slopes ``(i - principal) / focal`` of rows or columns i = 0 .. count - 1 (the arithmetic of
+    :func:`pipeline.data.camera.backproject_pixels`, once per row or column)."""
     return (np.arange(count).astype(np.float64) - principal) / focal
 
 
