@@ -4,6 +4,7 @@ as DDP's averaging, checked against DDP itself in two forked gloo ranks."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def _grads_both_ways(out: str) -> None:
     changed = any(not torch.equal(g, p.grad) for g, p in zip(local, (p for p in plain.parameters() if p.requires_grad)))
     record = {"same_as_ddp": same, "changed": changed, "frozen_grad": plain.frozen.grad is not None}
     Path(out, f"rank{info.rank}.json").write_text(json.dumps(record))
+    # Free DDP while the process group lives: were its last reference dropped after leave_cpu_ranks, the group's
+    # destructor would join gloo's work thread while holding the GIL that thread waits for (a hang seen in CI).
+    del wrapped
+    gc.collect()
     if info.is_main:
         distributed.leave_cpu_ranks()
 
