@@ -6,7 +6,11 @@ index is not an object identity: an object that drops out of the target points f
 (``pipeline/models/slots/grouping.py``) changes its parent slot when its clusters regroup. This tracker gives
 every frame's objects a track id that survives both:
 
-- **detection**: a slot that owns target points (aliases own none); its position is the mean of its points in
+- **objects from slots**: slots whose points touch (two points of different slots closer than ``touch_m``) are
+  one object; the connected groups of touching slots are the frame's objects. A slot covers a part of an object
+  (a long car is cut into two or three slots, and the parts' shares of it change from frame to frame), so an
+  identity per slot flips between the parts;
+- **detection**: an object that owns target points (aliases own none); its position is the mean of its points in
   the world frame (metres; the evaluation's world frame: the chained camera poses, no ground truth);
 - **prediction**: a track's last position moved by its velocity (its last two detections, true time stamps;
   zero after one detection) to the frame's time;
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 
 @dataclass
@@ -52,9 +58,31 @@ def detections(points_world: np.ndarray, point_slot: np.ndarray) -> tuple[np.nda
     return slots, sums / np.bincount(inverse, minlength=len(slots))[:, None]
 
 
+def touching_objects(points: np.ndarray, point_slot: np.ndarray, touch_m: float) -> np.ndarray:
+    """Per point (N,), its object: the smallest slot index of the group of slots connected to its slot by
+    touching (some point of one within ``touch_m`` metres of some point of the other, chained: a touches b,
+    b touches c -> one object). ``points`` (N, 3) metres (any frame: distances only), ``point_slot`` (N,);
+    ``touch_m`` <= 0: every slot is its own object."""
+    slots, inverse = np.unique(point_slot, return_inverse=True)
+    if touch_m <= 0 or len(slots) < 2:
+        return np.asarray(point_slot).copy()
+    members = [points[inverse == i] for i in range(len(slots))]
+    touching = np.zeros((len(slots), len(slots)), dtype=bool)
+    for i in range(len(slots) - 1):
+        tree = cKDTree(members[i])
+        for j in range(i + 1, len(slots)):
+            distance, _ = tree.query(members[j], distance_upper_bound=touch_m)  # inf beyond the bound
+            touching[i, j] = np.any(distance <= touch_m)
+    _, component = connected_components(touching, directed=False)
+    smallest = np.full(component.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, component, slots.astype(np.int64))
+    return smallest[component][inverse]
+
+
 def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], times: np.ndarray,
-                gate_m: float, memory_s: float) -> list[dict[int, int]]:
-    """Per frame, {slot: track id} for the slots that own points (module docstring).
+                gate_m: float, memory_s: float, touch_m: float = 0.0) -> list[dict[int, int]]:
+    """Per frame, {slot: track id} for the slots that own points; the slots of one object (touching slots,
+    :func:`touching_objects`) share its track id (module docstring).
 
     Args:
         points_world: per frame (N_t, 3) target points in the world frame (metres).
@@ -62,27 +90,31 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         times: (T,) seconds, increasing.
         gate_m: largest distance (m) between a track's prediction and a detection it takes.
         memory_s: seconds a track survives without a detection.
+        touch_m: slots with points closer than this (m) are one object; 0: one object per slot.
     """
     tracks: list[Track] = []
     out: list[dict[int, int]] = []
     next_id = 0  # ids are never reused, ended tracks included
     for points, slot, time in zip(points_world, point_slot, np.asarray(times, dtype=float), strict=True):
         tracks = [t for t in tracks if time - t.time <= memory_s]
-        slots, positions = detections(points, slot)
+        objects = touching_objects(points, slot, touch_m)
+        found, positions = detections(points, objects)
         taken: dict[int, int] = {}
-        if len(tracks) and len(slots):
+        if len(tracks) and len(found):
             predicted = np.stack([t.predict(time) for t in tracks])
             cost = np.linalg.norm(predicted[:, None] - positions[None], axis=-1)
             for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if cost[i, j] <= gate_m:
                     tracks[i].update(positions[j], time)
                     taken[j] = tracks[i].id
-        for j in range(len(slots)):
+        for j in range(len(found)):
             if j not in taken:
                 tracks.append(Track(next_id, positions[j], np.zeros(3), time))
                 taken[j] = next_id
                 next_id += 1
-        out.append({int(slots[j]): taken[j] for j in range(len(slots))})
+        object_track = {int(found[j]): taken[j] for j in range(len(found))}
+        owners, first = np.unique(slot, return_index=True)
+        out.append({int(s): object_track[int(objects[i])] for s, i in zip(owners, first, strict=True)})
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.eval.phase2_eval import identity_switches
-from pipeline.models.video.object_tracks import detections, relabel, track_slots
+from pipeline.models.video.object_tracks import detections, relabel, touching_objects, track_slots
 
 DT = 0.2  # seconds between frames (5 Hz)
 
@@ -86,3 +86,63 @@ def test_labels_follow_the_slot_of_every_point():
     points, slots = frame({4: (0.0, 0.0, 5.0), 7: (5.0, 0.0, 5.0)})
     (labels,) = relabel([slots], track_slots([points], [slots], np.zeros(1), 1.0, 1.0))
     assert labels.tolist() == [0] * 40 + [1] * 40
+
+
+def brute_force_objects(points: np.ndarray, slot: np.ndarray, touch_m: float) -> np.ndarray:
+    """Reference for touching_objects: all point pairs' distances, then the smallest slot reachable by touching."""
+    distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    labels = np.unique(slot)
+    touch = {(a, b) for a in labels for b in labels
+             if a == b or np.any(distance[np.ix_(slot == a, slot == b)] <= touch_m)}
+    group = {a: a for a in labels}
+    changed = True
+    while changed:  # propagate the smallest label along touching pairs until nothing moves
+        changed = False
+        for a, b in touch:
+            low = min(group[a], group[b])
+            if group[a] != low or group[b] != low:
+                group[a] = group[b] = low
+                changed = True
+    return np.array([group[s] for s in slot])
+
+
+def test_touching_objects_match_all_pairs_distances():
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        points = rng.uniform(0, 6, (60, 3))
+        slot = rng.integers(10, 17, 60)
+        touch_m = rng.uniform(0.3, 1.5)
+        np.testing.assert_array_equal(touching_objects(points, slot, touch_m),
+                                      brute_force_objects(points, slot, touch_m), err_msg=f"trial {trial}")
+
+
+def test_touching_is_chained_and_zero_keeps_one_object_per_slot():
+    """Blobs of slots 5, 2, 9 in a row, centres 0.8 m apart, and slot 4's 8 m away: with a 1 m touch, 5 - 2 and 2 - 9
+    touch, 5 and 9 do not (checked below), and all three are one object named 2; a 0 m touch groups nothing."""
+    points = np.concatenate([blob((0.0, 0, 10)), blob((0.8, 0, 10), seed=1), blob((1.6, 0, 10), seed=2),
+                             blob((8.0, 0, 10), seed=3)])
+    slot = np.repeat([5, 2, 9, 4], 40)
+    objects = touching_objects(points, slot, 1.0)
+    assert objects.tolist() == [2] * 120 + [4] * 40
+    # 5 and 9 are farther apart than 1 m: they are one object only through 2
+    assert np.min(np.linalg.norm(points[:40, None] - points[None, 80:120], axis=-1)) > 1.0
+    np.testing.assert_array_equal(touching_objects(points, slot, 0.0), slot)
+
+
+def test_the_parts_of_one_car_keep_one_id_while_their_shares_swap():
+    """A car cut into two slots whose shares of it alternate (the matched slot of the GT instance flips every frame:
+    a switch per frame on slot indices) and a second car 6 m away: with touching parts grouped, each car keeps one id
+    and nothing switches."""
+    front, rear, other = (0.0, 0.0, 10.0), (0.5, 0.0, 10.0), (6.0, 0.0, 10.0)
+    points, slots, instances = [], [], []
+    for t in range(6):
+        big, small = (60, 20) if t % 2 == 0 else (20, 60)
+        points.append(np.concatenate([blob(front, big, seed=t), blob(rear, small, seed=10 + t), blob(other, seed=20 + t)]))
+        slots.append(np.repeat([0, 1, 2], [big, small, 40]))
+        instances.append(np.repeat([1, 1, 2], [big, small, 40]))
+    times = np.arange(6) * DT
+    per_slot = relabel(slots, track_slots(points, slots, times, 1.0, 1.0))
+    grouped = relabel(slots, track_slots(points, slots, times, 1.0, 1.0, touch_m=0.5))
+    assert identity_switches(instances, per_slot) == (5, 2)
+    assert identity_switches(instances, grouped) == (0, 2)
+    assert all(len(set(g[i == 1].tolist())) == 1 and set(g[i == 1]) != set(g[i == 2]) for g, i in zip(grouped, instances))
