@@ -14,8 +14,10 @@ every frame's objects a track id that survives both:
   the world frame (metres; the evaluation's world frame: the chained camera poses, no ground truth);
 - **prediction**: a track's last position moved by its velocity (its last two detections, true time stamps;
   zero after one detection) to the frame's time;
-- **association**: Hungarian matching of predictions to detections on distance; a pair farther apart than
-  ``gate_m`` stays unmatched;
+- **association**: Hungarian matching of tracks to detections on distance, from the track's prediction or from
+  its last position, whichever is nearer (when part of a static object comes into view or is hidden, its mean
+  position jumps for a frame and the velocity from that jump overshoots); a pair farther apart than ``gate_m``
+  stays unmatched;
 - **memory**: a track not detected for more than ``memory_s`` seconds ends; a detection left unmatched starts a
   new track.
 
@@ -44,6 +46,12 @@ class Track:
 
     def predict(self, time: float) -> np.ndarray:
         return self.position + self.velocity * (time - self.time)
+
+    def distance(self, positions: np.ndarray, time: float) -> np.ndarray:
+        """(D,) metres from each of ``positions`` (D, 3) to the nearer of the prediction at ``time`` and the last
+        position."""
+        return np.minimum(np.linalg.norm(positions - self.predict(time), axis=-1),
+                          np.linalg.norm(positions - self.position, axis=-1))
 
     def update(self, position: np.ndarray, time: float) -> None:
         self.velocity = (position - self.position) / max(time - self.time, 1e-6)
@@ -101,8 +109,7 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         found, positions = detections(points, objects)
         taken: dict[int, int] = {}
         if len(tracks) and len(found):
-            predicted = np.stack([t.predict(time) for t in tracks])
-            cost = np.linalg.norm(predicted[:, None] - positions[None], axis=-1)
+            cost = np.stack([t.distance(positions, time) for t in tracks])
             for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if cost[i, j] <= gate_m:
                     tracks[i].update(positions[j], time)

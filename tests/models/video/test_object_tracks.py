@@ -146,3 +146,11 @@ def test_the_parts_of_one_car_keep_one_id_while_their_shares_swap():
     assert identity_switches(instances, per_slot) == (5, 2)
     assert identity_switches(instances, grouped) == (0, 2)
     assert all(len(set(g[i == 1].tolist())) == 1 and set(g[i == 1]) != set(g[i == 2]) for g, i in zip(grouped, instances))
+
+
+def test_a_static_object_whose_mean_jumps_for_one_frame_keeps_its_id():
+    """Part of a parked car comes into view for one frame (its mean moves 0.9 m) and is hidden again: the velocity of
+    that jump predicts 1.8 m, beyond the 1 m gate, but the last position is 0.9 m away, so the id stays."""
+    frames = [{0: (0.0, 0.0, 10.0)}] * 3 + [{0: (0.9, 0.0, 10.0)}] + [{0: (0.0, 0.0, 10.0)}] * 2
+    maps = run(frames, gate_m=1.0, memory_s=1.0)
+    assert len({m[0] for m in maps}) == 1
