@@ -96,7 +96,7 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         points_world: per frame (N_t, 3) target points in the world frame (metres).
         point_slot: per frame (N_t,) the slot owning each point.
         times: (T,) seconds, increasing.
-        gate_m: largest distance (m) between a track's prediction and a detection it takes.
+        gate_m: largest distance (m) between a track (its prediction or last position) and a detection it takes.
         memory_s: seconds a track survives without a detection.
         touch_m: slots with points closer than this (m) are one object; 0: one object per slot.
     """
