@@ -73,7 +73,10 @@ def make_smoke_repo(tmp_path_factory, record_property):
     for stale in ("dvc.lock",):  # reproduce from scratch
         (root / stale).unlink(missing_ok=True)
     write_smoke_params(root, SMOKE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))}
+    # Python writes bytecode next to the code, as on a user's machine: the code folders are stage dependencies, so the
+    # second `dvc repro` below stays a no-op only while .dvcignore keeps __pycache__ out of their hashes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "PROTOSCENE_"))
+           and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", DVC_NO_ANALYTICS="1",
                GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost", GIT_COMMITTER_NAME="ci",
                GIT_COMMITTER_EMAIL="ci@localhost", TYPER_USE_RICH="0")

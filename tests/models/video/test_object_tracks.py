@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from types import SimpleNamespace
 
-from pipeline.eval.phase2_eval import identity_switches
+import numpy as np
+import torch
+
+from pipeline.eval.phase2_eval import identity_switches, object_tracks
 from pipeline.models.video.object_tracks import detections, relabel, touching_objects, track_slots
 
 DT = 0.2  # seconds between frames (5 Hz)
@@ -154,3 +157,15 @@ def test_a_static_object_whose_mean_jumps_for_one_frame_keeps_its_id():
     frames = [{0: (0.0, 0.0, 10.0)}] * 3 + [{0: (0.9, 0.0, 10.0)}] + [{0: (0.0, 0.0, 10.0)}] * 2
     maps = run(frames, gate_m=1.0, memory_s=1.0)
     assert len({m[0] for m in maps}) == 1
+
+
+def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
+    """``phase2_eval.object_tracks`` moves the points to the world frame and passes ``track_touch_m`` on: two slots
+    0.5 m apart are one id with a 1 m touch, two ids with 0."""
+    points, slots = frame({0: (0.0, 0.0, 10.0), 1: (0.5, 0.0, 10.0)})
+    seq = SimpleNamespace(records=[SimpleNamespace(points=points)], time=np.zeros(1))
+    pose = torch.eye(3)[None], torch.tensor([[5.0, 0.0, 0.0]])
+    for touch_m, ids in ((1.0, 1), (0.0, 2)):
+        params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m)
+        (tracks,) = object_tracks(seq, [slots], *pose, params)
+        assert len(set(tracks.values())) == ids
