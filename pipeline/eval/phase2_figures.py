@@ -14,7 +14,7 @@ from pipeline.io import atomic, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
 
 MIN_PIXELS = 50
-LEGEND_TRACKS = 24  # track ids listed in the GIF's legend (colours cycle through the slot palette)
+LEGEND_TRACKS = 24  # track ids listed in the GIF's legend (40 distinct colours, then they cycle)
 
 
 def gt_tracks(raw: Path, sequence: str, camera: str, frames: list[int]) -> dict[int, np.ndarray]:
@@ -67,6 +67,13 @@ def trajectory_figure(sequence: str, slot_centres: np.ndarray, camera_path: np.n
     return figure_kit.save(fig, out, dpi=70)
 
 
+def track_palette() -> np.ndarray:
+    """(40, 3) distinct RGB colours in [0, 1] (matplotlib's tab20 and tab20b) for the tracks of one figure."""
+    from matplotlib import colormaps
+
+    return np.concatenate([colormaps[name].colors for name in ("tab20", "tab20b")])[:, :3]
+
+
 def track_image(slot: np.ndarray, verts: np.ndarray, slot_to_track: dict[int, int], colours: np.ndarray) -> np.ndarray:
     """RGB (h, w, 3) in [0, 1] of a ray-cast slot image ``slot`` (h, w; -1 = no slot) of the meshes ``verts``
     (K, V, 3), each pixel in the colour of its slot's object track (``colours`` cycled by track id; an alias mesh
@@ -78,6 +85,23 @@ def track_image(slot: np.ndarray, verts: np.ndarray, slot_to_track: dict[int, in
         if track is not None:
             lut[k] = colours[track % len(colours)]
     return np.where(slot[..., None] >= 0, lut[np.clip(slot, 0, None)], 1.0)
+
+
+def shared_palette(images: list, keep: np.ndarray) -> list:
+    """The RGB PIL ``images`` as palette images that all use one 256-colour palette: the colours ``keep`` (C, 3) in
+    [0, 1] (a legend's) exactly, the rest taken from all the images at once. A GIF quantises each frame on its own
+    otherwise: the same legend colour then shifts from frame to frame, and two close colours (two tracks) can merge."""
+    from PIL import Image
+
+    width, height = images[0].size
+    sheet = Image.new("RGB", (width, height * len(images)))
+    for i, image in enumerate(images):
+        sheet.paste(image, (0, i * height))
+    kept = np.unique(np.round(np.asarray(keep, dtype=float) * 255).astype(np.uint8), axis=0)[:255]
+    rest = sheet.quantize(256 - len(kept), method=Image.Quantize.MEDIANCUT)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(kept.ravel().tolist() + rest.getpalette()[: 3 * (256 - len(kept))])
+    return [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
 
 
 def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, tracks: list[dict[int, int]] | None = None,
@@ -92,7 +116,13 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
 
     plt = figure_kit.pyplot()
     picks = np.linspace(0, len(records) - 1, min(max_frames, len(records))).astype(int)
-    colours = slot_colours(verts.shape[1]) if tracks is None else SLOT_COLOURS
+    if tracks is None:
+        colours = slot_colours(verts.shape[1])
+    else:  # one colour per track of this GIF: a colour shared by two tracks would fake an identity
+        ids = sorted({t for i in picks for t in tracks[i].values()})  # the tracks the GIF's frames show
+        rank = {t: r for r, t in enumerate(ids)}
+        tracks = {i: {s: rank[t] for s, t in tracks[i].items()} for i in picks}  # track_image colours by rank
+        colours = track_palette()
     finite = np.concatenate([r.depth[np.isfinite(r.depth)] for r in records])
     vmax = float(np.percentile(finite, 95)) if len(finite) else 1.0
     # one figure, laid out once; each GIF frame only swaps the two images and the title
@@ -107,8 +137,8 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
         figure_kit.slot_legend(axes[1], colours, ncol=1 + len(colours) // 9)
     else:
         axes[1].set_title("ray-cast slots (colour = object track, white = none)", fontsize=10)
-        shown = sorted({t for i in picks for t in tracks[i].values()})[:LEGEND_TRACKS]
-        figure_kit.colour_legend(axes[1], [colours[t % len(colours)] for t in shown], [f"track {t}" for t in shown],
+        shown = ids[:LEGEND_TRACKS]
+        figure_kit.colour_legend(axes[1], [colours[rank[t] % len(colours)] for t in shown], [f"track {t}" for t in shown],
                                  "track id", ncol=1 + len(shown) // 9)
     figure_kit.image_axes(*axes)
     fig.tight_layout()
@@ -125,6 +155,7 @@ def raycast_gif(records: list, verts: np.ndarray, faces: np.ndarray, out: Path, 
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
     plt.close(fig)
+    images = shared_palette(images, np.concatenate([colours, [[1.0, 1.0, 1.0], [0.85, 0.85, 0.85]]]))
     atomic.write_with(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                       duration=frame_ms, loop=0))
     return out

@@ -82,6 +82,14 @@ def test_phase_two_figures(scene, tmp_path, assert_readable):
     assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "g.gif"))
     tracks = [{0: 5, 1: 2} for _ in records]  # slot 0 is object track 5 in every frame
     assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "tracks.gif", tracks))
+    changing = [{0: 5 + i, 1: 2} for i in range(len(records))]  # a new track in every frame, only 2 frames drawn
+    assert_readable(phase2_figures.raycast_gif(records, meshes, faces, tmp_path / "few.gif", changing, max_frames=2))
+
+
+def test_the_track_palette_has_40_distinct_colours():
+    palette = phase2_figures.track_palette()
+    assert palette.shape == (40, 3) and len(np.unique(palette, axis=0)) == 40
+    assert palette.min() >= 0 and palette.max() <= 1
 
 
 def test_track_image_colours_pixels_by_track_and_aliases_by_their_parent():
@@ -120,3 +128,23 @@ def test_frame_points_are_writable(scene):
     """Figures and metrics hand ``record.points`` to torch, which warns about read-only arrays."""
     _, _, records, *_ = scene
     assert all(r.points.flags.writeable for r in records)
+
+
+def test_gif_frames_share_one_palette_that_keeps_the_legend_colours_exactly():
+    """Two close legend colours and 300 others over 3 frames (more than a GIF palette holds): every frame uses the
+    same palette, and each legend colour stays one exact entry of it (a colour means the same track in every frame)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (300, 3), dtype=np.uint8)
+    frames = [Image.fromarray(np.repeat(colours[None, i * 100 : (i + 1) * 100], 4, axis=0)) for i in range(3)]
+    legend = np.array([[158, 218, 229], [174, 199, 232]])  # tab20's light cyan and light blue
+    for frame in frames:
+        frame.putpixel((0, 0), tuple(legend[0].tolist()))
+        frame.putpixel((1, 0), tuple(legend[1].tolist()))
+    shared = phase2_figures.shared_palette(frames, legend / 255)
+    assert len({tuple(f.getpalette()) for f in shared}) == 1
+    palette = np.array(shared[0].getpalette()).reshape(-1, 3)
+    for x, colour in enumerate(legend):
+        (entry,) = {f.getpixel((x, 0)) for f in shared}
+        assert palette[entry].tolist() == colour.tolist()
