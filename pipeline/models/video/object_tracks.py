@@ -82,9 +82,8 @@ def touching_objects(points: np.ndarray, point_slot: np.ndarray, touch_m: float)
             distance, _ = tree.query(members[j], distance_upper_bound=touch_m)  # inf beyond the bound
             touching[i, j] = np.any(distance <= touch_m)
     _, component = connected_components(touching, directed=False)
-    smallest = np.full(component.max() + 1, np.iinfo(np.int64).max)
-    np.minimum.at(smallest, component, slots.astype(np.int64))
-    return smallest[component][inverse]
+    _, first = np.unique(component, return_index=True)  # slots are sorted: a component's first is its smallest
+    return slots[first][component][inverse]
 
 
 def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], times: np.ndarray,
