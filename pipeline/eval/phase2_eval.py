@@ -12,7 +12,7 @@
   anchors (sorted by depth, no identity), the reference that shows what carrying buys; each once with the
   slot indices as identities and once with the track ids of :mod:`pipeline.models.video.object_tracks`
   (the slots' objects, touching slots grouped within ``track_touch_m``, associated in the world frame with a
-  gate ``track_gate_m`` and a memory ``track_memory_s``): ``phase2_tracked`` is the system's identity, the
+  gate ``track_gate_m``, a memory ``track_memory_s`` and established tracks preferred by ``track_established_m``): ``phase2_tracked`` is the system's identity, the
   others show what each part buys.
 - **Forecasts** at Δ = 1, 5, 10 frames from every window of ``eval_context_frames`` consecutive
   usable frames whose target frame is usable (stride 1: all valid windows): one-directional Chamfer
@@ -86,6 +86,8 @@ class Phase2EvalSettings(Protocol):
     def track_memory_s(self) -> float: ...
     @property
     def track_touch_m(self) -> float: ...
+    @property
+    def track_established_m(self) -> float: ...
     @property
     def forecast_training(self) -> str: ...  # "best_of_k" | "grpo"
     @property
@@ -268,7 +270,7 @@ def object_tracks(seq: SequenceFrames, slots: list[np.ndarray], r_wc: torch.Tens
     """Per frame {slot: track id} of the objects the slots ``slots`` (per frame (N_t,)) cover, associated in the
     world frame of ``r_wc``, ``t_wc`` (:func:`pipeline.models.video.object_tracks.track_slots`)."""
     return track_slots(world_points(seq, r_wc, t_wc), slots, seq.time, params.track_gate_m, params.track_memory_s,
-                       params.track_touch_m)
+                       params.track_touch_m, params.track_established_m)
 
 
 def identity_rows(seq: SequenceFrames, slots: list[np.ndarray], tracks: list[dict[int, int]],

@@ -54,6 +54,7 @@ class Phase2Params(Section):
     track_gate_m: Positive
     track_memory_s: Annotated[float, Field(ge=0)]
     track_touch_m: Annotated[float, Field(ge=0)]
+    track_established_m: Annotated[float, Field(ge=0)]
     eval_context_frames: Frames
     log_every: Count
     val_every: Count

@@ -17,7 +17,10 @@ every frame's objects a track id that survives both:
 - **association**: Hungarian matching of tracks to detections on distance, from the track's prediction or from
   its last position, whichever is nearer (when part of a static object comes into view or is hidden, its mean
   position jumps for a frame and the velocity from that jump overshoots); a pair farther apart than ``gate_m``
-  stays unmatched;
+  stays unmatched. An established track wins a close contest: its cost is the distance minus ``established_m``
+  times the share of ``ESTABLISHED_DETECTIONS`` detections it has had (the gate still applies to the distance).
+  Without it, two live tracks near one object (a new track born while the old one was briefly lost) took the
+  object in turns, one switch per frame;
 - **memory**: a track not detected for more than ``memory_s`` seconds ends; a detection left unmatched starts a
   new track.
 
@@ -33,16 +36,19 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+ESTABLISHED_DETECTIONS = 10  # detections after which a track gets the whole ``established_m`` bonus (2 s at 5 FPS)
+
 
 @dataclass
 class Track:
     """One object's track: id, last detected position (3,) and velocity (3,) in the world frame (m, m/s),
-    time of the last detection (s)."""
+    time of the last detection (s), number of detections so far."""
 
     id: int
     position: np.ndarray
     velocity: np.ndarray
     time: float
+    detections: int = 1
 
     def predict(self, time: float) -> np.ndarray:
         return self.position + self.velocity * (time - self.time)
@@ -56,6 +62,11 @@ class Track:
     def update(self, position: np.ndarray, time: float) -> None:
         self.velocity = (position - self.position) / max(time - self.time, 1e-6)
         self.position, self.time = position, time
+        self.detections += 1
+
+    def established(self) -> float:
+        """Share in [0, 1] of ``ESTABLISHED_DETECTIONS`` detections this track has had."""
+        return min(self.detections, ESTABLISHED_DETECTIONS) / ESTABLISHED_DETECTIONS
 
 
 def detections(points_world: np.ndarray, point_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +98,8 @@ def touching_objects(points: np.ndarray, point_slot: np.ndarray, touch_m: float)
 
 
 def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], times: np.ndarray,
-                gate_m: float, memory_s: float, touch_m: float = 0.0) -> list[dict[int, int]]:
+                gate_m: float, memory_s: float, touch_m: float = 0.0,
+                established_m: float = 0.0) -> list[dict[int, int]]:
     """Per frame, {slot: track id} for the slots that own points; the slots of one object (touching slots,
     :func:`touching_objects`) share its track id (module docstring).
 
@@ -98,6 +110,7 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         gate_m: largest distance (m) between a track (its prediction or last position) and a detection it takes.
         memory_s: seconds a track survives without a detection.
         touch_m: slots with points closer than this (m) are one object; 0: one object per slot.
+        established_m: metres of association cost an established track saves (module docstring); 0: none.
     """
     tracks: list[Track] = []
     out: list[dict[int, int]] = []
@@ -108,9 +121,10 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         found, positions = detections(points, objects)
         taken: dict[int, int] = {}
         if len(tracks) and len(found):
-            cost = np.stack([t.distance(positions, time) for t in tracks])
-            for i, j in zip(*linear_sum_assignment(cost), strict=True):
-                if cost[i, j] <= gate_m:
+            distance = np.stack([t.distance(positions, time) for t in tracks])
+            bonus = established_m * np.array([t.established() for t in tracks])
+            for i, j in zip(*linear_sum_assignment(distance - bonus[:, None]), strict=True):
+                if distance[i, j] <= gate_m:
                     tracks[i].update(positions[j], time)
                     taken[j] = tracks[i].id
         for j in range(len(found)):

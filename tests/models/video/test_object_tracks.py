@@ -159,6 +159,20 @@ def test_a_static_object_whose_mean_jumps_for_one_frame_keeps_its_id():
     assert len({m[0] for m in maps}) == 1
 
 
+def test_an_established_track_wins_a_close_contest_against_a_newer_one():
+    """A parked car seen for 10 frames (track A) is hidden for a frame while another object shows 2.5 m away (beyond
+    the 2 m gate: track B is born); then the car's mean shows 1.3 m from A and 1.2 m from B. Nearest-wins hands the car
+    to B (a switch); with a 1 m bonus for an established track, A keeps it (cost 1.3 - 1.0 against 1.2 - 0.1)."""
+    frames = [{0: (0.0, 0.0, 10.0)}] * 10 + [{1: (2.5, 0.0, 10.0)}] + [{0: (1.3, 0.0, 10.0)}] * 2
+    points, slots = zip(*(frame(f) for f in frames))
+    times = np.arange(len(frames)) * DT
+    for established_m, keeps in ((0.0, False), (1.0, True)):
+        maps = track_slots(list(points), list(slots), times, 2.0, 2.0, established_m=established_m)
+        assert maps[10][1] != maps[9][0]  # the other object is a new track either way
+        assert (maps[11][0] == maps[9][0]) == keeps, established_m
+        assert maps[12][0] == maps[11][0]
+
+
 def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
     """``phase2_eval.object_tracks`` moves the points to the world frame and passes ``track_touch_m`` on: two slots
     0.5 m apart are one id with a 1 m touch, two ids with 0."""
@@ -166,6 +180,6 @@ def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
     seq = SimpleNamespace(records=[SimpleNamespace(points=points)], time=np.zeros(1))
     pose = torch.eye(3)[None], torch.tensor([[5.0, 0.0, 0.0]])
     for touch_m, ids in ((1.0, 1), (0.0, 2)):
-        params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m)
+        params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0)
         (tracks,) = object_tracks(seq, [slots], *pose, params)
         assert len(set(tracks.values())) == ids
