@@ -21,8 +21,11 @@
   ``EVAL_POINTS`` evenly spread target points) of the model's best-of-1 (the guess with the highest confidence
   logit) and best-of-k, against the single-guess baselines copy-last, constant velocity and constant
   acceleration (parabola through the last three frames) and the k-guess baselines (speed scalings,
-  context lengths; :mod:`pipeline.models.video.baselines`), plus the encoder's own slots of the target
-  frame (what a perfect forecast of the model's slots would score). The forecast is made in the world
+  context lengths; :mod:`pipeline.models.video.baselines`), plus two references: the last centres moved by
+  their objects' gated velocity (``objects_constant_velocity``: what the object tracks give without learning,
+  :mod:`pipeline.models.video.object_motion`; with ``velocity_from = objects`` the model's guesses extrapolate the
+  same velocity) and the encoder's own slots of the target frame (what a perfect forecast of the model's slots
+  would score). The forecast is made in the world
   frame and compared in the target camera, placed with the same pose for every method (predicted by
   the camera head from the target depth frame, or GT). One row per forecast and method:
   :func:`forecast_rows` (the evaluate stage writes them to ``reports/evaluate/phase2_forecasts.csv``).
@@ -46,7 +49,6 @@ from sklearn.metrics import adjusted_rand_score
 
 from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
 from pipeline.data.odometry import Between, depth_odometry, refine_relative_poses
-from pipeline.eval.scene_metrics import nearest_slot
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, model_merge, predict
@@ -55,16 +57,19 @@ from pipeline.models.video import VideoSlotModel
 from pipeline.models.video.baselines import constant_acceleration, context_lengths, speed_scalings
 from pipeline.models.video.forecaster import Forecast, SlotTrack, constant_velocity, copy_last
 from pipeline.models.video.model import forecast_chamfer, world_track
-from pipeline.models.video.object_tracks import relabel, track_slots
+from pipeline.models.video.object_motion import (SequenceObjects, TrackSettings, gated, point_owners, track_objects,
+                                                  world_points)
+from pipeline.models.video.object_tracks import relabel
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import third_difference_m
 from pipeline.models.video.sequences import SequenceFrames
-from pipeline.models.video.tracking import match_chain, reorder
+from pipeline.models.video.tracking import frame_order, matched_track
 from pipeline.progress import progress_bar
 
 
-class Phase2EvalSettings(Protocol):
-    """The phase-two settings the evaluation reads (the ``video`` section of params.yaml, as trained)."""
+class Phase2EvalSettings(TrackSettings, Protocol):
+    """The phase-two settings the evaluation reads (the ``video`` section of params.yaml, as trained; the object
+    trackers' ``track_*`` settings: :class:`pipeline.models.video.object_motion.TrackSettings`)."""
 
     @property
     def camera(self) -> str: ...  # "predicted" (camera head) | "gt" | "self_supervised" (depth odometry)
@@ -81,13 +86,11 @@ class Phase2EvalSettings(Protocol):
     @property
     def eval_clip_frames(self) -> int: ...
     @property
-    def track_gate_m(self) -> float: ...
+    def velocity_from(self) -> str: ...  # "slots" | "objects": what the forecaster's guesses extrapolate
     @property
-    def track_memory_s(self) -> float: ...
+    def object_min_speed_mps(self) -> float: ...
     @property
-    def track_touch_m(self) -> float: ...
-    @property
-    def track_established_m(self) -> float: ...
+    def object_max_residual_m(self) -> float: ...
     @property
     def forecast_training(self) -> str: ...  # "best_of_k" | "grpo"
     @property
@@ -160,6 +163,7 @@ class SequenceInference:
     t_rel: torch.Tensor | None
     head_rel: tuple[torch.Tensor, torch.Tensor] | None = None  # the camera head's own (r_rel, t_rel) when refined
     tracks: list[dict[int, int]] | None = None  # per frame {slot: object track id} (object_tracks.track_slots)
+    objects: SequenceObjects | None = None  # the tracked objects' mean points (object_motion), for their velocities
 
 
 def skipped_depth(raw_root: Path | None) -> Between | None:
@@ -182,12 +186,6 @@ def world_frame_name(params: Phase2EvalSettings) -> str:
     """Key of :data:`WORLD_FRAMES` for the settings."""
     refined = params.camera == "predicted" and params.camera_refine == "icp"
     return "predicted+icp" if refined else params.camera
-
-
-def point_slots(points: np.ndarray, verts: torch.Tensor, faces: torch.Tensor) -> np.ndarray:
-    """Slot owning each point's nearest surface point (exact), (N,): phase one's rule
-    (:func:`pipeline.eval.scene_metrics.nearest_slot`), so an alias slot's mesh, a copy of its parent's, owns no point."""
-    return nearest_slot(points, verts.numpy(), faces)[1]
 
 
 @torch.no_grad()
@@ -229,9 +227,9 @@ def infer_sequence(model: VideoSlotModel, seq: SequenceFrames, params: Phase2Eva
                           ("vector", "scale", "centre", "euler", "weights", "verts")))
     track = world_track(merged, (1, len(seq.records)), r_wc[None], t_wc[None], time)
     faces = model.slots.faces
-    slots = [point_slots(r.points, merged.verts[i], faces) for i, r in enumerate(seq.records)]
-    tracks = object_tracks(seq, slots, r_wc, t_wc, params)
-    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel, head_rel, tracks)
+    slots = [point_owners(r.points, merged.verts[i], faces) for i, r in enumerate(seq.records)]
+    tracks, objects = object_tracks(seq, slots, r_wc, t_wc, params)
+    return SequenceInference(merged.verts.numpy(), slots, track, r_wc, t_wc, r_rel, t_rel, head_rel, tracks, objects)
 
 
 @torch.no_grad()
@@ -241,7 +239,7 @@ def phase1_point_slots(phase1_model, seq: SequenceFrames, raw_records) -> list[n
     for i in range(0, len(raw_records), BATCH):
         chunk = raw_records[i : i + BATCH]
         slots = predict(phase1_model, make_batch(chunk, 1, None, torch.device("cpu"), model_merge(phase1_model)))
-        out += [point_slots(r.points, slots.verts[j], phase1_model.faces) for j, r in enumerate(chunk)]
+        out += [point_owners(r.points, slots.verts[j], phase1_model.faces) for j, r in enumerate(chunk)]
     return out
 
 
@@ -258,19 +256,12 @@ def identity_metrics(seq: SequenceFrames, slots: list[np.ndarray], clip_frames: 
     return {"per_frame": per_frame, "clip": clips, "switches": switches, "tracked": tracked}
 
 
-def world_points(seq: SequenceFrames, r_wc: torch.Tensor, t_wc: torch.Tensor) -> list[np.ndarray]:
-    """Each frame's target points (N_t, 3) moved from its camera frame to the world frame by ``r_wc`` (T, 3, 3),
-    ``t_wc`` (T, 3) (world_from_camera; metres)."""
-    r, t = r_wc.double().numpy(), t_wc.double().numpy()
-    return [record.points @ r[i].T + t[i] for i, record in enumerate(seq.records)]
-
-
 def object_tracks(seq: SequenceFrames, slots: list[np.ndarray], r_wc: torch.Tensor, t_wc: torch.Tensor,
-                  params: Phase2EvalSettings) -> list[dict[int, int]]:
+                  params: Phase2EvalSettings) -> tuple[list[dict[int, int]], SequenceObjects]:
     """Per frame {slot: track id} of the objects the slots ``slots`` (per frame (N_t,)) cover, associated in the
-    world frame of ``r_wc``, ``t_wc`` (:func:`pipeline.models.video.object_tracks.track_slots`)."""
-    return track_slots(world_points(seq, r_wc, t_wc), slots, seq.time, params.track_gate_m, params.track_memory_s,
-                       params.track_touch_m, params.track_established_m)
+    world frame of ``r_wc``, ``t_wc`` (:func:`pipeline.models.video.object_tracks.track_slots`), and the objects'
+    mean points (:class:`pipeline.models.video.object_motion.SequenceObjects`)."""
+    return track_objects(world_points([r.points for r in seq.records], r_wc, t_wc), slots, seq.time, params)
 
 
 def identity_rows(seq: SequenceFrames, slots: list[np.ndarray], tracks: list[dict[int, int]],
@@ -292,14 +283,10 @@ def summarise_identity(rows: list[dict], frames: int) -> dict:
             "switches_per_instance": round(switches / tracked, 3) if tracked else None}
 
 
-def window(track: SlotTrack, start: int, stop: int, match: bool) -> SlotTrack:
-    """Frames [start, stop) of a B = 1 track, Hungarian-chained to the window's first frame if ``match``."""
-    part = track.frames(slice(start, stop))
-    if not match:
-        return part
-    perm = match_chain(part.centre[0], part.weights[0])[None]
-    return SlotTrack(reorder(part.centre, perm), reorder(part.rotation, perm), reorder(part.scale, perm),
-                     reorder(part.weights, perm), part.time)
+def window(track: SlotTrack, start: int, stop: int, match: bool) -> tuple[SlotTrack, torch.Tensor | None]:
+    """Frames [start, stop) of a B = 1 track, Hungarian-chained to the window's first frame if ``match``, and the
+    permutations (1, T, K) (None without matching; :func:`pipeline.models.video.tracking.matched_track`)."""
+    return matched_track(track.frames(slice(start, stop)), match)
 
 
 def single_guess_baselines(context: SlotTrack, delta_s: torch.Tensor) -> dict[str, Forecast]:
@@ -312,6 +299,22 @@ def k_guess_baselines(context: SlotTrack, delta_s: torch.Tensor, guesses: int) -
     """The k-guess baselines (:mod:`pipeline.models.video.baselines`), scored best-of-k like the model."""
     return {f"speed_scalings_best_of_{guesses}": speed_scalings(context, delta_s, guesses),
             f"context_lengths_best_of_{guesses}": context_lengths(context, delta_s, guesses)}
+
+
+def context_velocity(objects: SequenceObjects, frames: list[int], slots: int,
+                     params: Phase2EvalSettings) -> torch.Tensor:
+    """(1, K, 3) m/s, the world frame: the gated velocity of each slot's object over the context ``frames``
+    (positions in the sequence's usable frames; :mod:`pipeline.models.video.object_motion`), in slot-index order."""
+    velocity = gated(*objects.velocities(frames, slots), params.object_min_speed_mps, params.object_max_residual_m)
+    return torch.tensor(velocity, dtype=torch.float32)[None]
+
+
+def objects_constant_velocity(context: SlotTrack, delta_s: torch.Tensor, velocity: torch.Tensor) -> Forecast:
+    """Reference (not learned, not one of the issue's baselines): the last centres moved by their objects' gated
+    velocity ``velocity`` (B, K, 3) for ``delta_s`` (B,) seconds (what the object tracks alone give a forecast)."""
+    out = copy_last(context)
+    out.centre = out.centre + (velocity * delta_s.view(-1, 1, 1))[:, None]
+    return out
 
 
 def eval_points(points: np.ndarray, n: int = EVAL_POINTS) -> np.ndarray:
@@ -356,7 +359,10 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
     for last in range(c - 1, len(seq.records)):
         if np.any(np.diff(frames[last - c + 1 : last + 1]) != 1):
             continue  # context of consecutive frames only
-        context = window(inference.track, last - c + 1, last + 1, params.match_slots)
+        context, perm = window(inference.track, last - c + 1, last + 1, params.match_slots)
+        objects_velocity = frame_order(context_velocity(inference.objects, list(range(last - c + 1, last + 1)),
+                                                        context.centre.shape[2], params), perm, c - 1)
+        velocity = objects_velocity if params.velocity_from == "objects" else None
         for delta in DELTAS:
             hits = np.nonzero(frames == frames[last] + delta)[0]
             if len(hits) == 0:
@@ -366,8 +372,9 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
             mask = torch.ones(points.shape[:2], dtype=torch.bool)
             r_wc, t_wc = inference.r_wc[target][None], inference.t_wc[target][None]
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)
-            forecast = model.forecaster(context, delta_s)
+            forecast = model.forecaster(context, delta_s, velocity)
             methods = {"model": forecast, **single_guess_baselines(context, delta_s),
+                       "objects_constant_velocity": objects_constant_velocity(context, delta_s, objects_velocity),
                        **k_guess_baselines(context, delta_s, k)}
             every = stack_guesses(list(methods.values()))  # one Chamfer call for all guesses of all methods
             # 8 candidate faces per point, not certified exact: a forecast metres off leaves most points
@@ -476,7 +483,7 @@ def camera_metrics(rows: list[dict], horizon: int = DRIFT_HORIZON) -> dict | Non
 
 def motion_residual_m(inference: SequenceInference, match: bool) -> float | None:
     """Mean norm of the third difference (m, true time stamps) of the world slot tracks."""
-    track = window(inference.track, 0, inference.track.centre.shape[1], match)
+    track, _ = window(inference.track, 0, inference.track.centre.shape[1], match)
     if track.centre.shape[1] < 4:
         return None
     x = track.centre[0].transpose(0, 1)  # (K, T, 3)
@@ -499,7 +506,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         inferences.append(inference)
         ours.append(identity_rows(seq, inference.point_slot, inference.tracks, params))
         reference_slots = phase1_point_slots(phase1_model, seq, raw_records)
-        reference_tracks = object_tracks(seq, reference_slots, inference.r_wc, inference.t_wc, params)
+        reference_tracks, _ = object_tracks(seq, reference_slots, inference.r_wc, inference.t_wc, params)
         reference.append(identity_rows(seq, reference_slots, reference_tracks, params))
         forecasts += forecast_rows(model, seq, inference, params)
         cameras += camera_rows(inference, seq)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.data.camera import world_to_cv
 from pipeline.eval.phase1_figures import SLOT_COLOURS, raycast_slots, slot_colours
-from pipeline.eval.scene_metrics import alias_parents
+from pipeline.geometry.mesh_owner import alias_parents
 from pipeline.io import atomic, synthia
 from pipeline.io.synthia import THING_CLASSES, SequenceLayout
 

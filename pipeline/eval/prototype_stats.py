@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from pipeline.data.frames import FrameRecord
-from pipeline.eval.scene_metrics import nearest_slot
+from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.io.synthia import CLASS_NAMES
 
 

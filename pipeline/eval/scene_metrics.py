@@ -23,6 +23,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from pipeline.geometry.mesh import sample_points_on_mesh
+from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.geometry.nearest import nearest_sq_dist
 from pipeline.io.synthia import Intrinsics
 
@@ -49,32 +50,6 @@ def visibility(samples: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -
     observed[in_image] = depth[v[in_image], u[in_image]]
     visible = in_image & (z <= observed + VISIBILITY_SLACK_M)
     return in_image, visible
-
-
-def nearest_slot(points: np.ndarray, verts: np.ndarray, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(distance (N,) metres, owning slot (N,)) of each point to the nearest surface of K meshes (K, V, 3).
-
-    Exact closest points on the triangles (open3d's BVH ``compute_closest_points``; equal to the
-    brute-force minimum of :func:`pipeline.geometry.mesh.point_mesh_sq_dist` to float precision, and
-    20-50x faster). Meshes with identical vertices (alias slots) count as the first of them."""
-    import open3d as o3d
-
-    verts = np.asarray(verts, dtype=np.float32)
-    tri = np.asarray(faces.cpu() if isinstance(faces, torch.Tensor) else faces, dtype=np.uint32)
-    scene = o3d.t.geometry.RaycastingScene()
-    ids = np.array([scene.add_triangles(v, tri) for v in verts])
-    query = np.ascontiguousarray(points, dtype=np.float32)
-    closest = scene.compute_closest_points(o3d.core.Tensor(query))
-    distance = np.linalg.norm(closest["points"].numpy() - query, axis=1)
-    slot = np.searchsorted(ids, closest["geometry_ids"].numpy().astype(np.int64))
-    return distance, alias_parents(verts)[slot]
-
-
-def alias_parents(verts: np.ndarray) -> np.ndarray:
-    """(K,) for meshes (K, V, 3): the first slot whose mesh is identical to slot k's (k itself unless k is an alias
-    of a merged group, whose mesh is a copy of its parent's)."""
-    flat = np.asarray(verts).reshape(len(verts), -1)
-    return np.array([next(j for j in range(k + 1) if np.array_equal(flat[j], flat[k])) for k in range(len(flat))])
 
 
 def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, faces: torch.Tensor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weight
 
@@ -21,6 +21,9 @@ class Phase2Params(Section):
     guesses: Count
     hidden: Count
     velocity_frames: Frames
+    velocity_from: Literal["slots", "objects"]
+    object_min_speed_mps: Annotated[float, Field(ge=0)]
+    object_max_residual_m: Positive
     time_features: Count
     context_frames: Frames
     max_gap: Count
@@ -60,3 +63,10 @@ class Phase2Params(Section):
     val_every: Count
     checkpoint_every: Count
     seed: Seed
+
+    @model_validator(mode="after")
+    def _objects_need_frozen_slots(self) -> "Phase2Params":
+        if self.velocity_from == "objects" and self.finetune_slots:
+            raise ValueError("video.velocity_from = objects needs video.finetune_slots = false (the objects come from "
+                             "the slots encoded once before training)")
+        return self

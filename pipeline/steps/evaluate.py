@@ -29,7 +29,7 @@ from pipeline.eval.phase1_eval import evaluate_phase1
 from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstruction_figure
 from pipeline.eval.phase2_eval import CAMERA_COLUMNS, FORECAST_COLUMNS, evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
-from pipeline.eval.scene_metrics import nearest_slot
+from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import with_carried
 from pipeline.params.data import DataParams

@@ -46,25 +46,26 @@ def clipped_surrogate(log_prob: Tensor, old_log_prob: Tensor, advantage: Tensor,
     return -torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage).mean()
 
 
-def policy(forecaster: Forecaster, context: SlotTrack, delta_s: Tensor) -> GuessPolicy:
-    """The forecaster's guess policy for a context (one forward pass)."""
-    mean, logits = forecaster.heads(context, delta_s)
+def policy(forecaster: Forecaster, context: SlotTrack, delta_s: Tensor, velocity: Tensor | None = None) -> GuessPolicy:
+    """The forecaster's guess policy for a context (one forward pass; ``velocity``: :meth:`Forecaster.velocity`)."""
+    mean, logits = forecaster.heads(context, delta_s, velocity)
     return GuessPolicy(mean, logits, forecaster.log_std)
 
 
 def grpo_loss(forecaster: Forecaster, reference: Forecaster, context: SlotTrack, delta_s: Tensor,
               score: Callable[[Forecast], Tensor], group: int, clip: float, kl_weight: float, tolerance_m: float,
-              generator: torch.Generator | None) -> tuple[Tensor, dict[str, float]]:
+              generator: torch.Generator | None, velocity: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """GRPO loss of one batch of contexts (B, C, K, ...) and the terms to log.
 
-    ``score`` maps a :class:`Forecast` with S guesses to its (B, S) errors in metres (no gradient needed).
+    ``score`` maps a :class:`Forecast` with S guesses to its (B, S) errors in metres (no gradient needed);
+    ``velocity`` (B, K, 3): the velocity the guesses extrapolate (:meth:`Forecaster.velocity`).
     """
-    pi = policy(forecaster, context, delta_s)
+    pi = policy(forecaster, context, delta_s, velocity)
     with torch.no_grad():
-        ref = policy(reference, context, delta_s)
+        ref = policy(reference, context, delta_s, velocity)
     component, raw = pi.sample(group, generator)
     with torch.no_grad():
-        errors = score(forecaster.decode(context, delta_s, raw, pi.logits.detach()))
+        errors = score(forecaster.decode(context, delta_s, raw, pi.logits.detach(), velocity))
         reward = rewards(errors, tolerance_m)
         advantage = group_advantages(reward)
     log_prob = pi.log_prob(component, raw)

@@ -23,7 +23,9 @@ Loss of a clip batch (each weight a param):
   from the ground-truth poses instead of the chained head;
 - ``weight_forecast`` x the best-of-G one-directional Chamfer (target points -> nearest surface of
   the guessed meshes, metres, smooth L1 as phase one) of the forecast from the (detached) context
-  slots, and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
+  slots (with ``velocity_from = objects`` the guesses extrapolate each slot's object's gated velocity over the
+  clip's context frames: the objects are tracked once per sequence before training, in the frame of its pose
+  files, as the evaluation tracks them; :mod:`pipeline.models.video.object_motion`), and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
   guess, and ``weight_single_guess`` x guess 0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0;
   with 0, best-of-1 = the most confident guess); with ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
@@ -57,10 +59,11 @@ from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
 from pipeline.models.video.forecaster import Forecaster, SlotTrack, best_of_k
 from pipeline.models.video.model import forecast_chamfer, world_track
+from pipeline.models.video.object_motion import SequenceObjects, gated, point_owners, track_objects, world_points
 from pipeline.models.video.poses import chain, compose, invert
 from pipeline.models.video.priors import motion_loss, prototype_change, rotation_smoothness, scale_smoothness
 from pipeline.models.video.sequences import SequenceFrames
-from pipeline.models.video.tracking import match_chain, reorder
+from pipeline.models.video.tracking import frame_order, matched_track
 from pipeline.params.train import Phase1Params
 from pipeline.params.video import Phase2Params
 from pipeline.train import common
@@ -112,17 +115,20 @@ def sample_clip(rng: np.random.Generator, length: int, params: Phase2Params) -> 
 @dataclass
 class EncodedSequence:
     """A sequence's frames encoded once by the frozen slot model (``finetune_slots = false``): slots of
-    every usable frame (leading dim T, camera frame) and the encoder's last feature maps (T, C, h, w)."""
+    every usable frame (leading dim T, camera frame), the encoder's last feature maps (T, C, h, w) and, with
+    ``velocity_from = objects``, the objects its slots cover (tracked in the frame of the sequence's pose files)."""
 
     slots: SlotParams
     fmap: torch.Tensor
+    objects: SequenceObjects | None = None
 
 
 @torch.no_grad()
 def encode_sequences(model: VideoSlotModel, sequences: list[SequenceFrames], device: torch.device,
-                     batch: int = 8) -> list[EncodedSequence]:
+                     batch: int = 8, objects: Phase2Params | None = None) -> list[EncodedSequence]:
     """Slots and feature maps of every frame (eval mode: the encoder's running batch-norm statistics, as the
-    evaluation sees them; all target points of each frame)."""
+    evaluation sees them; all target points of each frame), and with ``objects`` (the ``video`` params, whose
+    ``track_*`` settings the evaluation's tracks use too) the objects of every sequence."""
     was_training = model.slots.training
     model.slots.eval()
     out = []
@@ -131,9 +137,22 @@ def encode_sequences(model: VideoSlotModel, sequences: list[SequenceFrames], dev
                  for i in range(0, len(seq.records), batch)]
         slots = SlotParams(*(torch.cat([getattr(p, f.name) for p, _ in parts])
                              for f in dataclasses.fields(SlotParams)))
-        out.append(EncodedSequence(slots, torch.cat([f for _, f in parts])))
+        out.append(EncodedSequence(slots, torch.cat([f for _, f in parts]),
+                                   None if objects is None else sequence_objects(model, seq, slots, objects)))
     model.slots.train(was_training)
     return out
+
+
+def sequence_objects(model: VideoSlotModel, seq: SequenceFrames, slots: SlotParams,
+                     settings: Phase2Params) -> SequenceObjects:
+    """The objects of a sequence's encoded ``slots`` (every frame), tracked in the world frame of its pose files."""
+    if seq.r_wc is None:
+        raise ValueError(f"{seq.name}: video.velocity_from = objects needs pose files (the objects' world frame)")
+    faces = model.slots.faces.cpu()
+    owners = [point_owners(r.points, slots.verts[i].detach().cpu(), faces) for i, r in enumerate(seq.records)]
+    _, objects = track_objects(world_points([r.points for r in seq.records], seq.r_wc, seq.t_wc), owners, seq.time,
+                               settings)
+    return objects
 
 
 @dataclass
@@ -146,6 +165,7 @@ class ClipBatch:
     t_gt: torch.Tensor | None  # (B, T, 3)
     slots: SlotParams | None = None  # frozen slot model: the frames' cached slots (leading dim B*T) ...
     fmap: torch.Tensor | None = None  # ... and feature maps (B*T, C, h, w); None: encode in the loss
+    velocity: torch.Tensor | None = None  # (B, K, 3) m/s, clip world frame: each slot's object's (velocity_from)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -154,10 +174,11 @@ class ClipBatch:
 
 def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]]], points_per_frame: int,
                rng: np.random.Generator | None, device: torch.device, merge: tuple[float, float],
-               encoded: list[EncodedSequence] | None = None) -> ClipBatch:
+               encoded: list[EncodedSequence] | None = None, gate: tuple[float, float] | None = None) -> ClipBatch:
     """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch` (with the frames' cached
-    slots and feature maps when ``encoded``, the frozen slot model's); ``merge``: the slot model's
-    :func:`model_merge`."""
+    slots and feature maps when ``encoded``, the frozen slot model's, and its objects' gated velocities over the
+    context frames when it has objects; ``gate`` = (``object_min_speed_mps``, ``object_max_residual_m``));
+    ``merge``: the slot model's :func:`model_merge`."""
     records = [sequences[s].records[i] for s, idx in picks for i in idx]
     frames = make_batch(records, points_per_frame, rng, device, merge)
     slots = fmap = None
@@ -176,7 +197,21 @@ def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]
             t.append((seq.t_wc[idx] - t0) @ r0)
         r_gt = torch.tensor(np.array(r), dtype=torch.float32, device=device)
         t_gt = torch.tensor(np.array(t), dtype=torch.float32, device=device)
-    return ClipBatch(frames, time, r_gt, t_gt, slots, fmap)
+    velocity = None
+    if encoded is not None and encoded[picks[0][0]].objects is not None:
+        velocity = torch.tensor(np.array([clip_velocity(sequences[s], encoded[s].objects, idx, slots.centre.shape[1],
+                                                        gate) for s, idx in picks]), dtype=torch.float32, device=device)
+    return ClipBatch(frames, time, r_gt, t_gt, slots, fmap, velocity)
+
+
+def clip_velocity(seq: SequenceFrames, objects: SequenceObjects, idx: list[int], slots: int,
+                  gate: tuple[float, float] | None) -> np.ndarray:
+    """(K, 3) m/s: the gated velocity of each slot's object over a clip's context frames ``idx[:-1]`` (the last is
+    the target), turned from the pose files' world frame into the clip's (its first frame's camera)."""
+    if gate is None:
+        raise ValueError("clip_batch: sequences with objects need the velocity gate")
+    velocity = gated(*objects.velocities(idx[:-1], slots), *gate)
+    return velocity @ seq.r_wc[idx[0]]  # row vectors: r0^T v
 
 
 def clip_poses(model: VideoSlotModel, clips: ClipBatch, fmap: torch.Tensor, camera: str, refine: str = "none"):
@@ -209,15 +244,6 @@ def relative_pose_error(r_rel: torch.Tensor, t_rel: torch.Tensor, r_gt: torch.Te
     return geodesic_angle(r_rel, r_true).mean(), (t_rel - t_true).norm(dim=-1).mean()
 
 
-def matched_track(track: SlotTrack, enabled: bool) -> SlotTrack:
-    """Reorder each clip's slots so slot k is the Hungarian chain of frame 0's slot k (no-op if disabled)."""
-    if not enabled:
-        return track
-    perm = torch.stack([match_chain(c, w) for c, w in zip(track.centre, track.weights, strict=True)])
-    return SlotTrack(reorder(track.centre, perm), reorder(track.rotation, perm), reorder(track.scale, perm),
-                     reorder(track.weights, perm), track.time)
-
-
 def temporal_priors(track: SlotTrack, time: torch.Tensor, params: Phase2Params) -> tuple[torch.Tensor, dict]:
     """The weighted temporal priors of the time-sorted world track (module docstring) and their values."""
     b, t = time.shape
@@ -244,7 +270,7 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     frozen = clips.slots is not None  # cached slots of the frozen slot model: no depth loss, priors only logged
     slots, fmap = (clips.slots, clips.fmap) if frozen else model.encode(clips.frames)
     r_wc, t_wc, relative = clip_poses(model, clips, fmap, params.camera, params.camera_refine)
-    track = matched_track(world_track(slots, (b, t), r_wc, t_wc, clips.time), params.match_slots)
+    track, perm = matched_track(world_track(slots, (b, t), r_wc, t_wc, clips.time), params.match_slots)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
         loss, terms = temporal_priors(track, clips.time, params)
     if frozen:
@@ -259,6 +285,7 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
         loss = loss + params.weight_camera * (angle + shift)
         terms.update({"camera_rot_deg": math.degrees(angle.item()), "camera_trans_m": shift.item()})
     context = track.frames(slice(0, t - 1)).detach()
+    velocity = None if clips.velocity is None else frame_order(clips.velocity, perm, t - 2)  # last context frame
     delta = (clips.time[:, -1] - clips.time[:, -2]).detach()
     target_rows = torch.arange(b, device=clips.time.device) * t + (t - 1)
     r_target, t_target = r_wc[:, -1].detach(), t_wc[:, -1].detach()
@@ -266,11 +293,12 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     if reference is not None:  # GRPO over a group of sampled guesses (pipeline/train/grpo.py)
         score = lambda f: forecast_chamfer(model, f, r_target, t_target, points, mask)  # noqa: E731
         grpo, grpo_terms = grpo_loss(model.forecaster, reference, context, delta, score, params.grpo_group,
-                                     params.grpo_clip, params.grpo_kl_weight, params.grpo_tolerance_m, generator)
+                                     params.grpo_clip, params.grpo_kl_weight, params.grpo_tolerance_m, generator,
+                                     velocity)
         loss = loss + params.weight_forecast * grpo
         terms.update({**grpo_terms, "forecast_best_m": grpo_terms["grpo_best_sample_m"], "loss": loss.item()})
         return loss, terms
-    forecast = model.forecaster(context, delta)
+    forecast = model.forecaster(context, delta, velocity)
     per_guess = forecast_chamfer(model, forecast, r_target, t_target, points, mask)
     best, winner = best_of_k(per_guess)
     confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
@@ -279,6 +307,11 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
                   "confidence_ce": confidence.item(), "loss": loss.item()})
     return loss, terms
+
+
+def velocity_gate(params: Phase2Params) -> tuple[float, float]:
+    """(``object_min_speed_mps``, ``object_max_residual_m``): :func:`pipeline.models.video.object_motion.gated`."""
+    return params.object_min_speed_mps, params.object_max_residual_m
 
 
 def draw_clips(sequences: list[SequenceFrames], n: int, params: Phase2Params,
@@ -345,7 +378,8 @@ def validation_terms(model: VideoSlotModel, sequences: list[SequenceFrames], par
     totals: dict[str, float] = {}
     for i in range(0, len(picks), params.batch_size):
         chunk = picks[i : i + params.batch_size]
-        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device, model_merge(model.slots), encoded)
+        batch = clip_batch(sequences, chunk, params.points_per_frame, rng, device, model_merge(model.slots), encoded,
+                           velocity_gate(params))
         _, terms = clip_loss(model, batch, params, weights, samples, torch.Generator(device=device).manual_seed(i))
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + v * len(chunk) / len(picks)
@@ -371,7 +405,8 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     encoded_train = encoded_val = None
     if not params.finetune_slots:  # frozen slot model: every frame encoded once
         model.slots.requires_grad_(False)
-        encoded_train, encoded_val = (encode_sequences(model, s, info.device) for s in (train, val))
+        objects = params if params.velocity_from == "objects" else None
+        encoded_train, encoded_val = (encode_sequences(model, s, info.device, objects=objects) for s in (train, val))
     loop = TrainLoop("train phase 2", model, build_optimizer(model, params), steps=params.steps,
                      schedule=WarmupCosine(params.steps, warmup=min(20, params.steps // 10 + 1)), state_path=state_path,
                      identity=params.digest(phase1_digest(phase1_path)), checkpoint_every=params.checkpoint_every,
@@ -389,7 +424,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
             reference = frozen_forecaster(model, model.forecaster.state_dict())  # the supervised forecaster
         rng = np.random.default_rng([params.seed, step, info.rank])
         clips = clip_batch(train, draw_clips(train, per_rank, params, rng), params.points_per_frame, rng, info.device,
-                           model_merge(model.slots), encoded_train)
+                           model_merge(model.slots), encoded_train, velocity_gate(params))
         generator = torch.Generator(device=info.device).manual_seed(int(rng.integers(1 << 62)))
         loss, terms = clip_loss(model, clips, params, weights, samples, generator, reference)
         loop.optimizer.zero_grad(set_to_none=True)

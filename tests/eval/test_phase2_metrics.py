@@ -50,19 +50,19 @@ def test_identity_switch_counting():
     assert identity_switches([inst], [a], min_points=31) == (0, 0)
 
 
-def test_point_slots_give_an_alias_mesh_no_point():
+def test_point_owners_give_an_alias_mesh_no_point():
     """Slots 0 and 2 carry the same mesh (2 is an alias of 0, a merged group): every point near it goes to slot 0,
     the points near the other sphere to slot 1; against brute-force distances to the sphere centres."""
     import torch
 
-    from pipeline.eval.phase2_eval import point_slots
+    from pipeline.models.video.object_motion import point_owners
     from pipeline.geometry.icosphere import ico_sphere
 
     sphere, faces = ico_sphere(2)
     centres = torch.tensor([[0.0, 0.0, 10.0], [3.0, 0.0, 10.0], [0.0, 0.0, 10.0]])
     verts = sphere[None] + centres[:, None]
     points = np.random.default_rng(0).uniform([-1.5, -1.5, 8.5], [4.5, 1.5, 11.5], (500, 3))
-    slot = point_slots(points, verts, faces)
+    slot = point_owners(points, verts, faces)
     nearer_first = np.linalg.norm(points - centres[0].numpy(), axis=1) < np.linalg.norm(points - centres[1].numpy(), axis=1)
     assert set(slot.tolist()) == {0, 1}
     assert np.array_equal(slot == 0, nearer_first)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.eval.scene_metrics import nearest_slot
+from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.geometry.mesh import point_mesh_sq_dist
 

@@ -72,7 +72,8 @@ def test_resume_equals_uninterrupted(tiny, tmp_path, training, finetune):
     _, frames, phase1 = tiny
     seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
     params = P2.model_copy(update={"val_every": 2, "forecast_training": training, "grpo_warmup": 1,
-                                   "finetune_slots": finetune})
+                                   "finetune_slots": finetune,  # objects need frozen slots (validated below)
+                                   "velocity_from": "slots" if finetune else "objects"})
     full, resumed = Rows(), Rows()
     train_phase2(seqs, seqs, params, phase1, tmp_path / "a/model.pt", tmp_path / "a/state.pt", run=full, device="cpu",
                  progress=False)

@@ -9,7 +9,8 @@ G scene-level guesses:
     centre_g = c_last + α_g · v · Δ + max_step · tanh(d_g),   R_g = exp(max_turn · tanh(ω_g)) R_last
 
 with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
-2 = the last two frames' difference), α_g and d_g, ω_g per
+2 = the last two frames' difference), or a velocity given by the caller (``video.velocity_from: objects``: the
+velocity of the slot's object, :mod:`pipeline.models.video.object_motion`), α_g and d_g, ω_g per
 slot from the network, plus a confidence logit per guess. The last layer starts at zero and the
 guesses start at extrapolation fractions α_g = 0 ... 1.5 (guess 0 = copy-last, a middle one =
 constant velocity), so training starts at the two baselines and winner-takes-all training can
@@ -134,9 +135,14 @@ class Forecaster(nn.Module):
             self.confidence.weight.zero_()
             self.confidence.bias.zero_()
 
-    def heads(self, context: SlotTrack, delta_s: Tensor) -> tuple[Tensor, Tensor]:
+    def velocity(self, context: SlotTrack, velocity: Tensor | None) -> Tensor:
+        """(B, K, 3) m/s the guesses extrapolate: ``velocity`` if given, else the slots' own fitted velocity."""
+        return fitted_velocity(context, self.config.velocity_frames) if velocity is None else velocity
+
+    def heads(self, context: SlotTrack, delta_s: Tensor, velocity: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Raw per-guess outputs (B, G, K, 7) [α, step pre-tanh (3), turn pre-tanh (3)] and confidence
-        logits (B, G) for a context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after its last frame."""
+        logits (B, G) for a context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after its last frame;
+        ``velocity`` (B, K, 3) m/s in the context's world frame: see :meth:`velocity`."""
         last = context.frames(-1)
         b, c, k, _ = context.centre.shape
         rel_time = context.time - last.time.unsqueeze(1)  # (B, C) <= 0
@@ -146,7 +152,7 @@ class Forecaster(nn.Module):
         per_frame = self.frame_mlp(torch.cat([rel_pos, rel_rot, rel_scale], dim=-1))
         per_frame = per_frame + self.context_time(rel_time).unsqueeze(2)
         history = torch.cat([per_frame.mean(1), per_frame.amax(1)], dim=-1)  # (B, K, 2h)
-        velocity = fitted_velocity(context, self.config.velocity_frames)
+        velocity = self.velocity(context, velocity)
         absolute = torch.cat([last.centre / WORLD_SCALE_M, torch.log(last.scale).unsqueeze(-1),
                               matrix_to_rot6d(last.rotation), last.weights, velocity / POS_SCALE_M], dim=-1)
         token = self.mix(torch.cat([history, self.slot_in(absolute)], dim=-1)) + self.target_time(delta_s).unsqueeze(1)
@@ -154,16 +160,18 @@ class Forecaster(nn.Module):
         raw = self.head(token).view(b, k, self.config.guesses, 7).transpose(1, 2)  # (B, G, K, 7)
         return raw, self.confidence(token.mean(1))
 
-    def decode(self, context: SlotTrack, delta_s: Tensor, raw: Tensor, logits: Tensor) -> Forecast:
+    def decode(self, context: SlotTrack, delta_s: Tensor, raw: Tensor, logits: Tensor,
+               velocity: Tensor | None = None) -> Forecast:
         """Guesses from raw outputs (B, S, K, 7) (the heads' or sampled ones; any number S of guesses)."""
         last = context.frames(-1)
-        velocity = fitted_velocity(context, self.config.velocity_frames)
+        velocity = self.velocity(context, velocity)
         alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
         centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
                   + self.config.max_step_m * torch.tanh(step))
         rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
         return Forecast(centre, rotation, last.scale, last.weights, logits)
 
-    def forward(self, context: SlotTrack, delta_s: Tensor) -> Forecast:
-        """Context (B, C, K, ...) and target gaps ``delta_s`` (B,) seconds after the last context frame."""
-        return self.decode(context, delta_s, *self.heads(context, delta_s))
+    def forward(self, context: SlotTrack, delta_s: Tensor, velocity: Tensor | None = None) -> Forecast:
+        """Context (B, C, K, ...), target gaps ``delta_s`` (B,) seconds after the last context frame and optionally
+        the velocity (B, K, 3) to extrapolate (:meth:`velocity`)."""
+        return self.decode(context, delta_s, *self.heads(context, delta_s, velocity), velocity)

@@ -13,6 +13,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from pipeline.models.video.forecaster import SlotTrack
+
 
 def match_chain(centres: Tensor, weights: Tensor, weight_cost_m: float = 1.0) -> Tensor:
     """Hungarian-match each frame's slots to the previous frame's (already matched) slots.
@@ -41,3 +43,18 @@ def reorder(x: Tensor, perm: Tensor) -> Tensor:
     """Apply per-frame permutations (B, T, K) to x (B, T, K, ...)."""
     index = perm.view(perm.shape + (1,) * (x.dim() - 3)).expand_as(x) if x.dim() > 3 else perm
     return torch.gather(x, 2, index)
+
+
+def matched_track(track: SlotTrack, enabled: bool = True) -> tuple[SlotTrack, Tensor | None]:
+    """Each clip's slots (B, T, K, ...) reordered so slot k is the Hungarian chain of frame 0's slot k
+    (:func:`match_chain`), and the permutations (B, T, K); unchanged and None if not ``enabled``."""
+    if not enabled:
+        return track, None
+    perm = torch.stack([match_chain(c, w) for c, w in zip(track.centre, track.weights, strict=True)])
+    return SlotTrack(reorder(track.centre, perm), reorder(track.rotation, perm), reorder(track.scale, perm),
+                     reorder(track.weights, perm), track.time), perm
+
+
+def frame_order(x: Tensor, perm: Tensor | None, frame: int) -> Tensor:
+    """Per-slot values (B, K, ...) of one frame, in :func:`matched_track`'s order (``perm`` (B, T, K) or None)."""
+    return x if perm is None else reorder(x.unsqueeze(1), perm[:, frame : frame + 1]).squeeze(1)

@@ -181,5 +181,5 @@ def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
     pose = torch.eye(3)[None], torch.tensor([[5.0, 0.0, 0.0]])
     for touch_m, ids in ((1.0, 1), (0.0, 2)):
         params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0)
-        (tracks,) = object_tracks(seq, [slots], *pose, params)
+        (tracks,), _ = object_tracks(seq, [slots], *pose, params)
         assert len(set(tracks.values())) == ids
