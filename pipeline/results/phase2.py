@@ -6,7 +6,8 @@ sequence, context_last, delta, delta_s, method, chamfer_m; written by the evalua
 
 - **Headline**: per Δ and method the mean error over the forecasts of a seed, then mean ± std over seeds.
 - **Paired**: at Δ = 5 and 10, the model's best-of-1 (most confident guess) minus every single-guess
-  baseline and the model's best-of-k minus every k-guess baseline on the same forecast (same sequence,
+  baseline (and minus the ``objects_constant_velocity`` reference when the table has it; no target) and the model's
+  best-of-k minus every k-guess baseline on the same forecast (same sequence,
   context window and Δ) and seed; :func:`pipeline.results.stats.paired_bootstrap` over forecasts,
   seeds pooled (negative = the model is better).
 - **Camera**: relative-pose error and drift (end of sequence, within 40 frames) mean ± std over seeds.
@@ -25,6 +26,7 @@ from pipeline.results.stats import format_mean_std, mean_std, paired_bootstrap, 
 DELTAS = (1, 5, 10)
 PAIRED_DELTAS = (5, 10)
 SINGLE_GUESS = ("copy_last", "constant_velocity", "constant_acceleration")
+REFERENCES = ("objects_constant_velocity",)  # compared too when present (not the baselines: no target)
 K_GUESS_PREFIXES = ("speed_scalings_best_of_", "context_lengths_best_of_")
 MODEL = ("model_best_of_1", "model_best_of_k")
 CAMERA = ("relative_rotation_deg", "relative_translation_m", "end_drift_m", "end_drift_rotation_deg",
@@ -65,7 +67,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
                 for d in DELTAS}
     multi = k_guess_methods(methods)
     paired = {f"delta_{d}": {**{f"model_best_of_1_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[0], b))
-                                for b in SINGLE_GUESS},
+                                for b in SINGLE_GUESS + tuple(r for r in REFERENCES if r in methods)},
                              **{f"model_best_of_k_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[1], b))
                                 for b in multi}}
               for d in PAIRED_DELTAS}
