@@ -183,3 +183,34 @@ def test_format_mean_std_says_when_nothing_was_recorded():
 
     assert format_mean_std(mean_std([None, float("nan")])) == "not recorded"
     assert format_mean_std(mean_std([1.0, 3.0])) == "2.000 ± 1.414"
+
+
+def test_compare_pairs_two_result_sets_forecast_by_forecast(tmp_path):
+    """Set B's best-of-1 is set A's minus 0.1 m on every forecast (B's best-of-k equals A's): B − A is exactly
+    −0.1 with a zero-width interval and 0 for best-of-k; the forecasts B lacks are left out; a missing run is named."""
+    import pytest
+
+    from pipeline.results import compare
+
+    rng = np.random.default_rng(0)
+    for tag, shift in (("a", 0.0), ("b", -0.1)):
+        for seed in (0, 1):
+            rows = [{"sequence": "S", "context_last": c, "delta": d, "delta_s": d / 5, "method": m,
+                     "chamfer_m": float(1 + rng.uniform()) if tag == "a" else None}
+                    for c in range(3, 9) for d in (5, 10) for m in ("model_best_of_1", "model_best_of_k", "copy_last")]
+            folder = tmp_path / "runs" / tag / f"seed{seed}"
+            folder.mkdir(parents=True)
+            table = pd.DataFrame(rows)
+            if tag == "b":
+                base = pd.read_csv(tmp_path / "runs" / "a" / f"seed{seed}" / "phase2_forecasts.csv")
+                table["chamfer_m"] = base["chamfer_m"] + np.where(base["method"] == "model_best_of_1", shift, 0.0)
+                table = table[table.context_last != 8]  # B has one context window fewer
+            table.to_csv(folder / "phase2_forecasts.csv", index=False)
+    got = compare.paired_sets(compare.forecast_tables(tmp_path / "runs" / "a", [0, 1]),
+                              compare.forecast_tables(tmp_path / "runs" / "b", [0, 1]))
+    for delta in ("delta_5", "delta_10"):
+        first, best = got[delta]["model_best_of_1"], got[delta]["model_best_of_k"]
+        assert np.isclose(first["mean"], -0.1) and np.isclose(first["low"], -0.1) and np.isclose(first["high"], -0.1)
+        assert first["frames"] == 5 and np.isclose(best["mean"], 0.0)
+    with pytest.raises(FileNotFoundError, match="seed2/phase2_forecasts.csv"):
+        compare.forecast_tables(tmp_path / "runs" / "a", [0, 2])

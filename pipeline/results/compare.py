@@ -1,0 +1,84 @@
+"""`python -m pipeline.results.compare A B`: two result sets of the preset, forecast by forecast (phase two).
+
+For the kept runs ``reports/results/runs/<A>/seed<N>`` and ``.../<B>/seed<N>`` (the same seeds, the same world),
+every model row of the forecast tables (best-of-1, best-of-k) is paired across the two sets on the same forecast
+(sequence, context window, Δ) and seed, and B − A is reported with a bootstrap 95 % interval over forecasts, seeds
+pooled (:func:`pipeline.results.stats.paired_bootstrap`; negative = B is better). Used for GRPO against best-of-k
+at equal compute (``-S video.forecast_training=grpo`` against the default). Writes
+``reports/results/compare-<B>-vs-<A>.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from pipeline.errors import one_line_errors
+from pipeline.io import atomic
+from pipeline.results.phase2 import KEY, MODEL, PAIRED_DELTAS
+from pipeline.results.stats import paired_bootstrap
+
+app = typer.Typer(add_completion=False)
+
+
+def forecast_tables(runs: Path, seeds: list[int]) -> pd.DataFrame:
+    """The kept runs' forecast rows with a ``seed`` column; a missing run is an error naming it."""
+    tables = []
+    for seed in seeds:
+        path = runs / f"seed{seed}" / "phase2_forecasts.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no kept run (run `python -m pipeline.results.run` for this set first)")
+        tables.append(pd.read_csv(path).assign(seed=seed))
+    return pd.concat(tables, ignore_index=True)
+
+
+def paired_sets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """Per Δ of ``PAIRED_DELTAS`` and model row: B − A on the same forecasts and seeds (forecasts x seeds)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for delta in PAIRED_DELTAS:
+        out[f"delta_{delta}"] = {}
+        for method in MODEL:
+            wide = [t[(t.delta == delta) & (t.method == method)].pivot_table(index=KEY, columns="seed",
+                                                                             values="chamfer_m") for t in (a, b)]
+            joined = wide[0].add_suffix("_a").join(wide[1].add_suffix("_b"), how="inner")
+            seeds = sorted(wide[0].columns)
+            diff = np.stack([joined[f"{s}_b"] - joined[f"{s}_a"] for s in seeds], axis=1)
+            out[f"delta_{delta}"][method] = {**paired_bootstrap(diff),
+                                             "a": float(np.nanmean(joined[[f"{s}_a" for s in seeds]].to_numpy())),
+                                             "b": float(np.nanmean(joined[[f"{s}_b" for s in seeds]].to_numpy()))}
+    return out
+
+
+def markdown(result: dict, a: str, b: str, seeds: list[int]) -> str:
+    lines = [f"# Phase-two forecasts: {b} − {a}", "",
+             f"Seeds {seeds}; paired per forecast (same sequence, context window, Δ and seed); metres; bootstrap 95 % "
+             "interval over forecasts, seeds pooled; negative = the second set is better.", "",
+             f"| model row | Δ | {a} | {b} | {b} − {a} |", "|---|---|---|---|---|"]
+    for delta in PAIRED_DELTAS:
+        for method, r in result[f"delta_{delta}"].items():
+            lines.append(f"| {method} | {delta} | {r['a']:.3f} | {r['b']:.3f} | "
+                         f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+@one_line_errors
+def main(
+    a: str = typer.Argument(..., help="First result set (tag), e.g. default."),
+    b: str = typer.Argument(..., help="Second result set (tag), e.g. video-forecast_traininggrpo."),
+    seeds: str = typer.Option("0,1,2", help="Training seeds, comma-separated."),
+    reports: Path = typer.Option(Path("reports/results"), help="Folder of the kept runs and the output."),
+) -> None:
+    seed_list = [int(s) for s in seeds.split(",")]
+    result = paired_sets(forecast_tables(reports / "runs" / a, seed_list), forecast_tables(reports / "runs" / b, seed_list))
+    stem = reports / f"compare-{b}-vs-{a}"
+    atomic.write_json(stem.with_suffix(".json"), {"a": a, "b": b, "seeds": seed_list, "paired": result})
+    atomic.write_text(stem.with_suffix(".md"), markdown(result, a, b, seed_list))
+    typer.echo(f"wrote {stem.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    app()
