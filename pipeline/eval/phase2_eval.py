@@ -12,8 +12,8 @@
   anchors (sorted by depth, no identity), the reference that shows what carrying buys; each once with the
   slot indices as identities and once with the track ids of :mod:`pipeline.models.video.object_tracks`
   (the slots' objects, touching slots grouped within ``track_touch_m``, associated in the world frame with a
-  gate ``track_gate_m``, a memory ``track_memory_s`` and established tracks preferred by ``track_established_m``): ``phase2_tracked`` is the system's identity, the
-  others show what each part buys.
+  gate ``track_gate_m``, a memory ``track_memory_s`` and established tracks preferred by
+  ``track_established_m``): ``phase2_tracked`` is the system's identity, the others show what each part buys.
 - **Forecasts** at Δ = 1, 5, 10 frames from every window of ``eval_context_frames`` consecutive
   usable frames whose target frame is usable (stride 1: all valid windows): one-directional Chamfer
   (mean distance of the true target frame's points to the nearest surface of the forecast meshes,

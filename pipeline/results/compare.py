@@ -73,7 +73,8 @@ def main(
     reports: Path = typer.Option(Path("reports/results"), help="Folder of the kept runs and the output."),
 ) -> None:
     seed_list = [int(s) for s in seeds.split(",")]
-    result = paired_sets(forecast_tables(reports / "runs" / a, seed_list), forecast_tables(reports / "runs" / b, seed_list))
+    runs = reports / "runs"
+    result = paired_sets(forecast_tables(runs / a, seed_list), forecast_tables(runs / b, seed_list))
     stem = reports / f"compare-{b}-vs-{a}"
     atomic.write_json(stem.with_suffix(".json"), {"a": a, "b": b, "seeds": seed_list, "paired": result})
     atomic.write_text(stem.with_suffix(".md"), markdown(result, a, b, seed_list))

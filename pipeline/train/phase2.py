@@ -25,9 +25,10 @@ Loss of a clip batch (each weight a param):
   the guessed meshes, metres, smooth L1 as phase one) of the forecast from the (detached) context
   slots (with ``velocity_from = objects`` the guesses extrapolate each slot's object's gated velocity over the
   clip's context frames: the objects are tracked once per sequence before training, in the frame of its pose
-  files, as the evaluation tracks them; :mod:`pipeline.models.video.object_motion`), and ``weight_confidence`` x the cross-entropy of the guess confidences against the winning
-  guess, and ``weight_single_guess`` x guess 0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0;
-  with 0, best-of-1 = the most confident guess); with ``forecast_training = grpo``, after
+  files, as the evaluation tracks them; :mod:`pipeline.models.video.object_motion`), and ``weight_confidence``
+  x the cross-entropy of the guess confidences against the winning guess, and ``weight_single_guess`` x guess
+  0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
+  guess); with ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
   ``grpo_group`` sampled guesses, with a KL term to the forecaster as it was at the end of the warm-up
   (:mod:`pipeline.train.grpo`; that frozen reference is part of the resume state).
