@@ -309,14 +309,6 @@ def context_velocity(objects: SequenceObjects, frames: list[int], slots: int,
     return torch.tensor(velocity, dtype=torch.float32)[None]
 
 
-def objects_constant_velocity(context: SlotTrack, delta_s: torch.Tensor, velocity: torch.Tensor) -> Forecast:
-    """Reference (not learned, not one of the issue's baselines): the last centres moved by their objects' gated
-    velocity ``velocity`` (B, K, 3) for ``delta_s`` (B,) seconds (what the object tracks alone give a forecast)."""
-    out = copy_last(context)
-    out.centre = out.centre + (velocity * delta_s.view(-1, 1, 1))[:, None]
-    return out
-
-
 def eval_points(points: np.ndarray, n: int = EVAL_POINTS) -> np.ndarray:
     """At most ``n`` of a frame's target points (N, 3): an even stride over the stored order (the ``pointclouds``
     stage's uniform sample), the same points for every method (paired comparisons)."""
@@ -374,7 +366,8 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)
             forecast = model.forecaster(context, delta_s, velocity)
             methods = {"model": forecast, **single_guess_baselines(context, delta_s),
-                       "objects_constant_velocity": objects_constant_velocity(context, delta_s, objects_velocity),
+                       # reference, not one of the issue's baselines: what the object tracks give without learning
+                       "objects_constant_velocity": constant_velocity(context, delta_s, objects_velocity),
                        **k_guess_baselines(context, delta_s, k)}
             every = stack_guesses(list(methods.values()))  # one Chamfer call for all guesses of all methods
             # 8 candidate faces per point, not certified exact: a forecast metres off leaves most points

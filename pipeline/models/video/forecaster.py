@@ -103,10 +103,12 @@ def copy_last(context: SlotTrack) -> Forecast:
                     torch.zeros(last.centre.shape[0], 1, device=last.centre.device))
 
 
-def constant_velocity(context: SlotTrack, delta_s: Tensor) -> Forecast:
-    """Baseline: last centres moved by the last two frames' velocity for ``delta_s`` (B,) seconds."""
+def constant_velocity(context: SlotTrack, delta_s: Tensor, velocity: Tensor | None = None) -> Forecast:
+    """Baseline: last centres moved by ``velocity`` (B, K, 3) m/s for ``delta_s`` (B,) seconds; by default the last
+    two frames' velocity."""
     out = copy_last(context)
-    out.centre = out.centre + (last_velocity(context) * delta_s.view(-1, 1, 1))[:, None]
+    velocity = last_velocity(context) if velocity is None else velocity
+    out.centre = out.centre + (velocity * delta_s.view(-1, 1, 1))[:, None]
     return out
 
 

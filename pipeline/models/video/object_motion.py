@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.geometry.mesh_owner import nearest_slot
-from pipeline.models.video.object_tracks import track_slots
+from pipeline.models.video.object_tracks import relabel, track_slots
 
 MIN_POINTS = 5  # an object's mean point in a frame needs this many points
 MIN_FRAMES = 3  # context frames with a mean an object needs for a velocity (two give no residual)
@@ -63,7 +63,7 @@ class SequenceObjects:
         """From per-frame world points (N_t, 3), their slots (N_t,) and :func:`object_tracks.track_slots`'s maps."""
         means = []
         for points, slot, tracks in zip(points_world, point_slot, slot_track, strict=True):
-            track_of_point = np.array([tracks[int(s)] for s in slot], dtype=np.int64)
+            (track_of_point,) = relabel([slot], [tracks])
             ids, inverse, counts = np.unique(track_of_point, return_inverse=True, return_counts=True)
             sums = np.zeros((len(ids), 3))
             np.add.at(sums, inverse, points)
