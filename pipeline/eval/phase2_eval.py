@@ -351,9 +351,13 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
     for last in range(c - 1, len(seq.records)):
         if np.any(np.diff(frames[last - c + 1 : last + 1]) != 1):
             continue  # context of consecutive frames only
-        context, perm = window(inference.track, last - c + 1, last + 1, params.match_slots)
-        objects_velocity = frame_order(context_velocity(inference.objects, list(range(last - c + 1, last + 1)),
-                                                        context.centre.shape[2], params), perm, c - 1)
+        first = last - c + 1
+        # the window in its first camera's frame, as the forecaster's training clips (SlotTrack.rebased)
+        r0, t0 = inference.r_wc[first][None], inference.t_wc[first][None]
+        context, perm = window(inference.track, first, last + 1, params.match_slots)
+        context = context.rebased(r0, t0)
+        objects_velocity = frame_order(context_velocity(inference.objects, list(range(first, last + 1)),
+                                                        context.centre.shape[2], params), perm, c - 1) @ r0[0]
         velocity = objects_velocity if params.velocity_from == "objects" else None
         for delta in DELTAS:
             hits = np.nonzero(frames == frames[last] + delta)[0]
@@ -362,7 +366,7 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
             target = int(hits[0])
             points = torch.tensor(eval_points(seq.records[target].points))[None]
             mask = torch.ones(points.shape[:2], dtype=torch.bool)
-            r_wc, t_wc = inference.r_wc[target][None], inference.t_wc[target][None]
+            r_wc, t_wc = compose(*invert(r0, t0), inference.r_wc[target][None], inference.t_wc[target][None])
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)
             forecast = model.forecaster(context, delta_s, velocity)
             methods = {"model": forecast, **single_guess_baselines(context, delta_s),

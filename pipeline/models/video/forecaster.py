@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.models.video.config import VideoModelConfig
-from pipeline.models.video.poses import axis_angle_to_matrix, matrix_to_rot6d
+from pipeline.models.video.poses import apply, axis_angle_to_matrix, invert, matrix_to_rot6d
 from pipeline.models.video.time_embedding import TimeEmbedding
 
 POS_SCALE_M = 5.0
@@ -54,6 +54,16 @@ class SlotTrack:
 
     def detach(self) -> "SlotTrack":
         return SlotTrack(*(x.detach() for x in (self.centre, self.rotation, self.scale, self.weights, self.time)))
+
+    def rebased(self, r_wf: Tensor, t_wf: Tensor) -> "SlotTrack":
+        """The same slots in frame F, given world_from_F (B, 3, 3), (B, 3): centres R^T (c - t), rotations R^T R_slot.
+
+        The forecaster reads absolute centres, rotations and velocities, so it sees its clips in the frame it was
+        trained in: the clip's first camera (:func:`pipeline.train.phase2.clip_batch`)."""
+        r_fw, t_fw = invert(r_wf, t_wf)
+        centre = apply(r_fw[:, None], t_fw[:, None], self.centre)  # (B, T, K, 3)
+        rotation = r_fw[:, None, None] @ self.rotation
+        return SlotTrack(centre, rotation, self.scale, self.weights, self.time)
 
 
 @dataclass

@@ -79,6 +79,24 @@ def test_forecaster_starts_at_copy_last_and_constant_velocity():
     assert torch.isfinite(model(track, torch.tensor([-0.37])).centre).all()
 
 
+def test_rebased_track_is_the_same_slots_seen_from_another_frame():
+    rng = np.random.default_rng(3)
+    rot = Rotation.random(2 * 3 * 4, random_state=4).as_matrix().reshape(2, 3, 4, 3, 3)
+    track = SlotTrack(torch.tensor(rng.normal(size=(2, 3, 4, 3)) * 20, dtype=torch.float64),
+                      torch.tensor(rot), torch.ones(2, 3, 4, dtype=torch.float64),
+                      torch.ones(2, 3, 4, 2, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
+    r_wf = Rotation.random(2, random_state=5).as_matrix()  # world_from_F
+    t_wf = rng.normal(size=(2, 3)) * 50
+    out = track.rebased(torch.tensor(r_wf), torch.tensor(t_wf))
+    for b in range(2):
+        expected = (track.centre[b].numpy() - t_wf[b]) @ r_wf[b]  # rows: R^T (c - t)
+        assert np.allclose(out.centre[b].numpy(), expected)
+        assert np.allclose(out.rotation[b].numpy(), np.einsum("ji,tkjl->tkil", r_wf[b], rot[b]))
+    # world_from_F applied to the rebased slots gives the original ones back
+    back = out.centre @ torch.tensor(r_wf)[:, None].transpose(-1, -2) + torch.tensor(t_wf)[:, None, None]
+    assert torch.allclose(back, track.centre)
+
+
 def test_rotation_helpers_against_scipy():
     v = torch.tensor([[0.3, -0.2, 0.5], [0.0, 0.0, 1e-9]], dtype=torch.float64)
     assert torch.allclose(axis_angle_to_matrix(v), torch.tensor(Rotation.from_rotvec(v.numpy()).as_matrix()), atol=1e-9)
