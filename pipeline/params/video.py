@@ -21,6 +21,7 @@ class Phase2Params(Section):
     guesses: Count
     hidden: Count
     velocity_frames: Frames
+    ego_motion: bool
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]
     object_max_residual_m: Positive

@@ -78,7 +78,8 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
     """The camera head's and forecaster's sizes from the ``video`` section and the phase-one model."""
     return VideoModelConfig(camera_head=params.camera == "predicted", feature_channels=slot_config.channels[-1],
                             hidden=params.hidden, time_features=params.time_features, guesses=params.guesses,
-                            prototypes=slot_config.prototypes, velocity_frames=params.velocity_frames)
+                            prototypes=slot_config.prototypes, velocity_frames=params.velocity_frames,
+                            ego_motion=params.ego_motion)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:

@@ -18,7 +18,8 @@ class VideoModelConfig:
     - ``prototypes``: P of the phase-one model (the forecaster reads the prototype weights);
     - ``max_step_m``: bound of the forecaster's per-guess position correction (metres);
     - ``max_turn_rad``: bound of the forecaster's rotation correction (radians);
-    - ``velocity_frames``: context frames of the least-squares velocity the guesses extrapolate.
+    - ``velocity_frames``: context frames of the least-squares velocity the guesses extrapolate;
+    - ``ego_motion``: the forecaster also reads the camera's poses over the context.
     """
 
     camera_head: bool = True
@@ -30,3 +31,4 @@ class VideoModelConfig:
     max_step_m: float = 5.0
     max_turn_rad: float = 0.5
     velocity_frames: int = 2
+    ego_motion: bool = False

@@ -40,30 +40,39 @@ WORLD_SCALE_M = 20.0
 
 @dataclass
 class SlotTrack:
-    """World-frame slot states of B clips x T frames x K matched slots."""
+    """World-frame slot states of B clips x T frames x K matched slots, and the camera that saw them."""
 
     centre: Tensor  # (B, T, K, 3) metres
     rotation: Tensor  # (B, T, K, 3, 3)
     scale: Tensor  # (B, T, K) metres
     weights: Tensor  # (B, T, K, P)
     time: Tensor  # (B, T) seconds
+    camera_rotation: Tensor | None = None  # (B, T, 3, 3) world_from_camera of each frame (OpenCV camera axes)
+    camera_centre: Tensor | None = None  # (B, T, 3) metres
+
+    def _map(self, slots, camera) -> "SlotTrack":
+        """A track with ``slots`` applied to the per-slot tensors and the times, ``camera`` to the camera's."""
+        has_camera = self.camera_rotation is not None
+        return SlotTrack(*(slots(x) for x in (self.centre, self.rotation, self.scale, self.weights, self.time)),
+                         *((camera(self.camera_rotation), camera(self.camera_centre)) if has_camera else ()))
 
     def frames(self, index) -> "SlotTrack":
-        return SlotTrack(self.centre[:, index], self.rotation[:, index], self.scale[:, index],
-                         self.weights[:, index], self.time[:, index])
+        return self._map(lambda x: x[:, index], lambda x: x[:, index])
 
     def detach(self) -> "SlotTrack":
-        return SlotTrack(*(x.detach() for x in (self.centre, self.rotation, self.scale, self.weights, self.time)))
+        return self._map(Tensor.detach, Tensor.detach)
 
     def rebased(self, r_wf: Tensor, t_wf: Tensor) -> "SlotTrack":
-        """The same slots in frame F, given world_from_F (B, 3, 3), (B, 3): centres R^T (c - t), rotations R^T R_slot.
+        """The same slots (and camera) in frame F, given world_from_F (B, 3, 3), (B, 3): centres R^T (c - t),
+        rotations R^T R_slot.
 
         The forecaster reads absolute centres, rotations and velocities, so it sees its clips in the frame it was
         trained in: the clip's first camera (:func:`pipeline.train.phase2.clip_batch`)."""
         r_fw, t_fw = invert(r_wf, t_wf)
-        centre = apply(r_fw[:, None], t_fw[:, None], self.centre)  # (B, T, K, 3)
-        rotation = r_fw[:, None, None] @ self.rotation
-        return SlotTrack(centre, rotation, self.scale, self.weights, self.time)
+        camera = () if self.camera_rotation is None else (
+            r_fw[:, None] @ self.camera_rotation, apply(r_fw, t_fw, self.camera_centre))
+        return SlotTrack(apply(r_fw[:, None], t_fw[:, None], self.centre), r_fw[:, None, None] @ self.rotation,
+                         self.scale, self.weights, self.time, *camera)
 
 
 @dataclass
@@ -134,6 +143,9 @@ class Forecaster(nn.Module):
         self.mix = nn.Sequential(nn.ReLU(), nn.Linear(3 * h, h))
         self.interact = nn.TransformerEncoderLayer(h, nhead=4, dim_feedforward=2 * h, dropout=0.0, batch_first=True,
                                                    norm_first=True)
+        if config.ego_motion:  # the camera's poses over the context (where it goes: which slots leave the view)
+            self.ego_frame = nn.Sequential(nn.Linear(3 + 6, h), nn.ReLU(), nn.Linear(h, h))
+            self.ego_out = nn.Linear(2 * h + 3 + 6, h)
         self.head = nn.Linear(h, g * 7)
         self.confidence = nn.Linear(h, g)
         # GRPO's stochastic forecaster: learned std of the Gaussian around each guess's raw outputs
@@ -146,6 +158,9 @@ class Forecaster(nn.Module):
             self.head.bias.view(g, 7)[:, 0] = fractions
             self.confidence.weight.zero_()
             self.confidence.bias.zero_()
+            if config.ego_motion:  # starts as the forecaster without it
+                self.ego_out.weight.zero_()
+                self.ego_out.bias.zero_()
 
     def velocity(self, context: SlotTrack, velocity: Tensor | None) -> Tensor:
         """(B, K, 3) m/s the guesses extrapolate: ``velocity`` if given, else the slots' own fitted velocity."""
@@ -168,9 +183,25 @@ class Forecaster(nn.Module):
         absolute = torch.cat([last.centre / WORLD_SCALE_M, torch.log(last.scale).unsqueeze(-1),
                               matrix_to_rot6d(last.rotation), last.weights, velocity / POS_SCALE_M], dim=-1)
         token = self.mix(torch.cat([history, self.slot_in(absolute)], dim=-1)) + self.target_time(delta_s).unsqueeze(1)
+        if self.config.ego_motion:
+            token = token + self.ego(context, rel_time).unsqueeze(1)
         token = self.interact(token)  # (B, K, h)
         raw = self.head(token).view(b, k, self.config.guesses, 7).transpose(1, 2)  # (B, G, K, 7)
         return raw, self.confidence(token.mean(1))
+
+    def ego(self, context: SlotTrack, rel_time: Tensor) -> Tensor:
+        """(B, h) feature of the camera's poses over the context (``video.ego_motion``): each frame's camera centre
+        and rotation relative to the last frame's, with its time (B, C) <= 0, pooled over frames, and the last
+        pose itself in the world frame (the context's first camera, where the forecaster sees its clips)."""
+        if context.camera_rotation is None:
+            raise ValueError("video.ego_motion: the forecaster needs the context's camera poses (SlotTrack.camera_*)")
+        last_r, last_c = context.camera_rotation[:, -1], context.camera_centre[:, -1]
+        rel_pos = (context.camera_centre - last_c.unsqueeze(1)) / POS_SCALE_M
+        rel_rot = matrix_to_rot6d(last_r.unsqueeze(1).transpose(-1, -2) @ context.camera_rotation)
+        per_frame = self.ego_frame(torch.cat([rel_pos, rel_rot], dim=-1)) + self.context_time(rel_time)
+        pooled = torch.cat([per_frame.mean(1), per_frame.amax(1), last_c / WORLD_SCALE_M, matrix_to_rot6d(last_r)],
+                           dim=-1)
+        return self.ego_out(pooled)
 
     def decode(self, context: SlotTrack, delta_s: Tensor, raw: Tensor, logits: Tensor,
                velocity: Tensor | None = None) -> Forecast:

@@ -70,7 +70,8 @@ def world_track(params: SlotParams, shape: tuple[int, int], r_wc: Tensor, t_wc: 
     centre = params.centre.reshape(b, t, k, 3)
     rotation = euler_to_matrix(params.euler, EULER_CONVENTION).reshape(b, t, k, 3, 3)
     return SlotTrack(centre=apply(r_wc, t_wc, centre), rotation=r_wc.unsqueeze(2) @ rotation,
-                     scale=params.scale.reshape(b, t, k), weights=params.weights.reshape(b, t, k, -1), time=time)
+                     scale=params.scale.reshape(b, t, k), weights=params.weights.reshape(b, t, k, -1), time=time,
+                     camera_rotation=r_wc, camera_centre=t_wc)
 
 
 def forecast_verts(slots: SlotSceneModel, forecast: Forecast, r_wc: Tensor, t_wc: Tensor) -> Tensor:

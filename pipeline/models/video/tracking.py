@@ -52,7 +52,7 @@ def matched_track(track: SlotTrack, enabled: bool = True) -> tuple[SlotTrack, Te
         return track, None
     perm = torch.stack([match_chain(c, w) for c, w in zip(track.centre, track.weights, strict=True)])
     return SlotTrack(reorder(track.centre, perm), reorder(track.rotation, perm), reorder(track.scale, perm),
-                     reorder(track.weights, perm), track.time), perm
+                     reorder(track.weights, perm), track.time, track.camera_rotation, track.camera_centre), perm
 
 
 def frame_order(x: Tensor, perm: Tensor | None, frame: int) -> Tensor:

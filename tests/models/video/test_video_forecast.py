@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -95,6 +96,29 @@ def test_rebased_track_is_the_same_slots_seen_from_another_frame():
     # world_from_F applied to the rebased slots gives the original ones back
     back = out.centre @ torch.tensor(r_wf)[:, None].transpose(-1, -2) + torch.tensor(t_wf)[:, None, None]
     assert torch.allclose(back, track.centre)
+
+
+def test_ego_motion_starts_as_the_forecaster_without_it_and_needs_the_camera():
+    times = torch.tensor([0.0, 0.2, 0.4, 0.6])
+    track, _, _ = cv_track(times, k=4)
+    camera_rotation = torch.from_numpy(Rotation.random(4, random_state=2).as_matrix()).float()[None]
+    with_camera = SlotTrack(track.centre, track.rotation, track.scale, track.weights, track.time, camera_rotation,
+                            torch.arange(12.0).view(1, 4, 3))
+    config = VideoModelConfig(guesses=3, prototypes=2, hidden=32, time_features=4)
+    torch.manual_seed(0)
+    plain = Forecaster(config)
+    torch.manual_seed(0)
+    ego = Forecaster(VideoModelConfig(**{**config.__dict__, "ego_motion": True}))
+    ego.load_state_dict(plain.state_dict(), strict=False)
+    delta = torch.tensor([1.0])
+    assert torch.equal(ego(with_camera, delta).centre, plain(with_camera, delta).centre)  # zero-initialised output
+    ego.head.weight.data.normal_()  # once the heads read the token, the camera's poses change the forecast
+    ego.ego_out.weight.data.normal_()
+    moved = with_camera.rebased(torch.eye(3)[None], torch.zeros(1, 3))
+    moved.camera_centre = moved.camera_centre + torch.tensor([0.0, 0.0, 5.0])
+    assert not torch.allclose(ego(with_camera, delta).centre, ego(moved, delta).centre)
+    with pytest.raises(ValueError, match="ego_motion"):
+        ego(track, delta)
 
 
 def test_rotation_helpers_against_scipy():
