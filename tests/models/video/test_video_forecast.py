@@ -85,7 +85,8 @@ def test_rebased_track_is_the_same_slots_seen_from_another_frame():
     rot = Rotation.random(2 * 3 * 4, random_state=4).as_matrix().reshape(2, 3, 4, 3, 3)
     track = SlotTrack(torch.tensor(rng.normal(size=(2, 3, 4, 3)) * 20, dtype=torch.float64),
                       torch.tensor(rot), torch.ones(2, 3, 4, dtype=torch.float64),
-                      torch.ones(2, 3, 4, 2, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
+                      torch.ones(2, 3, 4, 2, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64),
+                      torch.tensor(rot[:, :, 0]), torch.tensor(rng.normal(size=(2, 3, 3)) * 20))
     r_wf = Rotation.random(2, random_state=5).as_matrix()  # world_from_F
     t_wf = rng.normal(size=(2, 3)) * 50
     out = track.rebased(torch.tensor(r_wf), torch.tensor(t_wf))
@@ -93,6 +94,8 @@ def test_rebased_track_is_the_same_slots_seen_from_another_frame():
         expected = (track.centre[b].numpy() - t_wf[b]) @ r_wf[b]  # rows: R^T (c - t)
         assert np.allclose(out.centre[b].numpy(), expected)
         assert np.allclose(out.rotation[b].numpy(), np.einsum("ji,tkjl->tkil", r_wf[b], rot[b]))
+        assert np.allclose(out.camera_centre[b].numpy(), (track.camera_centre[b].numpy() - t_wf[b]) @ r_wf[b])
+        assert np.allclose(out.camera_rotation[b].numpy(), np.einsum("ji,tjl->til", r_wf[b], rot[b, :, 0]))
     # world_from_F applied to the rebased slots gives the original ones back
     back = out.centre @ torch.tensor(r_wf)[:, None].transpose(-1, -2) + torch.tensor(t_wf)[:, None, None]
     assert torch.allclose(back, track.centre)
