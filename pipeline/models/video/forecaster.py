@@ -24,6 +24,7 @@ Chamfer).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,7 @@ class SlotTrack:
     camera_rotation: Tensor | None = None  # (B, T, 3, 3) world_from_camera of each frame (OpenCV camera axes)
     camera_centre: Tensor | None = None  # (B, T, 3) metres
 
-    def _map(self, slots, camera) -> "SlotTrack":
+    def _map(self, slots: Callable[[Tensor], Tensor], camera: Callable[[Tensor], Tensor]) -> "SlotTrack":
         """A track with ``slots`` applied to the per-slot tensors and the times, ``camera`` to the camera's."""
         has_camera = self.camera_rotation is not None
         return SlotTrack(*(slots(x) for x in (self.centre, self.rotation, self.scale, self.weights, self.time)),
