@@ -354,6 +354,7 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
         first = last - c + 1
         # the window in its first camera's frame, as the forecaster's training clips (SlotTrack.rebased)
         r0, t0 = inference.r_wc[first][None], inference.t_wc[first][None]
+        first_from_world = invert(r0, t0)
         context, perm = window(inference.track, first, last + 1, params.match_slots)
         context = context.rebased(r0, t0)
         objects_velocity = frame_order(context_velocity(inference.objects, list(range(first, last + 1)),
@@ -366,7 +367,7 @@ def forecast_rows(model: VideoSlotModel, seq: SequenceFrames, inference: Sequenc
             target = int(hits[0])
             points = torch.tensor(eval_points(seq.records[target].points))[None]
             mask = torch.ones(points.shape[:2], dtype=torch.bool)
-            r_wc, t_wc = compose(*invert(r0, t0), inference.r_wc[target][None], inference.t_wc[target][None])
+            r_wc, t_wc = compose(*first_from_world, inference.r_wc[target][None], inference.t_wc[target][None])
             delta_s = torch.tensor([seq.time[target] - seq.time[last]], dtype=torch.float32)
             forecast = model.forecaster(context, delta_s, velocity)
             methods = {"model": forecast, **single_guess_baselines(context, delta_s),

@@ -88,6 +88,14 @@ class Forecast:
     logits: Tensor
 
 
+def relative_to_last(centre: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
+    """Poses over the context frames (dim 1) relative to the last frame's: centres (B, C, ..., 3) minus the last,
+    in units of ``POS_SCALE_M``, and the 6D form (B, C, ..., 6) of R_last^T R for rotations (B, C, ..., 3, 3)."""
+    rel_pos = (centre - centre[:, -1:]) / POS_SCALE_M
+    rel_rot = matrix_to_rot6d(rotation[:, -1:].transpose(-1, -2) @ rotation)
+    return rel_pos, rel_rot
+
+
 def best_of_k(errors: Tensor) -> tuple[Tensor, Tensor]:
     """Winner-takes-all over guesses: errors (B, G) -> (min error (B,), winning guess (B,)).
 
@@ -174,8 +182,7 @@ class Forecaster(nn.Module):
         last = context.frames(-1)
         b, c, k, _ = context.centre.shape
         rel_time = context.time - last.time.unsqueeze(1)  # (B, C) <= 0
-        rel_pos = (context.centre - last.centre.unsqueeze(1)) / POS_SCALE_M
-        rel_rot = matrix_to_rot6d(last.rotation.unsqueeze(1).transpose(-1, -2) @ context.rotation)
+        rel_pos, rel_rot = relative_to_last(context.centre, context.rotation)
         rel_scale = torch.log(context.scale / last.scale.unsqueeze(1)).unsqueeze(-1)
         per_frame = self.frame_mlp(torch.cat([rel_pos, rel_rot, rel_scale], dim=-1))
         per_frame = per_frame + self.context_time(rel_time).unsqueeze(2)
@@ -197,8 +204,7 @@ class Forecaster(nn.Module):
         if context.camera_rotation is None:
             raise ValueError("video.ego_motion: the forecaster needs the context's camera poses (SlotTrack.camera_*)")
         last_r, last_c = context.camera_rotation[:, -1], context.camera_centre[:, -1]
-        rel_pos = (context.camera_centre - last_c.unsqueeze(1)) / POS_SCALE_M
-        rel_rot = matrix_to_rot6d(last_r.unsqueeze(1).transpose(-1, -2) @ context.camera_rotation)
+        rel_pos, rel_rot = relative_to_last(context.camera_centre, context.camera_rotation)
         per_frame = self.ego_frame(torch.cat([rel_pos, rel_rot], dim=-1)) + self.context_time(rel_time)
         pooled = torch.cat([per_frame.mean(1), per_frame.amax(1), last_c / WORLD_SCALE_M, matrix_to_rot6d(last_r)],
                            dim=-1)
