@@ -427,7 +427,10 @@ def usage_figure(indices: dict[str, np.ndarray], codebook_size: int, path: Path)
         ax = axes[s, 0]
         for name, idx in indices.items():
             counts = np.bincount(idx[:, s], minlength=codebook_size)
-            ax.bar(np.arange(codebook_size), counts / max(1, counts.sum()), width=1.0, alpha=0.6, label=name)
+            # one filled step outline per split (code i spans [i - 0.5, i + 0.5)): the look of width-1 bars, drawn
+            # as one artist instead of codebook_size rectangles (1.45 -> 0.33 s at 128 codes x 4 positions)
+            ax.stairs(counts / max(1, counts.sum()), np.arange(codebook_size + 1) - 0.5, fill=True, alpha=0.6,
+                      label=name)
         ax.set_ylabel(f"position {s}\nfraction of pairs")
     axes[0, 0].legend(title="pairs", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     axes[-1, 0].set_xlabel("codebook index (code id)")

@@ -62,10 +62,14 @@ DEAD_STD = 1e-6
 ZUP_FROM_CV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 COLUMNS = ["frame", "x", "y", "z", "r", "g", "b", "nx", "ny", "nz"]
 TRIM_EVERY = 8  # frames between heap trims (heap.release_heap): a trim per frame cost ~40 ms of system time
+# Points a worker process must have to encode before it pays for itself: a spawned worker imports torch and builds
+# the encoder (~3 s on a 2-core machine), the time one process encodes ~100,000 points of the tiny preset in.
+POINTS_PER_WORKER = 200_000
 
 
 def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[dict, list[str], int]:
-    """Input manifest, sorted sequence names having every camera, and the total frame count.
+    """Input manifest, sorted sequence names having every camera, and the total frame count (the manifest's total
+    point count is :func:`manifest_points`).
 
     ``cameras``: ``data.cameras``; a manifest that names its own ``cameras`` (the ``video`` camera of the video
     source) overrides them.
@@ -84,6 +88,17 @@ def read_points_manifest(points_root: Path, cameras: tuple[str, ...]) -> tuple[d
                 raise ValueError(f"{path}: no partition for {sequence} {camera} (data.cameras lists it)")
     frames = sum(parts[(s, c)]["frames"] for s in sequences for c in cameras)
     return manifest, sequences, frames
+
+
+def manifest_points(manifest: dict) -> int:
+    """Points of every partition listed in a point-cloud manifest (0 where a partition does not say)."""
+    return sum(int(p.get("points", 0)) for p in manifest.get("partitions", []))
+
+
+def useful_workers(requested: int, points: int) -> int:
+    """Worker processes worth starting for ``points`` input points: at most ``requested``, one per
+    :data:`POINTS_PER_WORKER` points, at least 1 (a tiny input is encoded in this process, without a pool)."""
+    return max(1, min(requested, points // POINTS_PER_WORKER))
 
 
 def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str, seq_index: int, camera: str,
@@ -291,7 +306,8 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
     """The stage: features of every frame of the ``concerto.points_from`` clouds into ``out``, metrics into ``reports``.
 
     ``params``: the whole params.yaml (sections ``data``, ``download`` and ``concerto``); ``device``: where the
-    encoder runs; ``workers``: CPU processes (:func:`encoded_partitions`). With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
+    encoder runs; ``workers``: at most this many CPU processes (:func:`encoded_partitions`; fewer for a small input,
+    :func:`useful_workers`). With ``download.source: videos`` the clouds are VGGT's of the videos, whatever
     ``concerto.points_from`` says (the video folder feeds this branch only).
     """
     data = parse_section(params, "data", DataParams)
@@ -301,6 +317,7 @@ def run(params: dict[str, Any], out: Path, reports: Path, device: torch.device, 
               file=sys.stderr, flush=True)
         p = p.model_copy(update={"points_from": "vggt"})
     points_root = input_points(p)
+    workers = useful_workers(workers, manifest_points(read_points_manifest(points_root, data.cameras)[0]))
     heap.tame_heap()
     model = load_model(p, device)
     if p.random_weights:

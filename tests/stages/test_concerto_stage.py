@@ -270,3 +270,14 @@ def test_checkpoint_weights_not_random(project):
     assert not np.allclose(got["global"], random_run["global"])  # other weights (seed 5), other features
     np.testing.assert_array_equal(got["token_mask"], random_run["token_mask"])  # same voxels and FPS centres
     np.testing.assert_array_equal(got["token_xyz"], random_run["token_xyz"])
+
+
+def test_a_small_input_is_encoded_without_a_worker_pool():
+    """Spawning a worker (torch import, encoder build) costs more than a small input's whole encode."""
+    per = concerto.POINTS_PER_WORKER
+    assert concerto.useful_workers(2, 12_800) == 1  # the smoke test's drives: no pool
+    assert concerto.useful_workers(2, per) == 1 and concerto.useful_workers(2, 2 * per) == 2
+    assert concerto.useful_workers(2, 64 * 40 * 1024) == 2  # the default drives: 2.6 M points
+    assert concerto.useful_workers(0, 10 * per) == 1
+    manifest = {"partitions": [{"points": 40960}, {"points": 1024}, {"frames": 3}]}
+    assert concerto.manifest_points(manifest) == 41984
