@@ -29,8 +29,9 @@ def main(
     threads: int = typer.Option(1, help="torch CPU threads (0 = torch default). 1 is fastest for the tiny preset "
                                         "on a shared 2-core machine; more help larger presets on free cores."),
     workers: int = typer.Option(2, help="At most this many CPU processes encoding sequences in parallel (each with "
-                                        "--threads threads; one per 200,000 input points, so a small input stays in "
-                                        "this process; same output for any number; ignored on CUDA)."),
+                                        "--threads threads; fewer for a small input, which stays in this process: "
+                                        "pipeline.steps.concerto.POINTS_PER_WORKER; same output for any number; "
+                                        "ignored on CUDA)."),
 ) -> None:
     with early_tracking("concerto"):  # the MLflow service opens the stage run while the block imports torch & co.
         from pipeline import runtime
