@@ -15,8 +15,8 @@ from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
-from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict
-from pipeline.models.slots.losses import loss_weights
+from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_groups
+from pipeline.models.slots.losses import refine_weights
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.params.train import Phase1Params
 from pipeline.progress import progress_bar
@@ -40,7 +40,7 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
             slots = predict(model, batch)
         if refine_steps > 0:
             vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
-                                     loss_weights(params), params.samples_per_slot, seed=i)
+                                     refine_weights(params), params.samples_per_slot, seed=i)
             with torch.no_grad():
                 slots = model.decode(vectors, anchors_of(batch))
         out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
@@ -53,7 +53,8 @@ def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict
     computes them (the model-selection scores; ``chamfer_l1_m`` and ``fg_ari`` among them)."""
     was_training = model.training
     model.eval()
-    rows = [frame_metrics(r.points, r.instance, verts, model.faces.cpu(), r.depth, r.intrinsics, seed=r.frame)
+    rows = [frame_metrics(r.points, r.instance, verts, model.faces.cpu(), r.depth, r.intrinsics, seed=r.frame,
+                          group=slot_groups(r, model_merge(model)))
             for r, (verts, _, _) in zip(records, predict_meshes(model, records), strict=True)]
     model.train(was_training)
     return {k: v for k, v in mean_metrics(rows).items() if k in SELECTION_KEYS}
@@ -78,15 +79,16 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
         if truth is not None:  # objects the slots could fit: at least MIN_OBJECT_POINTS target points
             ids, counts = np.unique(record.instance[record.instance > 0], return_counts=True)
             fitted = np.isin(truth[2], ids[counts >= MIN_OBJECT_POINTS])
+        group = slot_groups(record, model_merge(model))  # the model's objects; the baselines keep the clusters
         candidates = {
-            "model": (verts, model.faces.cpu(), centres),
-            "model_refined": (verts_r, model.faces.cpu(), centres_r),
-            "kmeans_spheres": (sphere_meshes(record.anchors, unit), unit_faces, record.anchors.centre),
-            "pca_ellipsoids": (ellipsoid_meshes(record.anchors, unit), unit_faces, record.anchors.centre),
+            "model": (verts, model.faces.cpu(), centres, group),
+            "model_refined": (verts_r, model.faces.cpu(), centres_r, group),
+            "kmeans_spheres": (sphere_meshes(record.anchors, unit), unit_faces, record.anchors.centre, None),
+            "pca_ellipsoids": (ellipsoid_meshes(record.anchors, unit), unit_faces, record.anchors.centre, None),
         }
-        for method, (v, faces, c) in candidates.items():
+        for method, (v, faces, c, g) in candidates.items():
             row = frame_metrics(record.points, record.instance, v, faces, record.depth, record.intrinsics,
-                                seed=record.frame)
+                                seed=record.frame, group=g)
             if truth is not None:
                 error = matched_position_error(c, truth[0][fitted])
                 if error is not None:

@@ -12,8 +12,9 @@ map the points came from (for visibility) and K meshes sharing one face list:
   (points within t of a surface), for t in 0.1 / 0.2 / 0.5 m;
 - ``fsv``: fraction of in-image samples more than 0.3 m in front of the observed depth;
 - ``fg_ari``: adjusted Rand index between GT instance ids and the slot owning each point's nearest
-  surface point, over points with an instance id (only frames with >= 2 instances are scored);
-- ``slots_used``: slots that own at least one point.
+  surface point (its object, where part slots are grouped), over points with an instance id (only frames
+  with >= 2 instances are scored);
+- ``slots_used``: slots (objects, where grouped) that own at least one point.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def visibility(samples: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -
 
 
 def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, faces: torch.Tensor,
-                  depth: np.ndarray, intrinsics: Intrinsics, samples_per_mesh: int = 1000, seed: int = 0) -> dict:
-    """All metrics of one frame (see module docstring). ``verts`` (K, V, 3), ``points`` (N, 3)."""
+                  depth: np.ndarray, intrinsics: Intrinsics, samples_per_mesh: int = 1000, seed: int = 0,
+                  group: np.ndarray | None = None) -> dict:
+    """All metrics of one frame (see module docstring). ``verts`` (K, V, 3), ``points`` (N, 3); ``group`` (K,)
+    the object of each slot where several part slots form one object (segmentation by object)."""
     verts_t = torch.as_tensor(verts, dtype=torch.float32)
     pts_t = torch.as_tensor(points, dtype=torch.float32)
-    acc, slot = nearest_slot(points, verts, faces)
+    acc, slot = nearest_slot(points, verts, faces, group)
     with torch.no_grad():
         samples = surface_samples(verts_t, faces, samples_per_mesh, seed)
         comp_sq, _ = nearest_sq_dist(samples[None], pts_t[None])

@@ -36,6 +36,7 @@ class Phase1Params(Section):
     refine_steps_train: Annotated[int, Field(ge=0)]
     refine_steps_eval: Annotated[int, Field(ge=0)]
     refine_lr: Positive
+    refine_objective: Literal["chamfer", "loss"]
     weight_smoothness: Weight
     weight_usage: Weight
     free_margin_m: Weight
@@ -51,6 +52,7 @@ class Phase1Params(Section):
     select_tolerance_m: Weight
     merge_gap_m: Weight
     merge_max_semi_axis_m: Positive
+    merge_geometry: Literal["parts", "shared"]
 
     @model_validator(mode="after")
     def _enough_points_per_slot(self) -> Phase1Params:

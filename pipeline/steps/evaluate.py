@@ -30,6 +30,7 @@ from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstr
 from pipeline.eval.phase2_eval import CAMERA_COLUMNS, FORECAST_COLUMNS, evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.geometry.mesh_owner import nearest_slot
+from pipeline.models.slots.batch import model_merge, slot_groups
 from pipeline.io import atomic, synthia
 from pipeline.models.video.sequences import with_carried
 from pipeline.params.data import DataParams
@@ -62,7 +63,7 @@ def phase1_report(model_path: Path, raw: Path, cached: list[CachedSequence], fig
     figures = []
     for i, (verts, _, _) in zip(picks, predictions, strict=True):
         record = records[i]
-        _, slot = nearest_slot(record.points, verts, model.faces.cpu())
+        _, slot = nearest_slot(record.points, verts, model.faces.cpu(), slot_groups(record, model_merge(model)))
         stem = f"phase1_{record.sequence}_{record.frame:06d}"
         figures.append(reconstruction_figure(record, verts, faces, slot, f"learned slots + {params.refine_steps_eval} refinement steps",
                                              figures_dir / f"{stem}.png"))

@@ -18,7 +18,7 @@ import torch
 from pipeline.data.frames import FrameRecord, frame_selection  # noqa: F401 (frame_selection: where callers found it)
 from pipeline.models.optim import Adam
 from pipeline.models.slots import SlotModelConfig, SlotSceneModel
-from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_anchors
+from pipeline.models.slots.batch import Merge, anchors_of, make_batch, model_merge, predict, slot_anchors
 from pipeline.models.slots.losses import loss_weights, total_loss
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.models.slots.shapes import normalised_extents, shape_clusters
@@ -33,7 +33,7 @@ def slot_model_config(params: Phase1Params) -> SlotModelConfig:
     return SlotModelConfig(slots=params.slots, prototypes=params.prototypes, ico_level=params.ico_level,
                            input_height=params.input_height, input_width=params.input_width,
                            prior_width=params.prior_width, merge_gap_m=params.merge_gap_m,
-                           merge_max_semi_axis_m=params.merge_max_semi_axis_m)
+                           merge_max_semi_axis_m=params.merge_max_semi_axis_m, merge_geometry=params.merge_geometry)
 
 
 def records_fingerprint(records: list[FrameRecord]) -> str:
@@ -64,7 +64,7 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     return totals
 
 
-def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int, merge: tuple[float, float]) -> np.ndarray:
+def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int, merge: Merge) -> np.ndarray:
     """(P, 3) shape clusters of the training slot anchors' normalised extents (see
     :mod:`pipeline.models.slots.shapes`; one entry per slot, aliases left out): the initial prototype bank."""
     anchors = [slot_anchors(r, merge) for r in records]
@@ -80,7 +80,7 @@ def build_model(train: list[FrameRecord], params: Phase1Params, device: torch.de
     """The untrained model; with ``prototype_init = shapes`` its bank holds the training shape clusters."""
     model = SlotSceneModel(slot_model_config(params), seed=params.seed)
     if params.prototype_init == "shapes":
-        merge = (params.merge_gap_m, params.merge_max_semi_axis_m)
+        merge = (params.merge_gap_m, params.merge_max_semi_axis_m, params.merge_geometry == "shared")
         model.prototypes.init_from_extents(torch.from_numpy(prototype_extents(train, params.prototypes, params.seed, merge)))
     return model.to(device)
 

@@ -54,7 +54,7 @@ import torch
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.optim import Adam
 from pipeline.models.slots import SlotModelConfig
-from pipeline.models.slots.batch import make_batch, model_merge
+from pipeline.models.slots.batch import Merge, make_batch, model_merge
 from pipeline.models.slots.model import SlotParams
 from pipeline.models.slots.losses import LossWeights, loss_weights, total_loss
 from pipeline.models.video import VideoModelConfig, VideoSlotModel
@@ -175,7 +175,7 @@ class ClipBatch:
 
 
 def clip_batch(sequences: list[SequenceFrames], picks: list[tuple[int, list[int]]], points_per_frame: int,
-               rng: np.random.Generator | None, device: torch.device, merge: tuple[float, float],
+               rng: np.random.Generator | None, device: torch.device, merge: Merge,
                encoded: list[EncodedSequence] | None = None, gate: tuple[float, float] | None = None) -> ClipBatch:
     """Stack clips ``(sequence index, frame positions)`` into a :class:`ClipBatch` (with the frames' cached
     slots and feature maps when ``encoded``, the frozen slot model's, and its objects' gated velocities over the

@@ -122,7 +122,7 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
 
 def test_phase_two_feeds_the_slot_model_the_merged_anchors_phase_one_uses(tiny):
     """The slot model inside phase two (training cache and evaluation alike) merges clusters with the phase-one
-    model's own setting: with a setting that merges every cluster of a frame, all slots of a frame share one
+    model's own setting: with a setting that merges every cluster of a frame into shared slots, all slots of a frame share one
     mesh (aliases copy their parent), as phase one's prediction does."""
     import dataclasses
 
@@ -133,7 +133,8 @@ def test_phase_two_feeds_the_slot_model_the_merged_anchors_phase_one_uses(tiny):
     _, frames, phase1 = tiny
     seq = load_sequences(frames, [SEQ], CAM, frame_selection(P1))[0]
     model, _ = build_model(phase1, P2, torch.device("cpu"))
-    model.slots.config = dataclasses.replace(model.slots.config, merge_gap_m=100.0, merge_max_semi_axis_m=1000.0)
+    model.slots.config = dataclasses.replace(model.slots.config, merge_gap_m=100.0, merge_max_semi_axis_m=1000.0,
+                                             merge_geometry="shared")
     model.eval()
     expected = predict(model.slots, make_batch(seq.records, 1, None, torch.device("cpu"), model_merge(model.slots))).verts
     assert torch.allclose(expected, expected[:, :1].expand_as(expected))  # one mesh per frame

@@ -22,8 +22,12 @@ class SlotModelConfig:
     - ``max_offset``: the slot centre is ``anchor + anchor_radius * max_offset * tanh(v[1:4])``;
     - ``prior_width``: width (log-extent units) of the anchor prior over prototypes (small = the
       nearest prototype only, large = an even blend); see :mod:`pipeline.models.slots.model`;
-    - ``merge_gap_m``, ``merge_max_semi_axis_m``: k-means clusters closer than the gap are merged
-      into one slot while object-sized (0 = off); see :mod:`pipeline.models.slots.grouping`.
+    - ``merge_gap_m``, ``merge_max_semi_axis_m``: k-means clusters closer than the gap form one object
+      while object-sized (0 = off); see :mod:`pipeline.models.slots.grouping`;
+    - ``merge_geometry``: what a merged group is. ``parts``: every slot keeps its own cluster and mesh
+      (a part), the group is one object for segmentation (its points get the group's label);
+      ``shared``: the group's clusters become one slot, the other members alias it (copy its vector
+      and mesh, own no point).
     """
 
     slots: int = 8
@@ -39,6 +43,7 @@ class SlotModelConfig:
     prior_width: float = 0.3
     merge_gap_m: float = 0.0
     merge_max_semi_axis_m: float = 3.0
+    merge_geometry: str = "shared"  # checkpoints from before the parameter existed were trained shared
 
     @property
     def slot_dim(self) -> int:

@@ -1,4 +1,4 @@
-"""Re-assignment of a frame's k-means clusters to slots: clusters of one object are merged.
+"""Which of a frame's k-means clusters form one object: clusters of one object are grouped (merged).
 
 k-means with K clusters cuts a near car into several pieces whenever a frame has fewer than K
 objects; the slot model then fits each piece with its own slot, and FG-ARI pays for the split.
@@ -8,10 +8,15 @@ closest points are within ``gap_m`` of each other, smallest gaps first, as long 
 cluster stays object-sized (its largest PCA semi-axis ``1.5 * std`` at most ``max_semi_axis_m``),
 so a row of touching parked cars is not chained into one slot.
 
-A merged group keeps one slot: the group's lowest slot index is its **parent**; every other member
-slot becomes an alias of the parent (``parent[k] != k``), carries the group's statistics and, in the
-model, the parent's slot vector, so its mesh coincides with the parent's (it owns no point: nearest
-surface ties go to the lowest index). Slot count and order stay K.
+What a group is depends on ``train.merge_geometry`` (:func:`pipeline.models.slots.batch.slot_anchors`):
+
+- ``parts`` (default): every slot keeps its own k-means cluster and mesh, a part of the object; the group
+  is one object for segmentation, so a point owned by any of its parts gets the group's label
+  (:func:`pipeline.models.slots.batch.slot_groups`). The geometry keeps K primitives, as the baselines do.
+- ``shared``: the group keeps one slot. Its lowest slot index is the **parent**; every other member slot
+  becomes an alias of the parent (``parent[k] != k``), carries the group's statistics and, in the model,
+  the parent's slot vector, so its mesh coincides with the parent's (it owns no point: nearest surface
+  ties go to the lowest index). Slot count and order stay K.
 """
 
 from __future__ import annotations

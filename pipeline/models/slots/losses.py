@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -55,6 +55,17 @@ def loss_weights(params: Phase1Params) -> LossWeights:
                        compact=params.weight_compact, scale=params.weight_scale,
                        smoothness=params.weight_smoothness, usage=params.weight_usage,
                        free_margin_m=params.free_margin_m, free_cap_m=params.free_cap_m, far_m=params.far_m)
+
+
+def refine_weights(params: Phase1Params) -> LossWeights:
+    """The loss weights of the per-frame refinement at evaluation (``train.refine_objective``): ``loss``, the
+    training loss's; ``chamfer``, the two-sided Chamfer alone (points -> surface, and every surface sample ->
+    points: the two halves of the evaluation's Chamfer-L1) with the scale prior, no free-space term and no
+    visible-only reverse term. Both read only the frame's own depth and points."""
+    weights = loss_weights(params)
+    if params.refine_objective == "loss":
+        return weights
+    return replace(weights, free_space=0.0, reverse=0.0, compact=1.0)
 
 
 def chamfer_term(points: Tensor, mask: Tensor, verts: Tensor, faces: Tensor, exact: bool = False):

@@ -58,7 +58,7 @@ def test_merged_anchors_are_cached_per_anchor_set_not_per_frame():
 
     from pipeline.data.frames import FrameRecord
     from pipeline.io.synthia import Intrinsics
-    from pipeline.models.slots.batch import slot_anchors
+    from pipeline.models.slots.batch import slot_anchors, slot_groups
 
     car = box([0, 0, 10], [0.9, 0.7, 2.2])
     pedestrian = box([4, -0.2, 10], [0.25, 0.9, 0.25], n=100, seed=1)
@@ -72,7 +72,12 @@ def test_merged_anchors_are_cached_per_anchor_set_not_per_frame():
         records.append(FrameRecord("S", "cam", 0, np.zeros((2, 2)), Intrinsics(1.0, 0.0, 0.0, 0.0), points,
                                    np.zeros(len(points), int), np.zeros(len(points), int),
                                    anchors_from_clusters(points, label, centres)))
-    parents = [slot_anchors(r, (0.3, 3.0))[1].tolist() for r in records]
+    parents = [slot_anchors(r, (0.3, 3.0, True))[1].tolist() for r in records]
     assert parents == [[0, 0, 2], [0, 1, 0]]
     again = dataclasses.replace(records[0])
-    assert slot_anchors(again, (0.3, 3.0))[1].tolist() == [0, 0, 2]
+    assert slot_anchors(again, (0.3, 3.0, True))[1].tolist() == [0, 0, 2]
+    # parts: every slot keeps its own k-means cluster; the merge only says which slots form one object
+    anchors, parent = slot_anchors(records[0], (0.3, 3.0, False))
+    assert anchors is records[0].anchors and parent.tolist() == [0, 1, 2]
+    assert [slot_groups(r, (0.3, 3.0, False)).tolist() for r in records] == [[0, 0, 2], [0, 1, 0]]
+    assert slot_groups(records[0], (0.0, 3.0, False)).tolist() == [0, 1, 2]
