@@ -1,10 +1,12 @@
 """Per-frame refinement of slot vectors by gradient descent on the phase-one loss.
 
 The encoder proposes slot vectors in one pass (amortised inference); ``refine_vectors`` then takes
-``steps`` Adam steps on the vectors alone (encoder and prototypes fixed) against the same
-Chamfer + free-space + reverse + scale terms. It is used (a) at inference, reported separately from
-the single pass, and (b) in training, where the refined vectors are regression targets for the
-encoder (distillation), a much less noisy signal than the loss gradient alone.
+``steps`` Adam steps on the vectors alone (encoder and prototypes fixed) against the Chamfer, free-space,
+reverse, completeness and scale terms with the given weights. It is used (a) at inference, reported
+separately from the single pass, with :func:`pipeline.models.slots.losses.refine_weights` (by default the
+two-sided Chamfer alone), and (b) in training with the training loss's weights, where the refined vectors
+are regression targets for the encoder (distillation), a much less noisy signal than the loss gradient
+alone.
 """
 
 from __future__ import annotations
