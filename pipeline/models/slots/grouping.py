@@ -10,10 +10,10 @@ so a row of touching parked cars is not chained into one slot.
 
 What a group is depends on ``train.merge_geometry`` (:func:`pipeline.models.slots.batch.slot_anchors`):
 
-- ``parts`` (default): every slot keeps its own k-means cluster and mesh, a part of the object; the group
+- ``parts``: every slot keeps its own k-means cluster and mesh, a part of the object; the group
   is one object for segmentation, so a point owned by any of its parts gets the group's label
   (:func:`pipeline.models.slots.batch.slot_groups`). The geometry keeps K primitives, as the baselines do.
-- ``shared``: the group keeps one slot. Its lowest slot index is the **parent**; every other member slot
+- ``shared`` (default): the group keeps one slot. Its lowest slot index is the **parent**; every other member slot
   becomes an alias of the parent (``parent[k] != k``), carries the group's statistics and, in the model,
   the parent's slot vector, so its mesh coincides with the parent's (it owns no point: nearest surface
   ties go to the lowest index). Slot count and order stay K.
