@@ -30,8 +30,8 @@ from pipeline.eval.phase1_figures import export_ply, prototype_gallery, reconstr
 from pipeline.eval.phase2_eval import CAMERA_COLUMNS, FORECAST_COLUMNS, evaluate_phase2
 from pipeline.eval.phase2_figures import gt_tracks, raycast_gif, trajectory_figure
 from pipeline.geometry.mesh_owner import nearest_slot
-from pipeline.models.slots.batch import model_merge, slot_groups
 from pipeline.io import atomic, synthia
+from pipeline.models.slots.batch import model_merge, slot_groups
 from pipeline.models.video.sequences import with_carried
 from pipeline.params.data import DataParams
 from pipeline.params.train import Phase1Params

@@ -122,8 +122,8 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
 
 def test_phase_two_feeds_the_slot_model_the_merged_anchors_phase_one_uses(tiny):
     """The slot model inside phase two (training cache and evaluation alike) merges clusters with the phase-one
-    model's own setting: with a setting that merges every cluster of a frame into shared slots, all slots of a frame share one
-    mesh (aliases copy their parent), as phase one's prediction does."""
+    model's own setting: with a setting that merges every cluster of a frame into one shared slot, all slots of a
+    frame share one mesh (aliases copy their parent), as phase one's prediction does."""
     import dataclasses
 
     from pipeline.eval.phase2_eval import infer_sequence
