@@ -17,6 +17,7 @@ from pipeline.config import load_params
 from pipeline.errors import one_line_errors
 from pipeline.io.atomic import write_json
 from pipeline.params.sections import validate_all
+from pipeline.stage_process import run_and_exit
 
 app = typer.Typer(add_completion=False)
 
@@ -31,4 +32,4 @@ def main(out: Path = typer.Option(Path("reports/params/sections.json"), help="Ch
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

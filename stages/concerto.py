@@ -14,6 +14,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -34,8 +35,9 @@ def main(
                                         "ignored on CUDA)."),
 ) -> None:
     with early_tracking("concerto"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline import runtime
-        from pipeline.steps import concerto
+        with frozen_imports():
+            from pipeline import runtime
+            from pipeline.steps import concerto
         params = load_params()
         torch_device = runtime.stage_device(device)
         runtime.set_torch_threads(threads)
@@ -43,4 +45,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

@@ -12,6 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -25,9 +26,10 @@ def main(
     progress: bool = typer.Option(True, help="Show a progress bar over drives."),
 ) -> None:
     with early_tracking("drives"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline.steps import drives
+        with frozen_imports():
+            from pipeline.steps import drives
         drives.run(load_params(), out, workers, progress)
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

@@ -11,6 +11,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -27,9 +28,10 @@ def main(
     phase2: Path = typer.Option(Path("models/phase2/model.pt"), help="Phase-two (video) model."),
 ) -> None:
     with early_tracking("evaluate"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline.steps import evaluate
+        with frozen_imports():
+            from pipeline.steps import evaluate
         evaluate.run(load_params(), raw, clouds, frames, reports, phase1, phase2)
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

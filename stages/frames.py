@@ -11,6 +11,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -24,9 +25,10 @@ def main(
     out: Path = typer.Option(Path("data/frames"), help="Frame cache to write."),
 ) -> None:
     with early_tracking("frames"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline.steps import frames
+        with frozen_imports():
+            from pipeline.steps import frames
         frames.run(load_params(), raw, clouds, out)
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

@@ -12,6 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -25,9 +26,10 @@ def main(
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Processes (does not change outputs)."),
 ) -> None:
     with early_tracking("pointclouds"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline.steps import pointclouds
+        with frozen_imports():
+            from pipeline.steps import pointclouds
         pointclouds.run(load_params(), raw, out, workers)
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

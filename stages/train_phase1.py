@@ -12,6 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -26,9 +27,10 @@ def main(
     device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N."),
 ) -> None:
     with early_tracking("train_phase1"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline.steps import train_phase1
+        with frozen_imports():
+            from pipeline.steps import train_phase1
         train_phase1.run(load_params(), frames, out, state, device)
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

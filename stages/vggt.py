@@ -14,6 +14,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import frozen_imports, run_and_exit
 from pipeline.tracking import early_tracking
 
 app = typer.Typer(add_completion=False)
@@ -33,8 +34,9 @@ def main(
                                         "faster: intra-op thread barriers stall."),
 ) -> None:
     with early_tracking("vggt"):  # the MLflow service opens the stage run while the block imports torch & co.
-        from pipeline import runtime
-        from pipeline.steps import vggt
+        with frozen_imports():
+            from pipeline import runtime
+            from pipeline.steps import vggt
         params = load_params()
         torch_device = runtime.stage_device(device)
         runtime.set_torch_threads(threads)
@@ -42,4 +44,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

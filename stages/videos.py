@@ -12,6 +12,7 @@ import typer
 
 from pipeline.config import load_params
 from pipeline.errors import one_line_errors
+from pipeline.stage_process import run_and_exit
 from pipeline.steps import videos
 
 app = typer.Typer(add_completion=False)
@@ -24,4 +25,4 @@ def main(out: Path = typer.Option(Path("data/videos"), help="Output folder (list
 
 
 if __name__ == "__main__":
-    app()
+    run_and_exit(app)

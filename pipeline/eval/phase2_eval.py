@@ -45,10 +45,10 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score
 
 from pipeline.data.frames import DepthFrame, FrameRecord, depth_frames
 from pipeline.data.odometry import Between, depth_odometry, refine_relative_poses
+from pipeline.eval.partition_agreement import adjusted_rand_index
 from pipeline.geometry.mesh import point_mesh_sq_dist
 from pipeline.geometry.rotations import geodesic_angle
 from pipeline.models.slots.batch import make_batch, model_merge, predict
@@ -116,7 +116,7 @@ def fg_ari(instance: np.ndarray, slot: np.ndarray) -> float | None:
     fg = instance > 0
     if len(np.unique(instance[fg])) < 2:
         return None
-    return float(adjusted_rand_score(instance[fg], slot[fg]))
+    return float(adjusted_rand_index(instance[fg], slot[fg]))
 
 
 def clip_fg_ari(instances: list[np.ndarray], slots: list[np.ndarray]) -> float | None:

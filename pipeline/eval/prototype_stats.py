@@ -3,7 +3,7 @@
 For every frame, each slot that owns (nearest surface) at least ``min_points`` ground-truth object
 points is matched to the class of the majority of those points (car / pedestrian / bicycle); its
 prototype is the argmax of its blend weights. The table counts (class, prototype) pairs over all
-frames; NMI is sklearn's ``normalized_mutual_info_score`` (arithmetic mean) between the two labels.
+frames; NMI (arithmetic-mean normaliser, as scikit-learn's) between the two labels.
 Usage is the mean blend weight per prototype over all slots of all frames ("blend mass").
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
 
 from pipeline.data.frames import FrameRecord
+from pipeline.eval.partition_agreement import normalized_mutual_information
 from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.io.synthia import CLASS_NAMES
 
@@ -39,4 +39,4 @@ def class_prototype_stats(records: list[FrameRecord], predictions: list[tuple[np
     return {"prototype_usage": [round(float(u), 4) for u in usage],
             "prototypes_over_10pct": int(np.sum(usage >= 0.1)),
             "class_prototype_table": table, "matched_slots": len(classes),
-            "class_prototype_nmi": round(float(normalized_mutual_info_score(classes, protos)), 4) if classes else None}
+            "class_prototype_nmi": round(float(normalized_mutual_information(classes, protos)), 4) if classes else None}

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score
 
+from pipeline.eval.partition_agreement import adjusted_rand_index
 from pipeline.geometry.mesh import sample_points_on_mesh
 from pipeline.geometry.mesh_owner import nearest_slot
 from pipeline.geometry.nearest import nearest_sq_dist
@@ -86,7 +86,7 @@ def frame_metrics(points: np.ndarray, instance: np.ndarray, verts: np.ndarray, f
     out["fsv"] = float(np.mean((observed[in_image] - z[in_image]) > VISIBILITY_SLACK_M)) if in_image.any() else 0.0
     fg = instance > 0
     if len(np.unique(instance[fg])) >= 2:
-        out["fg_ari"] = float(adjusted_rand_score(instance[fg], slot[fg]))
+        out["fg_ari"] = float(adjusted_rand_index(instance[fg], slot[fg]))
     return out
 
 
