@@ -39,10 +39,11 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
         with torch.no_grad():
             slots = predict(model, batch)
         if refine_steps > 0:
-            vectors = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps, params.refine_lr,
-                                     refine_weights(params), params.samples_per_slot, seed=i)
+            vectors, stretch = refine_vectors(model, batch, anchors_of(batch), slots.vector, refine_steps,
+                                              params.refine_lr, refine_weights(params), params.samples_per_slot,
+                                              seed=i, stretch=params.refine_stretch)
             with torch.no_grad():
-                slots = model.decode(vectors, anchors_of(batch))
+                slots = model.decode(vectors, anchors_of(batch), stretch=stretch)
         out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
                 for j in range(len(chunk))]
     return out

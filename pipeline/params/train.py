@@ -37,6 +37,7 @@ class Phase1Params(Section):
     refine_steps_eval: Annotated[int, Field(ge=0)]
     refine_lr: Positive
     refine_objective: Literal["chamfer", "loss"]
+    refine_stretch: bool
     weight_smoothness: Weight
     weight_usage: Weight
     free_margin_m: Weight

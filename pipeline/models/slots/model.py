@@ -142,12 +142,19 @@ class SlotSceneModel(nn.Module):
         grid = torch.stack([u / (w - 1) * 2 - 1, v / (h - 1) * 2 - 1], dim=-1).clamp(-1, 1).unsqueeze(2)
         return nn.functional.grid_sample(fmap, grid, align_corners=True).squeeze(-1).transpose(1, 2)
 
-    def decode(self, vector: Tensor, anchors: dict[str, Tensor], temperature: float = 1.0) -> SlotParams:
+    def decode(self, vector: Tensor, anchors: dict[str, Tensor], temperature: float = 1.0,
+               stretch: Tensor | None = None) -> SlotParams:
         """Slot vectors -> geometry (see module docstring). With ``anchors["parent"]`` (B, K) an alias
-        slot takes its parent's vector (merged clusters, :mod:`pipeline.models.slots.grouping`)."""
+        slot takes its parent's vector (merged clusters, :mod:`pipeline.models.slots.grouping`).
+
+        ``stretch`` (B, K, 3), optional: log factors of the blended shape along the slot's own x, y, z axes
+        (before the rotation), i.e. ``mesh = R @ (scale * diag(exp(stretch)) @ shape) + centre``; the network
+        never predicts it, only the per-frame refinement (``train.refine_stretch``) fits it."""
         m, cfg = self.config.max_log_scale, self.config
         if "parent" in anchors:
             vector = torch.gather(vector, 1, anchors["parent"].unsqueeze(-1).expand_as(vector))
+            if stretch is not None:
+                stretch = torch.gather(stretch, 1, anchors["parent"].unsqueeze(-1).expand_as(stretch))
         radius = anchors["radius"]
         scale = radius * torch.exp(m * torch.tanh(vector[..., 0] / m))
         centre = anchors["centre"] + radius.unsqueeze(-1) * cfg.max_offset * torch.tanh(vector[..., 1:4])
@@ -155,6 +162,8 @@ class SlotSceneModel(nn.Module):
         euler = vector[..., 4:7] + torch.stack([yaw, torch.zeros_like(yaw), torch.zeros_like(yaw)], dim=-1)
         weights = torch.softmax(vector[..., 7:] / temperature, dim=-1)
         shape = self.prototypes.blend(weights)  # (B, K, V, 3)
+        if stretch is not None:
+            shape = shape * torch.exp(stretch).unsqueeze(2)
         rotation = euler_to_matrix(euler, EULER_CONVENTION)  # (B, K, 3, 3)
         verts = torch.einsum("bkij,bkvj->bkvi", rotation, shape * scale[..., None, None]) + centre.unsqueeze(2)
         return SlotParams(vector, scale, centre, euler, weights, verts)
