@@ -152,7 +152,7 @@ def train_phase1(train: list[FrameRecord], val: list[FrameRecord], params: Phase
         loss, terms = total_loss(model, out, batch, weights, params.samples_per_slot, generator)
         if params.refine_steps_train > 0 and params.weight_distill > 0:
             target, _ = refine_vectors(model, batch, anchors_of(batch), out.vector, params.refine_steps_train,
-                                    params.refine_lr, weights, params.samples_per_slot, seed=step)
+                                       params.refine_lr, weights, params.samples_per_slot, seed=step)
             distill = torch.nn.functional.mse_loss(out.vector, target)
             loss = loss + params.weight_distill * distill
             terms["distill"] = distill.item()
