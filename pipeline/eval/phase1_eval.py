@@ -15,7 +15,7 @@ from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
 from pipeline.models.slots import SlotSceneModel
-from pipeline.models.slots.batch import anchors_of, make_batch, model_merge, predict, slot_groups
+from pipeline.models.slots.batch import Merge, anchors_of, make_batch, model_merge, predict, slot_groups
 from pipeline.models.slots.losses import refine_weights
 from pipeline.models.slots.refine import refine_vectors
 from pipeline.params.train import Phase1Params
@@ -30,12 +30,14 @@ SELECTION_KEYS = ("chamfer_l1_m", "chamfer_vis_m", "acc_m", "comp_all_m", "fg_ar
 def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Phase1Params | None = None,
                    refine_steps: int = 0, batch_size: int = 8):
     """Per record: (verts (K, V, 3), centres (K, 3), prototype weights (K, P)) from the model's single
-    pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings)."""
+    pass, or after ``refine_steps`` per-frame refinement steps (``params`` gives the loss settings; with
+    ``train.refine_parts`` the refinement fits the unmerged clusters, :func:`refinement_merge`)."""
     out = []
     device = model.faces.device
+    merge = model_merge(model) if refine_steps <= 0 else refinement_merge(model, params)
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        batch = make_batch(chunk, 1, None, device, model_merge(model))
+        batch = make_batch(chunk, 1, None, device, merge)
         with torch.no_grad():
             slots = predict(model, batch)
         if refine_steps > 0:
@@ -47,6 +49,15 @@ def predict_meshes(model: SlotSceneModel, records: list[FrameRecord], params: Ph
         out += [tuple(x[j].detach().cpu().numpy() for x in (slots.verts, slots.centre, slots.weights))
                 for j in range(len(chunk))]
     return out
+
+
+def refinement_merge(model: SlotSceneModel, params: Phase1Params) -> Merge:
+    """The anchors the per-frame refinement starts from: the model's own (:func:`model_merge`), or, with
+    ``train.refine_parts`` and a ``shared`` model, the k-means clusters unmerged: the network's vectors for each
+    cluster, so the refinement fits K primitives (one per cluster, as the baselines do) while the objects, and
+    with them the segmentation, stay the merged groups (:func:`slot_groups` depends on the gap alone)."""
+    merge = model_merge(model)
+    return (merge[0], merge[1], False) if params.refine_parts else merge
 
 
 def validation_scores(model: SlotSceneModel, records: list[FrameRecord]) -> dict[str, float | None]:

@@ -38,6 +38,7 @@ class Phase1Params(Section):
     refine_lr: Positive
     refine_objective: Literal["chamfer", "loss"]
     refine_stretch: bool
+    refine_parts: bool
     weight_smoothness: Weight
     weight_usage: Weight
     free_margin_m: Weight
