@@ -35,7 +35,10 @@ expanded form |x|² − 2x·y + |y|² used by faiss/torch rounds differently fro
 
 A backend may also be any callable ``f(x (B,P,3), y (B,M,3), k) -> idx (B,P,k) int64`` (used by the
 benchmark). Coordinates are centred on the mean of y before the argmin, which reduces the
-cancellation error of the expanded form (it scales with |y|²).
+cancellation error of the expanded form (it scales with |y|²). **Padded clouds must pass ``y_mask``**:
+the centre is then the mean of the valid y only and padding never wins. Without it, padding far away
+(the slot batches put it at 10 km) drags the centre thousands of metres off, and the float32 expanded form
+of faiss and torch then ranks the real points with errors of metres² (measured: up to 18 m² on 10 m clouds).
 
 Threads (measured, reports/bench/nearest.md): torch and faiss each ship their own OpenMP runtime.
 With the default OMP_WAIT_POLICY, torch's idle pool threads spin after every torch op and steal the
@@ -59,6 +62,9 @@ log = logging.getLogger(__name__)
 
 FAISS_BLAS_THRESHOLD = 20
 """Value of ``faiss.cvar.distance_compute_blas_threshold`` used during our searches (perf.md)."""
+
+PADDING_OFFSET = 1.0e6
+"""Where masked-out y are put for the search (metres from the valid points' centre; float32-safe squared)."""
 
 _CHUNK_BYTES = 64 * 2**20  # target size of one (B, chunk, M) score buffer in the torch backend
 
@@ -218,6 +224,11 @@ def resolve_backend(backend: Backend, device: torch.device, k: int = 1) -> Calla
     return knn_torch
 
 
+def _check_y_mask(y: Tensor, y_mask: Tensor | None) -> None:
+    if y_mask is not None and (y_mask.shape != y.shape[:2] or y_mask.dtype != torch.bool):
+        raise ValueError(f"y_mask must be a bool tensor of shape {tuple(y.shape[:2])}, got {y_mask.dtype} {tuple(y_mask.shape)}")
+
+
 def _check_clouds(x: Tensor, y: Tensor, mask: Tensor | None, dims: int | None = 3) -> None:
     d = x.shape[-1] if dims is None else dims
     if x.dim() != 3 or x.shape[-1] != d or y.dim() != 3 or y.shape[-1] != d:
@@ -232,21 +243,32 @@ def _check_clouds(x: Tensor, y: Tensor, mask: Tensor | None, dims: int | None = 
         raise ValueError(f"mask must be a bool tensor of shape {tuple(x.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
 
 
-def knn_indices(x: Tensor, y: Tensor, k: int = 1, backend: Backend = "auto") -> Tensor:
+def knn_indices(x: Tensor, y: Tensor, k: int = 1, backend: Backend = "auto", y_mask: Tensor | None = None) -> Tensor:
     """Indices of the k nearest y for every x, without autograd.
 
     Args:
         x: (B, P, D) queries; y: (B, M, D) points (same device and dtype); k ≤ M. D is 3 for
             point clouds; any D works with every backend (mesh.py searches lifted 4-D centroids).
+        y_mask: optional (B, M) bool, True for valid y (padding = False): the search is centred on the
+            valid points and padding is moved ``PADDING_OFFSET`` away from them, so it is chosen only
+            where fewer than k valid points exist.
     Returns:
         (B, P, k) int64 on x's device, nearest first.
     """
     _check_clouds(x, y, None, dims=None)
+    _check_y_mask(y, y_mask)
     if not 1 <= k <= y.shape[1]:
         raise ValueError(f"k must be in [1, M={y.shape[1]}], got {k}")
     with torch.no_grad():
-        centre = y.mean(dim=1, keepdim=True)
-        return resolve_backend(backend, x.device, k)(x.detach() - centre, y.detach() - centre, k)
+        y = y.detach()
+        if y_mask is None:
+            centre = y.mean(dim=1, keepdim=True)
+            y_search = y - centre
+        else:
+            valid = y_mask.unsqueeze(-1).to(y.dtype)
+            centre = (y * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1)
+            y_search = torch.where(y_mask.unsqueeze(-1), y - centre, torch.full_like(y, PADDING_OFFSET))
+        return resolve_backend(backend, x.device, k)(x.detach() - centre, y_search, k)
 
 
 # ---------------------------------------------------------------------------------- autograd core
@@ -261,8 +283,9 @@ class NearestSqDist(torch.autograd.Function):
     """Squared distance to the nearest neighbour; see the module docstring. Not twice differentiable."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, backend: Backend, mask: Tensor | None):  # type: ignore[override]
-        idx = knn_indices(x, y, 1, backend)[..., 0]
+    def forward(ctx, x: Tensor, y: Tensor, backend: Backend, mask: Tensor | None,  # type: ignore[override]
+                y_mask: Tensor | None):
+        idx = knn_indices(x, y, 1, backend, y_mask)[..., 0]
         diff = x - gather_points(y, idx)
         sq = (diff * diff).sum(-1)
         if mask is not None:
@@ -284,11 +307,11 @@ class NearestSqDist(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_y = torch.zeros(diff.shape[0], ctx.m, 3, dtype=diff.dtype, device=diff.device)
             grad_y.scatter_add_(1, idx.clamp_min(0).unsqueeze(-1).expand(-1, -1, 3), -g)
-        return grad_x, grad_y, None, None
+        return grad_x, grad_y, None, None, None
 
 
 def nearest_sq_dist(
-    x: Tensor, y: Tensor, backend: Backend = "auto", mask: Tensor | None = None
+    x: Tensor, y: Tensor, backend: Backend = "auto", mask: Tensor | None = None, y_mask: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Squared distance from each x to its nearest y, differentiable in x and y.
 
@@ -298,13 +321,17 @@ def nearest_sq_dist(
         backend: see the module docstring ("auto" picks the fastest available for the device).
         mask: optional (B, P) bool, True for valid x points (padding = False; padding must be
             finite). Masked points get sq_dist 0, idx −1 and no gradient.
+        y_mask: optional (B, M) bool, True for valid y: padding in y is never the nearest (unless a cloud
+            has no valid y) and does not move the search's centre (see the module docstring). Required
+            for padded y.
     Returns:
         sq_dist: (B, P) squared distances in metres², computed as |x − y[idx]|² in x's dtype.
         idx: (B, P) int64 index into y's second dimension (−1 where masked).
     Memory is O(B·(P+M)) for autograd; the backend's transient buffers are bounded separately.
     """
     _check_clouds(x, y, mask)
-    return NearestSqDist.apply(x, y, backend, mask)
+    _check_y_mask(y, y_mask)
+    return NearestSqDist.apply(x, y, backend, mask, y_mask)
 
 
 def one_sided_chamfer(

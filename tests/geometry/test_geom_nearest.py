@@ -131,6 +131,27 @@ def test_mask_zeroes_padding_and_its_gradient():
     torch.testing.assert_close(yr.grad, yv.grad)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padded_y_with_y_mask_matches_the_valid_points(backend):
+    # The slot batches pad every frame's target points to the batch's largest count with points 10 km away.
+    # With y_mask the nearest valid point is found as in the unpadded cloud (float32, clouds 20 m away);
+    # without it the padding drags the search's centre off and the float32 ranking fails by metres².
+    x, y = _clouds(11, B=2, P=500, M=200, dtype=torch.float32, offset=20.0)
+    x, y = x * 5.0, y * 5.0
+    valid = torch.ones(2, 200, dtype=torch.bool)
+    valid[0, 60:] = False
+    padded = torch.where(valid[..., None], y, torch.full_like(y, 1.0e4))
+    sq, idx = nearest_sq_dist(x, padded, backend=backend, y_mask=valid)
+    assert bool(valid.gather(1, idx).all())
+    for b in range(2):
+        ref = _reference(x[b : b + 1].double(), y[b : b + 1, valid[b]].double()).values[0]
+        torch.testing.assert_close(sq[b].double(), ref, rtol=1e-4, atol=1e-4)
+    if backend in ("faiss", "torch"):  # the expanded-form backends: the trap the mask avoids
+        unmasked, _ = nearest_sq_dist(x, padded, backend=backend)
+        ref0 = _reference(x[:1].double(), y[:1, valid[0]].double()).values[0]
+        assert (unmasked[0].double() - ref0).abs().max() > 1.0
+
+
 def test_one_sided_chamfer_weights_sqrt_and_reduction():
     x, y = _clouds(6, B=3, P=40, M=25)
     ref = _reference(x, y).values
@@ -194,3 +215,5 @@ def test_bad_input_raises():
         nearest_sq_dist(x, y, backend="nope")
     with pytest.raises(ValueError):
         nearest_sq_dist(x, y.float())
+    with pytest.raises(ValueError):
+        nearest_sq_dist(x, y, y_mask=torch.ones(2, 3, dtype=torch.bool))

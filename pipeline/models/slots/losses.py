@@ -95,12 +95,14 @@ def observed_depth_at(depth: Tensor, u: Tensor, v: Tensor, far_m: float) -> tupl
 
 
 def free_space_term(verts: Tensor, faces: Tensor, depth: Tensor, focal_cx_cy: Tensor, points: Tensor,
-                    samples: int, w: LossWeights, generator: torch.Generator | None = None):
+                    samples: int, w: LossWeights, generator: torch.Generator | None = None,
+                    point_mask: Tensor | None = None):
     """Capped free-space violation, reverse distance of visible samples and of all samples (mean
     metres over ``samples`` points per slot mesh), and the fraction of in-image samples more than
     0.3 m in front of the observed depth.
 
-    ``points`` (B, P, 3) are the targets; padding must sit far away (see ``make_batch``)."""
+    ``points`` (B, P, 3) are the targets; ``point_mask`` (B, P) marks the valid ones (required when the
+    batch is padded, see ``make_batch``: the nearest-point search must ignore the padding)."""
     b, k, v, _ = verts.shape
     pts, _, _ = sample_points_on_mesh(verts.reshape(b * k, v, 3), faces, samples, generator=generator)
     pts = pts.reshape(b, k * samples, 3)
@@ -112,7 +114,7 @@ def free_space_term(verts: Tensor, faces: Tensor, depth: Tensor, focal_cx_cy: Te
     behind = torch.clamp(w.near_m - z, min=0, max=w.free_cap_m)
     fsv = ((observed - z > 0.3) & in_view).float().sum() / in_view.float().sum().clamp_min(1)
     visible = in_view & (z <= observed + 0.3)
-    sq, _ = nearest_sq_dist(pts, points)
+    sq, _ = nearest_sq_dist(pts, points, y_mask=point_mask)
     distance = (torch.sqrt(sq + SMOOTH_EPS_M**2) - SMOOTH_EPS_M).clamp(max=w.free_cap_m)
     reverse = (distance * visible).sum() / visible.sum().clamp_min(1)
     return (violation + behind).mean(), reverse, distance.mean(), fsv
@@ -130,7 +132,7 @@ def total_loss(model, params, batch: dict[str, Tensor], w: LossWeights, samples:
     faces = model.faces
     chamfer, _, slot = chamfer_term(batch["points"], batch["mask"], params.verts, faces)
     free, reverse, compact, fsv = free_space_term(params.verts, faces, batch["depth"], batch["focal_cx_cy"], batch["points"],
-                                         samples, w, generator)
+                                                  samples, w, generator, batch["mask"])
     scale_prior = torch.log(params.scale / batch["radius"]).pow(2).mean()
     smooth = model.prototypes.smoothness()
     entropy = usage_entropy(params.weights)

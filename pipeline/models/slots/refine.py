@@ -40,7 +40,7 @@ def refine_vectors(model, batch: dict[str, Tensor], anchors: dict[str, Tensor], 
         params = model.decode(v, anchors, stretch=s)
         chamfer, _, _ = chamfer_term(batch["points"], batch["mask"], params.verts, model.faces)
         free, reverse, compact, _ = free_space_term(params.verts, model.faces, batch["depth"], batch["focal_cx_cy"],
-                                           batch["points"], samples, weights, generator)
+                                                    batch["points"], samples, weights, generator, batch["mask"])
         scale = torch.log(params.scale / anchors["radius"]).pow(2).mean()
         loss = (weights.chamfer * chamfer + weights.free_space * free + weights.reverse * reverse
                 + weights.compact * compact + weights.scale * scale)
