@@ -95,6 +95,8 @@ class Phase2EvalSettings(TrackSettings, Protocol):
     def forecast_training(self) -> str: ...  # "best_of_k" | "grpo"
     @property
     def weight_single_guess(self) -> float: ...  # > 0 with best_of_k: guess 0 is the trained one-guess forecast
+    @property
+    def confidence_target(self) -> str: ...  # "winner" | "error": what the confidence logits learned
 
 
 DELTAS = (1, 5, 10)
@@ -330,7 +332,9 @@ def single_guess_trained(params: Phase2EvalSettings) -> bool:
 def best_of_1_rule(params: Phase2EvalSettings) -> str:
     """Which guess is the model's one-guess forecast (``model_best_of_1``)."""
     return ("guess 0, trained on every clip (video.weight_single_guess)" if single_guess_trained(params)
-            else "the guess with the highest confidence logit")
+            else "the guess with the highest confidence logit" + (
+                " (= the lowest predicted error, video.confidence_target: error)"
+                if params.forecast_training == "best_of_k" and params.confidence_target == "error" else ""))
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ class Phase2Params(Section):
     weight_camera: Weight
     weight_forecast: Weight
     weight_confidence: Weight
+    confidence_target: Literal["winner", "error"]
     weight_single_guess: Weight
     forecast_training: Literal["best_of_k", "grpo"]
     grpo_group: Annotated[int, Field(ge=2)]  # advantages need a group

@@ -26,7 +26,8 @@ Loss of a clip batch (each weight a param):
   slots (with ``velocity_from = objects`` the guesses extrapolate each slot's object's gated velocity over the
   clip's context frames: the objects are tracked once per sequence before training, in the frame of its pose
   files, as the evaluation tracks them; :mod:`pipeline.models.video.object_motion`), and ``weight_confidence``
-  x the cross-entropy of the guess confidences against the winning guess, and ``weight_single_guess`` x guess
+  x the confidence head's loss (``confidence_target``: cross-entropy against the winning guess, or the squared
+  error of the logits against minus each guess's forecast Chamfer: :func:`confidence_loss`), and ``weight_single_guess`` x guess
   0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
   guess); with ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
@@ -303,12 +304,22 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     forecast = model.forecaster(context, delta, velocity)
     per_guess = forecast_chamfer(model, forecast, r_target, t_target, points, mask)
     best, winner = best_of_k(per_guess)
-    confidence = torch.nn.functional.cross_entropy(forecast.logits, winner)
+    confidence = confidence_loss(forecast.logits, per_guess.detach(), winner, params.confidence_target)
     loss = (loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
             + params.weight_single_guess * per_guess[:, 0].mean())
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
                   "confidence_ce": confidence.item(), "loss": loss.item()})
     return loss, terms
+
+
+def confidence_loss(logits: torch.Tensor, errors: torch.Tensor, winner: torch.Tensor, target: str) -> torch.Tensor:
+    """The confidence head's loss for logits (B, G), the guesses' forecast errors (B, G) metres (detached) and the
+    winning guess (B,): ``winner``: cross-entropy against the winner; ``error``: mean squared error of the logits
+    against minus the errors, so a logit estimates minus the guess's expected error given the context and Δ and the
+    most confident guess is the one expected closest (a guess that wins often but misses far when it loses is not)."""
+    if target == "error":
+        return torch.nn.functional.mse_loss(logits, -errors)
+    return torch.nn.functional.cross_entropy(logits, winner)
 
 
 def velocity_gate(params: Phase2Params) -> tuple[float, float]:

@@ -261,3 +261,26 @@ def test_missing_phase1_model_is_one_line_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(stage.app, ["--phase1", "nowhere/model.pt"])
     assert result.exit_code == 1
     assert "nowhere/model.pt: phase-one model not found" in (result.stderr or result.output)
+
+
+def test_error_confidence_prefers_the_guess_with_the_lowest_expected_error():
+    """Guess 0 wins 60 % of the clips by a hair but misses by 2 m otherwise; guess 1 is always 0.1 m off the
+    winner. Fitted on these clips, the ``winner`` logits prefer guess 0 (it wins most often), the ``error`` logits
+    guess 1 (expected error 0.5 + 0.1 vs 0.5 * 0.6 + 2.0 * 0.4 m) and equal minus each guess's mean error."""
+    from pipeline.train.phase2 import confidence_loss
+
+    wins = torch.arange(100) % 5 < 3  # 60 % of the clips
+    errors = torch.stack([torch.where(wins, 0.5, 2.0), torch.where(wins, 0.6, 0.4)], dim=1)  # (B, 2) metres
+    winner = errors.argmin(dim=1)
+    fitted = {}
+    for target in ("winner", "error"):
+        logits = torch.zeros(2, requires_grad=True)  # one logit per guess, the same for every clip
+        optimiser = torch.optim.SGD([logits], lr=0.5)
+        for _ in range(500):
+            optimiser.zero_grad()
+            confidence_loss(logits.expand(len(errors), 2), errors, winner, target).backward()
+            optimiser.step()
+        fitted[target] = logits.detach()
+    assert fitted["winner"].argmax() == 0
+    assert fitted["error"].argmax() == 1
+    assert torch.allclose(fitted["error"], -errors.mean(dim=0), atol=1e-4)
