@@ -22,6 +22,7 @@ class Phase2Params(Section):
     hidden: Count
     velocity_frames: Frames
     ego_motion: bool
+    step_per_second: bool
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]
     object_max_residual_m: Positive

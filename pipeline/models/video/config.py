@@ -16,10 +16,12 @@ class VideoModelConfig:
     - ``time_features``: sinusoidal frequencies of the time embedding (seconds, continuous);
     - ``guesses``: k forecasts per slot set (best-of-k);
     - ``prototypes``: P of the phase-one model (the forecaster reads the prototype weights);
-    - ``max_step_m``: bound of the forecaster's per-guess position correction (metres);
+    - ``max_step_m``: bound of the forecaster's per-guess position correction (metres; with ``step_per_second``
+      metres per second of |Δ|, so the correction shrinks with the gap as the extrapolation does);
     - ``max_turn_rad``: bound of the forecaster's rotation correction (radians);
     - ``velocity_frames``: context frames of the least-squares velocity the guesses extrapolate;
     - ``ego_motion``: the forecaster also reads the camera's poses over the context.
+    - ``step_per_second``: scale the position correction's bound by |Δ| in seconds (see ``max_step_m``).
     """
 
     camera_head: bool = True
@@ -32,3 +34,4 @@ class VideoModelConfig:
     max_turn_rad: float = 0.5
     velocity_frames: int = 2
     ego_motion: bool = False
+    step_per_second: bool = False

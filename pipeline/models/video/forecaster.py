@@ -8,6 +8,8 @@ G scene-level guesses:
 
     centre_g = c_last + α_g · v · Δ + max_step · tanh(d_g),   R_g = exp(max_turn · tanh(ω_g)) R_last
 
+(``video.step_per_second``: ``max_step · |Δ| · tanh(d_g)``, the correction's bound in metres per second of the gap)
+
 with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
 2 = the last two frames' difference), or a velocity given by the caller (``video.velocity_from: objects``: the
 velocity of the slot's object, :mod:`pipeline.models.video.object_motion`), α_g and d_g, ω_g per
@@ -216,8 +218,9 @@ class Forecaster(nn.Module):
         last = context.frames(-1)
         velocity = self.velocity(context, velocity)
         alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
+        bound = self.config.max_step_m * (delta_s.abs().view(-1, 1, 1, 1) if self.config.step_per_second else 1.0)
         centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
-                  + self.config.max_step_m * torch.tanh(step))
+                  + bound * torch.tanh(step))
         rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
         return Forecast(centre, rotation, last.scale, last.weights, logits)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +176,21 @@ def test_match_chain_undoes_a_permutation():
     shuffled = reorder(centre, inverse)
     found = match_chain(shuffled[0], reorder(weights, inverse)[0])[None]
     assert torch.equal(reorder(shuffled, found), centre)
+
+
+def test_step_per_second_bounds_the_correction_by_the_gap():
+    """The same raw outputs (α = 0, step pre-tanh 0.5) move a slot by max_step · tanh(0.5) whatever Δ, or by
+    max_step · |Δ| · tanh(0.5) with ``step_per_second`` (forwards and backwards in time)."""
+    times = torch.tensor([0.0, 0.2, 0.4, 0.6])
+    track, _, _ = cv_track(times, k=4)
+    raw = torch.zeros(1, 1, 4, 7)
+    raw[..., 1:4] = 0.5
+    logits = torch.zeros(1, 1)
+    for per_second in (False, True):
+        model = Forecaster(VideoModelConfig(guesses=1, prototypes=2, hidden=16, time_features=4, max_step_m=5.0,
+                                            step_per_second=per_second))
+        for delta in (0.2, 2.0, -0.4):
+            out = model.decode(track, torch.tensor([delta]), raw, logits)
+            moved = out.centre[0, 0] - track.centre[0, -1]
+            expected = 5.0 * (abs(delta) if per_second else 1.0) * math.tanh(0.5)
+            assert torch.allclose(moved, torch.full_like(moved, expected), atol=1e-5)
