@@ -48,7 +48,16 @@ def frozen_imports() -> Iterator[None]:
 def run_and_exit(app: Callable[[], object]) -> None:
     """Run ``app()`` (a Typer app in standalone mode, which ends in ``SystemExit``) and exit the process fast.
 
-    An exception other than ``SystemExit`` propagates unchanged (traceback, normal teardown)."""
+    A stage module run as ``python -m stages.<name>`` runs in a child of the stage server when one answers
+    (:mod:`pipeline.stage_server`: the libraries are imported there already) and this process exits with its
+    code. An exception other than ``SystemExit`` propagates unchanged (traceback, normal teardown)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name.startswith("stages."):
+        from pipeline import stage_server
+
+        code = stage_server.run_in_server(spec.name)
+        if code is not None:
+            exit_now(code)
     try:
         app()
     except SystemExit as stop:

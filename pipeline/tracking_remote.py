@@ -27,7 +27,6 @@ after the call); the stage removes the folder once the service has answered.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -42,14 +41,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import locks
+from pipeline.io import locks, user_sockets
 
 log = logging.getLogger("pipeline.tracking")
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 TRACKING_CODE = ("pipeline/tracking.py", "pipeline/tracking_remote.py", "pipeline/headline.py")
 CONNECT_TIMEOUT_S = 30.0
-MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 (sockaddr_un), macOS 103
 
 
 def tracking_failed(stage: str, err: BaseException) -> None:
@@ -67,62 +65,26 @@ def _json_value(value: Any) -> Any:
 
 def service_socket() -> Path:
     """Where this checkout's MLflow service listens (see the module docstring for the key). OSError if the
-    folder for it cannot be made or is not the user's own."""
-    digest = hashlib.blake2b(digest_size=8)
-    for part in (sys.executable, str(CODE_ROOT), *sorted(f"{k}={v}" for k, v in os.environ.items()
-                                                              if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI")):
-        digest.update(part.encode() + b"\0")
-    for name in TRACKING_CODE:
-        digest.update((CODE_ROOT / name).read_bytes())
-    folder = Path(tempfile.gettempdir()) / f"protoscene-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    if folder.stat().st_uid != os.getuid():
-        raise PermissionError(f"{folder} belongs to another user")
-    return folder / f"mlflow-{digest.hexdigest()}.sock"
-
-
-def _start_service(path: Path) -> int:
-    """``python -m pipeline.tracking SOCKET`` in its own session (it outlives the stage), output to ``<socket>.log``;
-    returns its pid."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))}
-    logfile = str(path.with_suffix(".log"))
-    return os.posix_spawn(sys.executable, [sys.executable, "-m", "pipeline.tracking", str(path)], env, setsid=True,
-                   file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                 (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-                                 (os.POSIX_SPAWN_DUP2, 1, 2)])
-
-
-def _connect(path: Path) -> socket.socket:
-    """A connection the service has greeted (``ready``); OSError if nothing answers there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.connect(str(path))
-        if sock.makefile("rb").readline() != b"ready\n":
-            raise ConnectionResetError("the MLflow service closed the connection")
-        sock.settimeout(None)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
+    folder for it cannot be made, is not the user's own, or the path is too long."""
+    mlflow_settings = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI")
+    code = [(CODE_ROOT / name).read_bytes() for name in TRACKING_CODE]
+    return user_sockets.socket_path("mlflow", [sys.executable, str(CODE_ROOT), *mlflow_settings, *code])
 
 
 def connect_service() -> socket.socket:
     """A connection to this checkout's MLflow service, started first if none answers. OSError if it cannot be."""
-    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "posix_spawn"):
+    if not user_sockets.available():
         raise OSError("Unix sockets are not available on this platform")
     path = service_socket()
-    if len(str(path).encode()) > MAX_SOCKET_PATH:
-        raise OSError(f"{path}: too long for a Unix socket (set TMPDIR to a shorter folder)")
-    with locks.exclusive(path.with_suffix(".lock")):  # one stage at a time starts a service or connects to one
+    with locks.exclusive(user_sockets.lock_file(path)):  # one stage at a time starts a service or connects to one
         with contextlib.suppress(OSError):
-            return _connect(path)
+            return user_sockets.connect_greeted(path, CONNECT_TIMEOUT_S)
         path.unlink(missing_ok=True)  # a service that died without cleaning up
-        pid = _start_service(path)
+        pid = user_sockets.spawn_service("pipeline.tracking", path, CODE_ROOT)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
             try:
-                return _connect(path)
+                return user_sockets.connect_greeted(path, CONNECT_TIMEOUT_S)
             except OSError:
                 if _exited(pid) or time.monotonic() > deadline:  # a service that exited will not answer
                     raise OSError(f"the MLflow service did not start (see {path.with_suffix('.log')})") from None
@@ -276,7 +238,7 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
         try:
             connection, _ = listener.accept()
             connection.settimeout(None)
-            connection.sendall(b"ready\n")
+            connection.sendall(user_sockets.GREETING)
         except TimeoutError:
             sessions = [thread for thread in sessions if thread.is_alive()]
             if sessions:

@@ -22,6 +22,8 @@ from tests.import_graph import ROOT, module_file, module_name, project_imports
 OUTPUT_NEUTRAL = {
     "pipeline/errors.py",      # error types and the one-line error report
     "pipeline/stage_process.py",  # GC paused during imports, fast exit (process overheads only)
+    "pipeline/stage_server.py",  # stages forked from a process with the libraries imported (process overheads only)
+    "pipeline/io/user_sockets.py",  # where the local services' sockets live, starting and greeting them
     "pipeline/io/atomic.py",   # write-to-temp-then-rename (same bytes, only the path dance)
     "pipeline/tracking.py",    # MLflow logging and the DVC metric/curve files' writer (formatting only)
     "pipeline/tracking_remote.py",  # the MLflow service that makes the MLflow calls

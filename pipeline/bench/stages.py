@@ -6,7 +6,8 @@
 Without ``--run`` the table is read from ``reports/<stage>/run.json`` (the run facts the tracking layer
 writes, :mod:`pipeline.tracking`). With ``--run`` every stage command of ``dvc.yaml`` runs once more in
 order, in a child process whose wall time and peak RSS are measured as ``/usr/bin/time`` does
-(``os.wait4``'s ``ru_maxrss``); its run facts are read afterwards. Throughput is taken in the stage's natural
+(``os.wait4``'s ``ru_maxrss``; the stage server is switched off for it, :mod:`pipeline.stage_server`); its run
+facts are read afterwards. Throughput is taken in the stage's natural
 unit from its run facts (frames/s, points/s, clips/s, steps/s). Training stages report the share of
 time waiting on data where their loops record ``data_seconds`` and ``compute_seconds`` (else "—").
 Limits: ``pointclouds`` against the decode-only rate of ``reports/bench/pointclouds.json``
@@ -81,9 +82,10 @@ def limits(bench: Path) -> dict[str, str]:
 
 
 def run_measured(cmd: str, cwd: Path) -> dict[str, float]:
-    """Run ``cmd`` (a dvc.yaml command) once; wall seconds and the child's peak RSS in MiB."""
+    """Run ``cmd`` (a dvc.yaml command) once in its own process (not in a child of the stage server, whose
+    imports and memory the measurement would miss); wall seconds and the process's peak RSS in MiB."""
     start = time.perf_counter()
-    proc = subprocess.Popen(shlex.split(cmd), cwd=cwd)
+    proc = subprocess.Popen(shlex.split(cmd), cwd=cwd, env={**os.environ, "PROTOSCENE_STAGE_SERVER": "0"})
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:

@@ -1,0 +1,75 @@
+"""Per-user local services on Unix sockets: where their sockets live, starting one, greeting a client.
+
+Two services use this (the MLflow service, :mod:`pipeline.tracking_remote`, and the stage server,
+:mod:`pipeline.stage_server`). Each listens on ``$TMPDIR/protoscene-<uid>/<name>-<key>.sock`` in a folder only the
+user can enter; ``<key>`` hashes what would make a running service the wrong one to talk to (its own code, the
+interpreter, settings read at start-up), so a changed service gets a new socket instead of answering with stale
+code. A service writes its log next to its socket (``.log``) and greets every connection with ``ready``; a client
+holds the lock file beside the socket (``.lock``) from connecting until the greeting, and a service stops only
+while it holds that lock, so a client never connects to a service that is stopping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 (sockaddr_un), macOS 103
+GREETING = b"ready\n"
+
+
+def available() -> bool:
+    """Whether this platform has Unix sockets and ``posix_spawn`` (not Windows)."""
+    return hasattr(socket, "AF_UNIX") and hasattr(os, "posix_spawn")
+
+
+def socket_path(name: str, key_parts: Iterable[str | bytes]) -> Path:
+    """``$TMPDIR/protoscene-<uid>/<name>-<16 hex digits of key_parts>.sock``. OSError if the folder cannot be
+    made, is not the user's own, or the path is too long for a Unix socket."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in key_parts:
+        digest.update((part.encode() if isinstance(part, str) else part) + b"\0")
+    folder = Path(tempfile.gettempdir()) / f"protoscene-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise PermissionError(f"{folder} belongs to another user")
+    path = folder / f"{name}-{digest.hexdigest()}.sock"
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise OSError(f"{path}: too long for a Unix socket (set TMPDIR to a shorter folder)")
+    return path
+
+
+def lock_file(path: Path) -> Path:
+    """The start/stop lock beside the socket ``path``."""
+    return path.with_suffix(".lock")
+
+
+def spawn_service(module: str, path: Path, code_root: Path) -> int:
+    """``python -m <module> <path>`` in its own session (it outlives its starter), ``code_root`` first on its
+    ``PYTHONPATH``, stdin from /dev/null, stdout and stderr appended to ``<socket>.log``; returns its pid."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))}
+    logfile = str(path.with_suffix(".log"))
+    return os.posix_spawn(sys.executable, [sys.executable, "-m", module, str(path)], env, setsid=True,
+                          file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                        (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                                        (os.POSIX_SPAWN_DUP2, 1, 2)])
+
+
+def connect_greeted(path: Path, timeout_s: float) -> socket.socket:
+    """A blocking connection to the service at ``path`` that has greeted it; OSError if nothing answers there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect(str(path))
+        if sock.recv(len(GREETING), socket.MSG_WAITALL) != GREETING:
+            raise ConnectionResetError(f"the service at {path} closed the connection")
+        sock.settimeout(None)
+        return sock
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,143 @@
+"""The stage server (pipeline.stage_server): a stage module run as ``python -m stages.<name>`` runs in a child
+forked from a server that has imported the libraries, with the client's folder, arguments, environment, code and
+standard streams, and ends as the child ends (exit code, signal); without a server it runs in its own process.
+
+A probe checkout (a ``stages`` package in a temporary folder; ``pipeline`` from this repository) and a private
+``TMPDIR`` (so the server is this test's own; it preloads the real library list, ~5 s once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+PROBE = """
+import json, os, sys, time
+from pipeline.stage_process import run_and_exit
+
+def app():
+    import numpy as np
+    import torch
+    from pipeline import stage_server
+    torch.manual_seed(0)
+    x = torch.randn(1000, dtype=torch.float64)
+    print(json.dumps({"version": VERSION, "in_child": stage_server.IN_CHILD, "cwd": os.getcwd(), "argv": sys.argv[1:],
+                      "probe": os.environ.get("PROBE"), "pid": os.getpid(),
+                      "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}), flush=True)
+    print("to stderr", file=sys.stderr)
+    if sys.argv[1] == "sleep":
+        time.sleep(60)
+    raise SystemExit(int(sys.argv[1]))
+
+if __name__ == "__main__":
+    run_and_exit(app)
+"""
+
+
+@pytest.fixture(scope="module")
+def checkout():
+    """(probe checkout folder, environment): its own TMPDIR, short enough for a Unix socket path."""
+    root = Path(tempfile.mkdtemp(prefix="pss", dir="/tmp"))
+    (root / "stages").mkdir()
+    (root / "stages" / "__init__.py").write_text("")
+    (root / "stages" / "probe.py").write_text("VERSION = 1\n" + PROBE)
+    (root / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROTOSCENE_")}
+    env.update(TMPDIR=str(root / "tmp"), PYTHONPATH=str(REPO), PROBE="from the client",
+               PROTOSCENE_STAGE_SERVER_IDLE_S="30")
+    yield root, env
+    for sock in (root / "tmp").glob("protoscene-*/stages-*.sock"):
+        _stop_server(sock)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_server(sock: Path) -> None:
+    listed = subprocess.run(["pgrep", "-f", f"pipeline.stage_server {sock}"], capture_output=True, text=True).stdout
+    for pid in listed.split():
+        os.kill(int(pid), signal.SIGTERM)
+
+
+def _probe(root: Path, env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.probe", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def _through_server(root: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the probe until a run lands in the server (the first runs start it and run on their own)."""
+    deadline = time.monotonic() + 90
+    while True:
+        done = _probe(root, env, *args)
+        report = json.loads(done.stdout.splitlines()[0])
+        if report["in_child"] or time.monotonic() > deadline:
+            return done, report
+        time.sleep(0.5)
+
+
+def test_a_stage_runs_in_a_child_of_the_server_as_in_its_own_process(checkout):
+    root, env = checkout
+    direct = _probe(root, {**env, "PROTOSCENE_STAGE_SERVER": "0"}, "3")
+    served, report = _through_server(root, env, "3")
+    assert report["in_child"], "no run reached the server within 90 s"
+    alone = json.loads(direct.stdout.splitlines()[0])
+    assert not alone["in_child"]
+    assert served.returncode == direct.returncode == 3
+    assert served.stderr == direct.stderr == "to stderr\n"
+    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version"):
+        assert report[key] == alone[key], key
+    assert report["argv"] == ["3"] and report["probe"] == "from the client" and report["cwd"] == str(root)
+    assert report["pid"] != alone["pid"]
+
+
+def test_the_child_imports_the_checkouts_code_as_it_is_now(checkout):
+    root, env = checkout
+    _through_server(root, env, "0")
+    probe = root / "stages" / "probe.py"
+    probe.write_text(probe.read_text().replace("VERSION = 1", "VERSION = 2"))
+    try:
+        done, report = _through_server(root, env, "0")
+        assert report["in_child"] and report["version"] == 2 and done.returncode == 0
+    finally:
+        probe.write_text(probe.read_text().replace("VERSION = 2", "VERSION = 1"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_client_stops_its_stage(checkout, sig):
+    """SIGINT is forwarded: the stage gets its KeyboardInterrupt (its own traceback) and the client ends by SIGINT
+    as the stage did; after SIGKILL the server, seeing the connection drop, terminates the stage."""
+    root, env = checkout
+    _through_server(root, env, "0")
+    client = subprocess.Popen([sys.executable, "-m", "stages.probe", "sleep"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report = json.loads(client.stdout.readline())
+    assert report["in_child"] and report["pid"] != client.pid
+    assert client.stderr.readline() == "to stderr\n"
+    client.send_signal(sig)
+    assert client.wait(timeout=30) == -sig
+    if sig == signal.SIGINT:
+        trace = client.stderr.read()
+        assert "KeyboardInterrupt" in trace and 'probe.py", line' in trace and "run_in_server" not in trace, trace
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{report['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{report['pid']}").exists(), "the stage outlived its client"
+
+
+def test_an_idle_server_stops_and_removes_its_socket(checkout):
+    root, env = checkout
+    env = {**env, "PROTOSCENE_STAGE_SERVER_IDLE_S": "1", "OMP_PROBE_KEY": "own server"}  # another key: a new server
+    _through_server(root, env, "0")
+    sockets = list((root / "tmp").glob("protoscene-*/stages-*.sock"))
+    deadline = time.monotonic() + 20
+    while len(sockets) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        sockets = list((root / "tmp").glob("protoscene-*/stages-*.sock"))
+    assert len(sockets) == 1, "the idle server is still there"
