@@ -81,7 +81,14 @@ def make_smoke_repo(tmp_path_factory, record_property):
                GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost", GIT_COMMITTER_NAME="ci",
                GIT_COMMITTER_EMAIL="ci@localhost", TYPER_USE_RICH="0")
 
-    def run(*cmd: str, ok: bool = True) -> str:
+    def run(*cmd: str, ok: bool = True, starts_daemons: bool = False) -> str:
+        """``cmd``'s output; ``starts_daemons``: none (a daemon started with the test's output pipes would keep
+        them open, and the captured run would wait for it to end)."""
+        if starts_daemons:
+            proc = subprocess.run(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=120)
+            assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exit {proc.returncode}"
+            return ""
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout + proc.stderr
@@ -230,7 +237,7 @@ def check_parallel_queued_experiments_on_a_fresh_store(smoke_repo):
     shutil.rmtree(root / "mlartifacts", ignore_errors=True)
     for name, steps in (("par-a", 1), ("par-b", 3)):  # reruns train_phase2 and evaluate only
         run("dvc", "exp", "run", "--queue", "-n", name, "-S", f"video.steps={steps}")
-    run("dvc", "queue", "start", "-j", "2")
+    run("dvc", "queue", "start", "-j", "2", starts_daemons=True)
     deadline = time.time() + 900
     while time.time() < deadline:
         status = run("dvc", "queue", "status")
