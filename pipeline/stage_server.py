@@ -23,7 +23,7 @@ is started before the fork. The child's run facts count from the fork (``pipelin
 
 **Server** (``python -m pipeline.stage_server SOCKET``). One thread: a selector over the listening socket, the
 clients' connections and a ``pidfd`` per child. Socket, log and lock: :mod:`pipeline.io.user_sockets`, keyed by the
-interpreter, the site-packages folders' modification times (an install or upgrade gives a new server), the
+interpreter and its options (``-W``, ``-X``, ...; the server is started with the same), the site-packages folders' modification times (an install or upgrade gives a new server), the
 environment variables the preloaded libraries read when imported (``OMP_*``, ``CUDA_*``, ...) and this file.
 It exits after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
 
@@ -85,8 +85,17 @@ def server_socket() -> Path:
     environment (see the module docstring). OSError if it cannot be made."""
     packages = [f"{p}@{os.stat(p).st_mtime_ns}" for p in site.getsitepackages() if os.path.isdir(p)]
     settings = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(IMPORT_TIME_ENV))
-    return user_sockets.socket_path("stages", [sys.executable, sys.version, *packages, *settings, ",".join(PRELOAD),
-                                               Path(__file__).read_bytes()])
+    return user_sockets.socket_path("stages", [sys.executable, sys.version, *interpreter_flags(), *packages,
+                                               *settings, ",".join(PRELOAD), Path(__file__).read_bytes()])
+
+
+def interpreter_flags() -> list[str]:
+    """This interpreter's command-line options (``-W``, ``-X``, ``-O``, ``-B``, ``-s``, ...) as arguments that
+    reproduce them: the server is started with them, and a client started with others gets another server.
+    (``subprocess._args_from_interpreter_flags`` is what multiprocessing uses to start its processes alike.)"""
+    import subprocess
+
+    return subprocess._args_from_interpreter_flags()  # noqa: SLF001
 
 
 def run_in_server(module: str) -> int | None:
@@ -138,7 +147,7 @@ def run_in_server(module: str) -> int | None:
 def _start_server(path: Path) -> None:
     """Start a server for ``path`` and wait (at most a few seconds) until it listens there, so the next stage,
     which takes the lock after this one, finds it instead of starting another."""
-    pid = user_sockets.spawn_service("pipeline.stage_server", path, CODE_ROOT)
+    pid = user_sockets.spawn_service("pipeline.stage_server", path, CODE_ROOT, interpreter_flags())
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while not path.exists() and time.monotonic() < deadline:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -161,6 +170,7 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int:
     sys.argv = list(request["argv"])
     for name in [n for n in sys.modules if n.split(".")[0] in PROJECT_PACKAGES]:
         del sys.modules[name]
+    importlib.invalidate_caches()  # folder listings cached by the server's imports: files added since are found
     _fresh_standard_streams()
     importlib.import_module("pipeline.stage_server").IN_CHILD = True  # the client's checkout's copy
     import runpy

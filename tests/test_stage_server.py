@@ -31,7 +31,7 @@ def app():
     torch.manual_seed(0)
     x = torch.randn(1000, dtype=torch.float64)
     print(json.dumps({"version": VERSION, "in_child": stage_server.IN_CHILD, "cwd": os.getcwd(), "argv": sys.argv[1:],
-                      "probe": os.environ.get("PROBE"), "pid": os.getpid(),
+                      "probe": os.environ.get("PROBE"), "pid": os.getpid(), "warnoptions": sys.warnoptions,
                       "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}), flush=True)
     print("to stderr", file=sys.stderr)
     if sys.argv[1] == "sleep":
@@ -66,16 +66,17 @@ def _stop_server(sock: Path) -> None:
         os.kill(int(pid), signal.SIGTERM)
 
 
-def _probe(root: Path, env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.probe", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+def _probe(root: Path, env: dict, *args: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *flags, "-m", "stages.probe", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
-def _through_server(root: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _through_server(root: Path, env: dict, *args: str, flags: tuple[str, ...] = ()
+                    ) -> tuple[subprocess.CompletedProcess, dict]:
     """Run the probe until a run lands in the server (the first runs start it and run on their own)."""
     deadline = time.monotonic() + 90
     while True:
-        done = _probe(root, env, *args)
+        done = _probe(root, env, *args, flags=flags)
         report = json.loads(done.stdout.splitlines()[0])
         if report["in_child"] or time.monotonic() > deadline:
             return done, report
@@ -91,10 +92,19 @@ def test_a_stage_runs_in_a_child_of_the_server_as_in_its_own_process(checkout):
     assert not alone["in_child"]
     assert served.returncode == direct.returncode == 3
     assert served.stderr == direct.stderr == "to stderr\n"
-    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version"):
+    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version", "warnoptions"):
         assert report[key] == alone[key], key
     assert report["argv"] == ["3"] and report["probe"] == "from the client" and report["cwd"] == str(root)
     assert report["pid"] != alone["pid"]
+
+
+def test_interpreter_options_are_the_clients(checkout):
+    """A client started with other options (-W here) runs in a server started with them."""
+    root, env = checkout
+    done, report = _through_server(root, env, "0", flags=("-W", "error::UserWarning"))
+    assert report["in_child"] and done.returncode == 0
+    assert report["warnoptions"] == ["error::UserWarning"]
+    assert _through_server(root, env, "0")[1]["warnoptions"] == []
 
 
 def test_the_child_imports_the_checkouts_code_as_it_is_now(checkout):
@@ -134,10 +144,10 @@ def test_a_stopped_client_stops_its_stage(checkout, sig):
 def test_an_idle_server_stops_and_removes_its_socket(checkout):
     root, env = checkout
     env = {**env, "PROTOSCENE_STAGE_SERVER_IDLE_S": "1", "OMP_PROBE_KEY": "own server"}  # another key: a new server
+    before = set((root / "tmp").glob("protoscene-*/stages-*.sock"))
     _through_server(root, env, "0")
-    sockets = list((root / "tmp").glob("protoscene-*/stages-*.sock"))
+    (own,) = set((root / "tmp").glob("protoscene-*/stages-*.sock")) - before
     deadline = time.monotonic() + 20
-    while len(sockets) > 1 and time.monotonic() < deadline:
+    while own.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-        sockets = list((root / "tmp").glob("protoscene-*/stages-*.sock"))
-    assert len(sockets) == 1, "the idle server is still there"
+    assert not own.exists(), "the idle server is still there"

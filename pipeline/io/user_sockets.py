@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 (sockaddr_un), macOS 103
@@ -49,12 +49,14 @@ def lock_file(path: Path) -> Path:
     return path.with_suffix(".lock")
 
 
-def spawn_service(module: str, path: Path, code_root: Path) -> int:
-    """``python -m <module> <path>`` in its own session (it outlives its starter), ``code_root`` first on its
-    ``PYTHONPATH``, stdin from /dev/null, stdout and stderr appended to ``<socket>.log``; returns its pid."""
+def spawn_service(module: str, path: Path, code_root: Path, interpreter_flags: Sequence[str] = ()) -> int:
+    """``python [interpreter_flags] -m <module> <path>`` in its own session (it outlives its starter), ``code_root``
+    first on its ``PYTHONPATH``, stdin from /dev/null, stdout and stderr appended to ``<socket>.log``; returns its
+    pid."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))}
     logfile = str(path.with_suffix(".log"))
-    return os.posix_spawn(sys.executable, [sys.executable, "-m", module, str(path)], env, setsid=True,
+    argv = [sys.executable, *interpreter_flags, "-m", module, str(path)]
+    return os.posix_spawn(sys.executable, argv, env, setsid=True,
                           file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                         (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
                                         (os.POSIX_SPAWN_DUP2, 1, 2)])
