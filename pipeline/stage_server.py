@@ -23,8 +23,9 @@ is started before the fork. The child's run facts count from the fork (``pipelin
 
 **Server** (``python -m pipeline.stage_server SOCKET``). One thread: a selector over the listening socket, the
 clients' connections and a ``pidfd`` per child. Socket, log and lock: :mod:`pipeline.io.user_sockets`, keyed by the
-interpreter and its options (``-W``, ``-X``, ...; the server is started with the same), the site-packages folders' modification times (an install or upgrade gives a new server), the
-environment variables the preloaded libraries read when imported (``OMP_*``, ``CUDA_*``, ...) and this file.
+interpreter and its options (``-W``, ``-X``, ...; the server is started with the same), the site-packages
+folders' modification times (an install or upgrade gives a new server), the environment variables the preloaded
+libraries read when imported (``OMP_*``, ``CUDA_*``, ...) and this file.
 It exits after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
 
 Linux only (``pidfd_open``, descriptor passing); elsewhere, with ``PROTOSCENE_STAGE_SERVER=0``, or where the
