@@ -128,7 +128,7 @@ def run_in_server(module: str) -> int | None:
             child = int(reply.readline().split()[1])
         except (OSError, ValueError, IndexError):
             return None  # the server refused or died before forking: nothing ran, run it here
-        previous = {sig: signal.signal(sig, lambda sig, _frame: os.kill(child, sig)) for sig in FORWARDED_SIGNALS}
+        previous = {sig: signal.signal(sig, _forwarder(child)) for sig in FORWARDED_SIGNALS}
         try:
             status = reply.readline().split()
         finally:
@@ -143,6 +143,15 @@ def run_in_server(module: str) -> int | None:
         os.kill(os.getpid(), number)
         return 128 + number
     return number
+
+
+def _forwarder(child: int):
+    """A signal handler that sends the signal on to ``child`` (nothing if it has already ended)."""
+    def forward(sig: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, sig)
+
+    return forward
 
 
 def _start_server(path: Path) -> None:
