@@ -13,7 +13,7 @@ exit status and exits with it. SIGINT, SIGTERM, SIGHUP and SIGQUIT it receives g
 outright (its connection drops) gets its child terminated. If no server answers, the client starts one in the
 background and runs its stage itself (the first stage of a ``dvc repro`` does not wait for the imports).
 
-**Child**. Forked by the server, it takes the client's descriptors, folder, environment, ``sys.path`` and
+**Child**. Forked by the server, it takes the client's descriptors, folder, umask, environment, ``sys.path`` and
 ``sys.argv``, drops every project module the server had imported (``pipeline``, ``stages``: they are imported
 again from the client's checkout, so an edit is always seen and another checkout gets its own code), and runs the
 stage module as ``__main__``. It computes exactly what the stage computes in its own process: the preloaded
@@ -25,8 +25,8 @@ is started before the fork. The child's run facts count from the fork (``pipelin
 clients' connections and a ``pidfd`` per child. Socket, log and lock: :mod:`pipeline.io.user_sockets`, keyed by the
 interpreter and its options (``-W``, ``-X``, ...; the server is started with the same), the site-packages
 folders' modification times (an install or upgrade gives a new server), the environment variables the preloaded
-libraries read when imported (``OMP_*``, ``CUDA_*``, ...) and this file.
-It exits after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
+libraries read when imported (``OMP_*``, ``CUDA_*``, ...), what a child inherits from the server rather than from
+its client (CPU affinity, control group, niceness, resource limits: :func:`placement`) and this file. It exits after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
 
 Linux only (``pidfd_open``, descriptor passing); elsewhere, with ``PROTOSCENE_STAGE_SERVER=0``, or where the
 socket cannot be made, stages run in their own processes as before. Neither way changes a stage's outputs.
@@ -87,7 +87,23 @@ def server_socket() -> Path:
     packages = [f"{p}@{os.stat(p).st_mtime_ns}" for p in site.getsitepackages() if os.path.isdir(p)]
     settings = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(IMPORT_TIME_ENV))
     return user_sockets.socket_path("stages", [sys.executable, sys.version, *interpreter_flags(), *packages,
-                                               *settings, ",".join(PRELOAD), Path(__file__).read_bytes()])
+                                               *settings, *placement(), ",".join(PRELOAD), Path(__file__).read_bytes()])
+
+
+def placement() -> list[str]:
+    """What a forked child inherits from the server rather than from its client: the CPUs it may use, its control
+    group, its niceness and resource limits. Part of the key, so a stage started under ``taskset``, ``nice``,
+    ``ulimit`` or in another batch job gets a server started the same way."""
+    import resource
+
+    parts = [f"nice={os.getpriority(os.PRIO_PROCESS, 0)}"]
+    if hasattr(os, "sched_getaffinity"):
+        parts.append("cpus=" + ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/self/cgroup").read_text())
+    limits = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CPU", "RLIMIT_STACK")
+    parts += [f"{name}={resource.getrlimit(getattr(resource, name))}" for name in limits if hasattr(resource, name)]
+    return parts
 
 
 def interpreter_flags() -> list[str]:
@@ -119,8 +135,10 @@ def run_in_server(module: str) -> int | None:
     except OSError:  # a server still importing (it greets once ready) or busy: run the stage here
         return None
     with connection:
+        umask = os.umask(0o022)
+        os.umask(umask)
         request = json.dumps({"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                              "path": sys.path}).encode()
+                              "path": sys.path, "umask": umask}).encode()
         try:
             socket.send_fds(connection, [HEADER.pack(len(request))], [0, 1, 2])
             connection.sendall(request)
@@ -174,6 +192,7 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int:
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path[:] = request["path"]

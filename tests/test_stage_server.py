@@ -32,6 +32,7 @@ def app():
     x = torch.randn(1000, dtype=torch.float64)
     print(json.dumps({"version": VERSION, "in_child": stage_server.IN_CHILD, "cwd": os.getcwd(), "argv": sys.argv[1:],
                       "probe": os.environ.get("PROBE"), "pid": os.getpid(), "warnoptions": sys.warnoptions,
+                      "cpus": sorted(os.sched_getaffinity(0)), "umask": os.umask(0o022),
                       "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}), flush=True)
     print("to stderr", file=sys.stderr)
     if sys.argv[1] == "sleep":
@@ -66,17 +67,17 @@ def _stop_server(sock: Path) -> None:
         os.kill(int(pid), signal.SIGTERM)
 
 
-def _probe(root: Path, env: dict, *args: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _probe(root: Path, env: dict, *args: str, flags: tuple[str, ...] = (), setup=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *flags, "-m", "stages.probe", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, preexec_fn=setup)
 
 
-def _through_server(root: Path, env: dict, *args: str, flags: tuple[str, ...] = ()
+def _through_server(root: Path, env: dict, *args: str, flags: tuple[str, ...] = (), setup=None
                     ) -> tuple[subprocess.CompletedProcess, dict]:
     """Run the probe until a run lands in the server (the first runs start it and run on their own)."""
     deadline = time.monotonic() + 90
     while True:
-        done = _probe(root, env, *args, flags=flags)
+        done = _probe(root, env, *args, flags=flags, setup=setup)
         report = json.loads(done.stdout.splitlines()[0])
         if report["in_child"] or time.monotonic() > deadline:
             return done, report
@@ -92,7 +93,7 @@ def test_a_stage_runs_in_a_child_of_the_server_as_in_its_own_process(checkout):
     assert not alone["in_child"]
     assert served.returncode == direct.returncode == 3
     assert served.stderr == direct.stderr == "to stderr\n"
-    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version", "warnoptions"):
+    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version", "warnoptions", "cpus", "umask"):
         assert report[key] == alone[key], key
     assert report["argv"] == ["3"] and report["probe"] == "from the client" and report["cwd"] == str(root)
     assert report["pid"] != alone["pid"]
@@ -105,6 +106,28 @@ def test_interpreter_options_are_the_clients(checkout):
     assert report["in_child"] and done.returncode == 0
     assert report["warnoptions"] == ["error::UserWarning"]
     assert _through_server(root, env, "0")[1]["warnoptions"] == []
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_cpu_affinity_and_umask_are_the_clients(checkout):
+    """A client pinned to one CPU (taskset) runs in a server pinned alike; its umask is applied in the child."""
+    root, env = checkout
+
+    def pinned_and_private() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        os.umask(0o077)
+
+    done, report = _through_server(root, env, "0", setup=pinned_and_private)
+    assert report["in_child"] and done.returncode == 0
+    assert report["cpus"] == [min(os.sched_getaffinity(0))] and report["umask"] == 0o077
+    plain = _through_server(root, env, "0")[1]
+    assert plain["cpus"] == sorted(os.sched_getaffinity(0)) and plain["umask"] == _umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_the_child_imports_the_checkouts_code_as_it_is_now(checkout):
