@@ -333,8 +333,10 @@ def serve_forever(listener: socket.socket, path: Path) -> None:
                     selector.unregister(connection)
                 connection.close()
             else:  # a client's connection is readable: it has gone, so its stage must stop too
-                pid = clients.pop(key.fd)
-                selector.unregister(key.fd)
+                if value.fileno() < 0:  # its stage ended earlier in this batch of events: answered and closed
+                    continue  # (its descriptor number may already belong to a new client)
+                pid = clients.pop(value.fileno())
+                selector.unregister(value)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
         if children:
@@ -368,7 +370,7 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, children:
     children[pidfd] = (connection, pid)
     clients[connection.fileno()] = pid
     selector.register(pidfd, selectors.EVENT_READ, ("child", None))
-    selector.register(connection, selectors.EVENT_READ, ("client", None))
+    selector.register(connection, selectors.EVENT_READ, ("client", connection))
 
 
 def main() -> None:
