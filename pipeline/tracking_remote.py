@@ -66,7 +66,8 @@ def _json_value(value: Any) -> Any:
 def service_socket() -> Path:
     """Where this checkout's MLflow service listens (see the module docstring for the key). OSError if the
     folder for it cannot be made, is not the user's own, or the path is too long."""
-    mlflow_settings = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI")
+    mlflow_settings = sorted(f"{k}={v}" for k, v in os.environ.items()
+                             if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI")
     code = [(CODE_ROOT / name).read_bytes() for name in TRACKING_CODE]
     return user_sockets.socket_path("mlflow", [sys.executable, str(CODE_ROOT), *mlflow_settings, *code])
 
