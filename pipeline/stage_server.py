@@ -26,7 +26,8 @@ clients' connections and a ``pidfd`` per child. Socket, log and lock: :mod:`pipe
 interpreter and its options (``-W``, ``-X``, ...; the server is started with the same), the site-packages
 folders' modification times (an install or upgrade gives a new server), the environment variables the preloaded
 libraries read when imported (``OMP_*``, ``CUDA_*``, ...), what a child inherits from the server rather than from
-its client (CPU affinity, control group, niceness, resource limits: :func:`placement`) and this file. It exits after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
+its client (CPU affinity, control group, niceness, resource limits: :func:`placement`) and this file. It exits
+after ``$PROTOSCENE_STAGE_SERVER_IDLE_S`` seconds (default 60) with no stage running.
 
 Linux only (``pidfd_open``, descriptor passing); elsewhere, with ``PROTOSCENE_STAGE_SERVER=0``, or where the
 socket cannot be made, stages run in their own processes as before. Neither way changes a stage's outputs.
@@ -325,7 +326,8 @@ def serve_forever(listener: socket.socket, path: Path) -> None:
                 selector.unregister(key.fd)
                 os.close(key.fd)
                 _, status = os.waitpid(pid, 0)
-                reply = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}")
+                reply = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                         else f"exit {os.WEXITSTATUS(status)}")
                 with contextlib.suppress(OSError):
                     connection.sendall(reply.encode() + b"\n")
                 clients.pop(connection.fileno(), None)

@@ -33,7 +33,8 @@ def app():
     print(json.dumps({"version": VERSION, "in_child": stage_server.IN_CHILD, "cwd": os.getcwd(), "argv": sys.argv[1:],
                       "probe": os.environ.get("PROBE"), "pid": os.getpid(), "warnoptions": sys.warnoptions,
                       "cpus": sorted(os.sched_getaffinity(0)), "umask": os.umask(0o022),
-                      "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}), flush=True)
+                      "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}),
+          flush=True)
     print("to stderr", file=sys.stderr)
     if sys.argv[1] == "sleep":
         time.sleep(60)

@@ -56,9 +56,10 @@ def spawn_service(module: str, path: Path, code_root: Path, interpreter_flags: S
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))}
     logfile = str(path.with_suffix(".log"))
     argv = [sys.executable, *interpreter_flags, "-m", module, str(path)]
+    log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return os.posix_spawn(sys.executable, argv, env, setsid=True,
                           file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                        (os.POSIX_SPAWN_OPEN, 1, logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                                        (os.POSIX_SPAWN_OPEN, 1, logfile, log_flags, 0o600),
                                         (os.POSIX_SPAWN_DUP2, 1, 2)])
 
 
