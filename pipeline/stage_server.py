@@ -179,7 +179,7 @@ def _start_server(path: Path) -> None:
     pid = user_sockets.spawn_service("pipeline.stage_server", path, CODE_ROOT, interpreter_flags())
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while not path.exists() and time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+        if user_sockets.exited(pid):
             return
         time.sleep(0.01)
 

@@ -87,17 +87,9 @@ def connect_service() -> socket.socket:
             try:
                 return user_sockets.connect_greeted(path, CONNECT_TIMEOUT_S)
             except OSError:
-                if _exited(pid) or time.monotonic() > deadline:  # a service that exited will not answer
+                if user_sockets.exited(pid) or time.monotonic() > deadline:  # a service that exited will not answer
                     raise OSError(f"the MLflow service did not start (see {path.with_suffix('.log')})") from None
                 time.sleep(0.05)
-
-
-def _exited(pid: int) -> bool:
-    """Whether our child ``pid`` has exited (reaped here, or already reaped elsewhere)."""
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:
-        return True
 
 
 class _Calls:

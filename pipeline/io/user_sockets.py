@@ -63,6 +63,14 @@ def spawn_service(module: str, path: Path, code_root: Path, interpreter_flags: S
                                         (os.POSIX_SPAWN_DUP2, 1, 2)])
 
 
+def exited(pid: int) -> bool:
+    """Whether our child ``pid`` (a service just spawned) has exited (reaped here, or already reaped elsewhere)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
 def connect_greeted(path: Path, timeout_s: float) -> socket.socket:
     """A blocking connection to the service at ``path`` that has greeted it; OSError if nothing answers there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
