@@ -39,6 +39,10 @@ SCHEMA = pa.schema([
     ("class_id", pa.uint16()), ("instance_id", pa.uint16()),
 ])
 FINITE = {"x", "y", "z", "depth", "nx", "ny", "nz"}  # float columns that must hold finite numbers
+# Columns of few distinct values per row group, dictionary-encoded. The others (coordinates, normals, depth:
+# ~every value distinct; pixel u, v: hundreds) are written plain: Arrow would build a dictionary for each and then
+# fall back, which cost ~40 % of the write (at 8192 points per frame: 2.4 -> 1.4 ms per frame, files 12 % smaller).
+DICTIONARY_COLUMNS = ["frame", "r", "g", "b", "class_id", "instance_id"]
 
 
 def camera_dirname(camera: str) -> str:
@@ -80,7 +84,7 @@ def write_partition(path: Path, table: pa.Table) -> None:
     boundaries = np.flatnonzero(np.diff(frames // FRAMES_PER_ROW_GROUP)) + 1
     starts = [0, *boundaries.tolist()]
     ends = [*boundaries.tolist(), len(frames)]
-    with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(path, SCHEMA, compression="zstd", use_dictionary=DICTIONARY_COLUMNS) as writer:
         for start, end in zip(starts, ends, strict=True):
             writer.write_table(table.slice(start, end - start))
 
