@@ -78,6 +78,21 @@ def test_knn_indices_k_nearest(backend):
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-9)  # sorted nearest-first, same set
 
 
+@pytest.mark.parametrize("queries", [nearest.KDTREE_THREADED_MIN_QUERIES - 1, nearest.KDTREE_THREADED_MIN_QUERIES])
+def test_kdtree_one_thread_and_threaded_queries_find_the_k_nearest(queries):
+    """Both sides of the kdtree backend's thread switch (one query thread below the threshold, torch's count
+    from it on) return the brute-force k nearest, nearest first."""
+    x, y = _clouds(4, B=2, P=queries, M=300)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        idx = nearest.knn_kdtree(x, y, 4)
+    finally:
+        torch.set_num_threads(threads)
+    d_all = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+    assert bool((idx == d_all.topk(4, dim=-1, largest=False).indices).all())  # random data: no near-ties
+
+
 def test_gradcheck_custom_function():
     x, y = _clouds(3, B=2, P=12, M=9)
     x.requires_grad_()
