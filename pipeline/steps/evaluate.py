@@ -127,12 +127,24 @@ def _write_all(folder: Path, files: dict[str, bytes]) -> list[Path]:
     return [folder / name for name in files]
 
 
+def _one_torch_thread() -> None:
+    """Worker initializer: torch (and its BLAS) on one thread in this worker. A forked child inherits the state of
+    the parent's OpenMP runtime (GNU libgomp is not fork-safe): if the parent had run a parallel torch operation
+    before the fork, the child's first one waits forever for thread-team members that were not forked (seen when
+    :func:`run` is called twice in one process). With one thread torch runs every operation inline and never
+    enters an OpenMP region; the stage's numbers are the same (its outputs kept their ``dvc.lock`` hashes)."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+
+
 def _workers(n: int) -> Executor:
     """``n`` worker processes for the parts of the stage that do not depend on each other (2 cores: one part
-    per core). Forked, so a worker starts at once without importing the stage again: fork before any torch
-    thread pool or MLflow thread exists in this process. Threads where fork does not exist."""
+    per core). Forked, so a worker starts at once without importing the stage again; each runs torch on one
+    thread (:func:`_one_torch_thread`). Threads where fork does not exist."""
     if "fork" in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_one_torch_thread)
     return ThreadPoolExecutor(max_workers=n)
 
 
