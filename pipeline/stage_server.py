@@ -9,12 +9,14 @@ only for its own work.
 **Client** (:func:`run_in_server`, called by :func:`pipeline.stage_process.run_and_exit` before the stage runs).
 It connects to the server's socket and sends the stage's module name, ``sys.argv``, working folder, environment
 and ``sys.path``, with its standard input, output and error as file descriptors; then it waits for the child's
-exit status and exits with it. SIGINT, SIGTERM, SIGHUP and SIGQUIT it receives go to the child; a client killed
-outright (its connection drops) gets its child terminated. If no server answers, the client starts one in the
+exit status and exits with it. SIGINT, SIGTERM, SIGHUP and SIGQUIT it receives go to the child (those it ignores,
+as a process started in the background ignores SIGINT and SIGQUIT, it keeps ignoring); a client killed outright
+(its connection drops) gets its child killed outright too. If no server answers, the client starts one in the
 background and runs its stage itself (the first stage of a ``dvc repro`` does not wait for the imports).
 
-**Child**. Forked by the server, it takes the client's descriptors, folder, umask, environment, ``sys.path`` and
-``sys.argv``, drops every project module the server had imported (``pipeline``, ``stages``: they are imported
+**Child**. Forked by the server, it takes the client's descriptors, folder, umask, environment, ``sys.path``,
+``sys.argv`` and the client's dispositions of those four signals (ignored, or Python's default: the server's own
+come from whichever process started it), drops every project module the server had imported (``pipeline``, ``stages``: they are imported
 again from the client's checkout, so an edit is always seen and another checkout gets its own code), and runs the
 stage module as ``__main__``. It computes exactly what the stage computes in its own process: the preloaded
 modules are third-party libraries, imported as the stage would import them, and no thread pool (torch's, OpenMP's)
@@ -138,8 +140,9 @@ def run_in_server(module: str) -> int | None:
     with connection:
         umask = os.umask(0o022)
         os.umask(umask)
+        ignored = [sig for sig in FORWARDED_SIGNALS if signal.getsignal(sig) == signal.SIG_IGN]
         request = json.dumps({"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                              "path": sys.path, "umask": umask}).encode()
+                              "path": sys.path, "umask": umask, "ignored_signals": [int(sig) for sig in ignored]}).encode()
         try:
             socket.send_fds(connection, [HEADER.pack(len(request))], [0, 1, 2])
             connection.sendall(request)
@@ -147,7 +150,7 @@ def run_in_server(module: str) -> int | None:
             child = int(reply.readline().split()[1])
         except (OSError, ValueError, IndexError):
             return None  # the server refused or died before forking: nothing ran, run it here
-        previous = {sig: signal.signal(sig, _forwarder(child)) for sig in FORWARDED_SIGNALS}
+        previous = {sig: signal.signal(sig, _forwarder(child)) for sig in FORWARDED_SIGNALS if sig not in ignored}
         try:
             status = reply.readline().split()
         finally:
@@ -194,6 +197,7 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int:
         os.close(fd)
     os.chdir(request["cwd"])
     os.umask(request["umask"])
+    _signal_dispositions(request["ignored_signals"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path[:] = request["path"]
@@ -227,6 +231,17 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int:
     return 0
 
 
+def _signal_dispositions(ignored: list[int]) -> None:
+    """The client's dispositions of :data:`FORWARDED_SIGNALS` in this child: ``ignored`` ones ignored, the others as
+    Python starts them (SIGINT raises KeyboardInterrupt, the rest end the process). Without this the child had the
+    server's, so a server started from a background job (SIGINT ignored) made every later stage deaf to Ctrl-C."""
+    for sig in FORWARDED_SIGNALS:
+        if sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
+        else:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+
+
 def _fresh_standard_streams() -> None:
     """``sys.stdin/stdout/stderr`` on the new descriptors 0-2, buffered as Python would buffer them there (line
     buffered on a terminal or with ``PYTHONUNBUFFERED``, stderr always line buffered)."""
@@ -251,7 +266,6 @@ def _fork_stage(request: dict[str, Any], fds: list[int], server_fds: list[int]) 
             for fd in server_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = _run_child(request, fds)
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -334,13 +348,13 @@ def serve_forever(listener: socket.socket, path: Path) -> None:
                 with contextlib.suppress(KeyError, ValueError):
                     selector.unregister(connection)
                 connection.close()
-            else:  # a client's connection is readable: it has gone, so its stage must stop too
+            else:  # a client's connection is readable: it has gone (killed outright), so its stage goes too
                 if value.fileno() < 0:  # its stage ended earlier in this batch of events: answered and closed
                     continue  # (its descriptor number may already belong to a new client)
                 pid = clients.pop(value.fileno())
                 selector.unregister(value)
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGKILL)  # as the stage in the client's own process: whatever it ignores
         if children:
             last_active = time.monotonic()
         elif time.monotonic() - last_active > idle_s:

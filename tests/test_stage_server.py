@@ -7,6 +7,7 @@ A probe checkout (a ``stages`` package in a temporary folder; ``pipeline`` from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,8 +22,12 @@ import pytest
 
 REPO = Path(__file__).parents[1]
 PROBE = """
-import json, os, sys, time
+import json, os, signal, sys, time
 from pipeline.stage_process import run_and_exit
+
+def disposition(sig):
+    handler = signal.getsignal(sig)
+    return "ignored" if handler == signal.SIG_IGN else "default" if handler == signal.SIG_DFL else "python"
 
 def app():
     import numpy as np
@@ -33,7 +38,8 @@ def app():
     print(json.dumps({"version": VERSION, "in_child": stage_server.IN_CHILD, "cwd": os.getcwd(), "argv": sys.argv[1:],
                       "probe": os.environ.get("PROBE"), "pid": os.getpid(), "warnoptions": sys.warnoptions,
                       "cpus": sorted(os.sched_getaffinity(0)), "umask": os.umask(0o022),
-                      "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum())}),
+                      "torch_dot": float(x @ x), "numpy": float(np.random.default_rng(0).normal(size=100).sum()),
+                      "signals": {s: disposition(getattr(signal, s)) for s in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")}}),
           flush=True)
     print("to stderr", file=sys.stderr)
     if sys.argv[1] == "sleep":
@@ -62,10 +68,37 @@ def checkout():
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _stop_servers(root: Path) -> None:
+    """Stop every server of the probe checkout ``root`` (the next client starts one)."""
+    for sock in (root / "tmp").glob("protoscene-*/stages-*.sock"):
+        _stop_server(sock)
+    deadline = time.monotonic() + 10
+    while any(_server_pids(sock) for sock in (root / "tmp").glob("protoscene-*/stages-*.sock")):
+        assert time.monotonic() < deadline, "a server outlived SIGTERM"
+        time.sleep(0.05)
+
+
+def _server_pids(sock: Path) -> list[str]:
+    return subprocess.run(["pgrep", "-f", f"pipeline.stage_server {sock}"], capture_output=True, text=True).stdout.split()
+
+
+def _ignore_interrupts() -> None:
+    """As a job started in the background by a shell without job control: SIGINT and SIGQUIT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+def _interactive() -> None:
+    """As a job started in the foreground of an interactive shell: SIGINT and SIGQUIT by default (whatever the
+    test run itself has: a CI job started in the background ignores them)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _stop_server(sock: Path) -> None:
-    listed = subprocess.run(["pgrep", "-f", f"pipeline.stage_server {sock}"], capture_output=True, text=True).stdout
-    for pid in listed.split():
-        os.kill(int(pid), signal.SIGTERM)
+    for pid in _server_pids(sock):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
 
 
 def _probe(root: Path, env: dict, *args: str, flags: tuple[str, ...] = (), setup=None) -> subprocess.CompletedProcess:
@@ -94,7 +127,7 @@ def test_a_stage_runs_in_a_child_of_the_server_as_in_its_own_process(checkout):
     assert not alone["in_child"]
     assert served.returncode == direct.returncode == 3
     assert served.stderr == direct.stderr == "to stderr\n"
-    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version", "warnoptions", "cpus", "umask"):
+    for key in ("cwd", "argv", "probe", "torch_dot", "numpy", "version", "warnoptions", "cpus", "umask", "signals"):
         assert report[key] == alone[key], key
     assert report["argv"] == ["3"] and report["probe"] == "from the client" and report["cwd"] == str(root)
     assert report["pid"] != alone["pid"]
@@ -143,14 +176,31 @@ def test_the_child_imports_the_checkouts_code_as_it_is_now(checkout):
         probe.write_text(probe.read_text().replace("VERSION = 2", "VERSION = 1"))
 
 
+def test_signal_dispositions_are_the_clients(checkout):
+    """A stage ignores the signals its stage process ignores and handles the others as Python does, whichever
+    process started the server: here one started from a background job (SIGINT and SIGQUIT ignored; the children
+    had the server's dispositions, so Ctrl-C no longer reached any stage)."""
+    root, env = checkout
+    _stop_servers(root)
+    _, background = _through_server(root, env, "0", setup=_ignore_interrupts)
+    alone = json.loads(_probe(root, {**env, "PROTOSCENE_STAGE_SERVER": "0"}, "0",
+                              setup=_ignore_interrupts).stdout.splitlines()[0])
+    _, interactive = _through_server(root, env, "0", setup=_interactive)
+    assert background["in_child"] and interactive["in_child"]
+    assert background["signals"] == alone["signals"] == {"SIGINT": "ignored", "SIGTERM": "default", "SIGHUP": "default",
+                                                         "SIGQUIT": "ignored"}
+    assert interactive["signals"] == {"SIGINT": "python", "SIGTERM": "default", "SIGHUP": "default", "SIGQUIT": "default"}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_stopped_client_stops_its_stage(checkout, sig):
     """SIGINT is forwarded: the stage gets its KeyboardInterrupt (its own traceback) and the client ends by SIGINT
     as the stage did; after SIGKILL the server, seeing the connection drop, terminates the stage."""
     root, env = checkout
-    _through_server(root, env, "0")
+    _stop_servers(root)
+    _through_server(root, env, "0", setup=_ignore_interrupts)  # a server started by a background job
     client = subprocess.Popen([sys.executable, "-m", "stages.probe", "sleep"], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interactive)
     report = json.loads(client.stdout.readline())
     assert report["in_child"] and report["pid"] != client.pid
     assert client.stderr.readline() == "to stderr\n"
