@@ -16,9 +16,9 @@ background and runs its stage itself (the first stage of a ``dvc repro`` does no
 
 **Child**. Forked by the server, it takes the client's descriptors, folder, umask, environment, ``sys.path``,
 ``sys.argv`` and the client's dispositions of those four signals (ignored, or Python's default: the server's own
-come from whichever process started it), drops every project module the server had imported (``pipeline``, ``stages``: they are imported
-again from the client's checkout, so an edit is always seen and another checkout gets its own code), and runs the
-stage module as ``__main__``. It computes exactly what the stage computes in its own process: the preloaded
+come from whichever process started it), drops every project module the server had imported (``pipeline``,
+``stages``: they are imported again from the client's checkout, so an edit is always seen and another checkout gets
+its own code), and runs the stage module as ``__main__``. It computes exactly what the stage computes in its own process: the preloaded
 modules are third-party libraries, imported as the stage would import them, and no thread pool (torch's, OpenMP's)
 is started before the fork. The child's run facts count from the fork (``pipeline.STARTED``), its peak RSS
 (``ru_maxrss``) includes the preloaded libraries it inherited, also those the stage does not use.
@@ -142,7 +142,8 @@ def run_in_server(module: str) -> int | None:
         os.umask(umask)
         ignored = [sig for sig in FORWARDED_SIGNALS if signal.getsignal(sig) == signal.SIG_IGN]
         request = json.dumps({"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                              "path": sys.path, "umask": umask, "ignored_signals": [int(sig) for sig in ignored]}).encode()
+                              "path": sys.path, "umask": umask,
+                              "ignored_signals": [int(sig) for sig in ignored]}).encode()
         try:
             socket.send_fds(connection, [HEADER.pack(len(request))], [0, 1, 2])
             connection.sendall(request)
