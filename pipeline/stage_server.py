@@ -313,15 +313,6 @@ def _read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]
         raise
 
 
-def listen(path: Path) -> socket.socket:
-    """The server's listening socket at ``path`` (bound before the imports, so no second server starts meanwhile;
-    connections wait in its backlog until :func:`serve_forever` greets them)."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(64)
-    return listener
-
-
 def serve_forever(listener: socket.socket, path: Path) -> None:
     """Fork a child per request on ``listener`` (bound at ``path``) until idle (see the module docstring)."""
     idle_s = float(os.environ.get("PROTOSCENE_STAGE_SERVER_IDLE_S", "60"))
@@ -358,13 +349,9 @@ def serve_forever(listener: socket.socket, path: Path) -> None:
                     os.kill(pid, signal.SIGKILL)  # as the stage in the client's own process: whatever it ignores
         if children:
             last_active = time.monotonic()
-        elif time.monotonic() - last_active > idle_s:
-            with locks.exclusive(user_sockets.lock_file(path), blocking=False) as stopping:
-                if stopping:
-                    listener.close()
-                    path.unlink(missing_ok=True)
-                    log.info("stage server: idle for %.0f s, stopped", idle_s)
-                    return
+        elif time.monotonic() - last_active > idle_s and user_sockets.stop_if_unclaimed(listener, path):
+            log.info("stage server: idle for %.0f s, stopped", idle_s)
+            return
 
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector, children: dict, clients: dict) -> None:
@@ -399,7 +386,7 @@ def main() -> None:
     path = Path(sys.argv[1])
     os.chdir("/")  # hold no project folder open
     try:
-        listener = listen(path)
+        listener = user_sockets.listen(path)  # before the imports: no second server starts meanwhile
     except OSError as err:  # another server took the path first
         log.info("stage server: not started (%s)", err)
         return

@@ -219,9 +219,7 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
     session (taking the start/stop lock, so no stage is connecting at that moment)."""
     idle_s = float(os.environ.get("PROTOSCENE_MLFLOW_IDLE_S", "60"))
     logging.getLogger("pipeline.tracking").addHandler(_SessionWarnings())
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(64)
+    listener = user_sockets.listen(path)
     listener.settimeout(0.5)
     log.info("mlflow service: listening on %s (pid %d)", path, os.getpid())
     sessions: list[threading.Thread] = []
@@ -236,13 +234,9 @@ def serve_forever(path: Path, open_tracker: Callable[[dict[str, Any]], Any]) -> 
             sessions = [thread for thread in sessions if thread.is_alive()]
             if sessions:
                 last_active = time.monotonic()
-            elif time.monotonic() - last_active > idle_s:
-                with locks.exclusive(path.with_suffix(".lock"), blocking=False) as stopping:
-                    if stopping:
-                        listener.close()
-                        path.unlink(missing_ok=True)
-                        log.info("mlflow service: idle for %.0f s, stopped", idle_s)
-                        return
+            elif time.monotonic() - last_active > idle_s and user_sockets.stop_if_unclaimed(listener, path):
+                log.info("mlflow service: idle for %.0f s, stopped", idle_s)
+                return
             continue
         except OSError as err:  # a stage gone before the greeting, out of file descriptors...: serve on
             log.warning("mlflow service: a connection failed (%s)", err)

@@ -19,6 +19,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pipeline.io import locks
+
 MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 (sockaddr_un), macOS 103
 GREETING = b"ready\n"
 
@@ -61,6 +63,24 @@ def spawn_service(module: str, path: Path, code_root: Path, interpreter_flags: S
                           file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                         (os.POSIX_SPAWN_OPEN, 1, logfile, log_flags, 0o600),
                                         (os.POSIX_SPAWN_DUP2, 1, 2)])
+
+
+def listen(path: Path) -> socket.socket:
+    """A service's listening socket at ``path`` (connections wait in its backlog until the service accepts)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    return listener
+
+
+def stop_if_unclaimed(listener: socket.socket, path: Path) -> bool:
+    """Stop listening (close ``listener``, remove its socket ``path``) unless a client holds the lock file, i.e. is
+    connecting right now; whether it stopped."""
+    with locks.exclusive(lock_file(path), blocking=False) as stopping:
+        if stopping:
+            listener.close()
+            path.unlink(missing_ok=True)
+        return bool(stopping)
 
 
 def exited(pid: int) -> bool:
