@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from pipeline.bench import stages
@@ -29,4 +30,28 @@ def test_table_reads_run_facts_and_limits(tmp_path, monkeypatch):
     assert (rows["laq"]["throughput"], rows["laq"]["unit"]) == (6.0, "steps/s")
     assert phase1["peak_rss_mb"] == 900.0 and phase1["data_wait_share"] == 0.25
     assert "20.0 frames/s" in rows["pointclouds"]["limit"] and rows["pointclouds"]["source"] == "no run.json"
-    assert "| train_phase1 | 47.5 | 5 steps/s | 900 | 25 % |" in stages.markdown(report)
+    assert "| train_phase1 | 47.5 | — | 5 steps/s | 900 | 25 % |" in stages.markdown(report)  # cores: --run only
+
+
+BURN = """
+import multiprocessing as mp, time
+
+def burn():  # 0.5 s of this process's own CPU time
+    while time.process_time() < 0.5:
+        pass
+
+if __name__ == "__main__":
+    child = mp.get_context("fork").Process(target=burn)
+    child.start()
+    burn()
+    child.join()
+"""
+
+
+def test_measured_run_counts_the_cpu_of_waited_for_workers(tmp_path):
+    script = tmp_path / "burn.py"
+    script.write_text(BURN)
+    measured = stages.run_measured(f"{sys.executable} {script}", tmp_path)
+    # parent and worker each burn >= 0.5 s of CPU: ~0.5 s would mean the worker was missed
+    assert measured["cpu_s"] >= 1.0
+    assert measured["wall_s"] > 0 and measured["peak_rss_mb"] > 0

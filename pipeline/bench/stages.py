@@ -5,9 +5,10 @@
 
 Without ``--run`` the table is read from ``reports/<stage>/run.json`` (the run facts the tracking layer
 writes, :mod:`pipeline.tracking`). With ``--run`` every stage command of ``dvc.yaml`` runs once more in
-order, in a child process whose wall time and peak RSS are measured as ``/usr/bin/time`` does
-(``os.wait4``'s ``ru_maxrss``; the stage server is switched off for it, :mod:`pipeline.stage_server`); its run
-facts are read afterwards. Throughput is taken in the stage's natural
+order, in a child process whose wall time, CPU time and peak RSS are measured as ``/usr/bin/time`` does
+(``os.wait4``: user + system seconds of the process and of the worker processes it waited for, ``ru_maxrss``; the
+stage server is switched off for it, :mod:`pipeline.stage_server`), and the cores it kept busy on average (CPU
+seconds / wall seconds: below the machine's count, a core waited); its run facts are read afterwards. Throughput is taken in the stage's natural
 unit from its run facts (frames/s, points/s, clips/s, steps/s). Training stages report the share of
 time waiting on data where their loops record ``data_seconds`` and ``compute_seconds`` (else "—").
 Limits: ``pointclouds`` against the decode-only rate of ``reports/bench/pointclouds.json``
@@ -83,14 +84,16 @@ def limits(bench: Path) -> dict[str, str]:
 
 def run_measured(cmd: str, cwd: Path) -> dict[str, float]:
     """Run ``cmd`` (a dvc.yaml command) once in its own process (not in a child of the stage server, whose
-    imports and memory the measurement would miss); wall seconds and the process's peak RSS in MiB."""
+    imports and memory the measurement would miss); wall seconds, CPU seconds (user + system, with the worker
+    processes it waited for) and the process's peak RSS in MiB."""
     start = time.perf_counter()
     proc = subprocess.Popen(shlex.split(cmd), cwd=cwd, env={**os.environ, "PROTOSCENE_STAGE_SERVER": "0"})
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"error: {cmd}: exit {proc.returncode}")
-    return {"wall_s": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"wall_s": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def table(root: Path, run: bool) -> dict[str, Any]:
@@ -103,10 +106,11 @@ def table(root: Path, run: bool) -> dict[str, Any]:
         path = root / "reports" / name / "run.json"
         facts = json.loads(path.read_text()) if path.is_file() else {}
         value, unit = throughput(facts)
+        cores = measured["cpu_s"] / measured["wall_s"] if measured.get("wall_s") else None
         rows.append({
             "stage": name,
             "wall_s": measured.get("wall_s", facts.get("process", {}).get("seconds")),
-            "throughput": value, "unit": unit,
+            "throughput": value, "unit": unit, "cores_busy": cores,
             "peak_rss_mb": measured.get("peak_rss_mb", _find(facts, "peak_rss_mb")),  # the stage's own, else the process's
             "data_wait_share": data_wait_share(facts),
             "limit": bench_limits.get(name, ""),
@@ -126,15 +130,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`; load average (1 min) {report['loadavg_start'][0]:.1f} at start, "
         f"{report['loadavg_end'][0]:.1f} at end on {report['cpus']} CPUs (numbers from a loaded machine are slower "
-        "than quiet ones). Wall time and throughput of a stage come from the same run.",
+        "than quiet ones). Wall time and throughput of a stage come from the same run; cores busy = CPU seconds / "
+        "wall seconds of the measured process and its workers (`--run` only).",
         "",
-        "| stage | wall s | throughput | peak RSS MB | data wait | limit | source |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| stage | wall s | cores busy | throughput | peak RSS MB | data wait | limit | source |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["rows"]:
         rate = "—" if r["throughput"] is None else f"{r['throughput']:.3g} {r['unit']}"
         wait = "—" if r["data_wait_share"] is None else f"{100 * r['data_wait_share']:.0f} %"
-        lines.append(f"| {r['stage']} | {_cell(r['wall_s'], '.1f')} | {rate} | {_cell(r['peak_rss_mb'], '.0f')} | "
+        lines.append(f"| {r['stage']} | {_cell(r['wall_s'], '.1f')} | {_cell(r.get('cores_busy'), '.2f')} | {rate} | "
+                     f"{_cell(r['peak_rss_mb'], '.0f')} | "
                      f"{wait} | {r['limit']} | {r['source']} |")
     return "\n".join(lines) + "\n"
 
