@@ -8,9 +8,10 @@ writes, :mod:`pipeline.tracking`). With ``--run`` every stage command of ``dvc.y
 order, in a child process whose wall time, CPU time and peak RSS are measured as ``/usr/bin/time`` does
 (``os.wait4``: user + system seconds of the process and of the worker processes it waited for, ``ru_maxrss``; the
 stage server is switched off for it, :mod:`pipeline.stage_server`), and the cores it kept busy on average (CPU
-seconds / wall seconds: below the machine's count, a core waited); its run facts are read afterwards. Throughput is taken in the stage's natural
-unit from its run facts (frames/s, points/s, clips/s, steps/s). Training stages report the share of
-time waiting on data where their loops record ``data_seconds`` and ``compute_seconds`` (else "—").
+seconds / wall seconds: below the machine's count, a core waited); its run facts are read afterwards.
+Throughput is taken in the stage's natural unit from its run facts (frames/s, points/s, clips/s, steps/s).
+Training stages report the share of time waiting on data where their loops record ``data_seconds`` and
+``compute_seconds`` (else "—").
 Limits: ``pointclouds`` against the decode-only rate of ``reports/bench/pointclouds.json``
 (:mod:`pipeline.bench.pointclouds`), ``train_phase1`` against the nearest-neighbour kernel's rate in
 ``reports/bench/nearest.json`` (target-source pairs per second of ``nearest_sq_dist``, fwd + bwd).
@@ -111,7 +112,8 @@ def table(root: Path, run: bool) -> dict[str, Any]:
             "stage": name,
             "wall_s": measured.get("wall_s", facts.get("process", {}).get("seconds")),
             "throughput": value, "unit": unit, "cores_busy": cores,
-            "peak_rss_mb": measured.get("peak_rss_mb", _find(facts, "peak_rss_mb")),  # the stage's own, else the process's
+            # the stage's own peak RSS, else the process's
+            "peak_rss_mb": measured.get("peak_rss_mb", _find(facts, "peak_rss_mb")),
             "data_wait_share": data_wait_share(facts),
             "limit": bench_limits.get(name, ""),
             "source": "measured run (wait4) + run.json" if run else ("run.json" if facts else "no run.json"),
