@@ -23,6 +23,7 @@ class Phase2Params(Section):
     velocity_frames: Frames
     ego_motion: bool
     step_per_second: bool
+    max_step_m: Positive
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]
     object_max_residual_m: Positive

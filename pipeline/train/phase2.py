@@ -80,7 +80,8 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
     return VideoModelConfig(camera_head=params.camera == "predicted", feature_channels=slot_config.channels[-1],
                             hidden=params.hidden, time_features=params.time_features, guesses=params.guesses,
                             prototypes=slot_config.prototypes, velocity_frames=params.velocity_frames,
-                            ego_motion=params.ego_motion, step_per_second=params.step_per_second)
+                            ego_motion=params.ego_motion, step_per_second=params.step_per_second,
+                            max_step_m=params.max_step_m)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:
