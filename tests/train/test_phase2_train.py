@@ -283,3 +283,14 @@ def test_error_confidence_prefers_the_guess_with_the_lowest_expected_error():
     assert fitted["winner"].argmax() == 0
     assert fitted["error"].argmax() == 1
     assert torch.allclose(fitted["error"], -errors.mean(dim=0), atol=1e-4)
+
+
+def test_correction_bound_and_its_unit_reach_the_forecaster():
+    """``video.max_step_m`` and ``video.step_per_second`` of params.yaml become the forecaster's config."""
+    from pipeline.models.slots.config import SlotModelConfig
+    from pipeline.train.phase2 import video_model_config
+
+    slots = SlotModelConfig()
+    for bound, per_second in ((5.0, False), (1.5, True)):
+        config = video_model_config(repo_params("video", max_step_m=bound, step_per_second=per_second), slots)
+        assert (config.max_step_m, config.step_per_second) == (bound, per_second)
