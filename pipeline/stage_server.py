@@ -18,9 +18,9 @@ background and runs its stage itself (the first stage of a ``dvc repro`` does no
 ``sys.argv`` and the client's dispositions of those four signals (ignored, or Python's default: the server's own
 come from whichever process started it), drops every project module the server had imported (``pipeline``,
 ``stages``: they are imported again from the client's checkout, so an edit is always seen and another checkout gets
-its own code), and runs the stage module as ``__main__``. It computes exactly what the stage computes in its own process: the preloaded
-modules are third-party libraries, imported as the stage would import them, and no thread pool (torch's, OpenMP's)
-is started before the fork. The child's run facts count from the fork (``pipeline.STARTED``), its peak RSS
+its own code), and runs the stage module as ``__main__``. It computes exactly what the stage computes in its own
+process: the preloaded modules are third-party libraries, imported as the stage would import them, and no thread
+pool (torch's, OpenMP's) is started before the fork. The child's run facts count from the fork (``pipeline.STARTED``), its peak RSS
 (``ru_maxrss``) includes the preloaded libraries it inherited, also those the stage does not use.
 
 **Server** (``python -m pipeline.stage_server SOCKET``). One thread: a selector over the listening socket, the
