@@ -20,8 +20,9 @@ come from whichever process started it), drops every project module the server h
 ``stages``: they are imported again from the client's checkout, so an edit is always seen and another checkout gets
 its own code), and runs the stage module as ``__main__``. It computes exactly what the stage computes in its own
 process: the preloaded modules are third-party libraries, imported as the stage would import them, and no thread
-pool (torch's, OpenMP's) is started before the fork. The child's run facts count from the fork (``pipeline.STARTED``), its peak RSS
-(``ru_maxrss``) includes the preloaded libraries it inherited, also those the stage does not use.
+pool (torch's, OpenMP's) is started before the fork. The child's run facts count from the fork
+(``pipeline.STARTED``), its peak RSS (``ru_maxrss``) includes the preloaded libraries it inherited, also those the
+stage does not use.
 
 **Server** (``python -m pipeline.stage_server SOCKET``). One thread: a selector over the listening socket, the
 clients' connections and a ``pidfd`` per child. Socket, log and lock: :mod:`pipeline.io.user_sockets`, keyed by the
