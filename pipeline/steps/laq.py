@@ -50,6 +50,7 @@ from pipeline.eval.laq_metrics import (
     usage_figure,
 )
 from pipeline.data.features_cache import load_manifest
+from pipeline.eval.laq_motion_check import motion_in_tokens
 from pipeline.eval.laq_video_metrics import evaluate_laq_videos, headline_videos, label_usage_figure
 from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
@@ -110,8 +111,10 @@ def stage_codes(result: TrainResult, data: LAQData, dist_info: DistInfo) -> dict
 def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: LAQParams,
                   dist_info: DistInfo, codes: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's metrics: ``evaluate_laq`` (``pipeline/eval/laq_metrics.py``) on the test pairs, the action
-    metrics (``pipeline/eval/laq_actions.py``) on the validation (for model choices) and test pairs, the targets
-    of the issue on the test pairs, plus training and data summaries.
+    metrics (``pipeline/eval/laq_actions.py``) on the validation (for model choices) and test pairs with, for
+    bird's-eye tokens, the check of whether the true motion shows in the tokens (``motion_in_tokens``,
+    ``pipeline/eval/laq_motion_check.py``), the targets of the issue on the test pairs, plus training and data
+    summaries.
 
     ``result``: the trained model, its feature statistics and its curves (``train_laq``; the curves give the
     replacement events and final losses); ``codes``: :func:`stage_codes` (on standardised splits). Returns
@@ -135,6 +138,9 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
                                                 codes=codes.get(name), mirrored=codes.get(f"{name}_mirrored"))
         if name == "test":
             figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
+        if split.grid is not None:  # do the tokens move with the camera at all? (pipeline/eval/laq_motion_check.py)
+            actions[name]["motion_in_tokens"] = motion_in_tokens(model, split, truth.motion(split), dist_info.device,
+                                                                 codes[name]["embeddings"] if name in codes else None)
     metrics["actions"] = actions
     if "test" in actions:
         metrics["targets_test"] = targets(actions["test"])

@@ -125,17 +125,13 @@ class LAQ(nn.Module):
         return base + self.head(self.out_norm(y))
 
     def warp_tokens(self, tokens0: Tensor, xyz0: Tensor, motion: Tensor) -> Tensor:
-        """Frame t's tokens (B, N, C) at centres ``xyz0`` (B, N, 3) (metres, OpenCV camera axes) gathered where a
-        rigid ground-plane motion ``motion`` (B, 3) moves them: yaw = 0.3 * motion[:, 0] rad about the camera's
-        y axis, then a shift of 4 m * motion[:, 1:] along (x, z). Token n of the result is the Gaussian-weighted
-        (``warp_sigma_m``) mean of the moved tokens around token n's centre: differentiable in the motion."""
-        yaw, shift = 0.3 * motion[:, 0], 4.0 * motion[:, 1:]
-        cos, sin = yaw.cos()[:, None], yaw.sin()[:, None]
+        """Frame t's tokens (B, N, C) at centres ``xyz0`` (B, N, 3) (metres, OpenCV camera axes) gathered where
+        the rigid ground-plane motion ``motion`` (B, 3) moves them (:func:`moved_centres`). Token n of the result is
+        the Gaussian-weighted (``warp_sigma_m``) mean of the moved tokens around token n's centre: differentiable in
+        the motion."""
         ground = torch.nan_to_num(xyz0[..., [0, 2]].float())  # (B, N, 2) x, z
-        moved = torch.stack([cos * ground[..., 0] - sin * ground[..., 1],
-                             sin * ground[..., 0] + cos * ground[..., 1]], -1) + shift[:, None, :]
-        logits = -torch.cdist(ground, moved).pow(2) / (2 * self.config.warp_sigma_m ** 2)  # (B, N target, N source)
-        return torch.softmax(logits, -1) @ tokens0
+        logits = -torch.cdist(ground, moved_centres(xyz0, motion)).pow(2) / (2 * self.config.warp_sigma_m ** 2)
+        return torch.softmax(logits, -1) @ tokens0  # logits: (B, N target, N source)
 
     def forward(self, tokens0: Tensor, xyz0: Tensor, tokens1: Tensor, xyz1: Tensor, mask0: Tensor | None = None,
                 mask1: Tensor | None = None) -> LAQOutput:
@@ -161,6 +157,22 @@ class LAQ(nn.Module):
     def predict_with_indices(self, tokens0: Tensor, xyz0: Tensor, indices: Tensor, mask0: Tensor | None = None) -> Tensor:
         """Prediction (B, N, C) of frame t+offset from frame t and given code indices (B, S) (hard codes)."""
         return self.decode(self.embed(tokens0, xyz0, mask0), tokens0, self.quantizer.lookup(indices), xyz0)
+
+
+WARP_YAW_RAD = 0.3  # the warp's motion parameters are (yaw / WARP_YAW_RAD, shift / WARP_SHIFT_M): order 1 for a drive
+WARP_SHIFT_M = 4.0  # (one bird's-eye cell), so the zero-initialised linear map reaches them at a plain learning rate
+
+
+def moved_centres(xyz: Tensor, motion: Tensor) -> Tensor:
+    """Ground-plane positions (B, N, 2) as (x, z) metres of the centres ``xyz`` (B, N, 3) (OpenCV camera axes; NaN
+    counts as 0) after the rigid motion ``motion`` (B, 3): a yaw of ``WARP_YAW_RAD * motion[:, 0]`` rad about the
+    camera's y axis, ``(x, z) -> (x cos - z sin, x sin + z cos)``, then a shift of ``WARP_SHIFT_M * motion[:, 1:]``
+    along (x, z)."""
+    yaw, shift = WARP_YAW_RAD * motion[:, 0], WARP_SHIFT_M * motion[:, 1:]
+    cos, sin = yaw.cos()[:, None], yaw.sin()[:, None]
+    ground = torch.nan_to_num(xyz[..., [0, 2]].float())
+    return torch.stack([cos * ground[..., 0] - sin * ground[..., 1],
+                        sin * ground[..., 0] + cos * ground[..., 1]], -1) + shift[:, None, :]
 
 
 def _full(mask: Tensor | None, tokens: Tensor) -> Tensor:
