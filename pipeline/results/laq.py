@@ -32,6 +32,10 @@ METRICS = {  # name -> dotted key inside one split's actions block (pipeline/eva
     "mse_shuffled_codes": "controllability.mse_shuffled_codes",
     "mse_random_codes": "controllability.mse_random_codes",
     "shuffled_code_gain_relative": "controllability.relative_gain_shuffled",
+    # does the true motion show in the tokens at all (pipeline/eval/laq_motion_check.py; > 0: it explains them)
+    "tokens_motion_explained": "motion_in_tokens.explained",
+    "decoder_motion_forward_correlation": "motion_in_tokens.decoder_motion_correlation.forward",
+    "decoder_motion_yaw_correlation": "motion_in_tokens.decoder_motion_correlation.yaw",
 }
 TARGETS = {"probe_r2_forward": 0.6, "probe_r2_yaw_rate": 0.6, "probe_r2_forward_over_shuffled": 0.5,
            "probe_r2_yaw_rate_over_shuffled": 0.5, "ami_code_tuple_manoeuvre": 0.3, "perplexity_min_position": 16.0,
