@@ -49,7 +49,8 @@ def motion_in_tokens(model: LAQ, split, motion: np.ndarray, device: torch.device
     """
     true = torch.as_tensor(true_warp_parameters(motion), dtype=torch.float32)
     moves = {"still": torch.zeros_like(true), "true_motion": true,
-             "true_yaw_only": true * torch.tensor([1.0, 0.0, 0.0]), "true_shift_only": true * torch.tensor([0.0, 1.0, 1.0])}
+             "true_yaw_only": true * torch.tensor([1.0, 0.0, 0.0]),
+             "true_shift_only": true * torch.tensor([0.0, 1.0, 1.0])}
     sums = dict.fromkeys(moves, 0.0)
     for start in range(0, len(split), batch):
         idx = torch.arange(start, min(start + batch, len(split)))

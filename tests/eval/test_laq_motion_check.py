@@ -40,8 +40,8 @@ def _pairs(follow_scene: bool, forward_m: float = 4.0) -> tuple[FeaturePairs, np
 
     def field(world_z: np.ndarray) -> np.ndarray:
         x = centres[:, 0]
-        return np.stack([np.sin(world_z / 3.0), np.cos(world_z / 5.0 + x / 7.0), np.sin(x / 4.0) * np.cos(world_z / 6.0),
-                         np.cos(world_z / 4.0)], 1)
+        return np.stack([np.sin(world_z / 3.0), np.cos(world_z / 5.0 + x / 7.0),
+                         np.sin(x / 4.0) * np.cos(world_z / 6.0), np.cos(world_z / 4.0)], 1)
 
     first = field(centres[:, 2])
     second = field(centres[:, 2] + forward_m) if follow_scene else first
