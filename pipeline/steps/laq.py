@@ -133,13 +133,14 @@ def stage_metrics(result: TrainResult, data: LAQData, truth: PairTruth, params: 
     for name, split in (("val", data.val), ("test", test)):
         if len(split) < 2:
             continue
-        actions[name], indices = action_metrics(model, split, probes, truth.motion(split), truth.manoeuvres(split),
+        motion, labels = truth.motion(split), truth.manoeuvres(split)
+        actions[name], indices = action_metrics(model, split, probes, motion, labels,
                                                 seconds=seconds, device=dist_info.device, seed=params.seed,
                                                 codes=codes.get(name), mirrored=codes.get(f"{name}_mirrored"))
         if name == "test":
-            figures["manoeuvre"] = {"indices": indices, "labels": truth.manoeuvres(split)}
+            figures["manoeuvre"] = {"indices": indices, "labels": labels}
         if split.grid is not None:  # do the tokens move with the camera at all? (pipeline/eval/laq_motion_check.py)
-            actions[name]["motion_in_tokens"] = motion_in_tokens(model, split, truth.motion(split), dist_info.device,
+            actions[name]["motion_in_tokens"] = motion_in_tokens(model, split, motion, dist_info.device,
                                                                  codes[name]["embeddings"] if name in codes else None)
     metrics["actions"] = actions
     if "test" in actions:
