@@ -15,6 +15,9 @@ the method says so.
 Every step is scale-equivariant (the RANSAC samples depend on a seed, not on the values; thresholds are
 relative), so scaling a cloud by s divides the factor by s exactly: the normaliser undoes an unknown scale.
 Points are (N, 3) in OpenCV camera axes (x right, y down, z forward); the ground lies below the camera (y > 0).
+
+The same plane fit gives each point's height above the ground (:func:`height_above_ground`), which the bird's-eye
+tokens of the ``concerto`` stage use to leave the road out (``concerto.bev_above_ground``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def fit_ground_plane(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, flo
     if normal[1] < np.cos(np.radians(MAX_TILT_DEG)):
         return None
     return normal, float(abs(normal @ centroid)), len(members) / len(points)
+
+
+def height_above_ground(points: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """(N,) signed distance of each point of ``points`` (N, 3, OpenCV camera axes) above the frame's ground plane
+    (:func:`fit_ground_plane`), in the points' units (> 0 above the road, ~0 on it); None when no plane is found."""
+    fit = fit_ground_plane(points, seed)
+    if fit is None:
+        return None
+    normal, camera_height, _ = fit  # the normal points down (n_y > 0): ground points have n . p = camera_height
+    return camera_height - np.asarray(points, dtype=np.float64) @ normal
 
 
 def sequence_scale(clouds: list[np.ndarray], reference_height_m: float, seed: int = 0) -> dict:

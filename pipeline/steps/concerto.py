@@ -39,6 +39,7 @@ from pipeline import heap, runtime
 from pipeline.config import parse_section
 from pipeline.data import features_cache
 from pipeline.data.sampling import random_subsample
+from pipeline.geometry.ground import height_above_ground
 from pipeline.io import atomic, pointcloud_table
 from pipeline.io.manifest import read_manifest, require_camera_frame
 from pipeline.models.ptv3.bev_tokens import BEVGrid, pool_bev
@@ -139,7 +140,8 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
         stats["meta"] = res["meta"]
         out["global_"].append(res["global_mean"])
         if bev:
-            cells = pool_bev(xyz_all[rows], res["point_features"], grid)  # camera-frame points
+            pooled = bev_points(xyz_all[rows], grid, p, stats)
+            cells = pool_bev(xyz_all[rows][pooled], res["point_features"][pooled], grid)  # camera-frame points
             out["tokens"].append(cells["tokens"])
             out["token_xyz"].append(cells["token_xyz"])
             out["token_mask"].append(cells["token_mask"])
@@ -152,6 +154,41 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
             heap.release_heap()
         bar.update()
     return {"frames": frames.astype(np.int32), **{k: np.stack(v) for k, v in out.items()}}
+
+
+BEV_GROUND_TEXT = {"keep": "", "drop": " over the points more than {margin:g} above the frame's fitted ground plane",
+                   "fill": " over the points more than {margin:g} above the frame's fitted ground plane, or over its "
+                           "ground points where a cell has no other"}
+SUMMED_STATS = ("model_seconds", "points", "points_in_grid", "frames_without_ground", "voxels")
+
+
+def new_stats() -> dict[str, Any]:
+    """Running totals of an encoding (:data:`SUMMED_STATS`, summed over workers) and the last frame's ``meta``."""
+    return {**dict.fromkeys(SUMMED_STATS, 0), "model_seconds": 0.0, "meta": None}
+
+
+def bev_points(xyz: np.ndarray, grid: BEVGrid, p: ConcertoParams, stats: dict) -> np.ndarray:
+    """(M,) bool: the points of a frame (``xyz`` (M, 3), OpenCV camera axes) pooled into its bird's-eye tokens.
+
+    ``p.bev_ground``: ``keep`` pools every point; ``drop`` only the points more than ``p.bev_ground_margin`` above
+    the frame's fitted ground plane (:func:`pipeline.geometry.ground.height_above_ground`, seeded by ``p.seed``);
+    ``fill`` those, plus the ground points of the cells that hold no other point. Why: the road looks alike
+    everywhere, and its points (pixel-uniform samples of a plane seen from a tilted camera) make tokens that follow
+    the camera, not the scene. A frame without a plane keeps every point and counts in
+    ``stats["frames_without_ground"]``.
+    """
+    every = np.ones(len(xyz), dtype=bool)
+    if p.bev_ground == "keep":
+        return every
+    height = height_above_ground(xyz, p.seed)
+    if height is None:
+        stats["frames_without_ground"] += 1
+        return every
+    above = height > p.bev_ground_margin
+    if p.bev_ground == "drop":
+        return above
+    cell = grid.cell_of(xyz)
+    return above | ~np.isin(cell, cell[above])
 
 
 _WORKER_MODEL: list[PointTransformerV3] = []
@@ -167,7 +204,7 @@ def _init_worker(p: ConcertoParams, threads: int) -> None:
 def _encode_task(task: tuple) -> tuple[dict[str, np.ndarray], dict]:
     """One partition in a worker process: (arrays, its own stats) (:func:`encode_partition`)."""
     points_root, sequence, seq_index, camera, p = task
-    stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
+    stats = new_stats()
     return encode_partition(_WORKER_MODEL[0], points_root, sequence, seq_index, camera, p, _NoBar(), stats), stats
 
 
@@ -190,7 +227,7 @@ def encoded_partitions(model: PointTransformerV3, points_root: Path, sequences: 
     pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(p, runtime.torch_threads()))
     try:
         for task, (arrays, part) in zip(tasks, pool.imap(_encode_task, tasks), strict=True):
-            for key in ("model_seconds", "points", "points_in_grid", "voxels"):
+            for key in SUMMED_STATS:
                 stats[key] += part[key]
             stats["meta"] = part["meta"]
             bar.update(len(arrays["frames"]))
@@ -219,7 +256,7 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     in_manifest, sequences, total = read_points_manifest(points_root, cameras)
     cameras = tuple(in_manifest.get("cameras", cameras))
     random_weights = model.weights_source == RANDOM_INIT
-    stats = {"model_seconds": 0.0, "points": 0, "points_in_grid": 0, "voxels": 0, "meta": None}
+    stats = new_stats()
     globals_, masks = [], []
     start = time.perf_counter()
     with atomic.atomic_dir(out_root) as tmp:
@@ -251,7 +288,8 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
             manifest["splits"] = in_manifest["splits"]
         if p.tokens == "bev":
             manifest.update({"bev_cells_x": p.bev_cells_x, "bev_cells_z": p.bev_cells_z,
-                             "bev_width": p.bev_width, "bev_depth": p.bev_depth})
+                             "bev_width": p.bev_width, "bev_depth": p.bev_depth,
+                             "bev_ground": p.bev_ground, "bev_ground_margin": p.bev_ground_margin})
         if random_weights:
             manifest["note"] = RANDOM_NOTE
         features_cache.write_manifest(tmp, manifest)
@@ -271,6 +309,8 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     }
     if p.tokens == "bev":
         metrics["points_in_grid_fraction"] = round(stats["points_in_grid"] / max(1, stats["points"]), 4)
+        metrics["bev_ground"] = p.bev_ground
+        metrics["frames_without_ground_plane"] = stats["frames_without_ground"]
     if random_weights:
         metrics["note"] = RANDOM_NOTE
     metrics.update(runtime.cuda_memory_metrics(device))
@@ -283,7 +323,8 @@ def token_order(p: ConcertoParams, meta: dict) -> str:
         return meta["spatial_token_order"]
     return (f"bird's-eye grid of the camera frame, aligned across frames: token = row * {p.bev_cells_x} + col, "
             f"{p.bev_cells_x} columns over x in [-{p.bev_width / 2:g}, {p.bev_width / 2:g}), {p.bev_cells_z} rows over "
-            f"z in [0, {p.bev_depth:g}) (units of the points); mean point features per cell, zeros and "
+            f"z in [0, {p.bev_depth:g}) (units of the points); mean point features per cell"
+            + BEV_GROUND_TEXT[p.bev_ground].format(margin=p.bev_ground_margin) + "; zeros and "
             f"token_mask False in empty cells (token_xyz = cell centre there)")
 
 

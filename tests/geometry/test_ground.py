@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.camera import backproject
-from pipeline.geometry.ground import MEDIAN_DEPTH_PER_HEIGHT, fit_ground_plane, sequence_scale
+from pipeline.geometry.ground import MEDIAN_DEPTH_PER_HEIGHT, fit_ground_plane, height_above_ground, sequence_scale
 from pipeline.io import synthia
 
 SEQ = "SYNTHIA-SEQS-01-GENERATED"
@@ -58,3 +58,22 @@ def test_without_ground_the_median_depth_is_the_fallback():
     assert record["factor"] == pytest.approx(2.0 * MEDIAN_DEPTH_PER_HEIGHT / 8.0)
     with pytest.raises(ValueError, match="no point in front of the camera"):
         sequence_scale([wall * -1.0], reference_height_m=2.0)
+
+
+def test_height_above_a_tilted_ground_plane_is_the_analytic_distance():
+    """A camera 1.7 m above a road pitched down by 8 degrees (rotation about x, scipy): road points get height 0,
+    points placed a known distance along the up normal get that distance; a wall alone has no plane."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(1)
+    road_world = np.column_stack([rng.uniform(-10, 10, 600), np.full(600, 1.7), rng.uniform(2, 40, 600)])  # y down
+    lifted = np.column_stack([rng.uniform(-10, 10, 200), np.zeros(200), rng.uniform(2, 40, 200)])
+    lift = rng.uniform(0.5, 5.0, 200)
+    lifted[:, 1] = 1.7 - lift                                     # lift metres above the road (y is down)
+    camera_from_world = Rotation.from_euler("X", 8, degrees=True).as_matrix()
+    points = np.concatenate([road_world, lifted]) @ camera_from_world.T
+    height = height_above_ground(points)
+    np.testing.assert_allclose(height[:600], 0.0, atol=1e-9)
+    np.testing.assert_allclose(height[600:], lift, atol=1e-9)
+    wall = np.column_stack([rng.uniform(-5, 5, 500), rng.uniform(-3, 3, 500), np.full(500, 8.0)])
+    assert height_above_ground(wall) is None

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.data import features_cache
 from pipeline.io import pointcloud_table
+from pipeline.models.ptv3.bev_tokens import BEVGrid
 from pipeline.steps import concerto  # RANDOM_NOTE, ZUP_FROM_CV
 from pipeline.steps.pointclouds import build_pointclouds
 from stages import concerto as concerto_stage
@@ -24,7 +25,7 @@ CAM = "Stereo_Left/Omni_F"
 POINTS = 300
 PARAMS = {"weights": "random", "preset": "tiny", "points_from": "pointclouds", "grid_size": 0.05,
           "tokens": "fps", "spatial_tokens": 8, "seed": 0, "max_points": 0,
-          "bev_cells_x": 4, "bev_cells_z": 3, "bev_width": 16.0, "bev_depth": 30.0}
+          "bev_cells_x": 4, "bev_cells_z": 3, "bev_width": 16.0, "bev_depth": 30.0, "bev_ground": "keep", "bev_ground_margin": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +190,34 @@ def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
     assert occupied >= 2
     metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
     assert metrics["token_layout"] == "bev" and 0 < metrics["points_in_grid_fraction"] <= 1
+
+
+@pytest.mark.parametrize("mode", ["drop", "fill"])
+def test_bev_tokens_leave_the_road_out(project, mode):
+    """bev_ground: drop pools only the points more than bev_ground_margin above the frame's fitted plane; fill adds
+    the ground points of cells with nothing above. The generator's road and sidewalk points (class labels, not seen
+    by the fit) are the ones left out; the tokens' centroids are brute-force means of the pooled points."""
+    from pipeline.geometry.ground import height_above_ground
+
+    set_params(project, tokens="bev", bev_ground=mode, bev_ground_margin=0.3)
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors, stderr
+    feats = features_cache.load_features(project / "data/features", SEQ, CAM)
+    d = pointcloud_table.read_frame(project / "data/pointclouds", SEQ, CAM, 2)
+    xyz = d[["x", "y", "z"]].to_numpy(np.float64)
+    above = height_above_ground(xyz, seed=0) > 0.3
+    road = d["class_id"].isin([3, 4]).to_numpy()  # SYNTHIA road, sidewalk
+    assert road.sum() > 50 and above[road].mean() < 0.05 and above[~road].mean() > 0.5
+    grid = BEVGrid(4, 3, 16.0, 30.0)
+    cell = grid.cell_of(xyz)
+    pooled = above if mode == "drop" else above | ~np.isin(cell, cell[above])
+    assert (mode == "fill") == bool((pooled & ~above & (cell >= 0)).any())  # the fixture frame has such a cell
+    inside = pooled & (cell >= 0)
+    assert np.array_equal(feats["token_mask"][2], np.isin(np.arange(12), cell[inside]))
+    np.testing.assert_allclose(feats["token_xyz"][2][feats["token_mask"][2]],
+                               [xyz[inside & (cell == n)].mean(0) for n in np.unique(cell[inside])], rtol=1e-5, atol=1e-4)
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["bev_ground"] == mode and metrics["frames_without_ground_plane"] == 0
 
 
 def test_points_from_vggt(project):
