@@ -17,7 +17,7 @@ relative), so scaling a cloud by s divides the factor by s exactly: the normalis
 Points are (N, 3) in OpenCV camera axes (x right, y down, z forward); the ground lies below the camera (y > 0).
 
 The same plane fit gives each point's height above the ground (:func:`height_above_ground`), which the bird's-eye
-tokens of the ``concerto`` stage use to leave the road out (``concerto.bev_above_ground``).
+tokens of the ``concerto`` stage use to leave the road out (``concerto.bev_ground``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ Conventions:
   the camera frame (``pipeline/models/ptv3/bev_tokens.py``; token n is the same region in every frame, empty cells masked);
   ``fps``: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
   frames; use ``token_xyz``), where frames with fewer voxels than N repeat tokens and mask the repeats.
+  ``concerto.bev_ground`` says whether the road's points enter the bird's-eye cells (:func:`bev_points`).
 
 Random weights (the offline default) are announced in the manifest and in the metrics (``RANDOM_NOTE``); the
 stage also warns on stderr and tags the MLflow run.
@@ -307,6 +308,9 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         "peak_rss_mb": round(runtime.peak_rss_mb(), 1),
         "features": feature_statistics(all_globals, np.concatenate(masks)),
     }
+    if p.tokens == "bev" and stats["frames_without_ground"]:
+        print(f"WARNING: concerto: {stats['frames_without_ground']} of {len(all_globals)} frames have no fitted ground "
+              f"plane; their tokens pool every point (concerto.bev_ground = {p.bev_ground})", file=sys.stderr, flush=True)
     if p.tokens == "bev":
         metrics["points_in_grid_fraction"] = round(stats["points_in_grid"] / max(1, stats["points"]), 4)
         metrics["bev_ground"] = p.bev_ground

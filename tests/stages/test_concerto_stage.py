@@ -310,3 +310,16 @@ def test_a_small_input_is_encoded_without_a_worker_pool():
     assert concerto.useful_workers(0, 10 * per) == 1
     manifest = {"partitions": [{"points": 40960}, {"points": 1024}, {"frames": 3}]}
     assert concerto.manifest_points(manifest) == 41984
+
+
+def test_a_frame_without_ground_plane_keeps_every_point_and_is_counted():
+    """bev_points on a wall facing the camera (no plane near the camera's down axis): every point pooled, counted."""
+    from pipeline.params.concerto import ConcertoParams
+
+    rng = np.random.default_rng(0)
+    wall = np.column_stack([rng.uniform(-5, 5, 400), rng.uniform(-3, 3, 400), np.full(400, 8.0)])
+    grid = BEVGrid(4, 3, 16.0, 30.0)
+    for mode, counted in (("keep", 0), ("drop", 1), ("fill", 1)):
+        stats = concerto.new_stats()
+        p = ConcertoParams.model_validate({**PARAMS, "tokens": "bev", "bev_ground": mode})
+        assert concerto.bev_points(wall, grid, p, stats).all() and stats["frames_without_ground"] == counted
