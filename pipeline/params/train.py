@@ -49,6 +49,7 @@ class Phase1Params(Section):
     checkpoint_every: Count
     seed: Seed
     prototype_init: Literal["shapes", "random"]
+    prototype_cluster_weight: Literal["points", "anchors"]
     prior_width: Positive
     val_frames: Annotated[int, Field(ge=0)]
     select_tolerance_m: Weight

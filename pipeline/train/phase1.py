@@ -64,15 +64,19 @@ def validation_loss(model, records: list[FrameRecord], params: Phase1Params, dev
     return totals
 
 
-def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int, merge: Merge) -> np.ndarray:
+def prototype_extents(records: list[FrameRecord], prototypes: int, seed: int, merge: Merge,
+                      cluster_weight: str = "points") -> np.ndarray:
     """(P, 3) shape clusters of the training slot anchors' normalised extents (see
-    :mod:`pipeline.models.slots.shapes`; one entry per slot, aliases left out): the initial prototype bank."""
+    :mod:`pipeline.models.slots.shapes`; one entry per slot, aliases left out): the initial prototype bank.
+    ``cluster_weight``: each anchor weighs its share of the frame's points (``points``) or 1 (``anchors``)."""
     anchors = [slot_anchors(r, merge) for r in records]
     axes = torch.from_numpy(np.concatenate([a.axes for a, _ in anchors]))
     spread = torch.from_numpy(np.concatenate([a.spread for a, _ in anchors]))
     radius = torch.from_numpy(np.concatenate([a.radius for a, _ in anchors]))
     weight = np.concatenate([a.weight * (parent == np.arange(len(parent))) for a, parent in anchors])
     extents = normalised_extents(axes, spread, radius).numpy()
+    if cluster_weight == "anchors":
+        weight = (weight > 0).astype(weight.dtype)
     return shape_clusters(extents, weight, prototypes, seed)
 
 
@@ -81,7 +85,8 @@ def build_model(train: list[FrameRecord], params: Phase1Params, device: torch.de
     model = SlotSceneModel(slot_model_config(params), seed=params.seed)
     if params.prototype_init == "shapes":
         merge = (params.merge_gap_m, params.merge_max_semi_axis_m, params.merge_geometry == "shared")
-        model.prototypes.init_from_extents(torch.from_numpy(prototype_extents(train, params.prototypes, params.seed, merge)))
+        extents = prototype_extents(train, params.prototypes, params.seed, merge, params.prototype_cluster_weight)
+        model.prototypes.init_from_extents(torch.from_numpy(extents))
     return model.to(device)
 
 

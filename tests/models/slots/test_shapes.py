@@ -41,6 +41,20 @@ def test_tall_and_long_shapes_get_different_clusters():
     assert np.allclose(centres[1], [0.6, 0.5, 1.7], rtol=0.05)
 
 
+def test_cluster_weights_decide_whether_few_small_objects_get_a_prototype():
+    """Pedestrian-like anchors holding few points beside three modes of car-like anchors, 3 clusters: weighted by
+    their share of points (``train.prototype_cluster_weight: points``) the car modes take every centre; counted
+    once each (``anchors``, weight 1), the tall anchors keep a centre of their own."""
+    rng = np.random.default_rng(2)
+    modes = [[0.5, 1.6, 0.5], [0.4, 0.5, 1.8], [1.2, 0.9, 0.4], [1.0, 0.8, 0.7]]  # tall; car side, rear, oblique
+    extents = np.concatenate([np.exp(rng.normal(np.log(m), 0.05, (40, 3))) for m in modes])
+    points_share = np.concatenate([np.full(40, 0.002), np.full(120, 0.05)])
+    by_points = shape_clusters(extents, points_share, 3, seed=0)
+    by_anchor = shape_clusters(extents, (points_share > 0).astype(float), 3, seed=0)
+    assert not np.isclose(by_points, modes[0], rtol=0.1).all(axis=1).any()
+    assert np.allclose(by_anchor[0], modes[0], rtol=0.1)  # sorted: tallest first
+
+
 def test_untrained_model_puts_the_anchor_ellipsoid_on_a_turned_car():
     cfg = SlotModelConfig(slots=1, prototypes=2, ico_level=1, input_height=32, input_width=48, channels=(8, 8, 8, 8),
                           hidden=16, prior_width=0.05)
