@@ -10,7 +10,7 @@ import torch
 from pipeline.data.frames import FrameRecord
 from pipeline.eval.baselines import ellipsoid_meshes, sphere_meshes
 from pipeline.eval.gt_objects import matched_position_error, visible_things
-from pipeline.eval.prototype_stats import class_prototype_stats
+from pipeline.eval.prototype_stats import class_prototype_stats, distinct_slots
 from pipeline.eval.scene_metrics import frame_metrics, mean_metrics
 from pipeline.geometry.icosphere import ico_sphere
 from pipeline.io.synthia import SequenceLayout
@@ -84,6 +84,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
     refined = predict_meshes(model, records, params, params.refine_steps_eval)
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     per_frame: list[dict] = []
+    slots: list[np.ndarray] = []
     for record, (verts, centres, _), (verts_r, centres_r, _) in progress_bar(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
@@ -92,6 +93,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
             ids, counts = np.unique(record.instance[record.instance > 0], return_counts=True)
             fitted = np.isin(truth[2], ids[counts >= MIN_OBJECT_POINTS])
         group = slot_groups(record, model_merge(model))  # the model's objects; the baselines keep the clusters
+        slots.append(distinct_slots(group, model_merge(model)[2]))
         candidates = {
             "model": (verts, model.faces.cpu(), centres, group),
             "model_refined": (verts_r, model.faces.cpu(), centres_r, group),
@@ -108,7 +110,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
             rows[method].append(row)
             per_frame.append({"sequence": record.sequence, "frame": record.frame, "method": method, **row})
     summary = {m: mean_metrics(r) for m, r in rows.items()}
-    summary["prototypes"] = class_prototype_stats(records, single, model.faces.cpu(), MIN_OBJECT_POINTS)
+    summary["prototypes"] = class_prototype_stats(records, single, model.faces.cpu(), MIN_OBJECT_POINTS, slots)
     base = summary["kmeans_spheres"]
     for method in ("model", "model_refined"):
         learned = summary[method]

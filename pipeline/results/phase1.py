@@ -62,6 +62,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "paired": paired,
         "prototypes": {
             "usage": [p["prototype_usage"] for p in protos],
+            "usage_per_cluster": [p.get("prototype_usage_per_cluster") for p in protos],  # absent before 2026-12-03
             "prototypes_over_10pct": mean_std([p["prototypes_over_10pct"] for p in protos]),
             "class_prototype_nmi": mean_std([p["class_prototype_nmi"] for p in protos]),
             "class_prototype_table": [p["class_prototype_table"] for p in protos],
@@ -107,7 +108,8 @@ def markdown(summary: dict, title: str) -> str:
                                                 for c in (row[k] for k in METRICS)) + " |")
     p = summary["prototypes"]
     lines += ["", "## Prototypes (single pass, held-out frames)", "",
-              f"- blend mass per prototype, per seed: {p['usage']}",
+              f"- blend mass per prototype, per seed (distinct slots: a merged group once): {p['usage']}",
+              f"- the same over every k-means cluster (a merged group once per cluster): {p['usage_per_cluster']}",
               f"- prototypes with >= 10 % of the mass: {ms(p['prototypes_over_10pct'])}",
               f"- class ↔ prototype NMI: {ms(p['class_prototype_nmi'])}",
               f"- class ↔ prototype table (matched slots per prototype), seed {summary['seeds'][0]}: "
