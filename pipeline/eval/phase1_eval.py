@@ -85,6 +85,7 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     per_frame: list[dict] = []
     slots: list[np.ndarray] = []
+    merge = model_merge(model)
     for record, (verts, centres, _), (verts_r, centres_r, _) in progress_bar(
             list(zip(records, single, refined, strict=True)), desc="evaluate phase 1", unit="frame",
             disable=not progress):
@@ -92,8 +93,8 @@ def evaluate_phase1(model: SlotSceneModel, records: list[FrameRecord], raw_root:
         if truth is not None:  # objects the slots could fit: at least MIN_OBJECT_POINTS target points
             ids, counts = np.unique(record.instance[record.instance > 0], return_counts=True)
             fitted = np.isin(truth[2], ids[counts >= MIN_OBJECT_POINTS])
-        group = slot_groups(record, model_merge(model))  # the model's objects; the baselines keep the clusters
-        slots.append(distinct_slots(group, model_merge(model)[2]))
+        group = slot_groups(record, merge)  # the model's objects; the baselines keep the clusters
+        slots.append(distinct_slots(group, shared=merge[2]))
         candidates = {
             "model": (verts, model.faces.cpu(), centres, group),
             "model_refined": (verts_r, model.faces.cpu(), centres_r, group),
