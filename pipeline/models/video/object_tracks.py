@@ -17,7 +17,10 @@ every frame's objects a track id that survives both:
 - **association**: Hungarian matching of tracks to detections on distance, from the track's prediction or from
   its last position, whichever is nearer (when part of a static object comes into view or is hidden, its mean
   position jumps for a frame and the velocity from that jump overshoots); a pair farther apart than ``gate_m``
-  stays unmatched. An established track wins a close contest: its cost is the distance minus ``established_m``
+  stays unmatched, and every such pair costs the same (``BEYOND_GATE``), so the matching never trades a close pair
+  for a far one that is then rejected (with raw distances it did: a far detection "took" an established track at a
+  distance of 27 m, which was cheaper by 0.5 m than taking a newer one, and the near object went to the newer
+  track). An established track wins a close contest: its cost is the distance minus ``established_m``
   times the share of ``ESTABLISHED_DETECTIONS`` detections it has had (the gate still applies to the distance).
   Without it, two live tracks near one object (a new track born while the old one was briefly lost) took the
   object in turns, one switch per frame;
@@ -37,6 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 ESTABLISHED_DETECTIONS = 10  # detections after which a track gets the whole ``established_m`` bonus (2 s at 5 FPS)
+BEYOND_GATE = 1e6  # association cost of a pair farther apart than the gate: one value for all, so never preferred
 
 
 @dataclass
@@ -123,7 +127,8 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         if len(tracks) and len(found):
             distance = np.stack([t.distance(positions, time) for t in tracks])
             bonus = established_m * np.array([t.established() for t in tracks])
-            for i, j in zip(*linear_sum_assignment(distance - bonus[:, None]), strict=True):
+            cost = np.where(distance <= gate_m, distance - bonus[:, None], BEYOND_GATE)
+            for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if distance[i, j] <= gate_m:
                     tracks[i].update(positions[j], time)
                     taken[j] = tracks[i].id

@@ -183,3 +183,18 @@ def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
         params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0)
         (tracks,), _ = object_tracks(seq, [slots], *pose, params)
         assert len(set(tracks.values())) == ids
+
+
+def test_a_far_detection_does_not_take_a_track_from_the_near_object():
+    """A parked car seen for 10 frames (track A, at x = 0); then a second object shows 3.5 m away (beyond the 2 m gate:
+    track B). Next frame the car's mean shows at x = 2.0 (2.0 m from A: cost 2.0 - 1.0; 1.5 m from B: 1.5 - 0.1) and a
+    far object at x = -30. Costed by raw distance, handing A to the far object (rejected by the gate afterwards) and the
+    car to B is cheaper (29.0 + 1.4 against 1.0 + 33.4); with one cost for every pair beyond the gate A keeps the car."""
+    frames = [{0: (0.0, 0.0, 10.0)}] * 10 + [{0: (0.0, 0.0, 10.0), 1: (3.5, 0.0, 10.0)}]
+    frames += [{0: (2.0, 0.0, 10.0), 2: (-30.0, 0.0, 10.0)}]
+    points, slots = zip(*(frame(f) for f in frames))
+    maps = track_slots(list(points), list(slots), np.arange(len(frames)) * DT, 2.0, 2.0, established_m=1.0)
+    track_a, track_b = maps[10][0], maps[10][1]
+    assert track_a == maps[0][0] and track_b != track_a
+    assert maps[11][0] == track_a
+    assert maps[11][2] not in (track_a, track_b)  # the far object starts its own track
