@@ -19,7 +19,7 @@ every frame's objects a track id that survives both:
   position jumps for a frame and the velocity from that jump overshoots); a pair farther apart than ``gate_m``
   stays unmatched, and every such pair costs the same (``BEYOND_GATE``), so the matching never trades a close pair
   for a far one that is then rejected (with raw distances it did: a far detection "took" an established track at a
-  distance of 27 m, which was cheaper by 0.5 m than taking a newer one, and the near object went to the newer
+  distance of 27 m because the far distances made that 1 cm cheaper overall, and the near object went to a newer
   track). An established track wins a close contest: its cost is the distance minus ``established_m``
   times the share of ``ESTABLISHED_DETECTIONS`` detections it has had (the gate still applies to the distance).
   Without it, two live tracks near one object (a new track born while the old one was briefly lost) took the
