@@ -526,6 +526,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         "forecast_chamfer_m": summarise_forecasts(forecasts, model.config.guesses),
         "world_frame": WORLD_FRAMES[world_frame_name(params)],
         "guesses": model.config.guesses,
+        "fixed_guesses": list(model.config.fixed_guesses),  # α of the last guesses, which learn nothing
         "best_of_1": best_of_1_rule(params),
         "context_frames": params.eval_context_frames,
         "motion_residual_m": round(float(np.mean(residuals)), 4) if residuals else None,

@@ -23,6 +23,7 @@ class Phase2Params(Section):
     velocity_frames: Frames
     ego_motion: bool
     step_per_second: bool
+    fixed_guesses: list[float]
     max_step_m: Positive
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]
@@ -67,6 +68,15 @@ class Phase2Params(Section):
     val_every: Count
     checkpoint_every: Count
     seed: Seed
+
+    @model_validator(mode="after")
+    def _fixed_guesses_leave_a_learned_one(self) -> "Phase2Params":
+        if len(self.fixed_guesses) >= self.guesses:
+            raise ValueError(f"video.fixed_guesses has {len(self.fixed_guesses)} entries: at most video.guesses - 1 = "
+                             f"{self.guesses - 1} (guess 0 is the learned one-guess forecast)")
+        if self.fixed_guesses and self.forecast_training == "grpo":
+            raise ValueError("video.fixed_guesses needs video.forecast_training = best_of_k (GRPO samples its guesses)")
+        return self
 
     @model_validator(mode="after")
     def _objects_need_frozen_slots(self) -> "Phase2Params":

@@ -81,6 +81,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "seeds": seeds,
         "sequences": evaluated[0]["sequences"],
         "guesses": evaluated[0]["guesses"],
+        "fixed_guesses": evaluated[0].get("fixed_guesses", []),
         "best_of_1": evaluated[0].get("best_of_1", "the most confident guess"),
         "forecasts_per_seed": {f"delta_{d}": [int(((table.delta == d) & (table.method == MODEL[0])
                                                    & (table.seed_run == s)).sum()) for s in runs] for d in DELTAS},
@@ -127,13 +128,24 @@ def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list
     return out
 
 
+def fixed_guesses_note(summary: dict) -> str:
+    """How the report's header names the guesses that learn nothing (``video.fixed_guesses``), if any."""
+    fixed = summary.get("fixed_guesses") or []
+    if not fixed:
+        return ""
+    first = summary["guesses"] - len(fixed)
+    return (f"; guesses {first}-{summary['guesses'] - 1} fixed: {fixed} x the extrapolated velocity, nothing learned"
+            if len(fixed) > 1 else f"; guess {first} fixed: {fixed[0]} x the extrapolated velocity, nothing learned")
+
+
 def markdown(summary: dict, title: str) -> str:
     """The section as a Markdown report."""
     ms = format_mean_std
     methods = list(next(iter(summary["headline"].values())))
     lines = [f"# {title}", "",
              f"Seeds {summary['seeds']}; held-out sequences {', '.join(summary['sequences'])}; {summary['guesses']} "
-             f"guesses (best-of-1 = {summary['best_of_1']}); forecasts per seed {summary['forecasts_per_seed']}; "
+             f"guesses (best-of-1 = {summary['best_of_1']}{fixed_guesses_note(summary)}); "
+             f"forecasts per seed {summary['forecasts_per_seed']}; "
              f"world frame: {summary['world_frame']}.", "",
              "## Forecast error (one-directional Chamfer, m), mean ± std over seeds", "",
              "| method | " + " | ".join(f"Δ = {d}" for d in DELTAS) + " |", "|---|" + "---|" * len(DELTAS)]

@@ -118,6 +118,9 @@ def test_phase2_section_on_known_tables(tmp_path):
     worse = phase2.summarise(dirs, [0, 1])
     assert not worse["targets"]["best_of_1_beats_constant_velocity_delta_5"]
     assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
+    assert "fixed" not in phase2.markdown(summary, "t")  # runs without fixed guesses (or from before them)
+    summary["fixed_guesses"] = [0.0, 1.0]
+    assert "guesses 1-2 fixed: [0.0, 1.0] x the extrapolated velocity" in phase2.markdown(summary, "t")
 
 
 def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):

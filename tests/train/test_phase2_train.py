@@ -294,3 +294,17 @@ def test_correction_bound_and_its_unit_reach_the_forecaster():
     for bound, per_second in ((5.0, False), (1.5, True)):
         config = video_model_config(repo_params("video", max_step_m=bound, step_per_second=per_second), slots)
         assert (config.max_step_m, config.step_per_second) == (bound, per_second)
+
+
+def test_fixed_guesses_reach_the_forecaster_and_are_checked():
+    """``video.fixed_guesses`` becomes the forecaster's config; it must leave guess 0 learned and needs best-of-k."""
+    from pipeline.config import ParamsError
+    from pipeline.models.slots.config import SlotModelConfig
+    from pipeline.train.phase2 import video_model_config
+
+    config = video_model_config(repo_params("video", guesses=3, fixed_guesses=[0.0, 1.0]), SlotModelConfig())
+    assert config.fixed_guesses == (0.0, 1.0)
+    with pytest.raises(ParamsError, match="at most video.guesses - 1"):
+        repo_params("video", guesses=2, fixed_guesses=[0.0, 1.0])
+    with pytest.raises(ParamsError, match="needs video.forecast_training = best_of_k"):
+        repo_params("video", fixed_guesses=[0.0], forecast_training="grpo")

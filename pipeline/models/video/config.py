@@ -21,7 +21,9 @@ class VideoModelConfig:
     - ``max_turn_rad``: bound of the forecaster's rotation correction (radians);
     - ``velocity_frames``: context frames of the least-squares velocity the guesses extrapolate;
     - ``ego_motion``: the forecaster also reads the camera's poses over the context.
-    - ``step_per_second``: scale the position correction's bound by |Δ| in seconds (see ``max_step_m``).
+    - ``step_per_second``: scale the position correction's bound by |Δ| in seconds (see ``max_step_m``);
+    - ``fixed_guesses``: extrapolation fractions of the last ``len(fixed_guesses)`` guesses, which have no learned
+      part (α fixed, no correction, no turn): e.g. (0.0, 1.0) makes them copy-last and the whole velocity.
     """
 
     camera_head: bool = True
@@ -35,3 +37,4 @@ class VideoModelConfig:
     velocity_frames: int = 2
     ego_motion: bool = False
     step_per_second: bool = False
+    fixed_guesses: tuple[float, ...] = ()

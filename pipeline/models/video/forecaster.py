@@ -8,7 +8,9 @@ G scene-level guesses:
 
     centre_g = c_last + α_g · v · Δ + max_step · tanh(d_g),   R_g = exp(max_turn · tanh(ω_g)) R_last
 
-(``video.step_per_second``: ``max_step · |Δ| · tanh(d_g)``, the correction's bound in metres per second of the gap)
+(``video.step_per_second``: ``max_step · |Δ| · tanh(d_g)``, the correction's bound in metres per second of the gap;
+``video.fixed_guesses``: the last guesses have a fixed α_g and no correction or turn, e.g. copy-last (α = 0) and the
+whole velocity (α = 1), so the k guesses always hold those hypotheses beside the learned ones)
 
 with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
 2 = the last two frames' difference), or a velocity given by the caller (``video.velocity_from: objects``: the
@@ -217,12 +219,26 @@ class Forecaster(nn.Module):
         """Guesses from raw outputs (B, S, K, 7) (the heads' or sampled ones; any number S of guesses)."""
         last = context.frames(-1)
         velocity = self.velocity(context, velocity)
+        raw = self.with_fixed_guesses(raw)
         alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
         bound = self.config.max_step_m * (delta_s.abs().view(-1, 1, 1, 1) if self.config.step_per_second else 1.0)
         centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
                   + bound * torch.tanh(step))
         rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
         return Forecast(centre, rotation, last.scale, last.weights, logits)
+
+    def with_fixed_guesses(self, raw: Tensor) -> Tensor:
+        """Raw outputs (B, G, K, 7) with the last ``len(config.fixed_guesses)`` guesses replaced by their fixed
+        fraction α and zero correction and turn (``tanh(0) = 0``, a zero rotation): no gradient reaches them."""
+        fixed = self.config.fixed_guesses
+        if not fixed:
+            return raw
+        if raw.shape[1] != self.config.guesses:
+            raise ValueError(f"video.fixed_guesses needs the model's {self.config.guesses} guesses, got {raw.shape[1]} "
+                             f"(sampled guesses, e.g. GRPO, cannot hold fixed ones)")
+        pinned = torch.zeros(raw.shape[0], len(fixed), *raw.shape[2:], dtype=raw.dtype, device=raw.device)
+        pinned[..., 0] = torch.tensor(fixed, dtype=raw.dtype, device=raw.device).view(1, -1, 1)
+        return torch.cat([raw[:, :raw.shape[1] - len(fixed)], pinned], dim=1)
 
     def forward(self, context: SlotTrack, delta_s: Tensor, velocity: Tensor | None = None) -> Forecast:
         """Context (B, C, K, ...), target gaps ``delta_s`` (B,) seconds after the last context frame and optionally

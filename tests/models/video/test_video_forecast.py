@@ -194,3 +194,34 @@ def test_step_per_second_bounds_the_correction_by_the_gap():
             moved = out.centre[0, 0] - track.centre[0, -1]
             expected = 5.0 * (abs(delta) if per_second else 1.0) * math.tanh(0.5)
             assert torch.allclose(moved, torch.full_like(moved, expected), atol=1e-5)
+
+
+def test_fixed_guesses_are_copy_last_and_the_whole_velocity_whatever_the_weights():
+    """With ``fixed_guesses`` (0.0, 1.0) the last two guesses equal the copy-last and constant-velocity baselines
+    bit for bit (centres and rotations), for randomised head weights and a given velocity; guess 0 stays learned
+    (it moves when the head does) and no gradient reaches the fixed guesses' head outputs."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])
+    track, _, _ = cv_track(times, k=4)
+    velocity = torch.randn(1, 4, 3, generator=torch.Generator().manual_seed(3))
+    model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=16, time_features=4,
+                                        fixed_guesses=(0.0, 1.0)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    delta = torch.tensor([1.4])
+    out = model(track, delta, velocity)
+    assert torch.equal(out.centre[0, 1], copy_last(track).centre[0, 0])
+    assert torch.equal(out.centre[0, 2], constant_velocity(track, delta, velocity).centre[0, 0])
+    assert torch.equal(out.rotation[0, 1:], track.rotation[0, -1].expand(2, 4, 3, 3))
+    assert not torch.allclose(out.centre[0, 0], out.centre[0, 1])
+    raw, _ = model.heads(track, delta, velocity)
+    raw.retain_grad()
+    model.decode(track, delta, raw, torch.zeros(1, 3), velocity).centre.sum().backward()
+    assert raw.grad[0, 1:].abs().max() == 0 and raw.grad[0, 0].abs().max() > 0
+
+
+def test_fixed_guesses_refuse_sampled_guess_counts():
+    model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0,)))
+    track, _, _ = cv_track(torch.tensor([0.0, 0.2]), k=2)
+    with pytest.raises(ValueError, match="fixed_guesses"):
+        model.decode(track, torch.tensor([1.0]), torch.zeros(1, 5, 2, 7), torch.zeros(1, 5))
