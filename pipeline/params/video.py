@@ -75,7 +75,14 @@ class Phase2Params(Section):
             raise ValueError(f"video.fixed_guesses has {len(self.fixed_guesses)} entries: at most video.guesses - 1 = "
                              f"{self.guesses - 1} (guess 0 is the learned one-guess forecast)")
         if self.fixed_guesses and self.forecast_training == "grpo":
-            raise ValueError("video.fixed_guesses needs video.forecast_training = best_of_k (GRPO samples its guesses)")
+            raise ValueError("video.fixed_guesses needs video.forecast_training = best_of_k (GRPO samples its "
+                             "guesses): set video.fixed_guesses=[] and video.weight_forecast > 0 for GRPO")
+        if self.forecast_training == "grpo" and self.weight_forecast == 0:
+            raise ValueError("video.forecast_training = grpo needs video.weight_forecast > 0 "
+                             "(the weight of GRPO's loss)")
+        if self.forecast_training == "best_of_k" and self.weight_forecast == 0 and self.weight_single_guess == 0:
+            raise ValueError("video.weight_forecast and video.weight_single_guess are both 0: "
+                             "the forecaster learns nothing")
         return self
 
     @model_validator(mode="after")

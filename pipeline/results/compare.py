@@ -4,7 +4,8 @@ For the kept runs ``reports/results/runs/<A>/seed<N>`` and ``.../<B>/seed<N>`` (
 every model row of the forecast tables (best-of-1, best-of-k) is paired across the two sets on the same forecast
 (sequence, context window, Δ) and seed, and B − A is reported with a bootstrap 95 % interval over forecasts, seeds
 pooled (:func:`pipeline.results.stats.paired_bootstrap`; negative = B is better). Used for GRPO against best-of-k
-at equal compute (``-S video.forecast_training=grpo`` against the default). Writes
+at equal compute (``-S video.forecast_training=grpo -S video.fixed_guesses=[] -S video.weight_forecast=1.0``, GRPO
+samples every guess, against the default). Writes
 ``reports/results/compare-<B>-vs-<A>.md`` and ``.json``.
 """
 

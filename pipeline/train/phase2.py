@@ -29,7 +29,9 @@ Loss of a clip batch (each weight a param):
   x the confidence head's loss (``confidence_target``: cross-entropy against the winning guess, or the squared
   error of the logits against minus each guess's forecast Chamfer: :func:`confidence_loss`), and ``weight_single_guess`` x guess
   0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
-  guess); with ``forecast_training = grpo``, after
+  guess). ``fixed_guesses`` (default [0, 1]) makes the last guesses copy-last and the whole velocity, which learn
+  nothing, and the default ``weight_forecast`` 0 then leaves guess 0 trained on every clip alone; with
+  ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
   ``grpo_group`` sampled guesses, with a KL term to the forecaster as it was at the end of the warm-up
   (:mod:`pipeline.train.grpo`; that frozen reference is part of the resume state).

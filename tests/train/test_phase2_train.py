@@ -30,6 +30,7 @@ P1 = repo_params("train", slots=3, prototypes=2, ico_level=1, input_height=64, i
 P2 = repo_params("video", guesses=2, hidden=16, time_features=2, context_frames=2, max_gap=1, max_delta=1, steps=4,
                  batch_size=2, points_per_frame=64, samples_per_slot=8, eval_clip_frames=2, eval_context_frames=2,
                  log_every=1, val_every=100, checkpoint_every=100,
+                 fixed_guesses=[], weight_forecast=1.0,  # every guess learned: the winner-takes-all terms are tested
                  track_touch_m=0.0)  # one object per slot: the tracks then relabel each frame's slots one to one
 
 
@@ -119,6 +120,37 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
     assert losses[1.0] - losses[0.0] == pytest.approx(terms[1.0]["forecast_first_m"], rel=1e-5)
     assert torch.equal(grads[1.0][1:], grads[0.0][1:])  # the other guesses: unchanged
     assert not torch.allclose(grads[1.0][0], grads[0.0][0])  # guess 0: the extra term's gradient
+
+
+@pytest.mark.parametrize("weight_forecast", [0.0, 1.0])
+def test_with_fixed_guesses_only_guess_zero_learns(tiny, weight_forecast):
+    """Fixed guesses [0, 1] (copy-last, the whole velocity) get no gradient even where one wins a clip under the
+    winner-takes-all term (``weight_forecast`` 1: some clip is won by one here); guess 0 always learns. With
+    ``weight_forecast`` 0 (the default) guess 0's Chamfer on every clip is the whole forecast term."""
+    import numpy as np
+
+    from pipeline.models.slots.batch import model_merge
+    from pipeline.train.phase2 import build_model, clip_batch, clip_loss, draw_clips, loss_weights
+
+    _, frames, phase1 = tiny
+    seqs = load_sequences(frames, [SEQ], CAM, frame_selection(P1))
+    params = P2.model_copy(update={"guesses": 3, "fixed_guesses": [0.0, 1.0], "weight_forecast": weight_forecast,
+                                   "weight_confidence": 0.0, "max_delta": 3})
+    torch.manual_seed(0)
+    model, p1 = build_model(phase1, params, torch.device("cpu"))
+    assert model.forecaster.config.fixed_guesses == (0.0, 1.0)
+    with torch.no_grad():  # guess 0 away from copy-last, so that the fixed guesses can win
+        model.forecaster.head.bias.view(3, 7)[0, 0] = 0.5
+    rng = np.random.default_rng(0)
+    batch = clip_batch(seqs, draw_clips(seqs, 8, params, rng), params.points_per_frame, rng, torch.device("cpu"),
+                       model_merge(model.slots))
+    loss, terms = clip_loss(model, batch, params, loss_weights(p1), 8, torch.Generator().manual_seed(0))
+    model.zero_grad()
+    loss.backward()
+    grads = model.forecaster.head.bias.grad.view(3, 7)
+    assert grads[1:].abs().max() == 0 and grads[0].abs().max() > 0
+    assert terms["forecast_best_m"] < terms["forecast_first_m"]  # a fixed guess won at least one clip
+
 
 def test_phase_two_feeds_the_slot_model_the_merged_anchors_phase_one_uses(tiny):
     """The slot model inside phase two (training cache and evaluation alike) merges clusters with the phase-one
@@ -308,3 +340,7 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
         repo_params("video", guesses=2, fixed_guesses=[0.0, 1.0])
     with pytest.raises(ParamsError, match="needs video.forecast_training = best_of_k"):
         repo_params("video", fixed_guesses=[0.0], forecast_training="grpo")
+    with pytest.raises(ParamsError, match="grpo needs video.weight_forecast > 0"):
+        repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=0.0)
+    with pytest.raises(ParamsError, match="the forecaster learns nothing"):
+        repo_params("video", weight_forecast=0.0, weight_single_guess=0.0)
