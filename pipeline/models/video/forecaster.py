@@ -18,7 +18,8 @@ velocity of the slot's object, :mod:`pipeline.models.video.object_motion`), α_g
 slot from the network, plus a confidence logit per guess. The last layer starts at zero and the
 guesses start at extrapolation fractions α_g = 0 ... 1.5 (guess 0 = copy-last, a middle one =
 constant velocity), so training starts at the two baselines and winner-takes-all training can
-spread the guesses; with ``fixed_guesses`` the last guesses stay at their fractions. For GRPO (``pipeline/train/grpo.py``) the same heads define a stochastic forecaster
+spread the guesses; with ``fixed_guesses`` the last guesses stay at their fractions. For GRPO
+(``pipeline/train/grpo.py``) the same heads define a stochastic forecaster
 (:mod:`pipeline.models.video.policy`): a guess's component is drawn from the confidences and its raw
 outputs (α, d, ω) from a Gaussian around that component's with a learned std. Scale and prototype weights are carried from the last frame (an object keeps its
 shape; this also stops a forecast from swelling to cover its uncertainty under a one-directional
