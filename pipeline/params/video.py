@@ -24,6 +24,7 @@ class Phase2Params(Section):
     ego_motion: bool
     step_per_second: bool
     fixed_guesses: list[float]
+    guess0_start_alpha: float
     max_step_m: Positive
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]

@@ -23,7 +23,8 @@ class VideoModelConfig:
     - ``ego_motion``: the forecaster also reads the camera's poses over the context.
     - ``step_per_second``: scale the position correction's bound by |Δ| in seconds (see ``max_step_m``);
     - ``fixed_guesses``: extrapolation fractions of the last ``len(fixed_guesses)`` guesses, which have no learned
-      part (α fixed, no correction, no turn): e.g. (0.0, 1.0) makes them copy-last and the whole velocity.
+      part (α fixed, no correction, no turn): e.g. (0.0, 1.0) makes them copy-last and the whole velocity;
+    - ``guess0_start_alpha``: the extrapolation fraction guess 0 starts at (the others start at 0 ... 1.5).
     """
 
     camera_head: bool = True
@@ -38,3 +39,4 @@ class VideoModelConfig:
     ego_motion: bool = False
     step_per_second: bool = False
     fixed_guesses: tuple[float, ...] = ()
+    guess0_start_alpha: float = 0.0

@@ -170,6 +170,7 @@ class Forecaster(nn.Module):
             self.head.bias.zero_()
             fractions = torch.linspace(0.0, 1.5, g) if g > 1 else torch.ones(1)
             self.head.bias.view(g, 7)[:, 0] = fractions
+            self.head.bias.view(g, 7)[0, 0] = config.guess0_start_alpha  # linspace's first value is 0.0 too
             self.confidence.weight.zero_()
             self.confidence.bias.zero_()
             if config.ego_motion:  # starts as the forecaster without it
