@@ -336,6 +336,7 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
 
     config = video_model_config(repo_params("video", guesses=3, fixed_guesses=[0.0, 1.0]), SlotModelConfig())
     assert config.fixed_guesses == (0.0, 1.0)
+    assert video_model_config(repo_params("video", guess0_start_alpha=1.0), SlotModelConfig()).guess0_start_alpha == 1.0
     with pytest.raises(ParamsError, match="at most video.guesses - 1"):
         repo_params("video", guesses=2, fixed_guesses=[0.0, 1.0])
     with pytest.raises(ParamsError, match="needs video.forecast_training = best_of_k"):

@@ -225,3 +225,18 @@ def test_fixed_guesses_refuse_sampled_guess_counts():
     track, _, _ = cv_track(torch.tensor([0.0, 0.2]), k=2)
     with pytest.raises(ValueError, match="fixed_guesses"):
         model.decode(track, torch.tensor([1.0]), torch.zeros(1, 5, 2, 7), torch.zeros(1, 5))
+
+
+def test_guess_zero_starts_at_its_fraction_of_the_velocity():
+    """Untrained (zero last layer), guess 0 is copy-last by default and the whole velocity with
+    ``guess0_start_alpha`` 1.0; the other guesses keep their 0 ... 1.5 start."""
+    times = torch.tensor([0.0, 0.2, 0.4, 0.6])
+    track, _, _ = cv_track(times, k=3)
+    velocity = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(5))
+    delta = torch.tensor([1.0])
+    for start, expected in ((0.0, copy_last(track)), (1.0, constant_velocity(track, delta, velocity))):
+        model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=16, time_features=4,
+                                            guess0_start_alpha=start))
+        out = model(track, delta, velocity)
+        torch.testing.assert_close(out.centre[0, 0], expected.centre[0, 0])
+        torch.testing.assert_close(out.centre[0, 2], constant_velocity(track, 1.5 * delta, velocity).centre[0, 0])
