@@ -24,7 +24,8 @@ class VideoModelConfig:
     - ``step_per_second``: scale the position correction's bound by |Δ| in seconds (see ``max_step_m``);
     - ``fixed_guesses``: extrapolation fractions of the last ``len(fixed_guesses)`` guesses, which have no learned
       part (α fixed, no correction, no turn): e.g. (0.0, 1.0) makes them copy-last and the whole velocity;
-    - ``guess0_start_alpha``: the extrapolation fraction guess 0 starts at (the others start at 0 ... 1.5).
+    - ``guess0_start_alpha``: the extrapolation fraction guess 0 starts at when there are several guesses (the
+      others start at 0 ... 1.5; a single guess starts at 1.0).
     """
 
     camera_head: bool = True

@@ -168,9 +168,12 @@ class Forecaster(nn.Module):
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.bias.zero_()
-            fractions = torch.linspace(0.0, 1.5, g) if g > 1 else torch.ones(1)
+            if g > 1:  # guess 0 at guess0_start_alpha (0.0 by default, linspace's own first value), the rest up to 1.5
+                fractions = torch.linspace(0.0, 1.5, g)
+                fractions[0] = config.guess0_start_alpha
+            else:  # a single guess starts as constant velocity
+                fractions = torch.ones(1)
             self.head.bias.view(g, 7)[:, 0] = fractions
-            self.head.bias.view(g, 7)[0, 0] = config.guess0_start_alpha  # linspace's first value is 0.0 too
             self.confidence.weight.zero_()
             self.confidence.bias.zero_()
             if config.ego_motion:  # starts as the forecaster without it
