@@ -84,7 +84,8 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
                             prototypes=slot_config.prototypes, velocity_frames=params.velocity_frames,
                             ego_motion=params.ego_motion, step_per_second=params.step_per_second,
                             max_step_m=params.max_step_m, fixed_guesses=tuple(params.fixed_guesses),
-                            guess0_start_alpha=params.guess0_start_alpha)
+                            guess0_start_alpha=params.guess0_start_alpha,
+                            fixed_slot_fallback=params.fixed_slot_fallback)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:

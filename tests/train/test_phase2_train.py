@@ -345,3 +345,8 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
         repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=0.0)
     with pytest.raises(ParamsError, match="the forecaster learns nothing"):
         repo_params("video", weight_forecast=0.0, weight_single_guess=0.0)
+    assert video_model_config(repo_params("video", fixed_slot_fallback=True), SlotModelConfig()).fixed_slot_fallback
+    with pytest.raises(ParamsError, match="fixed_slot_fallback needs"):
+        repo_params("video", fixed_slot_fallback=True, fixed_guesses=[])
+    with pytest.raises(ParamsError, match="fixed_slot_fallback needs"):
+        repo_params("video", fixed_slot_fallback=True, velocity_from="slots")

@@ -25,7 +25,10 @@ class VideoModelConfig:
     - ``fixed_guesses``: extrapolation fractions of the last ``len(fixed_guesses)`` guesses, which have no learned
       part (α fixed, no correction, no turn): e.g. (0.0, 1.0) makes them copy-last and the whole velocity;
     - ``guess0_start_alpha``: the extrapolation fraction guess 0 starts at when there are several guesses (the
-      others start at 0 ... 1.5; a single guess starts at 1.0).
+      others start at 0 ... 1.5; a single guess starts at 1.0);
+    - ``fixed_slot_fallback``: in a sample whose given velocity is zero for every slot (no object track passes the
+      motion gate), the fixed guesses extrapolate the slots' own fitted velocity instead, so that a fixed fraction
+      other than 0 does not repeat copy-last.
     """
 
     camera_head: bool = True
@@ -41,3 +44,4 @@ class VideoModelConfig:
     step_per_second: bool = False
     fixed_guesses: tuple[float, ...] = ()
     guess0_start_alpha: float = 0.0
+    fixed_slot_fallback: bool = False

@@ -227,10 +227,23 @@ class Forecaster(nn.Module):
         raw = self.with_fixed_guesses(raw)
         alpha, step, turn = raw[..., :1], raw[..., 1:4], raw[..., 4:7]
         bound = self.config.max_step_m * (delta_s.abs().view(-1, 1, 1, 1) if self.config.step_per_second else 1.0)
-        centre = (last.centre.unsqueeze(1) + alpha * (velocity * delta_s.view(-1, 1, 1)).unsqueeze(1)
+        per_guess = self.guess_velocities(context, velocity, raw.shape[1])  # (B, S or 1, K, 3)
+        centre = (last.centre.unsqueeze(1) + alpha * (per_guess * delta_s.view(-1, 1, 1, 1))
                   + bound * torch.tanh(step))
         rotation = axis_angle_to_matrix(self.config.max_turn_rad * torch.tanh(turn)) @ last.rotation.unsqueeze(1)
         return Forecast(centre, rotation, last.scale, last.weights, logits)
+
+    def guess_velocities(self, context: SlotTrack, velocity: Tensor, guesses: int) -> Tensor:
+        """Velocity (B, 1, K, 3) m/s every guess extrapolates, or (B, ``guesses``, K, 3) with
+        ``config.fixed_slot_fallback``: there, in a sample whose ``velocity`` is zero for every slot (no object
+        moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``), the learned ones keep
+        ``velocity``."""
+        fixed = len(self.config.fixed_guesses)
+        if not (self.config.fixed_slot_fallback and fixed):
+            return velocity.unsqueeze(1)
+        still = (velocity == 0).flatten(1).all(dim=1).view(-1, 1, 1)  # (B, 1, 1)
+        fallback = torch.where(still, fitted_velocity(context, self.config.velocity_frames), velocity)
+        return torch.stack([velocity] * (guesses - fixed) + [fallback] * fixed, dim=1)
 
     def with_fixed_guesses(self, raw: Tensor) -> Tensor:
         """Raw outputs (B, G, K, 7) with the last ``len(config.fixed_guesses)`` guesses replaced by their fixed

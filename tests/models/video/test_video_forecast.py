@@ -220,6 +220,31 @@ def test_fixed_guesses_are_copy_last_and_the_whole_velocity_whatever_the_weights
     assert raw.grad[0, 1:].abs().max() == 0 and raw.grad[0, 0].abs().max() > 0
 
 
+def test_fixed_slot_fallback_extrapolates_the_slots_only_where_no_object_moves():
+    """``fixed_slot_fallback``: in a sample whose given velocity is zero for every slot, the whole-velocity fixed guess
+    lands where the slots' own constant velocity does (analytic on a constant-velocity track: x0 + v (t_last + Δ));
+    in a sample with one moving object it keeps the given velocity (zero for the others, as without the option);
+    guess 0 and the copy-last guess are those of the model without the option, bit for bit."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])
+    one, x0, v = cv_track(times, k=4)
+    track = SlotTrack(*(x.expand(2, *x.shape[1:]) for x in (one.centre, one.rotation, one.scale, one.weights,
+                                                              one.time)))
+    given = torch.zeros(2, 4, 3)
+    given[1, 2] = torch.tensor([1.0, 0.0, -2.0])  # sample 1: one object moves
+    delta = torch.tensor([1.4, 1.4])
+    config = dict(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0, 1.0), velocity_frames=3)
+    plain, fallback = Forecaster(VideoModelConfig(**config)), Forecaster(VideoModelConfig(**config, fixed_slot_fallback=True))
+    with torch.no_grad():
+        for model in (plain, fallback):
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ours, reference = fallback(track, delta, given), plain(track, delta, given)
+    torch.testing.assert_close(ours.centre[0, 2], x0 + v * (0.9 + 1.4))
+    assert torch.equal(ours.centre[1, 2], constant_velocity(track, delta, given).centre[1, 0])
+    assert torch.equal(ours.centre[:, :2], reference.centre[:, :2])
+    assert torch.equal(reference.centre[0, 2], reference.centre[0, 1])  # without it: a second copy-last
+
+
 def test_fixed_guesses_refuse_sampled_guess_counts():
     model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0,)))
     track, _, _ = cv_track(torch.tensor([0.0, 0.2]), k=2)
