@@ -79,9 +79,6 @@ class Phase2Params(Section):
         if self.fixed_guesses and self.forecast_training == "grpo":
             raise ValueError("video.fixed_guesses needs video.forecast_training = best_of_k (GRPO samples its "
                              "guesses): set video.fixed_guesses=[] and video.weight_forecast > 0 for GRPO")
-        if self.fixed_slot_fallback and not (self.fixed_guesses and self.velocity_from == "objects"):
-            raise ValueError("video.fixed_slot_fallback needs video.fixed_guesses and video.velocity_from = objects "
-                             "(it replaces the objects' velocity of the fixed guesses where every slot's is zero)")
         if self.forecast_training == "grpo" and self.weight_forecast == 0:
             raise ValueError("video.forecast_training = grpo needs video.weight_forecast > 0 "
                              "(the weight of GRPO's loss)")

@@ -345,8 +345,6 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
         repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=0.0)
     with pytest.raises(ParamsError, match="the forecaster learns nothing"):
         repo_params("video", weight_forecast=0.0, weight_single_guess=0.0)
-    assert video_model_config(repo_params("video", fixed_slot_fallback=True), SlotModelConfig()).fixed_slot_fallback
-    with pytest.raises(ParamsError, match="fixed_slot_fallback needs"):
-        repo_params("video", fixed_slot_fallback=True, fixed_guesses=[])
-    with pytest.raises(ParamsError, match="fixed_slot_fallback needs"):
-        repo_params("video", fixed_slot_fallback=True, velocity_from="slots")
+    assert not video_model_config(repo_params("video", fixed_slot_fallback=False), SlotModelConfig()).fixed_slot_fallback
+    # no fixed guesses (GRPO) or the slots' own velocity: the fallback changes nothing, so it is not refused
+    assert repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=1.0).fixed_slot_fallback

@@ -28,7 +28,7 @@ class VideoModelConfig:
       others start at 0 ... 1.5; a single guess starts at 1.0);
     - ``fixed_slot_fallback``: in a sample whose given velocity is zero for every slot (no object track passes the
       motion gate), the fixed guesses extrapolate the slots' own fitted velocity instead, so that a fixed fraction
-      other than 0 does not repeat copy-last.
+      other than 0 does not repeat copy-last (no effect without fixed guesses or without a given velocity).
     """
 
     camera_head: bool = True
