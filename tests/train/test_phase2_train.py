@@ -345,6 +345,7 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
         repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=0.0)
     with pytest.raises(ParamsError, match="the forecaster learns nothing"):
         repo_params("video", weight_forecast=0.0, weight_single_guess=0.0)
-    assert not video_model_config(repo_params("video", fixed_slot_fallback=False), SlotModelConfig()).fixed_slot_fallback
+    without = repo_params("video", fixed_slot_fallback=False)
+    assert not video_model_config(without, SlotModelConfig()).fixed_slot_fallback
     # no fixed guesses (GRPO) or the slots' own velocity: the fallback changes nothing, so it is not refused
     assert repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=1.0).fixed_slot_fallback

@@ -233,7 +233,8 @@ def test_fixed_slot_fallback_extrapolates_the_slots_only_where_no_object_moves()
     given[1, 2] = torch.tensor([1.0, 0.0, -2.0])  # sample 1: one object moves
     delta = torch.tensor([1.4, 1.4])
     config = dict(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0, 1.0), velocity_frames=3)
-    plain, fallback = Forecaster(VideoModelConfig(**config)), Forecaster(VideoModelConfig(**config, fixed_slot_fallback=True))
+    plain = Forecaster(VideoModelConfig(**config))
+    fallback = Forecaster(VideoModelConfig(**config, fixed_slot_fallback=True))
     with torch.no_grad():
         for model in (plain, fallback):
             for p in model.parameters():
