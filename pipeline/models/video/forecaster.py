@@ -10,7 +10,9 @@ G scene-level guesses:
 
 (``video.step_per_second``: ``max_step · |Δ| · tanh(d_g)``, the correction's bound in metres per second of the gap;
 ``video.fixed_guesses``: the last guesses have a fixed α_g and no correction or turn, e.g. copy-last (α = 0) and the
-whole velocity (α = 1), so the k guesses always hold those hypotheses beside the learned ones)
+whole velocity (α = 1), so the k guesses always hold those hypotheses beside the learned ones;
+``video.fixed_slot_fallback``: where the given velocity is zero for every slot, the fixed guesses use the slots' own,
+:meth:`Forecaster.guess_velocities`)
 
 with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
 2 = the last two frames' difference), or a velocity given by the caller (``video.velocity_from: objects``: the
