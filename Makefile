@@ -29,6 +29,7 @@ bench: setup  # after a `dvc repro` (reads data/raw and reports/<stage>/run.json
 	python -m pipeline.bench.pointclouds --raw data/raw --out reports/bench
 	python -m pipeline.bench.pointclouds --size 1280x760 --out reports/bench  # SYNTHIA's size, rendered for the bench
 	python -m pipeline.bench.stages --out reports/bench
+	python -m pipeline.bench.repro --out reports/bench  # default, no-op and smoke dvc repro vs the goals (~6 min)
 
 mlflow-ui:
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1

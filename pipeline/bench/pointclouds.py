@@ -15,7 +15,6 @@ all checked to return equal arrays. The load average (``os.getloadavg``) is reco
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -31,7 +30,7 @@ from pipeline.data import pointcloud
 from pipeline.data.camera import backproject_pixels
 from pipeline.data.sampling import subsample
 from pipeline.data.synthetic.generate import GeneratorConfig, generate_dataset
-from pipeline.bench import write_report
+from pipeline.bench import bench_parser, write_report
 from pipeline.io import pointcloud_table, synthia
 from pipeline.steps.pointclouds import FrameTask, init_frame_worker, plan_tasks
 from pipeline.params.pointcloud import PointcloudParams
@@ -241,9 +240,8 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     import yaml
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3)

@@ -20,7 +20,6 @@ Writes ``stages.json`` and ``stages.md`` with the machine's load average (``os.g
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -31,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.bench import write_report
+from pipeline.bench import bench_parser, write_report
 
 THROUGHPUT_KEYS = (("frames_per_s", "frames/s"), ("model_frames_per_s", "frames/s"), ("points_per_s", "points/s"),
                    ("clips_per_s", "clips/s"), ("pairs_per_s", "pairs/s"), ("steps_per_s", "steps/s"))
@@ -148,8 +147,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--run", action="store_true", help="run every stage's command once, measured")
     args = parser.parse_args(argv)
     report = table(Path.cwd(), args.run)
