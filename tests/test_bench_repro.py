@@ -70,3 +70,9 @@ def test_the_smoke_property_is_read_from_pytest_junit_xml(tmp_path):
                     f"--junitxml={xml}"], cwd=tmp_path, check=True, capture_output=True)
     assert repro.junit_property(xml.read_text(), repro.SMOKE_PROPERTY) == 12.5
     assert repro.junit_property(xml.read_text(), "other seconds") is None
+
+
+def test_the_cpu_is_named_with_its_family_and_model():
+    two_cpus = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n\nprocessor\t: 1\nmodel\t: 99\n"
+    assert repro.cpu_model(two_cpus) == "AMD EPYC (family 25, model 17)"
+    assert repro.cpu_model("model name\t: Some CPU\n") == "Some CPU"
