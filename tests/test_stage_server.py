@@ -222,7 +222,10 @@ def test_a_stopped_client_stops_its_stage(checkout, sig):
 
 def test_an_idle_server_stops_and_removes_its_socket(checkout):
     root, env = checkout
-    env = {**env, "PROTOSCENE_STAGE_SERVER_IDLE_S": "1", "OMP_PROBE_KEY": "own server"}  # another key: a new server
+    # another key: a new server. Idle 4 s, not 1: the idle clock starts once the server has imported, and a probe
+    # started on a loaded machine could take over a second to connect, so with 1 s servers kept stopping before a
+    # run landed and the loop below went on for 90 s (seen once in CI)
+    env = {**env, "PROTOSCENE_STAGE_SERVER_IDLE_S": "4", "OMP_PROBE_KEY": "own server"}
     before = set((root / "tmp").glob("protoscene-*/stages-*.sock"))
     _through_server(root, env, "0")
     (own,) = set((root / "tmp").glob("protoscene-*/stages-*.sock")) - before
