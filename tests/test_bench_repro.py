@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import machine
 from pipeline.bench import repro
 
 # A stand-in for `dvc`: `repro -f` sleeps 0.3 s (and rewrites dvc.lock when CHANGE_LOCK is set), `repro` 0.05 s.
@@ -74,5 +75,5 @@ def test_the_smoke_property_is_read_from_pytest_junit_xml(tmp_path):
 
 def test_the_cpu_is_named_with_its_family_and_model():
     two_cpus = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n\nprocessor\t: 1\nmodel\t: 99\n"
-    assert repro.cpu_model(two_cpus) == "AMD EPYC (family 25, model 17)"
-    assert repro.cpu_model("model name\t: Some CPU\n") == "Some CPU"
+    assert machine.cpu_model(two_cpus) == "AMD EPYC (family 25, model 17)"
+    assert machine.cpu_model("model name\t: Some CPU\n") == "Some CPU"

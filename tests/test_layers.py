@@ -3,7 +3,8 @@
 Layers, low -> high (a module may import its own layer and any lower one):
 
 0. ``pipeline.errors``, ``pipeline.config``, ``pipeline.heap``, ``pipeline.runtime``, ``pipeline.distributed``,
-   ``pipeline.progress``, ``pipeline.tracking``, ``pipeline.io``, ``pipeline.params`` (params.yaml models)
+   ``pipeline.progress``, ``pipeline.tracking``, ``pipeline.io``, ``pipeline.params`` (params.yaml models),
+   ``pipeline.machine``
 1. ``pipeline.geometry``
 2. ``pipeline.data``
 3. ``pipeline.models``
@@ -25,7 +26,8 @@ from tests.import_graph import module_name, project_imports, source_files
 
 LAYERS: list[tuple[str, ...]] = [
     ("pipeline", "pipeline.errors", "pipeline.config", "pipeline.heap", "pipeline.runtime", "pipeline.distributed",
-     "pipeline.progress", "pipeline.tracking", "pipeline.tracking_remote", "pipeline.io", "pipeline.params"),
+     "pipeline.progress", "pipeline.tracking", "pipeline.tracking_remote", "pipeline.io", "pipeline.params",
+     "pipeline.machine"),
     ("pipeline.geometry",),
     ("pipeline.data",),
     ("pipeline.models",),

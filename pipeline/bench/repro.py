@@ -19,7 +19,6 @@ Writes ``repro.json`` and ``repro.md``.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,30 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bench import bench_parser, write_report
+from pipeline.machine import cpu_model
 
 GOALS_S = {"default": 300.0, "smoke": 40.0, "noop": 2.0}
 SMOKE_TEST = "tests/test_pipeline_smoke.py::test_smoke_pipeline"
 SMOKE_PROPERTY = "dvc repro seconds"
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The first CPU's model name with its family and model numbers, from /proc/cpuinfo's text ``cpuinfo`` (read
-    when None; virtual machines often name only the brand, e.g. "AMD EPYC (family 25, model 17)"), else
-    ``platform.processor()``."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    if "model name" not in fields:
-        return platform.processor() or "unknown"
-    numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"))
-               if fields.get(key)]
-    return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
 
 
 def timed(cmd: list[str], cwd: Path) -> float:

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.machine import cpu_model
+
 SIZES = (5136, 20544, 41088)
 METHODS = ("ours", "ours_default_wait", "torch_chunked", "faiss_default", "kdtree", "open3d", "naive")
 MESH_METHODS = ("mesh_exact", "mesh_candidates")
@@ -233,17 +235,6 @@ def _mem_available_gb() -> float:
     return float("inf")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _spawn(method: str, args, n_sources: int, mem_limit_gb: float | None, timeout_s: float) -> dict:
     cmd = [sys.executable, "-m", "pipeline.geometry.bench", "--worker", method, "--batch", str(args.batch),
            "--points", str(args.points), "--sizes", str(n_sources), "--repeats", str(args.repeats if method != "naive" else args.naive_repeats),
@@ -431,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
                    "naive_repeats": args.naive_repeats, "threads": args.threads, "dtype": "float32",
                    "omp_wait_policy": args.omp_wait_policy or None,
                    "naive_max_gb": args.naive_max_gb, "naive_estimate_bytes_per_pair": NAIVE_BYTES_PER_PAIR},
-        "machine": {"cpu": _cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "faiss": faiss.__version__, "loadavg_start": load_start,
                     "loadavg_end": os.getloadavg(), "mem_available_gb_end": _mem_available_gb()},
         "results": rows,
