@@ -26,6 +26,7 @@ class Phase2Params(Section):
     fixed_guesses: list[float]
     guess0_start_alpha: float
     fixed_slot_fallback: bool
+    fixed_guess_velocity: list[Literal["velocity_from", "slots"]]
     max_step_m: Positive
     velocity_from: Literal["slots", "objects"]
     object_min_speed_mps: Annotated[float, Field(ge=0)]
@@ -76,6 +77,9 @@ class Phase2Params(Section):
         if len(self.fixed_guesses) >= self.guesses:
             raise ValueError(f"video.fixed_guesses has {len(self.fixed_guesses)} entries: at most video.guesses - 1 = "
                              f"{self.guesses - 1} (guess 0 is the learned one-guess forecast)")
+        if self.fixed_guess_velocity and len(self.fixed_guess_velocity) != len(self.fixed_guesses):
+            raise ValueError(f"video.fixed_guess_velocity has {len(self.fixed_guess_velocity)} entries: one per "
+                             f"video.fixed_guesses entry ({len(self.fixed_guesses)}), or [] for velocity_from in all")
         if self.fixed_guesses and self.forecast_training == "grpo":
             raise ValueError("video.fixed_guesses needs video.forecast_training = best_of_k (GRPO samples its "
                              "guesses): set video.fixed_guesses=[] and video.weight_forecast > 0 for GRPO")

@@ -82,6 +82,7 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
         "sequences": evaluated[0]["sequences"],
         "guesses": evaluated[0]["guesses"],
         "fixed_guesses": evaluated[0].get("fixed_guesses", []),
+        "fixed_guess_velocity": evaluated[0].get("fixed_guess_velocity", []),
         "best_of_1": evaluated[0].get("best_of_1", "the most confident guess"),
         "forecasts_per_seed": {f"delta_{d}": [int(((table.delta == d) & (table.method == MODEL[0])
                                                    & (table.seed_run == s)).sum()) for s in runs] for d in DELTAS},
@@ -129,13 +130,17 @@ def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list
 
 
 def fixed_guesses_note(summary: dict) -> str:
-    """How the report's header names the guesses that learn nothing (``video.fixed_guesses``), if any."""
+    """How the report's header names the guesses that learn nothing (``video.fixed_guesses``), if any, and the
+    velocity each scales (``video.fixed_guess_velocity``)."""
     fixed = summary.get("fixed_guesses") or []
     if not fixed:
         return ""
     first = summary["guesses"] - len(fixed)
-    return (f"; guesses {first}-{summary['guesses'] - 1} fixed: {fixed} x the extrapolated velocity, nothing learned"
-            if len(fixed) > 1 else f"; guess {first} fixed: {fixed[0]} x the extrapolated velocity, nothing learned")
+    sources = summary.get("fixed_guess_velocity") or ["velocity_from"] * len(fixed)
+    named = {"velocity_from": "the extrapolated velocity", "slots": "the slots' own velocity"}
+    what = ", ".join(f"{alpha} x {named[source]}" for alpha, source in zip(fixed, sources, strict=True))
+    which = f"guesses {first}-{summary['guesses'] - 1}" if len(fixed) > 1 else f"guess {first}"
+    return f"; {which} fixed: {what}, nothing learned"
 
 
 def markdown(summary: dict, title: str) -> str:

@@ -85,7 +85,8 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
                             ego_motion=params.ego_motion, step_per_second=params.step_per_second,
                             max_step_m=params.max_step_m, fixed_guesses=tuple(params.fixed_guesses),
                             guess0_start_alpha=params.guess0_start_alpha,
-                            fixed_slot_fallback=params.fixed_slot_fallback)
+                            fixed_slot_fallback=params.fixed_slot_fallback,
+                            fixed_guess_velocity=tuple(params.fixed_guess_velocity))
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:

@@ -120,7 +120,10 @@ def test_phase2_section_on_known_tables(tmp_path):
     assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
     assert "fixed" not in phase2.markdown(summary, "t")  # runs without fixed guesses (or from before them)
     summary["fixed_guesses"] = [0.0, 1.0]
-    assert "guesses 1-2 fixed: [0.0, 1.0] x the extrapolated velocity" in phase2.markdown(summary, "t")
+    assert ("guesses 1-2 fixed: 0.0 x the extrapolated velocity, 1.0 x the extrapolated velocity, nothing learned"
+            in phase2.markdown(summary, "t"))
+    summary["fixed_guess_velocity"] = ["velocity_from", "slots"]
+    assert "1.0 x the slots' own velocity, nothing" in phase2.markdown(summary, "t")
 
 
 def test_run_seed_sets_every_seed_and_targets_laq(tmp_path, monkeypatch):

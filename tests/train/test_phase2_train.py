@@ -345,6 +345,10 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
         repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=0.0)
     with pytest.raises(ParamsError, match="the forecaster learns nothing"):
         repo_params("video", weight_forecast=0.0, weight_single_guess=0.0)
+    sources = repo_params("video", fixed_guesses=[1.0, 0.75], fixed_guess_velocity=["velocity_from", "slots"])
+    assert video_model_config(sources, SlotModelConfig()).fixed_guess_velocity == ("velocity_from", "slots")
+    with pytest.raises(ParamsError, match="fixed_guess_velocity has 1 entries: one per video.fixed_guesses entry"):
+        repo_params("video", fixed_guesses=[0.0, 1.0], fixed_guess_velocity=["slots"])
     without = repo_params("video", fixed_slot_fallback=False)
     assert not video_model_config(without, SlotModelConfig()).fixed_slot_fallback
     # no fixed guesses (GRPO) or the slots' own velocity: the fallback changes nothing, so it is not refused

@@ -28,7 +28,10 @@ class VideoModelConfig:
       others start at 0 ... 1.5; a single guess starts at 1.0);
     - ``fixed_slot_fallback``: in a sample whose given velocity is zero for every slot (no object track passes the
       motion gate), the fixed guesses extrapolate the slots' own fitted velocity instead, so that a fixed fraction
-      other than 0 does not repeat copy-last (no effect without fixed guesses or without a given velocity).
+      other than 0 does not repeat copy-last (no effect without fixed guesses or without a given velocity);
+    - ``fixed_guess_velocity``: per fixed guess, the velocity its fraction scales: ``"velocity_from"`` (the one the
+      learned guesses extrapolate, with ``fixed_slot_fallback``) or ``"slots"`` (the slots' own fitted velocity over
+      ``velocity_frames``, as the speed-scaling baseline); empty = ``"velocity_from"`` for every fixed guess.
     """
 
     camera_head: bool = True
@@ -45,3 +48,4 @@ class VideoModelConfig:
     fixed_guesses: tuple[float, ...] = ()
     guess0_start_alpha: float = 0.0
     fixed_slot_fallback: bool = False
+    fixed_guess_velocity: tuple[str, ...] = ()

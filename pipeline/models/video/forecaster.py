@@ -11,7 +11,8 @@ G scene-level guesses:
 (``video.step_per_second``: ``max_step · |Δ| · tanh(d_g)``, the correction's bound in metres per second of the gap;
 ``video.fixed_guesses``: the last guesses have a fixed α_g and no correction or turn, e.g. copy-last (α = 0) and the
 whole velocity (α = 1), so the k guesses always hold those hypotheses beside the learned ones;
-``video.fixed_slot_fallback``: where the given velocity is zero for every slot, the fixed guesses use the slots' own,
+``video.fixed_slot_fallback``: where the given velocity is zero for every slot, the fixed guesses use the slots' own;
+``video.fixed_guess_velocity``: a fixed guess may always scale the slots' own velocity instead;
 :meth:`Forecaster.guess_velocities`)
 
 with v the least-squares velocity of the last ``velocity_frames`` context frames (true time stamps;
@@ -236,16 +237,22 @@ class Forecaster(nn.Module):
         return Forecast(centre, rotation, last.scale, last.weights, logits)
 
     def guess_velocities(self, context: SlotTrack, velocity: Tensor, guesses: int) -> Tensor:
-        """Velocity (B, 1, K, 3) m/s every guess extrapolates, or (B, ``guesses``, K, 3) with
-        ``config.fixed_slot_fallback``: there, in a sample whose ``velocity`` is zero for every slot (no object
-        moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``), the learned ones keep
-        ``velocity``."""
+        """Velocity (B, 1, K, 3) m/s every guess extrapolates, or (B, ``guesses``, K, 3) when a fixed guess takes
+        another: with ``config.fixed_slot_fallback``, in a sample whose ``velocity`` is zero for every slot (no object
+        moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``); a fixed guess whose
+        ``config.fixed_guess_velocity`` entry is ``"slots"`` always does. The learned guesses keep ``velocity``."""
         fixed = len(self.config.fixed_guesses)
-        if not (self.config.fixed_slot_fallback and fixed):
+        sources = self.config.fixed_guess_velocity or ("velocity_from",) * fixed
+        if not fixed or (not self.config.fixed_slot_fallback and "slots" not in sources):
             return velocity.unsqueeze(1)
-        still = (velocity == 0).flatten(1).all(dim=1).view(-1, 1, 1)  # (B, 1, 1)
-        fallback = torch.where(still, fitted_velocity(context, self.config.velocity_frames), velocity)
-        return torch.stack([velocity] * (guesses - fixed) + [fallback] * fixed, dim=1)
+        own = fitted_velocity(context, self.config.velocity_frames)
+        if self.config.fixed_slot_fallback:
+            still = (velocity == 0).flatten(1).all(dim=1).view(-1, 1, 1)  # (B, 1, 1)
+            shared = torch.where(still, own, velocity)
+        else:
+            shared = velocity
+        per_fixed = [own if source == "slots" else shared for source in sources]
+        return torch.stack([velocity] * (guesses - fixed) + per_fixed, dim=1)
 
     def with_fixed_guesses(self, raw: Tensor) -> Tensor:
         """Raw outputs (B, G, K, 7) with the last ``len(config.fixed_guesses)`` guesses replaced by their fixed

@@ -266,3 +266,29 @@ def test_guess_zero_starts_at_its_fraction_of_the_velocity():
         out = model(track, delta, velocity)
         torch.testing.assert_close(out.centre[0, 0], expected.centre[0, 0])
         torch.testing.assert_close(out.centre[0, 2], constant_velocity(track, 1.5 * delta, velocity).centre[0, 0])
+
+
+def test_a_fixed_guess_can_scale_the_slots_own_velocity():
+    """``fixed_guess_velocity`` ("velocity_from", "slots") with fractions (1.0, 0.75): guess 1 extrapolates the given
+    velocity whole and guess 2 three quarters of the slots' own constant velocity (analytic on a constant-velocity
+    track: x0 + v t_last + 0.75 v Δ), in a sample where an object moves as in one where none does; guess 0 is the
+    model's without the option, bit for bit."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])
+    one, x0, v = cv_track(times, k=4)
+    track = SlotTrack(*(x.expand(2, *x.shape[1:]) for x in (one.centre, one.rotation, one.scale, one.weights,
+                                                              one.time)))
+    given = torch.zeros(2, 4, 3)
+    given[1, 2] = torch.tensor([1.0, 0.0, -2.0])
+    delta = torch.tensor([1.4, 1.4])
+    config = dict(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(1.0, 0.75), velocity_frames=3)
+    plain = Forecaster(VideoModelConfig(**config))
+    own = Forecaster(VideoModelConfig(**config, fixed_guess_velocity=("velocity_from", "slots")))
+    with torch.no_grad():
+        for model in (plain, own):
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ours, reference = own(track, delta, given), plain(track, delta, given)
+    for b in range(2):
+        torch.testing.assert_close(ours.centre[b, 2], x0 + v * 0.9 + 0.75 * v * 1.4)
+    assert torch.equal(ours.centre[1, 1], constant_velocity(track, delta, given).centre[1, 0])
+    assert torch.equal(ours.centre[:, :2], reference.centre[:, :2])
