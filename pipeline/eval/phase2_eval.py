@@ -527,7 +527,7 @@ def evaluate_phase2(model: VideoSlotModel, phase1_model, sequences: list[Sequenc
         "world_frame": WORLD_FRAMES[world_frame_name(params)],
         "guesses": model.config.guesses,
         "fixed_guesses": list(model.config.fixed_guesses),  # α of the last guesses, which learn nothing
-        "fixed_guess_velocity": list(model.config.fixed_guess_velocity),  # the velocity each α scales ([]: velocity_from)
+        "fixed_guess_velocity": list(model.config.fixed_guess_velocity),  # what each α scales ([]: velocity_from)
         "best_of_1": best_of_1_rule(params),
         "context_frames": params.eval_context_frames,
         "motion_residual_m": round(float(np.mean(residuals)), 4) if residuals else None,
