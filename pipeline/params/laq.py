@@ -10,7 +10,8 @@ from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weigh
 
 Depth = Annotated[int, Field(ge=0)]
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
-              "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp", "warp_sigma_m")
+              "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp", "warp_sigma_m",
+              "warp_gate")
 
 
 class LAQParams(Section):
@@ -30,6 +31,7 @@ class LAQParams(Section):
     quant_dim: Count
     warp: bool
     warp_sigma_m: Positive
+    warp_gate: bool
     frame_offset: Count
     steps: Count
     batch_size: Count

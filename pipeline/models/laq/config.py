@@ -26,6 +26,9 @@ class LAQConfig:
     - ``warp``: the decoder's starting point is frame t's tokens moved by a rigid motion of the ground plane
       (yaw angle, sideways and forward shift) that a zero-initialised linear map reads from the codes, instead of
       frame t's tokens where they are (:meth:`LAQ.warp_tokens`); ``warp_sigma_m``: width of its Gaussian gather;
+      ``warp_gate``: each token of the starting point is a learned mix of the moved and the unmoved frame-t token,
+      the share read from that token's own embedding (starts at 1/2): cells that stay with the camera (the road's
+      pixel-uniform points) can keep their place while cells that follow the scene move (:meth:`LAQ.warped_base`);
     - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
       ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
     - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``;
@@ -47,6 +50,7 @@ class LAQConfig:
     quant_dim: int = 32
     warp: bool = False
     warp_sigma_m: float = 2.0
+    warp_gate: bool = False
     pos_frequencies: int = 8
     pos_scale_m: float = 20.0
     mlp_ratio: float = 4.0
@@ -66,6 +70,8 @@ class LAQConfig:
             raise ValueError(f"read_cells = {self.read_cells} must be 0 or a multiple of code_seq_len = {self.code_seq_len}")
         if self.temporal_mode not in ("joint", "per_token"):
             raise ValueError(f"temporal_mode = {self.temporal_mode!r} must be 'joint' or 'per_token'")
+        if self.warp_gate and not self.warp:
+            raise ValueError("warp_gate needs warp (it mixes the moved tokens with the unmoved ones)")
         for name in ("spatial_depth", "temporal_depth", "decoder_depth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)} must be >= 0")

@@ -78,6 +78,10 @@ class LAQ(nn.Module):
             self.motion = nn.Linear(c.code_seq_len * c.dim, 3)  # (yaw, sideways, forward), zero = no motion
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
+        if c.warp_gate:
+            self.gate = nn.Linear(c.dim, 1)  # logit of the moved token's share, zero = one half
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
 
     def embed(self, tokens: Tensor, xyz: Tensor, mask: Tensor | None = None) -> Tensor:
         """(…, N, C) features, (…, N, 3) centres and (…, N) occupancy → (…, N, dim)."""
@@ -118,11 +122,22 @@ class LAQ(nn.Module):
         """Predict frame t+offset's tokens (B, N, C) from frame t's embedding (stop-gradient) and codes (B, S, Q);
         the prediction is a change of frame t's tokens, moved first if ``config.warp`` (needs ``xyz0`` (B, N, 3))."""
         context = self.from_quant(codes) + self.code_embed
-        base = tokens0 if not self.config.warp else self.warp_tokens(tokens0, xyz0, self.motion(context.flatten(1)))
+        base = tokens0 if not self.config.warp else self.warped_base(first, tokens0, xyz0,
+                                                                      self.motion(context.flatten(1)))
         y = first.detach()
         for block in self.decoder:
             y = block(y, context=context)
         return base + self.head(self.out_norm(y))
+
+    def warped_base(self, first: Tensor, tokens0: Tensor, xyz0: Tensor, motion: Tensor) -> Tensor:
+        """The decoder's starting point with ``config.warp`` (B, N, C): frame t's tokens moved by ``motion`` (B, 3)
+        (:meth:`warp_tokens`), or with ``config.warp_gate`` per token g · moved + (1 − g) · unmoved, g = sigmoid of a
+        linear map of that token's embedding ``first`` (B, N, dim) (stop-gradient, as the decoder reads it)."""
+        moved = self.warp_tokens(tokens0, xyz0, motion)
+        if not self.config.warp_gate:
+            return moved
+        share = torch.sigmoid(self.gate(first.detach()))  # (B, N, 1)
+        return tokens0 + share * (moved - tokens0)
 
     def warp_tokens(self, tokens0: Tensor, xyz0: Tensor, motion: Tensor) -> Tensor:
         """Frame t's tokens (B, N, C) at centres ``xyz0`` (B, N, 3) (metres, OpenCV camera axes) gathered where

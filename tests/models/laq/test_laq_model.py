@@ -210,3 +210,36 @@ def test_warp_motion_starts_at_zero_and_learns_from_the_loss():
     assert model.motion.weight.abs().sum() == 0
     model(*inputs()).loss.backward()
     assert model.motion.bias.grad.abs().sum() > 0
+
+
+def test_warp_gate_mixes_moved_and_unmoved_tokens_per_cell():
+    """``warp_gate``: the start is g · moved + (1 − g) · unmoved per token, g = 1/2 at initialisation; a gate driven
+    to 1 on some cells and 0 on others moves exactly those cells (the ungated warp there, frame t elsewhere)."""
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**{**SMALL, "warp": True, "warp_gate": True})).eval()
+    t0, x0, _, _ = inputs(b=2, n=12)
+    first = model.embed(t0, x0)
+    motion = torch.tensor([[0.4, 0.3, -0.8], [-1.0, 0.0, 0.5]])
+    moved = model.warp_tokens(t0, x0, motion)
+    torch.testing.assert_close(model.warped_base(first, t0, x0, motion), (t0 + moved) / 2)
+    chosen = torch.zeros(12, dtype=torch.bool)
+    chosen[::3] = True
+    with torch.no_grad():  # a gate that reads one embedding channel, set to +-1 per cell
+        model.gate.weight.zero_()
+        model.gate.weight[0, 0] = 100.0
+    first = first.clone()
+    first[..., 0] = torch.where(chosen, 1.0, -1.0)
+    start = model.warped_base(first, t0, x0, motion)
+    torch.testing.assert_close(start[:, chosen], moved[:, chosen])
+    torch.testing.assert_close(start[:, ~chosen], t0[:, ~chosen])
+    with pytest.raises(ValueError, match="warp_gate needs warp"):
+        LAQConfig(**{**SMALL, "warp_gate": True})
+
+
+def test_warp_gate_off_is_the_plain_warp():
+    """Without ``warp_gate`` the start is the moved tokens and the model has no gate parameters."""
+    model = LAQ(LAQConfig(**{**SMALL, "warp": True})).eval()
+    t0, x0, _, _ = inputs()
+    motion = torch.tensor([[0.2, -0.1, 0.7]] * 3)
+    assert not hasattr(model, "gate")
+    torch.testing.assert_close(model.warped_base(model.embed(t0, x0), t0, x0, motion), model.warp_tokens(t0, x0, motion))
