@@ -79,9 +79,9 @@ class LAQ(nn.Module):
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
         if c.warp_gate:
-            self.gate = nn.Linear(c.dim, 1)  # logit of the moved token's share, zero = one half
+            self.gate = nn.Linear(c.dim, 1)  # logit of the moved token's share: starts as the plain warp (0.98)
             nn.init.zeros_(self.gate.weight)
-            nn.init.zeros_(self.gate.bias)
+            nn.init.constant_(self.gate.bias, GATE_START_LOGIT)
 
     def embed(self, tokens: Tensor, xyz: Tensor, mask: Tensor | None = None) -> Tensor:
         """(…, N, C) features, (…, N, 3) centres and (…, N) occupancy → (…, N, dim)."""
@@ -132,7 +132,8 @@ class LAQ(nn.Module):
     def warped_base(self, first: Tensor, tokens0: Tensor, xyz0: Tensor, motion: Tensor) -> Tensor:
         """The decoder's starting point with ``config.warp`` (B, N, C): frame t's tokens moved by ``motion`` (B, 3)
         (:meth:`warp_tokens`), or with ``config.warp_gate`` per token g · moved + (1 − g) · unmoved, g = sigmoid of a
-        linear map of that token's embedding ``first`` (B, N, dim) (stop-gradient, as the decoder reads it)."""
+        linear map of that token's embedding ``first`` (B, N, dim) (stop-gradient, as the decoder reads it), starting
+        at g = sigmoid(``GATE_START_LOGIT``) everywhere."""
         moved = self.warp_tokens(tokens0, xyz0, motion)
         if not self.config.warp_gate:
             return moved
@@ -174,6 +175,7 @@ class LAQ(nn.Module):
         return self.decode(self.embed(tokens0, xyz0, mask0), tokens0, self.quantizer.lookup(indices), xyz0)
 
 
+GATE_START_LOGIT = 4.0  # warp_gate's initial logit: sigmoid(4) = 0.98 of the moved token (yaw learns as without it)
 WARP_YAW_RAD = 0.3  # the warp's motion parameters are (yaw / WARP_YAW_RAD, shift / WARP_SHIFT_M): order 1 for a drive
 WARP_SHIFT_M = 4.0  # (one bird's-eye cell), so the zero-initialised linear map reaches them at a plain learning rate
 

@@ -213,7 +213,7 @@ def test_warp_motion_starts_at_zero_and_learns_from_the_loss():
 
 
 def test_warp_gate_mixes_moved_and_unmoved_tokens_per_cell():
-    """``warp_gate``: the start is g · moved + (1 − g) · unmoved per token, g = 1/2 at initialisation; a gate driven
+    """``warp_gate``: the start is g · moved + (1 − g) · unmoved per token, g = sigmoid(4) at initialisation; a gate driven
     to 1 on some cells and 0 on others moves exactly those cells (the ungated warp there, frame t elsewhere)."""
     torch.manual_seed(0)
     model = LAQ(LAQConfig(**{**SMALL, "warp": True, "warp_gate": True})).eval()
@@ -221,12 +221,14 @@ def test_warp_gate_mixes_moved_and_unmoved_tokens_per_cell():
     first = model.embed(t0, x0)
     motion = torch.tensor([[0.4, 0.3, -0.8], [-1.0, 0.0, 0.5]])
     moved = model.warp_tokens(t0, x0, motion)
-    torch.testing.assert_close(model.warped_base(first, t0, x0, motion), (t0 + moved) / 2)
+    share = torch.sigmoid(torch.tensor(4.0))
+    torch.testing.assert_close(model.warped_base(first, t0, x0, motion), t0 + share * (moved - t0))
     chosen = torch.zeros(12, dtype=torch.bool)
     chosen[::3] = True
     with torch.no_grad():  # a gate that reads one embedding channel, set to +-1 per cell
         model.gate.weight.zero_()
         model.gate.weight[0, 0] = 100.0
+        model.gate.bias.zero_()
     first = first.clone()
     first[..., 0] = torch.where(chosen, 1.0, -1.0)
     start = model.warped_base(first, t0, x0, motion)
