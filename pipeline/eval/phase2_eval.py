@@ -96,6 +96,8 @@ class Phase2EvalSettings(TrackSettings, Protocol):
     @property
     def weight_single_guess(self) -> float: ...  # > 0 with best_of_k: guess 0 is the trained one-guess forecast
     @property
+    def single_guess_weighting(self) -> str: ...  # "uniform" | "inverse_gap": how guess 0's clips were weighted
+    @property
     def confidence_target(self) -> str: ...  # "winner" | "error": what the confidence logits learned
 
 
@@ -331,7 +333,8 @@ def single_guess_trained(params: Phase2EvalSettings) -> bool:
 
 def best_of_1_rule(params: Phase2EvalSettings) -> str:
     """Which guess is the model's one-guess forecast (``model_best_of_1``)."""
-    return ("guess 0, trained on every clip (video.weight_single_guess)" if single_guess_trained(params)
+    weighting = ", each clip's error / its gap" if params.single_guess_weighting == "inverse_gap" else ""
+    return (f"guess 0, trained on every clip (video.weight_single_guess{weighting})" if single_guess_trained(params)
             else "the guess with the highest confidence logit" + (
                 " (= the lowest predicted error, video.confidence_target: error)"
                 if params.forecast_training == "best_of_k" and params.confidence_target == "error" else ""))

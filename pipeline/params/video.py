@@ -54,6 +54,7 @@ class Phase2Params(Section):
     weight_confidence: Weight
     confidence_target: Literal["winner", "error"]
     weight_single_guess: Weight
+    single_guess_weighting: Literal["uniform", "inverse_gap"]
     forecast_training: Literal["best_of_k", "grpo"]
     grpo_group: Annotated[int, Field(ge=2)]  # advantages need a group
     grpo_clip: Positive

@@ -27,8 +27,9 @@ Loss of a clip batch (each weight a param):
   clip's context frames: the objects are tracked once per sequence before training, in the frame of its pose
   files, as the evaluation tracks them; :mod:`pipeline.models.video.object_motion`), and ``weight_confidence``
   x the confidence head's loss (``confidence_target``: cross-entropy against the winning guess, or the squared
-  error of the logits against minus each guess's forecast Chamfer: :func:`confidence_loss`), and ``weight_single_guess`` x guess
-  0's Chamfer on every clip (the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
+  error of the logits against minus each guess's forecast Chamfer: :func:`confidence_loss`), and
+  ``weight_single_guess`` x guess 0's Chamfer on every clip (weighted by ``single_guess_weighting``:
+  :func:`single_guess_loss`; the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
   guess). ``fixed_guesses`` (default [0, 1]) makes the last guesses copy-last and the whole velocity, which learn
   nothing, and the default ``weight_forecast`` 0 then leaves guess 0 trained on every clip alone; with
   ``forecast_training = grpo``, after
@@ -55,6 +56,7 @@ import numpy as np
 import torch
 
 from pipeline.geometry.rotations import geodesic_angle
+from pipeline.io.synthia import FRAME_RATE_HZ
 from pipeline.models.optim import Adam
 from pipeline.models.slots import SlotModelConfig
 from pipeline.models.slots.batch import Merge, make_batch, model_merge
@@ -312,10 +314,23 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
     best, winner = best_of_k(per_guess)
     confidence = confidence_loss(forecast.logits, per_guess.detach(), winner, params.confidence_target)
     loss = (loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
-            + params.weight_single_guess * per_guess[:, 0].mean())
+            + params.weight_single_guess * single_guess_loss(per_guess[:, 0], delta, params))
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
                   "confidence_ce": confidence.item(), "loss": loss.item()})
     return loss, terms
+
+
+def single_guess_loss(errors: torch.Tensor, delta_s: torch.Tensor, params: Phase2Params) -> torch.Tensor:
+    """Guess 0's loss over a batch from its forecast errors (B,) metres at target gaps ``delta_s`` (B,) seconds (signed).
+
+    ``params.single_guess_weighting``: ``uniform``, the mean error; ``inverse_gap``, the mean of each error x (mean gap
+    of the training targets, (1 + ``max_delta``) / 2 frames, / |Δ|): a forecast's error grows with its gap, so with
+    the plain mean the long gaps set what guess 0 learns at every Δ; weighted, a 0.2 s clip counts as much as a 2 s
+    one (|Δ| floored at 0.1 s)."""
+    if params.single_guess_weighting == "uniform":
+        return errors.mean()
+    mean_gap_s = (1 + params.max_delta) / 2 / FRAME_RATE_HZ
+    return (errors * (mean_gap_s / delta_s.abs().clamp_min(0.1))).mean()
 
 
 def confidence_loss(logits: torch.Tensor, errors: torch.Tensor, winner: torch.Tensor, target: str) -> torch.Tensor:

@@ -122,6 +122,23 @@ def test_single_guess_term_trains_guess_zero_on_every_clip(tiny):
     assert not torch.allclose(grads[1.0][0], grads[0.0][0])  # guess 0: the extra term's gradient
 
 
+def test_single_guess_loss_weights_each_clip_by_the_inverse_of_its_gap():
+    """``single_guess_weighting``: uniform = the mean error; inverse_gap = mean of error x mean training gap / |Δ|,
+    the mean gap of targets 1..max_delta frames at 5 Hz ((1 + 10) / 2 / 5 = 1.1 s), |Δ| floored at 0.1 s, signed
+    gaps (time backwards) weighted by their size."""
+    from pipeline.train.phase2 import single_guess_loss
+
+    errors = torch.tensor([0.5, 2.0, 4.0, 1.0])
+    gaps = torch.tensor([0.2, 1.0, -2.0, 0.05])
+    params = repo_params("video", max_delta=10)
+    assert single_guess_loss(errors, gaps, params).item() == pytest.approx(7.5 / 4)
+    weighted = params.model_copy(update={"single_guess_weighting": "inverse_gap"})
+    by_hand = (0.5 * 1.1 / 0.2 + 2.0 * 1.1 / 1.0 + 4.0 * 1.1 / 2.0 + 1.0 * 1.1 / 0.1) / 4
+    assert single_guess_loss(errors, gaps, weighted).item() == pytest.approx(by_hand)
+    # equal errors per second of gap: every clip counts the same
+    assert single_guess_loss(torch.tensor([0.2, 2.0]), torch.tensor([0.2, 2.0]), weighted).item() == pytest.approx(1.1)
+
+
 @pytest.mark.parametrize("weight_forecast", [0.0, 1.0])
 def test_with_fixed_guesses_only_guess_zero_learns(tiny, weight_forecast):
     """Fixed guesses [0, 1] (copy-last, the whole velocity) get no gradient even where one wins a clip under the
