@@ -3,7 +3,8 @@
 For the kept runs ``reports/results/runs/<A>/seed<N>`` and ``.../<B>/seed<N>`` (the same seeds, the same world),
 every model row of the forecast tables (best-of-1, best-of-k) is paired across the two sets on the same forecast
 (sequence, context window, Δ) and seed, and B − A is reported with a bootstrap 95 % interval over forecasts, seeds
-pooled (:func:`pipeline.results.stats.paired_bootstrap`; negative = B is better). Used for GRPO against best-of-k
+pooled (:func:`pipeline.results.stats.paired_bootstrap`), and with the moving-block interval of the phase-two section
+(:func:`pipeline.results.stats.block_bootstrap`; negative = B is better). Used for GRPO against best-of-k
 at equal compute (``-S video.forecast_training=grpo -S video.fixed_guesses=[] -S video.weight_forecast=1.0``, GRPO
 samples every guess, against the default). Writes
 ``reports/results/compare-<B>-vs-<A>.md`` and ``.json``.
@@ -11,6 +12,7 @@ samples every guess, against the default). Writes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,8 @@ import typer
 
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
-from pipeline.results.phase2 import KEY, MODEL, PAIRED_DELTAS
-from pipeline.results.stats import paired_bootstrap
+from pipeline.results.phase2 import KEY, MODEL, PAIRED_DELTAS, context_frames
+from pipeline.results.stats import block_bootstrap, paired_bootstrap
 
 app = typer.Typer(add_completion=False)
 
@@ -36,18 +38,22 @@ def forecast_tables(runs: Path, seeds: list[int]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def paired_sets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
-    """Per Δ of ``PAIRED_DELTAS`` and model row: B − A on the same forecasts and seeds (forecasts x seeds)."""
+def paired_sets(a: pd.DataFrame, b: pd.DataFrame, context_frames: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per Δ of ``PAIRED_DELTAS`` and model row: B − A on the same forecasts and seeds (forecasts x seeds), with the
+    window-by-window interval and the moving-block one (runs of ``context_frames`` + Δ windows per sequence,
+    :func:`pipeline.results.stats.block_bootstrap`: ``block_low``, ``block_high``)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for delta in PAIRED_DELTAS:
         out[f"delta_{delta}"] = {}
         for method in MODEL:
             wide = [t[(t.delta == delta) & (t.method == method)].pivot_table(index=KEY, columns="seed",
                                                                              values="chamfer_m") for t in (a, b)]
-            joined = wide[0].add_suffix("_a").join(wide[1].add_suffix("_b"), how="inner")
+            joined = wide[0].add_suffix("_a").join(wide[1].add_suffix("_b"), how="inner").sort_index()
             seeds = sorted(wide[0].columns)
             diff = np.stack([joined[f"{s}_b"] - joined[f"{s}_a"] for s in seeds], axis=1)
-            out[f"delta_{delta}"][method] = {**paired_bootstrap(diff),
+            blocks = block_bootstrap(diff, joined.index.get_level_values("sequence").to_numpy(), context_frames + delta)
+            out[f"delta_{delta}"][method] = {**paired_bootstrap(diff), "block_low": blocks["low"],
+                                             "block_high": blocks["high"], "block": blocks["block"],
                                              "a": float(np.nanmean(joined[[f"{s}_a" for s in seeds]].to_numpy())),
                                              "b": float(np.nanmean(joined[[f"{s}_b" for s in seeds]].to_numpy()))}
     return out
@@ -56,12 +62,14 @@ def paired_sets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, dict[str, dict[st
 def markdown(result: dict, a: str, b: str, seeds: list[int]) -> str:
     lines = [f"# Phase-two forecasts: {b} − {a}", "",
              f"Seeds {seeds}; paired per forecast (same sequence, context window, Δ and seed); metres; bootstrap 95 % "
-             "interval over forecasts, seeds pooled; negative = the second set is better.", "",
+             "interval over forecasts, seeds pooled, then the moving-block one (runs of context frames + Δ consecutive "
+             "windows per sequence); negative = the second set is better.", "",
              f"| model row | Δ | {a} | {b} | {b} − {a} |", "|---|---|---|---|---|"]
     for delta in PAIRED_DELTAS:
         for method, r in result[f"delta_{delta}"].items():
             lines.append(f"| {method} | {delta} | {r['a']:.3f} | {r['b']:.3f} | "
-                         f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] |")
+                         f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] [{r['block_low']:+.3f}, "
+                         f"{r['block_high']:+.3f}] |")
     return "\n".join(lines) + "\n"
 
 
@@ -75,7 +83,10 @@ def main(
 ) -> None:
     seed_list = [int(s) for s in seeds.split(",")]
     runs = reports / "runs"
-    result = paired_sets(forecast_tables(runs / a, seed_list), forecast_tables(runs / b, seed_list))
+    evaluated = [json.loads((runs / tag / f"seed{seed}" / "evaluate.json").read_text())["phase2"]
+                 for tag in (a, b) for seed in seed_list]
+    result = paired_sets(forecast_tables(runs / a, seed_list), forecast_tables(runs / b, seed_list),
+                         context_frames(evaluated))
     stem = reports / f"compare-{b}-vs-{a}"
     atomic.write_json(stem.with_suffix(".json"), {"a": a, "b": b, "seeds": seed_list, "paired": result})
     atomic.write_text(stem.with_suffix(".md"), markdown(result, a, b, seed_list))

@@ -8,8 +8,11 @@ sequence, context_last, delta, delta_s, method, chamfer_m; written by the evalua
 - **Paired**: at Δ = 5 and 10, the model's best-of-1 (most confident guess) minus every single-guess
   baseline (and minus the ``objects_constant_velocity`` reference when the table has it; no target) and the model's
   best-of-k minus every k-guess baseline on the same forecast (same sequence,
-  context window and Δ) and seed; :func:`pipeline.results.stats.paired_bootstrap` over forecasts,
-  seeds pooled (negative = the model is better).
+  context window and Δ) and seed, seeds pooled (negative = the model is better), with two 95 % intervals:
+  :func:`pipeline.results.stats.paired_bootstrap` resamples the forecasts one by one, and
+  :func:`pipeline.results.stats.block_bootstrap` resamples runs of C + Δ consecutive windows per sequence (C context
+  frames: windows closer than that share frames, so their errors are not independent). The targets read the block
+  interval.
 - **Camera**: relative-pose error and drift (end of sequence, within 40 frames) mean ± std over seeds.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import format_mean_std, mean_std, paired_bootstrap, trained_record
+from pipeline.results.stats import block_bootstrap, format_mean_std, mean_std, paired_bootstrap, trained_record
 
 DELTAS = (1, 5, 10)
 PAIRED_DELTAS = (5, 10)
@@ -49,12 +52,23 @@ def k_guess_methods(methods: list[str]) -> list[str]:
     return sorted(m for m in methods if m.startswith(K_GUESS_PREFIXES))
 
 
-def paired_differences(table: pd.DataFrame, delta: int, learned: str, baseline: str) -> np.ndarray:
-    """(forecasts, seeds) learned - baseline at ``delta``; NaN where a forecast is missing in a seed."""
+def paired_differences(table: pd.DataFrame, delta: int, learned: str, baseline: str) -> tuple[np.ndarray, np.ndarray]:
+    """(forecasts, seeds) learned - baseline at ``delta`` (NaN where a forecast is missing in a seed) and the
+    sequence of each forecast (forecasts,); rows sorted by sequence, then context window (time order)."""
     part = table[table.delta == delta]
-    wide = part.pivot_table(index=KEY, columns=["seed_run", "method"], values="chamfer_m", dropna=False)
+    wide = part.pivot_table(index=KEY, columns=["seed_run", "method"], values="chamfer_m", dropna=False).sort_index()
     seeds = sorted(part["seed_run"].unique())
-    return np.stack([wide[(s, learned)].to_numpy() - wide[(s, baseline)].to_numpy() for s in seeds], axis=1)
+    diff = np.stack([wide[(s, learned)].to_numpy() - wide[(s, baseline)].to_numpy() for s in seeds], axis=1)
+    return diff, wide.index.get_level_values("sequence").to_numpy()
+
+
+def paired_entry(table: pd.DataFrame, delta: int, learned: str, baseline: str, context_frames: int) -> dict:
+    """learned - baseline at ``delta``: :func:`paired_bootstrap` (mean, low, high, frames) plus ``block_low``,
+    ``block_high`` and ``block`` of :func:`block_bootstrap` with runs of ``context_frames`` + ``delta`` windows."""
+    diff, sequences = paired_differences(table, delta, learned, baseline)
+    blocks = block_bootstrap(diff, sequences, context_frames + delta)
+    return {**paired_bootstrap(diff), "block_low": blocks["low"], "block_high": blocks["high"],
+            "block": blocks["block"]}
 
 
 def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
@@ -66,9 +80,10 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
     headline = {f"delta_{d}": {m: mean_std([per_seed.get((d, m, s)) for s in runs]) for m in methods}
                 for d in DELTAS}
     multi = k_guess_methods(methods)
-    paired = {f"delta_{d}": {**{f"model_best_of_1_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[0], b))
+    context = context_frames(evaluated)
+    paired = {f"delta_{d}": {**{f"model_best_of_1_vs_{b}": paired_entry(table, d, MODEL[0], b, context)
                                 for b in SINGLE_GUESS + tuple(r for r in REFERENCES if r in methods)},
-                             **{f"model_best_of_k_vs_{b}": paired_bootstrap(paired_differences(table, d, MODEL[1], b))
+                             **{f"model_best_of_k_vs_{b}": paired_entry(table, d, MODEL[1], b, context)
                                 for b in multi}}
               for d in PAIRED_DELTAS}
     camera, head_camera, odometry = (camera_summary([e.get(key) for e in evaluated]) for key in
@@ -100,6 +115,16 @@ def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
     }
 
 
+def context_frames(evaluated: list[dict]) -> int:
+    """The forecast windows' context frames (``video.eval_context_frames``, the evaluate stage's ``context_frames``),
+    the same in every run; a run without it (an evaluation from before it was recorded) is an error."""
+    counts = {e.get("context_frames") for e in evaluated}
+    if None in counts or len(counts) != 1:
+        raise ValueError(f"evaluate.json: the runs' phase2.context_frames are {sorted(counts, key=str)}: one recorded "
+                         "value is needed for the block intervals (rerun the evaluate stage)")
+    return int(counts.pop())
+
+
 def identity_summary(identity: list[dict]) -> dict:
     """Mean ± std over seeds of the clip FG-ARI and the identity switches per tracked instance."""
     return {"fg_ari_clip": mean_std([i["fg_ari_clip"] for i in identity]),
@@ -112,15 +137,16 @@ def camera_summary(cameras: list[dict | None]) -> dict | None:
 
 
 def targets(paired: dict, camera: dict | None, identity: list[dict], multi: list[str]) -> dict[str, bool]:
-    """The issue's "done when" checks: intervals excluding zero against the best baselines, drift, identity."""
+    """The issue's "done when" checks: block intervals (:func:`paired_entry`) excluding zero against the best
+    baselines, drift, identity."""
     out = {}
     for d in PAIRED_DELTAS:
         rows = paired[f"delta_{d}"]
         best_single = max(SINGLE_GUESS, key=lambda b: rows[f"model_best_of_1_vs_{b}"]["mean"])  # lowest error
-        out[f"best_of_1_beats_{best_single}_delta_{d}"] = rows[f"model_best_of_1_vs_{best_single}"]["high"] < 0
+        out[f"best_of_1_beats_{best_single}_delta_{d}"] = rows[f"model_best_of_1_vs_{best_single}"]["block_high"] < 0
         if multi:
             best_multi = max(multi, key=lambda b: rows[f"model_best_of_k_vs_{b}"]["mean"])
-            out[f"best_of_k_beats_{best_multi}_delta_{d}"] = rows[f"model_best_of_k_vs_{best_multi}"]["high"] < 0
+            out[f"best_of_k_beats_{best_multi}_delta_{d}"] = rows[f"model_best_of_k_vs_{best_multi}"]["block_high"] < 0
     if camera is not None:
         out["drift_40_frames_at_most_2_m"] = camera["drift_40_frames_m"]["mean"] <= 2.0
         out["drift_40_frames_at_most_5_deg"] = camera["drift_40_frames_deg"]["mean"] <= 5.0
@@ -156,12 +182,18 @@ def markdown(summary: dict, title: str) -> str:
              "| method | " + " | ".join(f"Δ = {d}" for d in DELTAS) + " |", "|---|" + "---|" * len(DELTAS)]
     lines += [f"| {m} | " + " | ".join(ms(summary["headline"][f"delta_{d}"][m]) for d in DELTAS) + " |"
               for m in methods]
+    first = summary["paired"][f"delta_{PAIRED_DELTAS[0]}"]
+    blocks = ", ".join(f"{next(iter(summary['paired'][f'delta_{d}'].values()))['block']} at Δ = {d}"
+                       for d in PAIRED_DELTAS)
     lines += ["", "## Paired per-forecast differences, model − baseline (m): mean [bootstrap 95 % interval over "
-              "forecasts, seeds pooled]", "", "| comparison | " + " | ".join(f"Δ = {d}" for d in PAIRED_DELTAS) + " |",
+              "forecasts, seeds pooled] [moving-block bootstrap 95 % interval: runs of context frames + Δ consecutive "
+              f"windows per sequence ({blocks}), which the targets use]", "",
+              "| comparison | " + " | ".join(f"Δ = {d}" for d in PAIRED_DELTAS) + " |",
               "|---|" + "---|" * len(PAIRED_DELTAS)]
-    for name in summary["paired"][f"delta_{PAIRED_DELTAS[0]}"]:
+    for name in first:
         cells = (summary["paired"][f"delta_{d}"][name] for d in PAIRED_DELTAS)
-        lines.append(f"| {name} | " + " | ".join(f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+        lines.append(f"| {name} | " + " | ".join(f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
+                                                f"[{c['block_low']:+.3f}, {c['block_high']:+.3f}]"
                                                 for c in cells) + " |")
     if summary["camera"] is not None:
         lines += ["", "## Camera (held-out sequences), mean ± std over seeds", ""]

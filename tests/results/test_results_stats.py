@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.results import phase1
 from pipeline.results.run import apply_overrides, parse_override
-from pipeline.results.stats import mean_std, paired_bootstrap
+from pipeline.results.stats import block_bootstrap, mean_std, paired_bootstrap
 
 
 def test_paired_bootstrap_matches_a_direct_loop():
@@ -22,6 +22,48 @@ def test_paired_bootstrap_matches_a_direct_loop():
     means = [np.nanmean(diff[i]) for i in index]  # pooled mean of the resampled frames
     assert np.isclose(got["low"], np.quantile(means, 0.025)) and np.isclose(got["high"], np.quantile(means, 0.975))
     assert got["high"] < 0 and got["frames"] == 40
+
+
+def test_block_bootstrap_matches_a_direct_loop_over_runs_of_windows():
+    """Each resample rebuilds every sequence from runs of ``block`` consecutive windows with random starts (drawn per
+    sequence in order of appearance, as a direct loop draws them); cut to the sequence's length."""
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0.0, 0.1, (23, 2))
+    groups = np.array(["a"] * 15 + ["b"] * 8)
+    got = block_bootstrap(diff, groups, 4, resamples=300, seed=2)
+    draw = np.random.default_rng(2)
+    starts = {g: draw.integers(0, n - 4 + 1, (300, -(-n // 4))) for g, n in (("a", 15), ("b", 8))}
+    means = []
+    for r in range(300):
+        rows = []
+        for group, first, n in (("a", 0, 15), ("b", 15, 8)):
+            rows += [first + start + k for start in starts[group][r] for k in range(4)][:n]
+        means.append(diff[rows].mean())
+    assert np.isclose(got["mean"], diff.mean()) and got["frames"] == 23 and got["block"] == 4
+    assert np.isclose(got["low"], np.quantile(means, 0.025)) and np.isclose(got["high"], np.quantile(means, 0.975))
+
+
+def test_block_bootstrap_widens_the_interval_of_overlapping_windows():
+    """Windows that share frames share their error: a difference that is one value per run of 10 windows (10
+    independent values, each repeated 10 times) has the spread of 10 values, not of 100, so its honest interval is
+    sqrt(10) = 3.2 times the window-by-window one. Runs of 10 random-start windows recover most of that (the blocks
+    do not line up with the runs); on independent windows both intervals agree. Widths averaged over 10 draws."""
+    groups = np.zeros(100, dtype=int)
+
+    def width(interval):
+        return interval["high"] - interval["low"]
+
+    shared, independent = [], []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        runs = np.repeat(rng.normal(0.0, 1.0, 10), 10)[:, None]  # (100, 1)
+        shared.append(width(block_bootstrap(runs, groups, 10)) / width(paired_bootstrap(runs)))
+        alone = rng.normal(0.0, 1.0, (100, 1))
+        independent.append(width(block_bootstrap(alone, groups, 10)) / width(paired_bootstrap(alone)))
+    assert 2.0 < np.mean(shared) < 3.5
+    assert 0.8 < np.mean(independent) < 1.15
+    short = block_bootstrap(np.arange(3.0)[:, None], np.zeros(3), 10)  # fewer windows than a run: kept whole
+    assert short["low"] == short["high"] == 1.0
 
 
 def test_constant_difference_has_a_zero_width_interval_and_mean_std():
@@ -82,7 +124,7 @@ def write_phase2_run(folder, seed: int, offsets: dict[str, float]) -> None:
     identity = {"phase2_carried": {"fg_ari_clip": 0.4, "switches_per_instance": 3.0},
                 "phase2_tracked": {"fg_ari_clip": 0.7, "switches_per_instance": 0.5}}
     (folder / "evaluate.json").write_text(json.dumps({"phase2": {
-        "sequences": ["S"], "guesses": 3, "best_of_1": "most confident", "world_frame": "camera head",
+        "sequences": ["S"], "guesses": 3, "best_of_1": "most confident", "world_frame": "camera head", "context_frames": 4,
         "camera_error": camera, "identity": identity}}))
     (folder / "train_phase2.json").write_text(json.dumps({"train": {"train_seconds": 30.0}}))
 
@@ -117,6 +159,11 @@ def test_phase2_section_on_known_tables(tmp_path):
         write_phase2_run(folder, seed, offsets)
     worse = phase2.summarise(dirs, [0, 1])
     assert not worse["targets"]["best_of_1_beats_constant_velocity_delta_5"]
+    assert five["model_best_of_1_vs_constant_velocity"]["block"] == 9  # 4 context frames + Δ
+    narrow_only = {f"delta_{d}": {k: {**v, "block_high": 0.01} for k, v in summary["paired"][f"delta_{d}"].items()}
+                   for d in (5, 10)}
+    assert not any(ok for name, ok in phase2.targets(narrow_only, None, [], ["speed_scalings_best_of_3"]).items()
+                   if name.startswith("best_of"))  # the block interval decides
     assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
     assert "fixed" not in phase2.markdown(summary, "t")  # runs without fixed guesses (or from before them)
     summary["fixed_guesses"] = [0.0, 1.0]
@@ -213,10 +260,11 @@ def test_compare_pairs_two_result_sets_forecast_by_forecast(tmp_path):
                 table = table[table.context_last != 8]  # B has one context window fewer
             table.to_csv(folder / "phase2_forecasts.csv", index=False)
     got = compare.paired_sets(compare.forecast_tables(tmp_path / "runs" / "a", [0, 1]),
-                              compare.forecast_tables(tmp_path / "runs" / "b", [0, 1]))
+                              compare.forecast_tables(tmp_path / "runs" / "b", [0, 1]), 4)
     for delta in ("delta_5", "delta_10"):
         first, best = got[delta]["model_best_of_1"], got[delta]["model_best_of_k"]
         assert np.isclose(first["mean"], -0.1) and np.isclose(first["low"], -0.1) and np.isclose(first["high"], -0.1)
         assert first["frames"] == 5 and np.isclose(best["mean"], 0.0)
+        assert np.isclose(first["block_low"], -0.1) and np.isclose(first["block_high"], -0.1)
     with pytest.raises(FileNotFoundError, match="seed2/phase2_forecasts.csv"):
         compare.forecast_tables(tmp_path / "runs" / "a", [0, 2])
