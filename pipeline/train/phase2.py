@@ -321,7 +321,8 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
 
 
 def single_guess_loss(errors: torch.Tensor, delta_s: torch.Tensor, params: Phase2Params) -> torch.Tensor:
-    """Guess 0's loss over a batch from its forecast errors (B,) metres at target gaps ``delta_s`` (B,) seconds (signed).
+    """Guess 0's loss over a batch from its forecast errors (B,) metres at target gaps ``delta_s`` (B,) seconds
+    (signed).
 
     ``params.single_guess_weighting``: ``uniform``, the mean error; ``inverse_gap``, the mean of each error x (mean gap
     of the training targets, (1 + ``max_delta``) / 2 frames, / |Δ|): a forecast's error grows with its gap, so with

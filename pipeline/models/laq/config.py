@@ -27,8 +27,9 @@ class LAQConfig:
       (yaw angle, sideways and forward shift) that a zero-initialised linear map reads from the codes, instead of
       frame t's tokens where they are (:meth:`LAQ.warp_tokens`); ``warp_sigma_m``: width of its Gaussian gather;
       ``warp_gate``: each token of the starting point is a learned mix of the moved and the unmoved frame-t token,
-      the share read from that token's own embedding (starts at 0.98: the plain warp): cells that stay with the camera (the road's
-      pixel-uniform points) can keep their place while cells that follow the scene move (:meth:`LAQ.warped_base`);
+      the share read from that token's own embedding (starts at 0.98: the plain warp): cells that stay with the
+      camera (the road's pixel-uniform points) can keep their place while cells that follow the scene move
+      (:meth:`LAQ.warped_base`);
     - ``pos_frequencies``: Fourier frequencies per axis of the token-centre encoding;
       ``pos_scale_m``: length (metres) of the lowest frequency's period / 2π;
     - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``;

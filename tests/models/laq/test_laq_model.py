@@ -244,4 +244,5 @@ def test_warp_gate_off_is_the_plain_warp():
     t0, x0, _, _ = inputs()
     motion = torch.tensor([[0.2, -0.1, 0.7]] * 3)
     assert not hasattr(model, "gate")
-    torch.testing.assert_close(model.warped_base(model.embed(t0, x0), t0, x0, motion), model.warp_tokens(t0, x0, motion))
+    start = model.warped_base(model.embed(t0, x0), t0, x0, motion)
+    torch.testing.assert_close(start, model.warp_tokens(t0, x0, motion))
