@@ -22,7 +22,7 @@ import typer
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
 from pipeline.results.phase2 import KEY, MODEL, PAIRED_DELTAS, context_frames
-from pipeline.results.stats import block_bootstrap, paired_bootstrap
+from pipeline.results.stats import format_intervals, paired_intervals
 
 app = typer.Typer(add_completion=False)
 
@@ -51,9 +51,8 @@ def paired_sets(a: pd.DataFrame, b: pd.DataFrame, context_frames: int) -> dict[s
             joined = wide[0].add_suffix("_a").join(wide[1].add_suffix("_b"), how="inner").sort_index()
             seeds = sorted(wide[0].columns)
             diff = np.stack([joined[f"{s}_b"] - joined[f"{s}_a"] for s in seeds], axis=1)
-            blocks = block_bootstrap(diff, joined.index.get_level_values("sequence").to_numpy(), context_frames + delta)
-            out[f"delta_{delta}"][method] = {**paired_bootstrap(diff), "block_low": blocks["low"],
-                                             "block_high": blocks["high"], "block": blocks["block"],
+            sequences = joined.index.get_level_values("sequence").to_numpy()
+            out[f"delta_{delta}"][method] = {**paired_intervals(diff, sequences, context_frames + delta),
                                              "a": float(np.nanmean(joined[[f"{s}_a" for s in seeds]].to_numpy())),
                                              "b": float(np.nanmean(joined[[f"{s}_b" for s in seeds]].to_numpy()))}
     return out
@@ -67,9 +66,7 @@ def markdown(result: dict, a: str, b: str, seeds: list[int]) -> str:
              f"| model row | Δ | {a} | {b} | {b} − {a} |", "|---|---|---|---|---|"]
     for delta in PAIRED_DELTAS:
         for method, r in result[f"delta_{delta}"].items():
-            lines.append(f"| {method} | {delta} | {r['a']:.3f} | {r['b']:.3f} | "
-                         f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] [{r['block_low']:+.3f}, "
-                         f"{r['block_high']:+.3f}] |")
+            lines.append(f"| {method} | {delta} | {r['a']:.3f} | {r['b']:.3f} | {format_intervals(r)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.results.stats import block_bootstrap, format_mean_std, mean_std, paired_bootstrap, trained_record
+from pipeline.results.stats import format_intervals, format_mean_std, mean_std, paired_intervals, trained_record
 
 DELTAS = (1, 5, 10)
 PAIRED_DELTAS = (5, 10)
@@ -63,12 +63,8 @@ def paired_differences(table: pd.DataFrame, delta: int, learned: str, baseline: 
 
 
 def paired_entry(table: pd.DataFrame, delta: int, learned: str, baseline: str, context_frames: int) -> dict:
-    """learned - baseline at ``delta``: :func:`paired_bootstrap` (mean, low, high, frames) plus ``block_low``,
-    ``block_high`` and ``block`` of :func:`block_bootstrap` with runs of ``context_frames`` + ``delta`` windows."""
-    diff, sequences = paired_differences(table, delta, learned, baseline)
-    blocks = block_bootstrap(diff, sequences, context_frames + delta)
-    return {**paired_bootstrap(diff), "block_low": blocks["low"], "block_high": blocks["high"],
-            "block": blocks["block"]}
+    """learned - baseline at ``delta``: :func:`paired_intervals`, blocks of ``context_frames`` + ``delta`` windows."""
+    return paired_intervals(*paired_differences(table, delta, learned, baseline), context_frames + delta)
 
 
 def summarise(run_dirs: list[Path], seeds: list[int]) -> dict:
@@ -192,9 +188,7 @@ def markdown(summary: dict, title: str) -> str:
               "|---|" + "---|" * len(PAIRED_DELTAS)]
     for name in first:
         cells = (summary["paired"][f"delta_{d}"][name] for d in PAIRED_DELTAS)
-        lines.append(f"| {name} | " + " | ".join(f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
-                                                f"[{c['block_low']:+.3f}, {c['block_high']:+.3f}]"
-                                                for c in cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(format_intervals(c) for c in cells) + " |")
     if summary["camera"] is not None:
         lines += ["", "## Camera (held-out sequences), mean ± std over seeds", ""]
         lines += [f"- {k}: {ms(v)}" for k, v in summary["camera"].items()]

@@ -81,6 +81,19 @@ def block_bootstrap(diff: np.ndarray, groups: np.ndarray, block: int, resamples:
             "high": float(np.quantile(means, 1 - alpha)), "frames": int(len(diff)), "block": int(block)}
 
 
+def paired_intervals(diff: np.ndarray, groups: np.ndarray, block: int) -> dict[str, float]:
+    """Both intervals of paired differences ``diff`` (windows, seeds): :func:`paired_bootstrap` (mean, low, high,
+    frames) plus ``block_low``, ``block_high`` and ``block`` of :func:`block_bootstrap` over ``groups``."""
+    blocks = block_bootstrap(diff, groups, block)
+    return {**paired_bootstrap(diff), "block_low": blocks["low"], "block_high": blocks["high"], "block": blocks["block"]}
+
+
+def format_intervals(entry: dict[str, float]) -> str:
+    """``mean [low, high] [block_low, block_high]`` of a :func:`paired_intervals` entry, metres with a sign."""
+    return (f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}] "
+            f"[{entry['block_low']:+.3f}, {entry['block_high']:+.3f}]")
+
+
 def trained_record(folder: Path, stage: str) -> dict:
     """A kept training stage's metrics (``<stage>.json``) with its run facts (``<stage>_run.json``: training
     seconds and the like, not DVC metrics) merged into its ``train`` group when they were kept."""
