@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.geometry.mesh_owner import nearest_slot
-from pipeline.models.video.object_tracks import relabel, track_slots
+from pipeline.models.video.object_tracks import line_fit, relabel, track_slots
 
 MIN_POINTS = 5  # an object's mean point in a frame needs this many points
 MIN_FRAMES = 3  # context frames with a mean an object needs for a velocity (two give no residual)
@@ -85,14 +85,6 @@ class SequenceObjects:
         return velocity, residual
 
 
-def line_fit(time: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares line through positions (n, 3) at times (n,): slope (3,) per second, RMS residual (metres)."""
-    dt = time - time.mean()
-    dx = position - position.mean(0)
-    slope = (dt[:, None] * dx).sum(0) / max(float(dt @ dt), 1e-12)
-    return slope, float(np.sqrt(((dx - dt[:, None] * slope) ** 2).sum(1).mean()))
-
-
 def gated(velocity: np.ndarray, residual: np.ndarray, min_speed_mps: float, max_residual_m: float) -> np.ndarray:
     """(K, 3) ``velocity`` where the speed is >= ``min_speed_mps`` and ``residual`` <= ``max_residual_m``, else 0."""
     keep = (np.linalg.norm(velocity, axis=-1) >= min_speed_mps) & (residual <= max_residual_m)
@@ -110,6 +102,8 @@ class TrackSettings(Protocol):
     def track_touch_m(self) -> float: ...
     @property
     def track_established_m(self) -> float: ...
+    @property
+    def track_split_mps(self) -> float: ...
 
 
 def track_objects(points_world: list[np.ndarray], point_slot: list[np.ndarray], time,
@@ -117,5 +111,5 @@ def track_objects(points_world: list[np.ndarray], point_slot: list[np.ndarray], 
     """The object tracks of a sequence (per frame {slot: track id}) and its :class:`SequenceObjects`, from per-frame
     world points (N_t, 3) and their owning slots (N_t,)."""
     tracks = track_slots(points_world, point_slot, time, settings.track_gate_m, settings.track_memory_s,
-                         settings.track_touch_m, settings.track_established_m)
+                         settings.track_touch_m, settings.track_established_m, settings.track_split_mps)
     return tracks, SequenceObjects.of(points_world, point_slot, tracks, time)

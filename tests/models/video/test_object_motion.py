@@ -10,7 +10,8 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.config import ParamsError
 from pipeline.models.video.forecaster import SlotTrack
-from pipeline.models.video.object_motion import MIN_FRAMES, SequenceObjects, gated, line_fit
+from pipeline.models.video.object_motion import MIN_FRAMES, SequenceObjects, gated
+from pipeline.models.video.object_tracks import line_fit
 from pipeline.models.video.object_tracks import track_slots
 from pipeline.models.video.tracking import frame_order, matched_track
 from pipeline.train.phase2 import clip_velocity

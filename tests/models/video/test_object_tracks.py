@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from pipeline.eval.phase2_eval import identity_switches, object_tracks
-from pipeline.models.video.object_tracks import detections, relabel, touching_objects, track_slots
+from pipeline.models.video.object_motion import track_objects
+from pipeline.models.video.object_tracks import (Track, apart_slots, detections, relabel, touching_objects,
+                                                  track_slots)
 
 DT = 0.2  # seconds between frames (5 Hz)
 
@@ -132,6 +134,63 @@ def test_touching_is_chained_and_zero_keeps_one_object_per_slot():
     np.testing.assert_array_equal(touching_objects(points, slot, 0.0), slot)
 
 
+def test_slots_kept_apart_are_joined_nearest_first_and_never_together():
+    """Slots 5, 2, 9 in a row (closest points about 0.5 m then 0.2 m apart: touching with 1 m) and 5 / 9 kept apart:
+    2 - 9 join first (nearer), then joining 5 would put 5 with 9, so 5 stays alone; 2 / 9 kept apart instead:
+    5 - 2 join, 9 stays alone; nothing kept apart: one object (the connected groups)."""
+    points = np.concatenate([blob((0.0, 0, 10)), blob((1.1, 0, 10), seed=1), blob((1.9, 0, 10), seed=2)])
+    slot = np.repeat([5, 2, 9], 40)  # sorted distinct slots: 2, 5, 9
+    gap = [np.min(np.linalg.norm(points[a:a + 40, None] - points[None, b:b + 40], axis=-1)) for a, b in ((0, 40), (40, 80))]
+    assert gap[1] < gap[0] <= 1.0  # 2 - 9 are nearer than 5 - 2; 5 - 9 only through 2
+    apart_5_9 = np.zeros((3, 3), dtype=bool)
+    apart_5_9[1, 2] = apart_5_9[2, 1] = True
+    assert touching_objects(points, slot, 1.0, apart_5_9).tolist() == [5] * 40 + [2] * 80
+    apart_2_9 = np.zeros((3, 3), dtype=bool)
+    apart_2_9[0, 2] = apart_2_9[2, 0] = True
+    assert touching_objects(points, slot, 1.0, apart_2_9).tolist() == [2] * 80 + [9] * 40
+    np.testing.assert_array_equal(touching_objects(points, slot, 1.0, np.zeros((3, 3), dtype=bool)),
+                                  touching_objects(points, slot, 1.0))
+
+
+def test_kept_apart_slots_are_those_of_two_tracks_moving_differently():
+    """Slots 1 and 2 were on a static track, slot 3 on one moving at 5 m/s, slot 4 on one seen once, slot 6 on none:
+    only the pairs of the moving track's slot with the static track's are kept apart at 2 m/s (4 m/s apart at 6)."""
+    static, moving = Track(0, np.zeros(3), np.zeros(3), 0.0), Track(1, np.zeros(3), np.zeros(3), 0.0)
+    for t in (0.2, 0.4, 0.6):
+        static.update(np.array([0.01 * (t > 0.3), 0.0, 0.0]), t)  # a centimetre of noise: not a motion
+        moving.update(np.array([5.0 * t, 0.0, 0.0]), t)
+    np.testing.assert_allclose(moving.steady_velocity(), [5.0, 0.0, 0.0])
+    tracks = {0: static, 1: moving, 2: Track(2, np.ones(3), np.zeros(3), 0.6)}
+    slots = np.array([1, 2, 3, 4, 6])
+    apart = apart_slots(slots, {1: 0, 2: 0, 3: 1, 4: 2}, tracks, 2.0)
+    expected = np.zeros((5, 5), dtype=bool)
+    expected[2, :2] = expected[:2, 2] = True
+    np.testing.assert_array_equal(apart, expected)
+    assert not apart_slots(slots, {1: 0, 2: 0, 3: 1, 4: 2}, tracks, 6.0).any()
+
+
+def test_a_moving_car_passing_a_parked_one_keeps_its_own_track_and_velocity():
+    """A car at 5 m/s passes 0.8 m beside a parked one (touching for a few frames with a 1 m touch): grouped by touch
+    alone, the two share one id while they touch and the moving car's object stops at the parked car's place; kept
+    apart at 2 m/s, the moving car keeps one id, never the parked car's, and its object's velocity stays 5 m/s."""
+    parked, frames = (0.0, 0.0, 10.0), []
+    for t in range(14):
+        frames.append({0: parked, 1: (-6.0 + 5.0 * DT * t, 0.0, 10.8)})
+    points, slots = zip(*(frame(f) for f in frames))
+    times = np.arange(len(frames)) * DT
+    touch = track_slots(list(points), list(slots), times, 2.0, 2.0, touch_m=1.0)
+    split = track_slots(list(points), list(slots), times, 2.0, 2.0, touch_m=1.0, split_mps=2.0)
+    assert any(m[0] == m[1] for m in touch)  # merged while touching
+    assert len({m[1] for m in split}) == 1 and all(m[0] != m[1] for m in split)
+    params = SimpleNamespace(track_gate_m=2.0, track_memory_s=2.0, track_touch_m=1.0, track_established_m=0.0,
+                             track_split_mps=2.0)
+    _, objects = track_objects(list(points), list(slots), times, params)
+    for last in range(3, len(frames)):
+        velocity, residual = objects.velocities(list(range(last - 3, last + 1)), 2)
+        np.testing.assert_allclose(velocity[1], [5.0, 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(velocity[0], 0.0, atol=1e-6)
+
+
 def test_the_parts_of_one_car_keep_one_id_while_their_shares_swap():
     """A car cut into two slots whose shares of it alternate (the matched slot of the GT instance flips every frame:
     a switch per frame on slot indices) and a second car 6 m away: with touching parts grouped, each car keeps one id
@@ -180,7 +239,8 @@ def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
     seq = SimpleNamespace(records=[SimpleNamespace(points=points)], time=np.zeros(1))
     pose = torch.eye(3)[None], torch.tensor([[5.0, 0.0, 0.0]])
     for touch_m, ids in ((1.0, 1), (0.0, 2)):
-        params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0)
+        params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0,
+                                 track_split_mps=0.0)
         (tracks,), _ = object_tracks(seq, [slots], *pose, params)
         assert len(set(tracks.values())) == ids
 
