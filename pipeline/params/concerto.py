@@ -21,7 +21,7 @@ class ConcertoParams(Section):
     bev_cells_z: Count
     bev_width: Positive
     bev_depth: Positive
-    bev_ground: Literal["keep", "drop", "fill"]
+    bev_ground: Literal["keep", "drop", "fill", "both"]
     bev_ground_margin: Annotated[float, Field(ge=0.0)]
     spatial_tokens: Count
     seed: Seed

@@ -20,7 +20,9 @@ Conventions:
   the camera frame (``pipeline/models/ptv3/bev_tokens.py``; token n is the same region in every frame, empty cells masked);
   ``fps``: ``spatial_tokens`` farthest-point/Voronoi tokens of the library (FPS order, not aligned across
   frames; use ``token_xyz``), where frames with fewer voxels than N repeat tokens and mask the repeats.
-  ``concerto.bev_ground`` says whether the road's points enter the bird's-eye cells (:func:`bev_points`).
+  ``concerto.bev_ground`` says whether the road's points enter the bird's-eye cells (:func:`bev_points`);
+  ``both`` keeps two poolings per cell side by side, every point and the points above the ground, so C doubles
+  for tokens and globals (:func:`bev_cells`).
 
 Random weights (the offline default) are announced in the manifest and in the metrics (``RANDOM_NOTE``); the
 stage also warns on stderr and tags the MLflow run.
@@ -139,15 +141,16 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
         stats["points"] += len(rows)
         stats["voxels"] += res["num_voxels"]
         stats["meta"] = res["meta"]
-        out["global_"].append(res["global_mean"])
         if bev:
-            pooled = bev_points(xyz_all[rows], grid, p, stats)
-            cells = pool_bev(xyz_all[rows][pooled], res["point_features"][pooled], grid)  # camera-frame points
+            cells, above_mean = bev_cells(xyz_all[rows], res["point_features"], grid, p, stats)  # camera-frame points
+            out["global_"].append(res["global_mean"] if above_mean is None
+                                  else np.concatenate([res["global_mean"], above_mean]))
             out["tokens"].append(cells["tokens"])
             out["token_xyz"].append(cells["token_xyz"])
             out["token_mask"].append(cells["token_mask"])
             stats["points_in_grid"] += int(cells["counts"].sum())
         else:
+            out["global_"].append(res["global_mean"])
             out["tokens"].append(res["spatial_tokens"])
             out["token_xyz"].append(res["spatial_token_xyz"].astype(np.float64) @ ZUP_FROM_CV)  # back to camera axes
             out["token_mask"].append(res["spatial_token_mask"])
@@ -159,7 +162,11 @@ def encode_partition(model: PointTransformerV3, points_root: Path, sequence: str
 
 BEV_GROUND_TEXT = {"keep": "", "drop": " over the points more than {margin:g} above the frame's fitted ground plane",
                    "fill": " over the points more than {margin:g} above the frame's fitted ground plane, or over its "
-                           "ground points where a cell has no other"}
+                           "ground points where a cell has no other",
+                   "both": " in the first C / 2 channels, over the points more than {margin:g} above the frame's fitted "
+                           "ground plane in the last C / 2 (zeros where none)"}
+BOTH_POOLING = ("; bev_ground = both: C = twice the up-cast width, the second half the mean feature of the points above "
+                "the fitted ground plane (zeros without any)")
 SUMMED_STATS = ("model_seconds", "points", "points_in_grid", "frames_without_ground", "voxels")
 
 
@@ -168,28 +175,52 @@ def new_stats() -> dict[str, Any]:
     return {**dict.fromkeys(SUMMED_STATS, 0), "model_seconds": 0.0, "meta": None}
 
 
-def bev_points(xyz: np.ndarray, grid: BEVGrid, p: ConcertoParams, stats: dict) -> np.ndarray:
-    """(M,) bool: the points of a frame (``xyz`` (M, 3), OpenCV camera axes) pooled into its bird's-eye tokens.
-
-    ``p.bev_ground``: ``keep`` pools every point; ``drop`` only the points more than ``p.bev_ground_margin`` above
-    the frame's fitted ground plane (:func:`pipeline.geometry.ground.height_above_ground`, seeded by ``p.seed``);
-    ``fill`` those, plus the ground points of the cells that hold no other point. Why: the road looks alike
-    everywhere, and its points (pixel-uniform samples of a plane seen from a tilted camera) make tokens that follow
-    the camera, not the scene. A frame without a plane keeps every point and counts in
-    ``stats["frames_without_ground"]``.
-    """
-    every = np.ones(len(xyz), dtype=bool)
-    if p.bev_ground == "keep":
-        return every
+def above_ground(xyz: np.ndarray, p: ConcertoParams, stats: dict) -> np.ndarray:
+    """(M,) bool: the points of a frame (``xyz`` (M, 3), OpenCV camera axes) more than ``p.bev_ground_margin`` above
+    its fitted ground plane (:func:`pipeline.geometry.ground.height_above_ground`, seeded by ``p.seed``). A frame
+    without a plane: every point, counted in ``stats["frames_without_ground"]``."""
     height = height_above_ground(xyz, p.seed)
     if height is None:
         stats["frames_without_ground"] += 1
-        return every
-    above = height > p.bev_ground_margin
+        return np.ones(len(xyz), dtype=bool)
+    return height > p.bev_ground_margin
+
+
+def bev_points(xyz: np.ndarray, grid: BEVGrid, p: ConcertoParams, stats: dict) -> np.ndarray:
+    """(M,) bool: the points of a frame (``xyz`` (M, 3), OpenCV camera axes) pooled into its bird's-eye tokens.
+
+    ``p.bev_ground``: ``keep`` pools every point; ``drop`` only the points above the ground (:func:`above_ground`);
+    ``fill`` those, plus the ground points of the cells that hold no other point. Why: the road looks alike
+    everywhere, and its points (pixel-uniform samples of a plane seen from a tilted camera) make tokens that follow
+    the camera, not the scene. (``both`` pools twice: :func:`bev_cells`.)
+    """
+    if p.bev_ground in ("keep", "both"):
+        return np.ones(len(xyz), dtype=bool)
+    above = above_ground(xyz, p, stats)
     if p.bev_ground == "drop":
         return above
     cell = grid.cell_of(xyz)
     return above | ~np.isin(cell, cell[above])
+
+
+def bev_cells(xyz: np.ndarray, features: np.ndarray, grid: BEVGrid, p: ConcertoParams,
+              stats: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A frame's bird's-eye cells (:func:`pipeline.models.ptv3.bev_tokens.pool_bev` of the :func:`bev_points`;
+    ``xyz`` (M, 3) camera frame, ``features`` (M, C)), and None.
+
+    ``both``: each cell's token is [mean feature of all its points, mean feature of its points above the ground]
+    (2C; the second half zeros where none is above), its centre and occupancy from all its points, so the road
+    stays in the tokens while the part that moves with the scene has channels of its own; the second value is
+    then the mean feature (C,) of the frame's points above the ground (zeros without any), the second half of the
+    frame's global feature."""
+    if p.bev_ground != "both":
+        pooled = bev_points(xyz, grid, p, stats)
+        return pool_bev(xyz[pooled], features[pooled], grid), None
+    cells = pool_bev(xyz, features, grid)
+    above = above_ground(xyz, p, stats)
+    cells["tokens"] = np.concatenate([cells["tokens"], pool_bev(xyz[above], features[above], grid)["tokens"]], -1)
+    above_mean = features[above].mean(0) if above.any() else np.zeros(features.shape[1])
+    return cells, above_mean.astype(np.float32)
 
 
 _WORKER_MODEL: list[PointTransformerV3] = []
@@ -273,8 +304,8 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         meta = stats["meta"]
         manifest = {
             "weights_source": str(model.weights_source), "random_weights": random_weights,
-            "preset": str(model.preset_name), "channels": int(meta["feature_dim"]), "tokens": p.n_tokens,
-            "pooling": POOLING, "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
+            "preset": str(model.preset_name), "channels": int(all_channels(p, meta)), "tokens": p.n_tokens,
+            "pooling": POOLING + (BOTH_POOLING if p.tokens == "bev" and p.bev_ground == "both" else ""), "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
             "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "input": str(in_manifest.get("input", "sequences")),  # videos: no camera poses (LAQ skips pose metrics)
@@ -319,6 +350,11 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         metrics["note"] = RANDOM_NOTE
     metrics.update(runtime.cuda_memory_metrics(device))
     return metrics
+
+
+def all_channels(p: ConcertoParams, meta: dict) -> int:
+    """C of the cached globals and tokens: the up-cast width, twice it with bird's-eye ``bev_ground = both``."""
+    return int(meta["feature_dim"]) * (2 if p.tokens == "bev" and p.bev_ground == "both" else 1)
 
 
 def token_order(p: ConcertoParams, meta: dict) -> str:

@@ -156,11 +156,22 @@ def test_deterministic_and_max_points(project):
         assert np.array_equal(capped["tokens"][i][~valid][: valid.sum()], capped["tokens"][i][valid][: (~valid).sum()])
 
 
-def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
-    """tokens=bev: token n of a frame = mean point feature of the points in bird's-eye cell n (brute force)."""
+def frame_point_features(project, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixture frame's points (M, 3), camera frame, and the library's per-point features (M, C), called directly."""
     from pipeline.models.ptv3.features import extract_features
     from pipeline.models.ptv3.loader import build_random
 
+    d = pointcloud_table.read_frame(project / "data/pointclouds", SEQ, CAM, frame)
+    xyz = d[["x", "y", "z"]].to_numpy(np.float64)
+    r = concerto.ZUP_FROM_CV
+    point_feats = extract_features(build_random("tiny", seed=0), xyz @ r.T, d[["r", "g", "b"]].to_numpy(np.uint8),
+                                   d[["nx", "ny", "nz"]].to_numpy(np.float64) @ r.T, grid_size=0.05, seed=0,
+                                   n_spatial_tokens=1)["point_features"]
+    return xyz, point_feats
+
+
+def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
+    """tokens=bev: token n of a frame = mean point feature of the points in bird's-eye cell n (brute force)."""
     set_params(project, tokens="bev")
     code, errors, stderr = run_stage()
     assert code == 0 and not errors, stderr
@@ -168,12 +179,7 @@ def test_bev_tokens_are_cell_means_of_the_library_point_features(project):
     assert manifest["tokens"] == 12 and manifest["token_layout"] == "bev"
     assert (manifest["bev_cells_x"], manifest["bev_cells_z"], manifest["bev_width"], manifest["bev_depth"]) == (4, 3, 16.0, 30.0)
     feats = features_cache.load_features(project / "data/features", SEQ, CAM)
-    d = pointcloud_table.read_frame(project / "data/pointclouds", SEQ, CAM, 2)
-    xyz = d[["x", "y", "z"]].to_numpy(np.float64)
-    r = concerto.ZUP_FROM_CV
-    point_feats = extract_features(build_random("tiny", seed=0), xyz @ r.T, d[["r", "g", "b"]].to_numpy(np.uint8),
-                                   d[["nx", "ny", "nz"]].to_numpy(np.float64) @ r.T, grid_size=0.05, seed=0,
-                                   n_spatial_tokens=1)["point_features"]
+    xyz, point_feats = frame_point_features(project, 2)
     occupied = 0
     for n in range(12):
         row, col = divmod(n, 4)
@@ -218,6 +224,39 @@ def test_bev_tokens_leave_the_road_out(project, mode):
                                [xyz[inside & (cell == n)].mean(0) for n in np.unique(cell[inside])], rtol=1e-5, atol=1e-4)
     metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
     assert metrics["bev_ground"] == mode and metrics["frames_without_ground_plane"] == 0
+
+
+def test_bev_tokens_both_hold_every_point_and_the_points_above_the_ground(project):
+    """bev_ground: both: each token is [mean feature of all the cell's points, mean feature of its points above the
+    ground (zeros where none)], centres and occupancy from all points; the global feature's second half is the mean
+    feature of the frame's points above the ground; C doubles in the arrays and the manifest (brute force)."""
+    from pipeline.geometry.ground import height_above_ground
+
+    set_params(project, tokens="bev", bev_ground="both", bev_ground_margin=0.3)
+    code, errors, stderr = run_stage()
+    assert code == 0 and not errors, stderr
+    feats = features_cache.load_features(project / "data/features", SEQ, CAM)
+    xyz, point_feats = frame_point_features(project, 2)
+    c = point_feats.shape[1]
+    assert features_cache.load_manifest(project / "data/features")["channels"] == 2 * c
+    assert feats["tokens"].shape[-1] == feats["global"].shape[-1] == 2 * c
+    above = height_above_ground(xyz, seed=0) > 0.3
+    cell = BEVGrid(4, 3, 16.0, 30.0).cell_of(xyz)
+    assert np.array_equal(feats["token_mask"][2], np.isin(np.arange(12), cell[cell >= 0]))
+    only_ground = 0
+    for n in np.unique(cell[cell >= 0]):
+        np.testing.assert_allclose(feats["tokens"][2, n, :c], point_feats[cell == n].mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(feats["token_xyz"][2, n], xyz[cell == n].mean(0), rtol=1e-5, atol=1e-4)
+        lifted = (cell == n) & above
+        if lifted.any():
+            np.testing.assert_allclose(feats["tokens"][2, n, c:], point_feats[lifted].mean(0), rtol=1e-4, atol=1e-5)
+        else:
+            only_ground += 1
+            assert not feats["tokens"][2, n, c:].any()
+    assert only_ground >= 1  # the fixture frame has a cell of road alone
+    np.testing.assert_allclose(feats["global"][2, c:], point_feats[above].mean(0), rtol=1e-4, atol=1e-5)
+    metrics = json.loads((project / "reports/concerto/metrics.json").read_text())
+    assert metrics["bev_ground"] == "both" and metrics["channels"] == 2 * c
 
 
 def test_points_from_vggt(project):
@@ -323,3 +362,10 @@ def test_a_frame_without_ground_plane_keeps_every_point_and_is_counted():
         stats = concerto.new_stats()
         p = ConcertoParams.model_validate({**PARAMS, "tokens": "bev", "bev_ground": mode})
         assert concerto.bev_points(wall, grid, p, stats).all() and stats["frames_without_ground"] == counted
+    stats = concerto.new_stats()  # both: the second half pools every point too, so it repeats the first
+    features = rng.normal(size=(400, 5))
+    p = ConcertoParams.model_validate({**PARAMS, "tokens": "bev", "bev_ground": "both"})
+    cells, above_mean = concerto.bev_cells(wall, features, grid, p, stats)
+    np.testing.assert_array_equal(cells["tokens"][:, :5], cells["tokens"][:, 5:])
+    np.testing.assert_allclose(above_mean, features.mean(0), rtol=1e-6)
+    assert stats["frames_without_ground"] == 1
