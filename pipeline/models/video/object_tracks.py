@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 STEADY_DETECTIONS = 4  # a track's velocity for keeping objects apart: line fit over its last detections (up to this)
