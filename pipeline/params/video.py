@@ -68,6 +68,7 @@ class Phase2Params(Section):
     track_touch_m: Annotated[float, Field(ge=0)]
     track_established_m: Annotated[float, Field(ge=0)]
     track_split_mps: Annotated[float, Field(ge=0)]
+    track_max_extent_m: Annotated[float, Field(ge=0)]
     eval_context_frames: Frames
     log_every: Count
     val_every: Count

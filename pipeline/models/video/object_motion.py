@@ -104,6 +104,8 @@ class TrackSettings(Protocol):
     def track_established_m(self) -> float: ...
     @property
     def track_split_mps(self) -> float: ...
+    @property
+    def track_max_extent_m(self) -> float: ...
 
 
 def track_objects(points_world: list[np.ndarray], point_slot: list[np.ndarray], time,
@@ -111,5 +113,6 @@ def track_objects(points_world: list[np.ndarray], point_slot: list[np.ndarray], 
     """The object tracks of a sequence (per frame {slot: track id}) and its :class:`SequenceObjects`, from per-frame
     world points (N_t, 3) and their owning slots (N_t,)."""
     tracks = track_slots(points_world, point_slot, time, settings.track_gate_m, settings.track_memory_s,
-                         settings.track_touch_m, settings.track_established_m, settings.track_split_mps)
+                         settings.track_touch_m, settings.track_established_m, settings.track_split_mps,
+                         settings.track_max_extent_m)
     return tracks, SequenceObjects.of(points_world, point_slot, tracks, time)

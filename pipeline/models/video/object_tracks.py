@@ -14,7 +14,9 @@ every frame's objects a track id that survives both:
   kept apart even when they touch: without it, a moving car that comes within ``touch_m`` of a parked one (or of a
   chain of touching slots that covers most of the frame) joins it, and the object's mean point, now mostly the
   static scene's, loses the car's motion. Touching pairs are joined nearest first, and a join that would put two
-  such slots into one object is skipped (without kept-apart pairs: the connected groups);
+  such slots into one object is skipped (without kept-apart pairs: the connected groups). With ``max_extent_m``
+  > 0, a join is also skipped when the joined object's bounding box would have a diagonal longer than that: the
+  chained touch otherwise makes one object of a row of parked cars and facades, up to the whole frame;
 - **detection**: an object that owns target points (aliases own none); its position is the mean of its points in
   the world frame (metres; the evaluation's world frame: the chained camera poses, no ground truth);
 - **prediction**: a track's last position moved by its velocity (its last two detections, true time stamps;
@@ -111,15 +113,16 @@ def line_fit(time: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, float]
 
 
 def touching_objects(points: np.ndarray, point_slot: np.ndarray, touch_m: float,
-                     apart: np.ndarray | None = None) -> np.ndarray:
+                     apart: np.ndarray | None = None, max_extent_m: float = 0.0) -> np.ndarray:
     """Per point (N,), its object: the smallest slot index of the group of slots connected to its slot by
     touching (some point of one within ``touch_m`` metres of some point of the other, chained: a touches b,
     b touches c -> one object). ``points`` (N, 3) metres (any frame: distances only), ``point_slot`` (N,);
     ``touch_m`` <= 0: every slot is its own object.
 
     ``apart`` (S, S) bool over the sorted distinct slots of ``point_slot``, symmetric: pairs that must not end up in
-    one object. Touching pairs are then joined in order of their closest points' distance, and a join that would
-    put such a pair together is skipped (None: no such pair, the connected groups)."""
+    one object. Touching pairs are joined in order of their closest points' distance, and a join that would put
+    such a pair together is skipped (None: no such pair), as is one whose object's axis-aligned bounding box would
+    have a diagonal longer than ``max_extent_m`` metres (0: no bound). Neither: the connected groups."""
     slots, inverse = np.unique(point_slot, return_inverse=True)
     if touch_m <= 0 or len(slots) < 2:
         return np.asarray(point_slot).copy()
@@ -132,11 +135,18 @@ def touching_objects(points: np.ndarray, point_slot: np.ndarray, touch_m: float,
             if np.any(distance <= touch_m):
                 touching.append((float(distance.min()), i, j))
     group = np.arange(len(slots))  # each slot's group: the smallest slot position in it
+    low = np.stack([m.min(0) for m in members])  # (S, 3) bounding box of each group, kept at its smallest position
+    high = np.stack([m.max(0) for m in members])
     for _, i, j in sorted(touching):
         a, b = group[i], group[j]
         if a == b or (apart is not None and apart[np.ix_(group == a, group == b)].any()):
             continue
-        group[group == max(a, b)] = min(a, b)
+        box_low, box_high = np.minimum(low[a], low[b]), np.maximum(high[a], high[b])
+        if max_extent_m > 0 and np.linalg.norm(box_high - box_low) > max_extent_m:
+            continue
+        kept, gone = min(a, b), max(a, b)
+        group[group == gone] = kept
+        low[kept], high[kept] = box_low, box_high
     return slots[group][inverse]
 
 
@@ -159,7 +169,8 @@ def apart_slots(slots: np.ndarray, previous: dict[int, int], tracks: dict[int, T
 
 def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], times: np.ndarray,
                 gate_m: float, memory_s: float, touch_m: float = 0.0,
-                established_m: float = 0.0, split_mps: float = 0.0) -> list[dict[int, int]]:
+                established_m: float = 0.0, split_mps: float = 0.0,
+                max_extent_m: float = 0.0) -> list[dict[int, int]]:
     """Per frame, {slot: track id} for the slots that own points; the slots of one object (touching slots,
     :func:`touching_objects`) share its track id (module docstring).
 
@@ -173,6 +184,7 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         established_m: metres of association cost an established track saves (module docstring); 0: none.
         split_mps: touching slots whose previous tracks' velocities differ by more than this (m/s) stay apart
             (module docstring); 0: off.
+        max_extent_m: largest bounding-box diagonal (m) of an object joined from touching slots; 0: no bound.
     """
     tracks: list[Track] = []
     out: list[dict[int, int]] = []
@@ -182,7 +194,7 @@ def track_slots(points_world: list[np.ndarray], point_slot: list[np.ndarray], ti
         apart = None
         if split_mps > 0 and out:
             apart = apart_slots(np.unique(slot), out[-1], {t.id: t for t in tracks}, split_mps)
-        objects = touching_objects(points, slot, touch_m, apart)
+        objects = touching_objects(points, slot, touch_m, apart, max_extent_m)
         found, positions = detections(points, objects)
         taken: dict[int, int] = {}
         if len(tracks) and len(found):

@@ -152,6 +152,34 @@ def test_slots_kept_apart_are_joined_nearest_first_and_never_together():
                                   touching_objects(points, slot, 1.0))
 
 
+def bar(x0: float, x1: float) -> np.ndarray:
+    """Points every 0.1 m along x from ``x0`` to ``x1`` (metres) at y = +-0.1, z = 10: a box 0.2 m high."""
+    x = np.linspace(x0, x1, int(round((x1 - x0) / 0.1)) + 1)
+    return np.concatenate([np.column_stack([x, np.full_like(x, y), np.full_like(x, 10.0)]) for y in (-0.1, 0.1)])
+
+
+def test_a_bound_on_the_extent_stops_the_chain_of_touching_slots():
+    """Three cars in a row, x in [0, 2], [2.5, 4.5], [5.2, 7.2] (gaps 0.5 and 0.7 m: all touch at 1 m, one object).
+    Bound 5 m: 0 - 1 join first (box diagonal 4.5 m), 1 - 2 would make 7.2 m, skipped; bound 4 m: nothing joins."""
+    points = np.concatenate([bar(0.0, 2.0), bar(2.5, 4.5), bar(5.2, 7.2)])
+    slot = np.repeat([0, 1, 2], len(bar(0.0, 2.0)))
+    n = len(bar(0.0, 2.0))
+    assert touching_objects(points, slot, 1.0).tolist() == [0] * 3 * n
+    assert touching_objects(points, slot, 1.0, max_extent_m=5.0).tolist() == [0] * 2 * n + [2] * n
+    np.testing.assert_array_equal(touching_objects(points, slot, 1.0, max_extent_m=4.0), slot)
+    assert touching_objects(points, slot, 1.0, max_extent_m=7.3).tolist() == [0] * 3 * n
+
+
+def test_the_tracker_passes_the_extent_bound_on():
+    """The same row over two frames: with a 5 m bound the third car keeps an id of its own."""
+    points = np.concatenate([bar(0.0, 2.0), bar(2.5, 4.5), bar(5.2, 7.2)])
+    slot = np.repeat([0, 1, 2], len(bar(0.0, 2.0)))
+    params = SimpleNamespace(track_gate_m=2.0, track_memory_s=2.0, track_touch_m=1.0, track_established_m=0.0,
+                             track_split_mps=0.0, track_max_extent_m=5.0)
+    tracks, _ = track_objects([points, points], [slot, slot], np.array([0.0, DT]), params)
+    assert all(m[0] == m[1] != m[2] for m in tracks)
+
+
 def test_kept_apart_slots_are_those_of_two_tracks_moving_differently():
     """Slots 1 and 2 were on a static track, slot 3 on one moving at 5 m/s, slot 4 on one seen once, slot 6 on none:
     only the pairs of the moving track's slot with the static track's are kept apart at 2 m/s (4 m/s apart at 6)."""
@@ -183,7 +211,7 @@ def test_a_moving_car_passing_a_parked_one_keeps_its_own_track_and_velocity():
     assert any(m[0] == m[1] for m in touch)  # merged while touching
     assert len({m[1] for m in split}) == 1 and all(m[0] != m[1] for m in split)
     params = SimpleNamespace(track_gate_m=2.0, track_memory_s=2.0, track_touch_m=1.0, track_established_m=0.0,
-                             track_split_mps=2.0)
+                             track_split_mps=2.0, track_max_extent_m=0.0)
     _, objects = track_objects(list(points), list(slots), times, params)
     for last in range(3, len(frames)):
         velocity, residual = objects.velocities(list(range(last - 3, last + 1)), 2)
@@ -240,7 +268,7 @@ def test_the_evaluation_groups_with_the_touch_distance_of_its_params():
     pose = torch.eye(3)[None], torch.tensor([[5.0, 0.0, 0.0]])
     for touch_m, ids in ((1.0, 1), (0.0, 2)):
         params = SimpleNamespace(track_gate_m=1.0, track_memory_s=1.0, track_touch_m=touch_m, track_established_m=0.0,
-                                 track_split_mps=0.0)
+                                 track_split_mps=0.0, track_max_extent_m=0.0)
         (tracks,), _ = object_tracks(seq, [slots], *pose, params)
         assert len(set(tracks.values())) == ids
 
