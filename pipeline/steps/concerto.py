@@ -304,8 +304,9 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
         meta = stats["meta"]
         manifest = {
             "weights_source": str(model.weights_source), "random_weights": random_weights,
-            "preset": str(model.preset_name), "channels": int(all_channels(p, meta)), "tokens": p.n_tokens,
-            "pooling": POOLING + (BOTH_POOLING if p.tokens == "bev" and p.bev_ground == "both" else ""), "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
+            "preset": str(model.preset_name), "channels": all_channels(p, meta), "tokens": p.n_tokens,
+            "pooling": POOLING + (BOTH_POOLING if pools_twice(p) else ""),
+            "points_from": p.points_from, "grid_size": p.grid_size, "camera": list(cameras),
             "sequences": sequences, "coordinates": "camera",
             "points_units": str(in_manifest.get("units", "metres")),
             "input": str(in_manifest.get("input", "sequences")),  # videos: no camera poses (LAQ skips pose metrics)
@@ -352,9 +353,14 @@ def build_features(points_root: Path, out_root: Path, cameras: tuple[str, ...], 
     return metrics
 
 
+def pools_twice(p: ConcertoParams) -> bool:
+    """Whether every bird's-eye cell holds two poolings side by side (``bev_ground = both``, :func:`bev_cells`)."""
+    return p.tokens == "bev" and p.bev_ground == "both"
+
+
 def all_channels(p: ConcertoParams, meta: dict) -> int:
-    """C of the cached globals and tokens: the up-cast width, twice it with bird's-eye ``bev_ground = both``."""
-    return int(meta["feature_dim"]) * (2 if p.tokens == "bev" and p.bev_ground == "both" else 1)
+    """C of the cached globals and tokens: the up-cast width, twice it when the cells pool twice."""
+    return int(meta["feature_dim"]) * (2 if pools_twice(p) else 1)
 
 
 def token_order(p: ConcertoParams, meta: dict) -> str:

@@ -62,11 +62,10 @@ class Track:
     velocity: np.ndarray
     time: float
     detections: int = 1
-    history: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    history: list[tuple[float, np.ndarray]] = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.history:
-            self.history = [(self.time, self.position)]
+        self.history = [(self.time, self.position)]
 
     def predict(self, time: float) -> np.ndarray:
         return self.position + self.velocity * (time - self.time)
