@@ -11,7 +11,7 @@ from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weigh
 Depth = Annotated[int, Field(ge=0)]
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
               "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp", "warp_sigma_m",
-              "warp_gate")
+              "warp_gate", "scene_weight")
 
 
 class LAQParams(Section):
@@ -24,6 +24,7 @@ class LAQParams(Section):
     decoder_depth: Depth
     temporal_mode: Literal["joint", "per_token"]
     geometry_weight: Weight
+    scene_weight: Weight
     mirror: Fraction
     codebook_size: Count
     code_seq_len: Count

@@ -137,6 +137,13 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
 GEOMETRY_CHANNELS = 3
 
 
+def scene_channels(manifest: dict[str, Any]) -> int:
+    """Feature channels of each token that pool only the points above the ground: the second half of the cached
+    channels with ``bev_ground: both`` (``pipeline.steps.concerto.bev_cells``), else 0."""
+    both = manifest.get("token_layout") == "bev" and manifest.get("bev_ground") == "both"
+    return int(manifest["channels"]) // 2 if both else 0
+
+
 def bev_grid(manifest: dict[str, Any]):
     """The bird's-eye grid (:class:`~pipeline.models.ptv3.bev_tokens.BEVGrid`) of a features manifest, None for other layouts."""
     if manifest.get("token_layout") != "bev":
@@ -280,8 +287,11 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     if params.mirror > 0 and train.grid is None:
         raise ValueError(f"laq.mirror = {params.mirror} needs bird's-eye tokens (concerto.tokens: bev); "
                          f"set laq.mirror: 0 for other token layouts")
+    if params.scene_weight != 1.0 and not scene_channels(manifest):
+        raise ValueError(f"laq.scene_weight = {params.scene_weight} needs tokens with an above-ground half "
+                         f"(concerto.tokens: bev, concerto.bev_ground: both); set laq.scene_weight: 1")
     config = LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
-                       **params.model_kwargs())
+                       scene_channels=scene_channels(manifest), **params.model_kwargs())
     common.seed_everything(params.seed)
     used = torch.unique(train.pairs)
     mean, std = channel_stats(train.tokens[used], train.mask[used])

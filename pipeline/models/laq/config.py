@@ -35,7 +35,11 @@ class LAQConfig:
     - ``mlp_ratio``: hidden width of the feed-forward blocks relative to ``dim``;
     - ``geometry_channels``: the last channels of each token that describe its geometry (3 for bird's-eye
       tokens: centroid offset in the cell; 0 = none); ``geometry_weight``: their share of the loss, which is
-      ``MSE(features) + geometry_weight * MSE(geometry)``.
+      ``MSE(features) + geometry_weight * MSE(geometry)``;
+    - ``scene_channels``: the last feature channels (before the geometry) that pool only the points above the
+      ground (``concerto.bev_ground: both``; 0 = none); ``scene_weight``: their weight in the feature MSE, which
+      becomes the weighted mean ``(SSE(other) + scene_weight * SSE(scene)) / (C_other + scene_weight * C_scene)``
+      per token (1 = the plain mean).
     """
 
     in_channels: int = 512
@@ -57,6 +61,8 @@ class LAQConfig:
     mlp_ratio: float = 4.0
     geometry_channels: int = 0
     geometry_weight: float = 1.0
+    scene_channels: int = 0
+    scene_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -67,6 +73,9 @@ class LAQConfig:
         if not 0 <= self.geometry_channels < self.in_channels or self.geometry_weight < 0:
             raise ValueError(f"geometry_channels = {self.geometry_channels} must be in [0, in_channels) and "
                              f"geometry_weight = {self.geometry_weight} >= 0")
+        if not 0 <= self.scene_channels < self.in_channels - self.geometry_channels or self.scene_weight < 0:
+            raise ValueError(f"scene_channels = {self.scene_channels} must be in [0, in_channels - geometry_channels) "
+                             f"and scene_weight = {self.scene_weight} >= 0")
         if self.read_cells < 0 or self.cells % self.code_seq_len:
             raise ValueError(f"read_cells = {self.read_cells} must be 0 or a multiple of code_seq_len = {self.code_seq_len}")
         if self.temporal_mode not in ("joint", "per_token"):

@@ -162,12 +162,21 @@ class LAQ(nn.Module):
         return LAQOutput(self.token_error(prediction, tokens1).mean(), prediction, indices, codes, latent)
 
     def token_error(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """Per-pair loss (B,): MSE over the feature channels + ``geometry_weight`` x MSE over the geometry channels."""
-        g = self.config.geometry_channels
+        """Per-pair loss (B,): MSE over the feature channels (the scene channels weighted by ``scene_weight``) +
+        ``geometry_weight`` x MSE over the geometry channels (:class:`LAQConfig`)."""
+        c = self.config
+        g = c.geometry_channels
         squared = (prediction - target).pow(2)
+        features = squared[..., :-g] if g else squared
+        if c.scene_channels and c.scene_weight != 1.0:
+            other, scene = features[..., :-c.scene_channels], features[..., -c.scene_channels:]
+            total = other.shape[-1] + c.scene_weight * c.scene_channels
+            feature_error = (other.sum(-1) + c.scene_weight * scene.sum(-1)).mean(1) / total
+        else:
+            feature_error = features.mean((1, 2))
         if g == 0:
-            return squared.mean((1, 2))
-        return squared[..., :-g].mean((1, 2)) + self.config.geometry_weight * squared[..., -g:].mean((1, 2))
+            return feature_error
+        return feature_error + c.geometry_weight * squared[..., -g:].mean((1, 2))
 
     @torch.no_grad()
     def predict_with_indices(self, tokens0: Tensor, xyz0: Tensor, indices: Tensor, mask0: Tensor | None = None) -> Tensor:

@@ -126,6 +126,21 @@ def test_token_error_weights_geometry_channels():
     torch.testing.assert_close(plain.token_error(pred, target), sq.mean((1, 2)))
 
 
+def test_token_error_weights_the_scene_channels():
+    # channels: 2 of every point, 2 above the ground (scene), 2 geometry
+    torch.manual_seed(0)
+    model = LAQ(LAQConfig(**{**SMALL, "geometry_channels": 2, "scene_channels": 2, "scene_weight": 3.0}))
+    pred, target = torch.randn(2, 10, 6), torch.randn(2, 10, 6)
+    sq = (pred - target) ** 2
+    per_token = (sq[..., 0] + sq[..., 1] + 3.0 * (sq[..., 2] + sq[..., 3])) / (2 + 3.0 * 2)
+    expected = per_token.mean(1) + sq[..., 4:].mean((1, 2))
+    torch.testing.assert_close(model.token_error(pred, target), expected)
+    even = LAQ(LAQConfig(**{**SMALL, "geometry_channels": 2, "scene_channels": 2}))
+    torch.testing.assert_close(even.token_error(pred, target), sq[..., :4].mean((1, 2)) + sq[..., 4:].mean((1, 2)))
+    with pytest.raises(ValueError, match="scene_channels"):
+        LAQConfig(**{**SMALL, "geometry_channels": 2, "scene_channels": 4})
+
+
 def test_empty_tokens_embed_as_the_learned_empty_vector():
     torch.manual_seed(0)
     model = LAQ(LAQConfig(**SMALL))
