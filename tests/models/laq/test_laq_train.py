@@ -16,7 +16,7 @@ from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.params.laq import LAQParams
 from pipeline.train import common
-from pipeline.train.laq import load_feature_pairs, replaces_at, train_laq
+from pipeline.train.laq import load_feature_pairs, replaces_at, scene_channels, train_laq
 from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
@@ -86,6 +86,15 @@ def test_mirror_needs_a_bev_grid(features, tmp_path):
     with pytest.raises(ValueError, match="laq.mirror = 0.5 needs bird's-eye tokens"):
         train_laq(train, val, TINY.model_copy(update=dict(mirror=0.5)), tmp_path / "model.pt", tmp_path / "state.pt",
                   splits=splits, manifest=manifest, progress=False)
+
+
+def test_scene_weight_needs_an_above_ground_half(features, tmp_path):
+    train, val, splits, manifest = load(features, TINY)  # the fixture's tokens pool once (no bev_ground)
+    with pytest.raises(ValueError, match="laq.scene_weight = 2.0 needs tokens with an above-ground half"):
+        train_laq(train, val, TINY.model_copy(update=dict(scene_weight=2.0)), tmp_path / "model.pt",
+                  tmp_path / "state.pt", splits=splits, manifest=manifest, progress=False)
+    assert scene_channels({**manifest, "bev_ground": "both"}) == manifest["channels"] // 2
+    assert scene_channels({**manifest, "bev_ground": "both", "token_layout": "fps"}) == 0
 
 
 def test_bad_feature_file_is_reported(features, tmp_path):
