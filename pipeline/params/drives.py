@@ -3,7 +3,7 @@ params.yaml)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -21,6 +21,7 @@ class DrivesParams(Section):
     height: SmallSide
     width: SmallSide
     max_points: MaxPoints
+    pixel_sampling: Literal["per_frame", "per_drive"]
     far_m: Positive
     normal_neighbours: Neighbours
     val_sequences: Count

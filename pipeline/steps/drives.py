@@ -35,11 +35,14 @@ from pipeline.steps.pointclouds import init_frame_worker
 from pipeline.tracking import stage_run
 
 
+SAMPLING_NOTE = {"per_frame": "random", "per_drive": "random, one pixel priority per drive"}
+
+
 def drive_columns(index: int, p: DrivesParams) -> tuple[list[dict[str, np.ndarray]], pd.DataFrame]:
     """Render drive ``index`` (scene seed ``LAQ_SEED_BASE + seed * 100_000 + index``): the point-cloud columns of
     each frame (``pipeline/io/pointcloud_table.py``) and its ground-truth rows (``pipeline/data/drives.py``)."""
     drive = render_laq_drive(LAQ_SEED_BASE + p.seed * 100_000 + index, p.frames, p.height, p.width, p.max_points,
-                             p.far_m, **rig_plan(p.seed, index))
+                             p.far_m, pixel_sampling=p.pixel_sampling, **rig_plan(p.seed, index))
     frames = []
     for f, points in enumerate(drive.points):
         normals = estimate_normals(points, p.normal_neighbours, np.zeros(3))
@@ -88,7 +91,8 @@ def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bo
         table.to_parquet(tmp / layout.GROUNDTRUTH, index=False)
         atomic.write_json(tmp / layout.POINTS / "manifest.json", {
             "coordinates": "camera", "input": "drives", "units": "metres", "cameras": [CAMERA], "splits": splits,
-            "max_points": p.max_points, "sampling": "random", "far_m": p.far_m, "image_size": [p.height, p.width],
+            "max_points": p.max_points, "sampling": SAMPLING_NOTE[p.pixel_sampling], "far_m": p.far_m,
+            "image_size": [p.height, p.width],
             "partitions": partitions})
     seconds = time.perf_counter() - start
     counts = table["manoeuvre"].value_counts()

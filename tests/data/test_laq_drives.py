@@ -35,3 +35,37 @@ def test_deterministic():
     for x, y in zip(a.points + a.class_id, b.points + b.class_id, strict=True):
         assert x.tobytes() == y.tobytes()
     assert a.camera_to_world.tobytes() == b.camera_to_world.tobytes()
+
+
+def beats_graph_is_acyclic(drive, valid: list[np.ndarray], width: int) -> bool:
+    """Whether one order of the pixels explains every frame's pick: an edge p -> q for each pixel p picked in a frame
+    where pixel q was valid and not picked; a single priority exists iff that graph has no cycle (every strongly
+    connected component is one pixel)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    src, dst = [], []
+    for picked_uv, valid_flat in zip(drive.pixels, valid, strict=True):
+        picked = picked_uv[:, 1].astype(np.int64) * width + picked_uv[:, 0]
+        left = np.setdiff1d(valid_flat, picked)
+        src.append(np.repeat(picked, len(left)))
+        dst.append(np.tile(left, len(picked)))
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    n = int(max(src.max(), dst.max())) + 1
+    graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n)).tocsr()
+    components, _ = connected_components(graph, directed=True, connection="strong")
+    return components == n
+
+
+def test_per_drive_pixel_sampling_is_one_priority_over_the_valid_pixels():
+    kw = dict(seed=3, sequences=1, frames=5, height=24, width=40, far_m=60.0)
+    everything = render_laq_drives(**kw, max_points=24 * 40)[0]  # every valid pixel
+    valid = [np.sort(uv[:, 1].astype(np.int64) * 40 + uv[:, 0]) for uv in everything.pixels]
+    fixed = render_laq_drives(**kw, max_points=150, pixel_sampling="per_drive")[0]
+    fresh = render_laq_drives(**kw, max_points=150)[0]
+    for drive in (fixed, fresh):
+        for uv, valid_flat, points in zip(drive.pixels, valid, drive.points, strict=True):
+            flat = uv[:, 1].astype(np.int64) * 40 + uv[:, 0]
+            assert len(flat) == min(150, len(valid_flat)) == len(points) and np.isin(flat, valid_flat).all()
+    assert beats_graph_is_acyclic(fixed, valid, 40)
+    assert not beats_graph_is_acyclic(fresh, valid, 40)  # a new subset every frame contradicts any one order
