@@ -51,6 +51,7 @@ class Phase2Params(Section):
     weight_rotation_smooth: Weight
     weight_camera: Weight
     weight_forecast: Weight
+    wta_trains_guess0: bool
     weight_confidence: Weight
     confidence_target: Literal["winner", "error"]
     weight_single_guess: Weight

@@ -31,7 +31,8 @@ Loss of a clip batch (each weight a param):
   ``weight_single_guess`` x guess 0's Chamfer on every clip (weighted by ``single_guess_weighting``:
   :func:`single_guess_loss`; the one-guess forecast: best-of-1 = guess 0; with 0, best-of-1 = the most confident
   guess). ``fixed_guesses`` (default [0, 1]) makes the last guesses copy-last and the whole velocity, which learn
-  nothing, and the default ``weight_forecast`` 0 then leaves guess 0 trained on every clip alone; with
+  nothing, and the default ``weight_forecast`` 0 then leaves guess 0 trained on every clip alone
+  (``wta_trains_guess0: false``: the best-of-G term trains only guesses 1 ...; :func:`with_guess0_detached`); with
   ``forecast_training = grpo``, after
   ``grpo_warmup`` such steps, ``weight_forecast`` x GRPO's clipped policy-gradient loss over a group of
   ``grpo_group`` sampled guesses, with a KL term to the forecaster as it was at the end of the warm-up
@@ -311,13 +312,19 @@ def clip_loss(model: VideoSlotModel, clips: ClipBatch, params: Phase2Params, wei
         return loss, terms
     forecast = model.forecaster(context, delta, velocity)
     per_guess = forecast_chamfer(model, forecast, r_target, t_target, points, mask)
-    best, winner = best_of_k(per_guess)
+    best, winner = best_of_k(per_guess if params.wta_trains_guess0 else with_guess0_detached(per_guess))
     confidence = confidence_loss(forecast.logits, per_guess.detach(), winner, params.confidence_target)
     loss = (loss + params.weight_forecast * best.mean() + params.weight_confidence * confidence
             + params.weight_single_guess * single_guess_loss(per_guess[:, 0], delta, params))
     terms.update({"forecast_best_m": best.mean().item(), "forecast_first_m": per_guess[:, 0].mean().item(),
                   "confidence_ce": confidence.item(), "loss": loss.item()})
     return loss, terms
+
+
+def with_guess0_detached(per_guess: torch.Tensor) -> torch.Tensor:
+    """Errors (B, G) with guess 0's column cut from the graph: it still wins where it is best, but the winner-takes-all
+    term then trains no guess (``video.wta_trains_guess0: false``)."""
+    return torch.cat([per_guess[:, :1].detach(), per_guess[:, 1:]], dim=1)
 
 
 def single_guess_loss(errors: torch.Tensor, delta_s: torch.Tensor, params: Phase2Params) -> torch.Tensor:

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import load_cached, load_frames
+from pipeline.models.video.forecaster import best_of_k
 from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import train_phase1
-from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2
+from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2, with_guess0_detached
 from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
@@ -370,3 +371,15 @@ def test_fixed_guesses_reach_the_forecaster_and_are_checked():
     assert not video_model_config(without, SlotModelConfig()).fixed_slot_fallback
     # no fixed guesses (GRPO) or the slots' own velocity: the fallback changes nothing, so it is not refused
     assert repo_params("video", fixed_guesses=[], forecast_training="grpo", weight_forecast=1.0).fixed_slot_fallback
+
+
+def test_winner_takes_all_can_leave_guess0_untrained():
+    errors = torch.tensor([[0.1, 0.5, 0.9], [0.7, 0.2, 0.4]], requires_grad=True)  # guess 0 wins row 0, guess 1 row 1
+    best, winner = best_of_k(with_guess0_detached(errors))
+    assert winner.tolist() == [0, 1]
+    torch.testing.assert_close(best, torch.tensor([0.1, 0.2]))
+    best.sum().backward()
+    torch.testing.assert_close(errors.grad, torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    errors.grad = None
+    best_of_k(errors)[0].sum().backward()  # the plain term trains the winner, guess 0 included
+    torch.testing.assert_close(errors.grad, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
