@@ -24,7 +24,7 @@ from pipeline.train.laq import load_laq_data
 from tests.conftest import repo_params
 
 SMALL = {"seed": 3, "sequences": 5, "frames": 40, "height": 16, "width": 24, "max_points": 64, "far_m": 60.0,
-         "normal_neighbours": 8, "val_sequences": 2, "test_sequences": 2}
+         "normal_neighbours": 8, "val_sequences": 2, "test_sequences": 2, "pixel_sampling": "per_frame"}
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ A :class:`LaqDrive` holds, for ``T`` frames at 5 FPS:
   z forward, metres), at most ``max_points`` valid pixels per frame (planar depth <= ``far_m``),
   drawn uniformly at random: anew in every frame (``pixel_sampling = "per_frame"``) or by one random priority of the
   pixels per drive (``"per_drive"``: the valid pixels of lowest priority, a fixed sparse raster like a sensor's, so a
-  static view gives the same points in every frame); ``class_id`` / ``instance_id``: matching (N_t,) uint16 SYNTHIA labels;
-  ``pixels``: matching (N_t, 2) int16 pixel (u column, v row); ``depth``: (N_t,) float32 planar depth (m);
-  ``rgb``: (N_t, 3) uint8 rendered colour;
+  static view gives the same points in every frame); ``class_id`` / ``instance_id``: matching (N_t,) uint16
+  SYNTHIA labels; ``pixels``: matching (N_t, 2) int16 pixel (u column, v row); ``depth``: (N_t,) float32 planar
+  depth (m); ``rgb``: (N_t, 3) uint8 rendered colour;
 - ``camera_to_world``: (T, 4, 4) float64 SYNTHIA poses (OpenGL camera axes, as the pose files);
 - ``manoeuvre``: (T,) str labels of :data:`~pipeline.data.synthetic.manoeuvres.LABELS`
   (pairs: :func:`~pipeline.data.synthetic.manoeuvres.pair_manoeuvre`).
