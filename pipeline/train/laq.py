@@ -287,11 +287,12 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     if params.mirror > 0 and train.grid is None:
         raise ValueError(f"laq.mirror = {params.mirror} needs bird's-eye tokens (concerto.tokens: bev); "
                          f"set laq.mirror: 0 for other token layouts")
-    if params.scene_weight != 1.0 and not scene_channels(manifest):
+    scene = scene_channels(manifest)
+    if params.scene_weight != 1.0 and not scene:
         raise ValueError(f"laq.scene_weight = {params.scene_weight} needs tokens with an above-ground half "
                          f"(concerto.tokens: bev, concerto.bev_ground: both); set laq.scene_weight: 1")
     config = LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
-                       scene_channels=scene_channels(manifest), **params.model_kwargs())
+                       scene_channels=scene, **params.model_kwargs())
     common.seed_everything(params.seed)
     used = torch.unique(train.pairs)
     mean, std = channel_stats(train.tokens[used], train.mask[used])

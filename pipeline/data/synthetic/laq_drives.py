@@ -57,7 +57,8 @@ def render_laq_drive(seed: int, frames: int, height: int, width: int, max_points
     ``pixel_sampling``: see the module docstring)."""
     if pixel_sampling not in PIXEL_SAMPLING:
         raise ValueError(f"pixel_sampling = {pixel_sampling!r} must be one of {PIXEL_SAMPLING}")
-    priority = np.random.default_rng([seed, PRIORITY_STREAM]).random((height, width))
+    priority = np.random.default_rng([seed, PRIORITY_STREAM]).random((height, width)) \
+        if pixel_sampling == "per_drive" else None
     scene = build_scene(seed, frames, phase=phase, turn=turn)
     positions, yaws, labels = scene.rig_states()
     intrinsics = synthia_intrinsics(height, width)
@@ -69,7 +70,7 @@ def render_laq_drive(seed: int, frames: int, height: int, width: int, max_points
         valid = np.isfinite(view.depth) & (view.depth <= far_m)
         v, u = np.nonzero(valid)
         if len(v) > max_points:
-            if pixel_sampling == "per_frame":
+            if priority is None:
                 keep = rng.choice(len(v), max_points, replace=False)
             else:
                 keep = np.argpartition(priority[v, u], max_points - 1)[:max_points]
