@@ -89,6 +89,7 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
                             max_step_m=params.max_step_m, fixed_guesses=tuple(params.fixed_guesses),
                             guess0_start_alpha=params.guess0_start_alpha,
                             fixed_slot_fallback=params.fixed_slot_fallback,
+                            fixed_slot_fallback_mps=params.fixed_slot_fallback_mps,
                             fixed_guess_velocity=tuple(params.fixed_guess_velocity))
 
 

@@ -29,6 +29,9 @@ class VideoModelConfig:
     - ``fixed_slot_fallback``: in a sample whose given velocity is zero for every slot (no object track passes the
       motion gate), the fixed guesses extrapolate the slots' own fitted velocity instead, so that a fixed fraction
       other than 0 does not repeat copy-last (no effect without fixed guesses or without a given velocity);
+    - ``fixed_slot_fallback_mps``: with ``fixed_slot_fallback``, also slot by slot: a slot whose given velocity is
+      zero (its object gated as still) but whose own fitted speed is at least this many m/s takes its own velocity in
+      the fixed guesses (0 = off: only the whole-sample fallback above);
     - ``fixed_guess_velocity``: per fixed guess, the velocity its fraction scales: ``"velocity_from"`` (the one the
       learned guesses extrapolate, with ``fixed_slot_fallback``) or ``"slots"`` (the slots' own fitted velocity over
       ``velocity_frames``, as the speed-scaling baseline); empty = ``"velocity_from"`` for every fixed guess.
@@ -48,4 +51,5 @@ class VideoModelConfig:
     fixed_guesses: tuple[float, ...] = ()
     guess0_start_alpha: float = 0.0
     fixed_slot_fallback: bool = False
+    fixed_slot_fallback_mps: float = 0.0
     fixed_guess_velocity: tuple[str, ...] = ()

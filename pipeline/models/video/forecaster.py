@@ -239,15 +239,20 @@ class Forecaster(nn.Module):
     def guess_velocities(self, context: SlotTrack, velocity: Tensor, guesses: int) -> Tensor:
         """Velocity (B, 1, K, 3) m/s every guess extrapolates, or (B, ``guesses``, K, 3) when a fixed guess takes
         another: with ``config.fixed_slot_fallback``, in a sample whose ``velocity`` is zero for every slot (no object
-        moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``); a fixed guess whose
-        ``config.fixed_guess_velocity`` entry is ``"slots"`` always does. The learned guesses keep ``velocity``."""
+        moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``), and with
+        ``config.fixed_slot_fallback_mps`` > 0 so does every slot whose ``velocity`` is zero while its own fitted speed
+        reaches that bound; a fixed guess whose ``config.fixed_guess_velocity`` entry is ``"slots"`` always does. The
+        learned guesses keep ``velocity``."""
         fixed = len(self.config.fixed_guesses)
         sources = self.config.fixed_guess_velocity or ("velocity_from",) * fixed
         if not fixed or (not self.config.fixed_slot_fallback and "slots" not in sources):
             return velocity.unsqueeze(1)
         own = fitted_velocity(context, self.config.velocity_frames)
         if self.config.fixed_slot_fallback:
-            still = (velocity == 0).flatten(1).all(dim=1).view(-1, 1, 1)  # (B, 1, 1)
+            gated = (velocity == 0).all(dim=-1, keepdim=True)  # (B, K, 1)
+            still = gated.all(dim=1, keepdim=True)  # (B, 1, 1): no object moves in the sample
+            if self.config.fixed_slot_fallback_mps > 0:  # ... or this slot's object is gated but the slot moves
+                still = still | (gated & (own.norm(dim=-1, keepdim=True) >= self.config.fixed_slot_fallback_mps))
             shared = torch.where(still, own, velocity)
         else:
             shared = velocity

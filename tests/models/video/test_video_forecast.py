@@ -246,6 +246,39 @@ def test_fixed_slot_fallback_extrapolates_the_slots_only_where_no_object_moves()
     assert torch.equal(reference.centre[0, 2], reference.centre[0, 1])  # without it: a second copy-last
 
 
+def test_fixed_slot_fallback_mps_extrapolates_each_gated_slot_that_moves():
+    """``fixed_slot_fallback_mps``: in a sample where one object moves, every other slot (gated: zero given velocity)
+    whose own speed reaches the bound lands where its constant velocity does, the slower ones stay where they were
+    (copy-last), the moving object keeps its given velocity; a sample with no moving object falls back whole, as
+    before; guesses 0 and 1 are bit for bit those of the model without the bound."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])
+    one, x0, v = cv_track(times, k=6, seed=3)
+    track = SlotTrack(*(x.expand(2, *x.shape[1:]) for x in (one.centre, one.rotation, one.scale, one.weights,
+                                                              one.time)))
+    given = torch.zeros(2, 6, 3)
+    given[1, 2] = torch.tensor([1.0, 0.0, -2.0])
+    speed = v.norm(dim=-1)
+    others = torch.tensor([k for k in range(6) if k != 2])
+    ordered = speed[others].sort().values
+    bound = float(ordered[1:3].mean())  # between two slots' speeds, clear of float noise in the fitted velocity
+    fast = (speed >= bound) & (torch.arange(6) != 2)
+    assert 0 < int(fast.sum()) < 5  # both kinds present
+    config = dict(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0, 1.0), velocity_frames=3,
+                  fixed_slot_fallback=True)
+    whole = Forecaster(VideoModelConfig(**config))
+    per_slot = Forecaster(VideoModelConfig(**config, fixed_slot_fallback_mps=bound))
+    per_slot.load_state_dict(whole.state_dict())
+    with torch.no_grad():
+        ours, reference = per_slot(track, torch.tensor([1.4, 1.4]), given), whole(track, torch.tensor([1.4, 1.4]), given)
+    expected = one.centre[0, -1].clone()  # copy-last for the slow gated slots
+    expected[fast] = x0[fast] + v[fast] * (0.9 + 1.4)
+    expected[2] = one.centre[0, -1, 2] + given[1, 2] * 1.4
+    torch.testing.assert_close(ours.centre[1, 2], expected)
+    torch.testing.assert_close(ours.centre[0, 2], x0 + v * (0.9 + 1.4))
+    assert torch.equal(ours.centre[0], reference.centre[0])
+    assert torch.equal(ours.centre[:, :2], reference.centre[:, :2])
+
+
 def test_fixed_guesses_refuse_sampled_guess_counts():
     model = Forecaster(VideoModelConfig(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0,)))
     track, _, _ = cv_track(torch.tensor([0.0, 0.2]), k=2)
