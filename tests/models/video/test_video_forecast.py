@@ -268,8 +268,9 @@ def test_fixed_slot_fallback_mps_extrapolates_each_gated_slot_that_moves():
     whole = Forecaster(VideoModelConfig(**config))
     per_slot = Forecaster(VideoModelConfig(**config, fixed_slot_fallback_mps=bound))
     per_slot.load_state_dict(whole.state_dict())
+    delta = torch.tensor([1.4, 1.4])
     with torch.no_grad():
-        ours, reference = per_slot(track, torch.tensor([1.4, 1.4]), given), whole(track, torch.tensor([1.4, 1.4]), given)
+        ours, reference = per_slot(track, delta, given), whole(track, delta, given)
     expected = one.centre[0, -1].clone()  # copy-last for the slow gated slots
     expected[fast] = x0[fast] + v[fast] * (0.9 + 1.4)
     expected[2] = one.centre[0, -1, 2] + given[1, 2] * 1.4
