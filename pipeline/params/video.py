@@ -54,6 +54,7 @@ class Phase2Params(Section):
     weight_forecast: Weight
     wta_trains_guess0: bool
     weight_confidence: Weight
+    confidence_detached: bool
     confidence_target: Literal["winner", "error"]
     weight_single_guess: Weight
     single_guess_weighting: Literal["uniform", "inverse_gap"]

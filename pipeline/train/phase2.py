@@ -90,7 +90,8 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
                             guess0_start_alpha=params.guess0_start_alpha,
                             fixed_slot_fallback=params.fixed_slot_fallback,
                             fixed_slot_fallback_mps=params.fixed_slot_fallback_mps,
-                            fixed_guess_velocity=tuple(params.fixed_guess_velocity))
+                            fixed_guess_velocity=tuple(params.fixed_guess_velocity),
+                            confidence_detached=params.confidence_detached)
 
 
 def context_gaps(rng: np.random.Generator, n: int, max_gap: int) -> list[int]:

@@ -32,6 +32,8 @@ class VideoModelConfig:
     - ``fixed_slot_fallback_mps``: with ``fixed_slot_fallback``, also slot by slot: a slot whose given velocity is
       zero (its object gated as still) but whose own fitted speed is at least this many m/s takes its own velocity in
       the fixed guesses (0 = off: only the whole-sample fallback above);
+    - ``confidence_detached``: the confidence logits read the forecaster's slot tokens detached, so the confidence
+      loss trains the confidence layer alone and never moves the shared trunk (and with it guess 0);
     - ``fixed_guess_velocity``: per fixed guess, the velocity its fraction scales: ``"velocity_from"`` (the one the
       learned guesses extrapolate, with ``fixed_slot_fallback``) or ``"slots"`` (the slots' own fitted velocity over
       ``velocity_frames``, as the speed-scaling baseline); empty = ``"velocity_from"`` for every fixed guess.
@@ -53,3 +55,4 @@ class VideoModelConfig:
     fixed_slot_fallback: bool = False
     fixed_slot_fallback_mps: float = 0.0
     fixed_guess_velocity: tuple[str, ...] = ()
+    confidence_detached: bool = False

@@ -207,7 +207,8 @@ class Forecaster(nn.Module):
             token = token + self.ego(context, rel_time).unsqueeze(1)
         token = self.interact(token)  # (B, K, h)
         raw = self.head(token).view(b, k, self.config.guesses, 7).transpose(1, 2)  # (B, G, K, 7)
-        return raw, self.confidence(token.mean(1))
+        pooled = token.mean(1)
+        return raw, self.confidence(pooled.detach() if self.config.confidence_detached else pooled)
 
     def ego(self, context: SlotTrack, rel_time: Tensor) -> Tensor:
         """(B, h) feature of the camera's poses over the context (``video.ego_motion``): each frame's camera centre

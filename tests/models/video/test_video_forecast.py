@@ -326,3 +326,30 @@ def test_a_fixed_guess_can_scale_the_slots_own_velocity():
         torch.testing.assert_close(ours.centre[b, 2], x0 + v * 0.9 + 0.75 * v * 1.4)
     assert torch.equal(ours.centre[1, 1], constant_velocity(track, delta, given).centre[1, 0])
     assert torch.equal(ours.centre[:, :2], reference.centre[:, :2])
+
+
+def test_detached_confidence_trains_only_its_own_layer():
+    """``confidence_detached``: a loss on the confidence logits reaches the confidence layer and no other parameter
+    (the trunk, and so guess 0, stay as they are); attached (the default) it reaches the trunk too. The logits and
+    guesses themselves are the same either way."""
+    times = torch.tensor([0.0, 0.2, 0.4, 0.6])
+    track, _, _ = cv_track(times, k=3)
+    delta = torch.tensor([1.0])
+    config = dict(guesses=3, prototypes=2, hidden=16, time_features=4)
+    attached = Forecaster(VideoModelConfig(**config))
+    detached = Forecaster(VideoModelConfig(**config, confidence_detached=True))
+    with torch.no_grad():
+        for p in attached.parameters():  # non-zero last layers, so every path carries gradient
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    detached.load_state_dict(attached.state_dict())
+    reached = {}
+    for name, model in (("attached", attached), ("detached", detached)):
+        raw, logits = model.heads(track, delta)
+        model.zero_grad()
+        logits.square().sum().backward()
+        reached[name] = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().max() > 0}
+        reached[name + "_out"] = (raw.detach(), logits.detach())
+    assert reached["detached"] == {"confidence.weight", "confidence.bias"}
+    assert reached["attached"] > reached["detached"]
+    for a, b in zip(reached["attached_out"], reached["detached_out"]):
+        assert torch.equal(a, b)
