@@ -342,14 +342,13 @@ def test_detached_confidence_trains_only_its_own_layer():
         for p in attached.parameters():  # non-zero last layers, so every path carries gradient
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     detached.load_state_dict(attached.state_dict())
-    reached = {}
+    reached, outputs = {}, {}
     for name, model in (("attached", attached), ("detached", detached)):
         raw, logits = model.heads(track, delta)
-        model.zero_grad()
         logits.square().sum().backward()
         reached[name] = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().max() > 0}
-        reached[name + "_out"] = (raw.detach(), logits.detach())
+        outputs[name] = (raw.detach(), logits.detach())
     assert reached["detached"] == {"confidence.weight", "confidence.bias"}
     assert reached["attached"] > reached["detached"]
-    for a, b in zip(reached["attached_out"], reached["detached_out"]):
+    for a, b in zip(outputs["attached"], outputs["detached"]):
         assert torch.equal(a, b)
