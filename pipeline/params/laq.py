@@ -26,6 +26,8 @@ class LAQParams(Section):
     geometry_weight: Weight
     scene_weight: Weight
     mirror: Fraction
+    reverse: Fraction
+    offset_jitter: Depth
     codebook_size: Count
     code_seq_len: Count
     read_cells: Depth

@@ -212,7 +212,7 @@ def _rank_run(params: dict[str, Any], features: Path, raw: Path, out: Path, stat
     from_videos = features_from_videos(features)
     if from_videos:
         check_video_offset(load_manifest(features), laq.frame_offset)
-    pairs = load_laq_data(features, laq.frame_offset, data.val_sequences, data.test_sequences)
+    pairs = load_laq_data(features, laq.frame_offset, data.val_sequences, data.test_sequences, laq.offset_jitter)
     info = init_distributed(laq.device)
     if pairs.manifest["random_weights"] and info.is_main:
         log.warning("features in %s come from RANDOM backbone weights (%s): LAQ metrics measure the pipeline, "
@@ -224,6 +224,7 @@ def _rank_run(params: dict[str, Any], features: Path, raw: Path, out: Path, stat
                               "data.test_sequences": data.test_sequences})
         result = train_laq(pairs.train, pairs.val, laq, out, state, splits=pairs.splits, manifest=pairs.manifest,
                            run=stage, resume=resume, progress=progress, dist_info=info)
+        pairs.train = pairs.train.at_offset(laq.frame_offset)  # the metrics' training pairs: frame_offset apart only
         codes = None if from_videos else stage_codes(result, pairs, info)  # every rank infers its share
         if stage is None:
             return

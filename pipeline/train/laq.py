@@ -6,7 +6,9 @@ Data: ``data/features/<sequence>/<camera with / → _>.npz`` with ``frames`` (T,
 (frame indices, not array positions). With bird's-eye tokens (manifest ``token_layout: bev``) a share
 ``mirror`` of the training pairs is mirrored left-right (grid columns reversed, x negated): the same drive
 seen in a mirrored street, so left and right turns are equally common whatever the few training
-sequences did. Features are standardised per channel with statistics of the
+sequences did. A share ``reverse`` is played backwards (frame f + offset first), the drive seen in reverse;
+with ``offset_jitter`` j > 0 the training pairs are every offset in [offset - j, offset + j] (>= 1) instead of
+``frame_offset`` alone. Validation, test and the metrics' probes keep ``frame_offset``. Features are standardised per channel with statistics of the
 training sequences' occupied tokens (stored in the model file); empty tokens are set to 0 after that (the
 mean), so "this cell empties" is a change the decoder predicts like any other. Memory is that of the cached arrays only.
 
@@ -20,7 +22,8 @@ all-reduced by the quantizer), by :meth:`TrainLoop.sync_gradients` on the CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +67,16 @@ class FeaturePairs:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def batch(self, idx: torch.Tensor, device: torch.device, mirror: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def batch(self, idx: torch.Tensor, device: torch.device, mirror: torch.Tensor | None = None,
+              reverse: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """(tokens_t, xyz_t, tokens_t1, xyz_t1, mask_t, mask_t1) of pairs ``idx`` on ``device`` (``LAQ.forward`` order).
 
-        ``mirror`` (len(idx),) bool: mirror those pairs left-right (:func:`mirror_grid`; needs ``grid``).
+        ``mirror`` (len(idx),) bool: mirror those pairs left-right (:func:`mirror_grid`; needs ``grid``);
+        ``reverse`` (len(idx),) bool: those pairs backwards (the later frame first).
         """
         a, b = self.pairs[idx, 0], self.pairs[idx, 1]
+        if reverse is not None:
+            a, b = torch.where(reverse, b, a), torch.where(reverse, a, b)
         t0, x0, t1, x1, m0, m1 = self.tokens[a], self.xyz[a], self.tokens[b], self.xyz[b], self.mask[a], self.mask[b]
         if mirror is not None and bool(mirror.any()):
             if self.grid is None:
@@ -84,6 +91,12 @@ class FeaturePairs:
             t0, t1 = (torch.where(mirror[:, None, None], t * sign, t) for t in (t0, t1))
         return tuple(x.to(device) for x in (t0, x0, t1, x1, m0, m1))
 
+    def at_offset(self, frame_offset: int) -> FeaturePairs:
+        """The pairs exactly ``frame_offset`` frames apart (a view: the frame arrays are shared, not copied)."""
+        keep = np.flatnonzero(self.frames[:, 1] - self.frames[:, 0] == frame_offset)
+        return replace(self, pairs=self.pairs[torch.from_numpy(keep)], sequence=[self.sequence[i] for i in keep],
+                       camera=[self.camera[i] for i in keep], frames=self.frames[keep])
+
 
 def mirror_grid(x: torch.Tensor, grid: tuple[int, int], is_xyz: bool = False) -> torch.Tensor:
     """Left-right mirror of per-token arrays (B, N, ...) on a (rows, columns) grid: columns reversed; for
@@ -96,8 +109,11 @@ def mirror_grid(x: torch.Tensor, grid: tuple[int, int], is_xyz: bool = False) ->
     return flipped
 
 
-def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, manifest: dict[str, Any]) -> FeaturePairs:
-    """Read the npz files of ``sequences`` (every camera in the manifest) and pair frames ``frame_offset`` apart."""
+def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int | Sequence[int],
+                       manifest: dict[str, Any]) -> FeaturePairs:
+    """Read the npz files of ``sequences`` (every camera in the manifest) and pair frames ``frame_offset`` apart
+    (one offset, or each of several: pairs ordered by first frame, then offset)."""
+    offsets = [frame_offset] if isinstance(frame_offset, int) else list(frame_offset)
     tokens, xyz, masks, glob, pairs, seq_of, cam_of, frames_of = [], [], [], [], [], [], [], []
     offset = 0
     channels, n_tokens = int(manifest["channels"]), int(manifest["tokens"])
@@ -110,12 +126,13 @@ def load_feature_pairs(features: Path, sequences: list[str], frame_offset: int, 
             t = len(frames)
             row = {int(f): i for i, f in enumerate(frames)}
             for i, f in enumerate(frames):
-                j = row.get(int(f) + frame_offset)
-                if j is not None:
-                    pairs.append((offset + i, offset + j))
-                    seq_of.append(sequence)
-                    cam_of.append(camera)
-                    frames_of.append((int(f), int(f) + frame_offset))
+                for step in offsets:
+                    j = row.get(int(f) + step)
+                    if j is not None:
+                        pairs.append((offset + i, offset + j))
+                        seq_of.append(sequence)
+                        cam_of.append(camera)
+                        frames_of.append((int(f), int(f) + step))
             if grid is not None:
                 tok = np.concatenate([tok, centroid_offsets(pos, occupied, grid)], axis=-1)
             tokens.append(tok.astype(np.float32))
@@ -179,9 +196,12 @@ class LAQData:
     held_out: FeaturePairs
 
 
-def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_sequences: int) -> LAQData:
+def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_sequences: int,
+                  offset_jitter: int = 0) -> LAQData:
     """Read the manifest, split its sequences and load the frame pairs of each part.
 
+    The training pairs are every offset in [frame_offset - offset_jitter, frame_offset + offset_jitter] (>= 1),
+    the others ``frame_offset`` apart (``FeaturePairs.at_offset`` gives the training pairs of the metrics).
     The split is the manifest's ``splits`` when it has one (features of the ``drives`` stage: its balanced
     split), else ``pipeline.data.splits`` with ``val_sequences`` / ``test_sequences`` (``data.*``).
     Raises ValueError when the split leaves no training or no held-out sequence.
@@ -193,7 +213,8 @@ def load_laq_data(features: Path, frame_offset: int, val_sequences: int, test_se
         raise ValueError(f"{features}: {len(manifest['sequences'])} sequences leave no training or no held-out "
                          f"sequence (data.val_sequences={val_sequences}, data.test_sequences={test_sequences})")
     return LAQData(manifest, splits, held_out_names,
-                   train=load_feature_pairs(features, splits["train"], frame_offset, manifest),
+                   train=load_feature_pairs(features, splits["train"], training_offsets(frame_offset, offset_jitter),
+                                            manifest),
                    val=load_feature_pairs(features, splits["val"], frame_offset, manifest),
                    test=load_feature_pairs(features, splits["test"], frame_offset, manifest),
                    held_out=load_feature_pairs(features, held_out_names, frame_offset, manifest))
@@ -211,6 +232,11 @@ def standardise(data: FeaturePairs, mean: torch.Tensor, std: torch.Tensor) -> Fe
     return data
 
 
+def training_offsets(frame_offset: int, offset_jitter: int) -> list[int]:
+    """The frame offsets of the training pairs: ``frame_offset`` +- ``offset_jitter``, at least 1 (ascending)."""
+    return [o for o in range(frame_offset - offset_jitter, frame_offset + offset_jitter + 1) if o >= 1]
+
+
 # ----------------------------------------------------------------------------------------- schedule
 def lr_schedule(params: LAQParams) -> WarmupCosine:
     """Linear warm-up over 5 % of the steps, then cosine decay to 10 % of ``lr``."""
@@ -224,12 +250,15 @@ def replaces_at(step: int, params: LAQParams) -> bool:
 
 
 def batch_indices(step: int, n_pairs: int, params: LAQParams, rank: int = 0,
-                  world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pairs of step ``step`` and which of them to mirror (same on every rank), this rank's strided share."""
+                  world: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The pairs of step ``step``, which of them to mirror and which to play backwards (None when ``reverse`` is 0;
+    the same on every rank), this rank's strided share. ``reverse`` draws after the others, so it leaves them as
+    they were without it."""
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
     idx = torch.randint(n_pairs, (params.batch_size,), generator=generator)
     mirror = torch.rand(params.batch_size, generator=generator) < params.mirror
-    return idx[rank::world], mirror[rank::world]
+    reverse = torch.rand(params.batch_size, generator=generator) < params.reverse if params.reverse > 0 else None
+    return idx[rank::world], mirror[rank::world], None if reverse is None else reverse[rank::world]
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -317,8 +346,8 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     last_replace = (loop.start // params.replace_every) * params.replace_every
     model.train()
     for step in loop.steps(stop_after):
-        idx, mirror = batch_indices(step, len(train), params, info.rank, info.world_size)
-        out = net(*train.batch(idx, device, mirror if params.mirror > 0 else None))
+        idx, mirror, reverse = batch_indices(step, len(train), params, info.rank, info.world_size)
+        out = net(*train.batch(idx, device, mirror if params.mirror > 0 else None, reverse))
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         loop.sync_gradients()

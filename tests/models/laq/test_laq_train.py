@@ -16,7 +16,8 @@ from pipeline.data.features_cache import load_manifest
 from pipeline.data.splits import split_sequences
 from pipeline.params.laq import LAQParams
 from pipeline.train import common
-from pipeline.train.laq import load_feature_pairs, replaces_at, scene_channels, train_laq
+from pipeline.train.laq import (batch_indices, load_feature_pairs, replaces_at, scene_channels, train_laq,
+                                training_offsets)
 from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
@@ -51,6 +52,38 @@ def test_pairs_are_frame_offset_apart(features):
     torch.testing.assert_close(train.tokens[train.pairs[i, 1], :, :c], torch.from_numpy(first["tokens"][train.frames[i, 1]]))
     # geometry channels: centroid offset from the cell centre; the fixture's centroids are the centres at y = 1.5
     torch.testing.assert_close(train.tokens[:, :, c:], torch.tensor([0.0, 1.5, 0.0]).expand(len(train.tokens), 9, 3))
+
+
+def test_jittered_offsets_hold_every_pair_and_the_plain_ones_as_a_view(features):
+    manifest = load_manifest(features)
+    splits = split_sequences(manifest["sequences"], 1, 0)
+    assert training_offsets(5, 0) == [5] and training_offsets(2, 3) == [1, 2, 3, 4, 5]
+    jittered = load_feature_pairs(features, splits["train"], training_offsets(2, 1), manifest)
+    plain = load_feature_pairs(features, splits["train"], 2, manifest)
+    # 2 sequences of 10 frames: 9 + 8 + 7 pairs each at offsets 1, 2, 3, every one within its sequence
+    assert len(jittered) == 2 * (9 + 8 + 7)
+    assert sorted(set((jittered.frames[:, 1] - jittered.frames[:, 0]).tolist())) == [1, 2, 3]
+    assert all(a == b for a, b in zip(jittered.sequence, np.repeat(splits["train"], 24), strict=True))
+    view = jittered.at_offset(2)
+    torch.testing.assert_close(jittered.tokens[view.pairs], plain.tokens[plain.pairs])
+    np.testing.assert_array_equal(view.frames, plain.frames)
+    assert view.sequence == plain.sequence and view.camera == plain.camera
+    assert view.tokens is jittered.tokens  # shared, not copied
+
+
+def test_reversed_batch_swaps_the_frames_and_leaves_the_other_draws(features):
+    train, _, _, _ = load(features, TINY)
+    idx = torch.tensor([0, 5])
+    plain = train.batch(idx, torch.device("cpu"))
+    backwards = train.batch(idx, torch.device("cpu"), reverse=torch.tensor([False, True]))
+    for k, other in enumerate((2, 3, 0, 1, 5, 4)):  # (t0, x0, t1, x1, m0, m1): each array swaps with its partner
+        torch.testing.assert_close(backwards[k][0], plain[k][0])  # pair 0 as it was
+        torch.testing.assert_close(backwards[k][1], plain[other][1])  # pair 1: frame t + offset first
+    with_reverse = TINY.model_copy(update=dict(reverse=0.5, batch_size=64))
+    idx_a, mirror_a, none = batch_indices(3, 100, TINY.model_copy(update=dict(batch_size=64)))
+    idx_b, mirror_b, reverse = batch_indices(3, 100, with_reverse)
+    assert none is None and torch.equal(idx_a, idx_b) and torch.equal(mirror_a, mirror_b)
+    assert 0 < int(reverse.sum()) < 64
 
 
 def test_mirrored_batch_is_the_left_right_mirror(features):
