@@ -30,8 +30,9 @@ REPO = Path(__file__).parents[1]
 SMOKE = {
     "data": {"sequences": 3, "frames": 3, "height": 96, "width": 160},
     "pointcloud": {"max_points": 512},
+    # 40 frames: two consecutive held-out drives hold every manoeuvre
     "drives": {"sequences": 5, "frames": 40, "height": 16, "width": 24, "max_points": 64, "val_sequences": 2,
-               "test_sequences": 2},  # 40 frames: two consecutive held-out drives hold every manoeuvre
+               "test_sequences": 2, "extra_val_sequences": 0},
     "vggt": {"target_size": 70, "max_points": 256},
     "train": {"steps": 3, "batch_size": 2, "points": "all", "min_points": 8, "points_per_frame": 64, "refine_steps_train": 1,
               "refine_steps_eval": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2},

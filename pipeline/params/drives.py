@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 
 from pipeline.params.base import Count, MaxPoints, Neighbours, Positive, Section, Seed
 
+Depth = Annotated[int, Field(ge=0)]
+
 SmallSide = Annotated[int, Field(ge=16, multiple_of=2)]
 
 
@@ -26,6 +28,12 @@ class DrivesParams(Section):
     normal_neighbours: Neighbours
     val_sequences: Count
     test_sequences: Count
+    extra_val_sequences: Depth
+
+    @property
+    def rendered(self) -> int:
+        """Drives rendered: ``sequences`` (the by-name split) and the ``extra_val_sequences`` after them."""
+        return self.sequences + self.extra_val_sequences
 
     @model_validator(mode="after")
     def _training_drives_left(self) -> DrivesParams:

@@ -5,8 +5,9 @@
 ``Stereo_Left/Omni_F``, at most ``drives.max_points`` points per frame within ``drives.far_m``), estimates
 normals (k-NN plane fit, towards the camera) and writes ``data/drives`` atomically (layout:
 ``pipeline/data/drives.py``): point-cloud parquet in camera coordinates, the ground truth (poses, manoeuvre per
-frame) and the split (the last ``test_sequences`` drives are the held-out test set, the ``val_sequences`` before
-them validation). Every held-out split must hold every manoeuvre, else the stage stops naming the param.
+frame) and the split (of the first ``sequences`` drives, the last ``test_sequences`` are the held-out test set,
+the ``val_sequences`` before them validation; ``extra_val_sequences`` more drives rendered after them join
+validation, so that validation grows while the training and test drives stay the same). Every held-out split must hold every manoeuvre, else the stage stops naming the param.
 These drives feed only LAQ (``concerto.points_from: drives``); phases one and two keep ``data/raw``.
 """
 
@@ -57,16 +58,24 @@ def _render(task: tuple[int, DrivesParams]):
     return drive_columns(*task)
 
 
+def drive_splits(names: list[str], p: DrivesParams) -> dict[str, list[str]]:
+    """Train / val / test drive names: :func:`split_sequences` of the first ``p.sequences`` names (sorted), then
+    the ``p.extra_val_sequences`` names after them appended to validation."""
+    splits = split_sequences(names[:p.sequences], p.val_sequences, p.test_sequences)
+    splits["val"] = splits["val"] + sorted(names[p.sequences:p.sequences + p.extra_val_sequences])
+    return splits
+
+
 def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bool = True) -> dict[str, Any]:
     """Render every drive into ``out_root`` (replaced atomically); return the stage's metrics.
 
     Raises ValueError (naming ``drives.val_sequences`` / ``drives.test_sequences``) when a held-out split misses a
     manoeuvre: validation and test drives must hold every label so the code metrics cover every action.
     """
-    names = [layout.drive_name(i) for i in range(p.sequences)]
-    splits = split_sequences(names, p.val_sequences, p.test_sequences)
+    names = [layout.drive_name(i) for i in range(p.rendered)]
+    splits = drive_splits(names, p)
     start = time.perf_counter()
-    tasks = [(i, p) for i in range(p.sequences)]
+    tasks = [(i, p) for i in range(p.rendered)]
     truth, partitions = [], []
     with atomic.atomic_dir(out_root, keep=(".gitignore",)) as tmp, one_blas_thread():  # DVC's list of outs
         bar = progress_bar(total=len(tasks), desc="drives", unit="drive", disable=not progress)
@@ -96,7 +105,7 @@ def build_drives(out_root: Path, p: DrivesParams, workers: int = 2, progress: bo
             "partitions": partitions})
     seconds = time.perf_counter() - start
     counts = table["manoeuvre"].value_counts()
-    return {"drives": p.sequences, "frames": int(len(table)), "points": int(sum(q["points"] for q in partitions)),
+    return {"drives": p.rendered, "frames": int(len(table)), "points": int(sum(q["points"] for q in partitions)),
             "splits": {k: len(v) for k, v in splits.items()}, "seconds": round(seconds, 2),
             "frames_per_s": round(len(table) / seconds, 2),
             "manoeuvre_frames": {label: int(counts.get(label, 0)) for label in sorted(counts.index)}}

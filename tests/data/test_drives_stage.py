@@ -19,12 +19,13 @@ from pipeline.data.synthetic.scene import build_scene
 from pipeline.io import pointcloud_table
 from pipeline.params.drives import DrivesParams
 from pipeline.steps import concerto
-from pipeline.steps.drives import build_drives
+from pipeline.steps.drives import build_drives, drive_splits
 from pipeline.train.laq import load_laq_data
 from tests.conftest import repo_params
 
 SMALL = {"seed": 3, "sequences": 5, "frames": 40, "height": 16, "width": 24, "max_points": 64, "far_m": 60.0,
-         "normal_neighbours": 8, "val_sequences": 2, "test_sequences": 2, "pixel_sampling": "per_frame"}
+         "normal_neighbours": 8, "val_sequences": 2, "test_sequences": 2, "extra_val_sequences": 0,
+         "pixel_sampling": "per_frame"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,16 @@ def test_layout_shapes_and_labels(drives):
         points = table[["x", "y", "z"]].to_numpy()
         assert ((normals * points).sum(1) <= 1e-4).all()  # normals face the camera at the origin
         np.testing.assert_allclose(table["depth"].to_numpy(), points[:, 2], atol=1e-3)  # planar depth = z
+
+
+def test_extra_validation_drives_come_after_and_leave_train_and_test_alone():
+    names = [layout.drive_name(i) for i in range(12)]
+    plain = drive_splits(names[:9], DrivesParams(**{**SMALL, "sequences": 9}))
+    grown = DrivesParams(**{**SMALL, "sequences": 9, "extra_val_sequences": 3})
+    assert grown.rendered == 12
+    splits = drive_splits(names, grown)
+    assert plain == {"train": names[:5], "val": names[5:7], "test": names[7:9]}
+    assert splits == {"train": plain["train"], "val": plain["val"] + names[9:], "test": plain["test"]}
 
 
 def test_held_out_splits_hold_every_manoeuvre(drives):
