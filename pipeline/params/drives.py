@@ -7,9 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.params.base import Count, MaxPoints, Neighbours, Positive, Section, Seed
-
-Depth = Annotated[int, Field(ge=0)]
+from pipeline.params.base import Count, MaxPoints, Neighbours, NonNegative, Positive, Section, Seed
 
 SmallSide = Annotated[int, Field(ge=16, multiple_of=2)]
 
@@ -28,7 +26,7 @@ class DrivesParams(Section):
     normal_neighbours: Neighbours
     val_sequences: Count
     test_sequences: Count
-    extra_val_sequences: Depth
+    extra_val_sequences: NonNegative
 
     @property
     def rendered(self) -> int:

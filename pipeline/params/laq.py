@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.params.base import Count, Fraction, Positive, Section, Seed, Weight
+from pipeline.params.base import Count, Fraction, NonNegative, Positive, Section, Seed, Weight
 
 Depth = Annotated[int, Field(ge=0)]
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
@@ -27,7 +27,7 @@ class LAQParams(Section):
     scene_weight: Weight
     mirror: Fraction
     reverse: Fraction
-    offset_jitter: Depth
+    offset_jitter: NonNegative
     codebook_size: Count
     code_seq_len: Count
     read_cells: Depth

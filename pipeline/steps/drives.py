@@ -7,7 +7,8 @@ normals (k-NN plane fit, towards the camera) and writes ``data/drives`` atomical
 ``pipeline/data/drives.py``): point-cloud parquet in camera coordinates, the ground truth (poses, manoeuvre per
 frame) and the split (of the first ``sequences`` drives, the last ``test_sequences`` are the held-out test set,
 the ``val_sequences`` before them validation; ``extra_val_sequences`` more drives rendered after them join
-validation, so that validation grows while the training and test drives stay the same). Every held-out split must hold every manoeuvre, else the stage stops naming the param.
+validation, so that validation grows while the training and test drives stay the same). Every held-out split
+must hold every manoeuvre, else the stage stops naming the param.
 These drives feed only LAQ (``concerto.points_from: drives``); phases one and two keep ``data/raw``.
 """
 

@@ -8,9 +8,10 @@ Data: ``data/features/<sequence>/<camera with / → _>.npz`` with ``frames`` (T,
 seen in a mirrored street, so left and right turns are equally common whatever the few training
 sequences did. A share ``reverse`` is played backwards (frame f + offset first), the drive seen in reverse;
 with ``offset_jitter`` j > 0 the training pairs are every offset in [offset - j, offset + j] (>= 1) instead of
-``frame_offset`` alone. Validation, test and the metrics' probes keep ``frame_offset``. Features are standardised per channel with statistics of the
-training sequences' occupied tokens (stored in the model file); empty tokens are set to 0 after that (the
-mean), so "this cell empties" is a change the decoder predicts like any other. Memory is that of the cached arrays only.
+``frame_offset`` alone. Validation, test and the metrics' probes keep ``frame_offset``. Features are
+standardised per channel with statistics of the training sequences' occupied tokens (stored in the model
+file); empty tokens are set to 0 after that (the mean), so "this cell empties" is a change the decoder predicts
+like any other. Memory is that of the cached arrays only.
 
 Training is deterministic for a seed on CPU: the batch of step s is drawn from a generator seeded
 with (seed, s), so a resumed run draws the same batches; the NSVQ noise uses the global torch RNG,
