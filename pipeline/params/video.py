@@ -43,6 +43,7 @@ class Phase2Params(Section):
     lr: Positive
     head_lr: Positive
     grad_clip: Positive
+    grad_clip_groups: Literal["global", "per_module"]
     points_per_frame: Count
     samples_per_slot: Count
     weight_depth: Weight

@@ -402,6 +402,22 @@ def frozen_forecaster(model: VideoSlotModel, state: dict | None) -> Forecaster |
     return reference.eval()
 
 
+def clip_groups(model: VideoSlotModel, mode: str) -> list[list[torch.nn.Parameter]]:
+    """The parameter groups whose gradient norms are clipped each on its own (``video.grad_clip_groups``).
+
+    ``global``: one group, every parameter (one norm: a large gradient anywhere shrinks every step).
+    ``per_module``: the slot model, the camera head, the forecaster's confidence layer and the rest of the
+    forecaster, so that a loss term that reaches only one of them no longer scales the others' steps.
+    """
+    if mode == "global":
+        return [list(model.parameters())]
+    groups: dict[str, list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        key = "forecaster.confidence" if name.startswith("forecaster.confidence.") else name.split(".", 1)[0]
+        groups.setdefault(key, []).append(parameter)
+    return list(groups.values())
+
+
 def build_optimizer(model: VideoSlotModel, params: Phase2Params) -> Adam:
     """Adam over the camera head and forecaster (``head_lr``) and, with ``finetune_slots``, the slot model (``lr``)."""
     head_params = [p for n, p in model.named_parameters() if not n.startswith("slots.")]
@@ -474,7 +490,8 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.sync_gradients()  # the model is never DDP-wrapped: its forward is not a single call
-        torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+        for group in clip_groups(model, params.grad_clip_groups):
+            torch.nn.utils.clip_grad_norm_(group, params.grad_clip)
         loop.optimizer.step()
         clips_seen += per_rank * info.world_size
         if info.is_main:

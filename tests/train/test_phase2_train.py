@@ -13,12 +13,15 @@ from typer.testing import CliRunner
 
 from pipeline.data.frames import frame_selection
 from pipeline.data.frames_cache import load_cached, load_frames
+from pipeline.models.slots.config import SlotModelConfig
+from pipeline.models.video.config import VideoModelConfig
 from pipeline.models.video.forecaster import best_of_k
+from pipeline.models.video.model import VideoSlotModel
 from pipeline.models.video.sequences import load_sequences
 from pipeline.steps.frames import build_frames
 from pipeline.steps.pointclouds import build_pointclouds
 from pipeline.train.phase1 import train_phase1
-from pipeline.train.phase2 import load_video_model, sample_clip, train_phase2, with_guess0_detached
+from pipeline.train.phase2 import clip_groups, load_video_model, sample_clip, train_phase2, with_guess0_detached
 from tests.conftest import repo_params
 from tests.curve_rows import Rows
 
@@ -383,3 +386,27 @@ def test_winner_takes_all_can_leave_guess0_untrained():
     errors.grad = None
     best_of_k(errors)[0].sum().backward()  # the plain term trains the winner, guess 0 included
     torch.testing.assert_close(errors.grad, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+
+
+def test_per_module_clip_groups_partition_the_parameters_and_keep_one_module_from_scaling_another():
+    model = VideoSlotModel(VideoModelConfig(camera_head=True, prototypes=2, hidden=16, time_features=2),
+                           SlotModelConfig(slots=2, prototypes=2, ico_level=1))
+    everything = list(model.parameters())
+    assert [len(g) for g in clip_groups(model, "global")] == [len(everything)]
+    groups = clip_groups(model, "per_module")
+    ids = [id(p) for g in groups for p in g]
+    assert sorted(ids) == sorted(id(p) for p in everything)  # each parameter in exactly one group
+    confidence = {id(p) for p in model.forecaster.confidence.parameters()}
+    assert any({id(p) for p in g} == confidence for g in groups)  # the confidence layer alone
+    assert len(groups) == 4  # slots, camera head, confidence layer, the rest of the forecaster
+    # a huge gradient on the confidence layer: one global norm shrinks the forecaster's small one, per module it stays
+    for mode, kept in (("global", False), ("per_module", True)):
+        for p in everything:
+            p.grad = None
+        head = model.forecaster.head.weight
+        head.grad = torch.full_like(head, 1e-3)
+        model.forecaster.confidence.weight.grad = torch.full_like(model.forecaster.confidence.weight, 1e3)
+        for group in clip_groups(model, mode):
+            torch.nn.utils.clip_grad_norm_(group, 5.0)
+        assert torch.allclose(head.grad, torch.full_like(head, 1e-3)) is kept
+        assert float(model.forecaster.confidence.weight.grad.norm()) == pytest.approx(5.0, rel=1e-4)
