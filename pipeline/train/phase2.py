@@ -478,6 +478,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
     clips_seen = 0
     terms: dict[str, float] = {}
     reference = frozen_forecaster(model, loop.extra.get("reference"))
+    clipped = clip_groups(model, params.grad_clip_groups)  # parameter groups, formed once
     loop.extra_state = lambda: {} if reference is None else {"reference": reference.state_dict()}
     for step in loop.steps(stop_after):
         if params.forecast_training == "grpo" and step >= params.grpo_warmup and reference is None:
@@ -490,7 +491,7 @@ def train_phase2(train: list[SequenceFrames], val: list[SequenceFrames], params:
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.sync_gradients()  # the model is never DDP-wrapped: its forward is not a single call
-        for group in clip_groups(model, params.grad_clip_groups):
+        for group in clipped:
             torch.nn.utils.clip_grad_norm_(group, params.grad_clip)
         loop.optimizer.step()
         clips_seen += per_rank * info.world_size
