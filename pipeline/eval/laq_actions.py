@@ -14,7 +14,8 @@ Per split (validation for model choices, test for the reported numbers), on the 
 - NMI / AMI (scikit-learn) between the code tuples and the manoeuvre label of each pair
   (``pipeline/data/synthetic/manoeuvres.py:pair_manoeuvre``), beside the same with shuffled labels, per
   code position, and pooled with the mirrored pairs (codes of the mirrored pair, label
-  ``mirror_manoeuvre``).
+  ``mirror_manoeuvre``); beside them the AMI that tuples built from the *true* motion reach on the same pairs
+  (``pipeline/eval/laq_ami_reference.py``: what the chance correction leaves for an ideal code).
 - Decoder error with inferred vs shuffled vs random codes (``decoder_metrics``), and the shuffled-code gain
   relative to the model's error.
 - Per-manoeuvre code usage figure (:func:`manoeuvre_usage_figure`).
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.data.synthetic.manoeuvres import LABELS, mirror_manoeuvre, pair_manoeuvre
+from pipeline.eval.laq_ami_reference import true_motion_agreement
 from pipeline.eval.laq_metrics import (
     FittedProbe,
     decoder_metrics,
@@ -132,6 +134,7 @@ def action_metrics(model: LAQ, split, probes: dict[str, FittedProbe], motion_spl
         out["manoeuvre_pairs"] = {label: int(labels_split.count(label)) for label in LABELS if label in labels_split}
         out["manoeuvre"] = label_agreement(codes["indices"], labels_split, rng,
                                            None if mirrored is None else mirrored["indices"])
+        out["manoeuvre"]["true_motion_reference"] = true_motion_agreement(y_split, label_ids(labels_split), seed=seed)
     return out, codes["indices"]
 
 

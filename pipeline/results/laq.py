@@ -27,6 +27,11 @@ METRICS = {  # name -> dotted key inside one split's actions block (pipeline/eva
     "ami_code_tuple_manoeuvre": "manoeuvre.tuple.ami",
     "ami_shuffled_labels": "manoeuvre.tuple_shuffled_labels.ami",
     "nmi_code_tuple_manoeuvre": "manoeuvre.tuple.nmi",
+    "distinct_code_tuples": "usage.distinct_tuples",
+    # the same AMI for tuples of the TRUE motion (pipeline/eval/laq_ami_reference.py): one 16-cluster code, and
+    # 16 equal-count bins of forward speed, yaw rate and lateral speed as three positions
+    "ami_true_motion_one_code": "manoeuvre.true_motion_reference.kmeans.ami",
+    "ami_true_motion_three_positions": "manoeuvre.true_motion_reference.quantiles_all.ami",
     "perplexity_min_position": "usage.perplexity_min_position",
     "mse_inferred_codes": "prediction.mse",
     "mse_shuffled_codes": "controllability.mse_shuffled_codes",

@@ -1,0 +1,56 @@
+"""How high can AMI(code tuple, manoeuvre) go at all? Reference tuples built from the *true* motion of the pairs.
+
+The LAQ v2 issue asks for AMI(code tuple, manoeuvre) >= 0.3 together with a per-position perplexity >= 16. The
+AMI's chance correction punishes tuples that are nearly unique per pair, so the number depends on how many
+distinct tuples a split holds as much as on what the codes mean. These references say what an ideal
+code would reach on the same pairs and labels, with no learning in between:
+
+- ``kmeans``: one code, the k-means cluster (``levels`` clusters, scikit-learn, fixed seed) of the standardised
+  motion components (forward speed, yaw rate, lateral speed; :func:`pipeline.eval.laq_actions.motion_components`).
+  Four positions that all repeat this code form the same partition, so this is also the tuple of four
+  redundant positions.
+- ``quantiles_forward_yaw``: a tuple of two positions, forward speed and yaw rate, each cut into ``levels``
+  equal-count bins (perplexity ``levels`` per position: the perplexity target when ``levels`` = 16).
+- ``quantiles_all``: the same with lateral speed as a third position: positions that each read a different,
+  perfectly known part of the motion.
+
+Each entry: {"ami", "nmi", "distinct_tuples"}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.eval.laq_metrics import mutual_information, tuple_ids
+
+REFERENCE_LEVELS = 16  # codes per position of the references: the issue's per-position perplexity target
+
+
+def quantile_codes(values: np.ndarray, levels: int) -> np.ndarray:
+    """(P,) values -> (P,) integer bins 0..levels-1 of (nearly) equal counts (cut at the inner quantiles)."""
+    cuts = np.quantile(values, np.linspace(0.0, 1.0, levels + 1)[1:-1])
+    return np.searchsorted(cuts, values, side="right")
+
+
+def kmeans_codes(components: np.ndarray, levels: int, seed: int) -> np.ndarray:
+    """(P, D) values -> (P,) k-means cluster of the per-column standardised values (``levels`` clusters)."""
+    from sklearn.cluster import KMeans
+
+    std = components.std(0)
+    z = (components - components.mean(0)) / np.where(std > 0, std, 1.0)
+    clusters = min(levels, len(np.unique(z, axis=0)))
+    return KMeans(clusters, n_init=4, random_state=seed).fit_predict(z).astype(np.int64)
+
+
+def true_motion_agreement(components: np.ndarray, classes: np.ndarray, *, levels: int = REFERENCE_LEVELS,
+                          seed: int = 0) -> dict[str, dict[str, Any]]:
+    """AMI / NMI with the label ``classes`` (P,) of the reference tuples (module docstring) built from the true
+    motion ``components`` (P, 3): forward speed (m/s), yaw rate (rad/s), lateral speed (m/s)."""
+    bins = np.stack([quantile_codes(components[:, c], levels) for c in range(components.shape[1])], 1)
+    references = {"kmeans": kmeans_codes(components, levels, seed)[:, None],
+                  "quantiles_forward_yaw": bins[:, :2], "quantiles_all": bins}
+    return {name: {**mutual_information(tuple_ids(codes), classes),
+                   "distinct_tuples": int(len(np.unique(codes, axis=0)))}
+            for name, codes in references.items()}
