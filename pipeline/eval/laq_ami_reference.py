@@ -54,3 +54,18 @@ def true_motion_agreement(components: np.ndarray, classes: np.ndarray, *, levels
     return {name: {**mutual_information(tuple_ids(codes), classes),
                    "distinct_tuples": int(len(np.unique(codes, axis=0)))}
             for name, codes in references.items()}
+
+
+def noisy_read_agreement(components: np.ndarray, classes: np.ndarray, read_r2: float, *,
+                         levels: int = REFERENCE_LEVELS, seed: int = 0) -> dict[str, Any]:
+    """AMI / NMI with ``classes`` of one code: the k-means cluster (``levels``) of the standardised motion
+    ``components`` (P, D) read with Gaussian noise of variance 1 / ``read_r2`` − 1 per component, so that the read
+    explains about ``read_r2`` of each component's variance (1: the exact motion, as ``kmeans`` of
+    :func:`true_motion_agreement`). The noise is drawn from ``seed``."""
+    if not 0.0 < read_r2 <= 1.0:
+        raise ValueError(f"read_r2 = {read_r2}: must be in (0, 1]")
+    std = components.std(0)
+    z = (components - components.mean(0)) / np.where(std > 0, std, 1.0)
+    read = z + np.sqrt(1.0 / read_r2 - 1.0) * np.random.default_rng(seed).standard_normal(z.shape)
+    codes = kmeans_codes(read, levels, seed)
+    return {**mutual_information(codes, classes), "read_r2": read_r2, "codes": levels}

@@ -44,3 +44,21 @@ def test_labels_unrelated_to_motion_give_no_agreement_beyond_chance():
     assert all(abs(v["ami"]) < 0.05 for v in out.values())
     # many distinct tuples share information with any labels by chance: the NMI is high, the AMI removes it
     assert out["quantiles_all"]["distinct_tuples"] > 300 and out["quantiles_all"]["nmi"] > 0.3
+
+
+def test_a_noisy_read_loses_agreement_and_an_exact_read_is_the_kmeans_reference():
+    import pytest
+
+    from pipeline.eval.laq_ami_reference import noisy_read_agreement
+
+    rng = np.random.default_rng(4)
+    corners = np.stack(np.meshgrid(np.arange(4), np.arange(2), np.arange(2)), -1).reshape(16, 3)
+    classes = np.repeat(np.arange(16), 20)
+    components = corners[classes] * 3.0 + rng.normal(0, 0.1, (320, 3))
+    exact = noisy_read_agreement(components, classes, 1.0)
+    assert exact["ami"] == pytest.approx(true_motion_agreement(components, classes)["kmeans"]["ami"])
+    assert exact["ami"] > 0.99
+    blurred = noisy_read_agreement(components, classes, 0.5)
+    assert blurred["ami"] < exact["ami"] - 0.3 and blurred["read_r2"] == 0.5
+    with pytest.raises(ValueError, match="read_r2"):
+        noisy_read_agreement(components, classes, 0.0)
