@@ -9,8 +9,8 @@ Layers, low -> high (a module may import its own layer and any lower one):
 2. ``pipeline.data``
 3. ``pipeline.models``
 4. ``pipeline.train`` and ``pipeline.eval`` (siblings: neither imports the other)
-5. ``pipeline.steps`` (one module per DVC stage), ``pipeline.cli``, ``pipeline.results`` (the results preset)
-   and ``pipeline.bench`` (benchmarks of stages)
+5. ``pipeline.steps`` (one module per DVC stage), ``pipeline.cli``, ``pipeline.results`` (the results preset),
+   ``pipeline.bench`` (benchmarks of stages) and ``pipeline.analysis`` (research analyses over a run)
 6. ``stages`` (Typer shells)
 
 Extra rule: MLflow tracking (``pipeline.tracking``) is used only by ``pipeline.steps`` (and by the stage shells,
@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.data",),
     ("pipeline.models",),
     ("pipeline.train", "pipeline.eval"),
-    ("pipeline.steps", "pipeline.cli", "pipeline.results", "pipeline.bench"),
+    ("pipeline.steps", "pipeline.cli", "pipeline.results", "pipeline.bench", "pipeline.analysis"),
     ("stages",),
 ]
 SIBLINGS_APART = {"pipeline.train", "pipeline.eval"}

@@ -28,6 +28,7 @@ from pipeline.config import parse_section
 from pipeline.errors import one_line_errors
 from pipeline.eval.laq_actions import label_ids, motion_components
 from pipeline.eval.laq_ami_reference import noisy_read_agreement, quantile_codes, true_motion_agreement
+from pipeline.eval.laq_metrics import derangement
 from pipeline.io import atomic
 from pipeline.io.synthia import FRAME_RATE_HZ
 from pipeline.models.laq import LAQConfig
@@ -35,7 +36,7 @@ from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
 from pipeline.steps.laq import PairTruth
 from pipeline.train.laq import GEOMETRY_CHANNELS, channel_stats, load_laq_data, scene_channels, standardise
-from pipeline.train.laq_motion_oracle import train_motion_decoder
+from pipeline.train.laq_motion_oracle import held_out_errors, train_motion_decoder
 
 app = typer.Typer(add_completion=False)
 
@@ -106,8 +107,10 @@ def decoder_table(params: dict[str, Any], seeds: list[int], features: Path, raw:
         codes_train, codes_test = make(train_z, test_z)
         table[name] = {}
         for seed in seeds:
-            errors = train_motion_decoder(data.train, data.test, codes_train, codes_test, config,
-                                          laq.model_copy(update={"seed": seed}), progress=progress)
+            decoder = train_motion_decoder(data.train, codes_train, config, laq.model_copy(update={"seed": seed}),
+                                           progress=progress)
+            errors = held_out_errors(decoder, data.test, codes_test,
+                                     derangement(len(data.test), np.random.default_rng(seed)))
             table[name][seed] = {**vars(errors), "shuffled_gain": errors.shuffled_gain}
     return table, test_y, label_ids(labels)
 

@@ -4,9 +4,9 @@ The decoder of :class:`pipeline.models.laq.LAQ` (same config, warp included) is 
 (batches of :func:`pipeline.train.laq.batch_indices` without mirroring, Adam, the LAQ learning-rate schedule, the
 gradient-norm clip), but its S codes are a small MLP of the pair's motion code: (P, 3) standardised motion
 components, exact or reduced to a coarse code (a cluster centroid, a bin mean; see
-``pipeline/results/laq_ceiling.py``). On held-out pairs the MSE with the true motion, with a derangement of it
-(the issue's shuffled-code gain) and with zero motion tells how much of the learned codes' use the ego-motion
-alone explains. An analysis, not a model of the pipeline: it reads labels no latent-action model may see.
+``pipeline/analysis/laq_ceiling.py``). On held-out pairs the MSE with the true motion, with a derangement of it
+(the issue's shuffled-code gain) and with zero motion (:func:`held_out_errors`) tells how much of the learned codes'
+use the ego-motion alone explains. An analysis, not a model of the pipeline: it reads labels no latent-action model may see.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.eval.laq_metrics import derangement
 from pipeline.models.laq import LAQ, LAQConfig
 from pipeline.params.laq import LAQParams
 from pipeline.progress import progress_bar
@@ -60,12 +59,18 @@ def predict(model: LAQ, codes: MotionCodes, pairs: FeaturePairs, idx: Tensor, mo
     return model.decode(model.embed(t0, x0, m0), t0, codes(motion.to(device)), x0), t1
 
 
-def train_motion_decoder(train: FeaturePairs, held_out: FeaturePairs, motion_train: np.ndarray,
-                         motion_held_out: np.ndarray, config: LAQConfig, params: LAQParams, *,
-                         device: torch.device = torch.device("cpu"), progress: bool = True) -> OracleErrors:
-    """Train the decoder on ``train`` pairs (standardised tokens) with their motion codes ``motion_train`` (P, M),
-    then measure it on ``held_out`` with ``motion_held_out`` (Q, M) (:class:`OracleErrors`; the derangement is drawn
-    with ``params.seed``). Deterministic for one machine and seed."""
+@dataclass
+class MotionDecoder:
+    """A trained LAQ decoder (``model``: encoder unused) and the MLP that turns motion codes into its codes."""
+
+    model: LAQ
+    codes: MotionCodes
+
+
+def train_motion_decoder(train: FeaturePairs, motion_train: np.ndarray, config: LAQConfig, params: LAQParams, *,
+                         device: torch.device = torch.device("cpu"), progress: bool = True) -> MotionDecoder:
+    """Train the decoder on ``train`` pairs (standardised tokens) with their motion codes ``motion_train`` (P, M).
+    Deterministic for one machine and ``params.seed``."""
     seed_everything(params.seed)
     model, codes = LAQ(config).to(device), MotionCodes(motion_train.shape[1], config.code_seq_len,
                                                        config.quant_dim).to(device)
@@ -87,15 +92,20 @@ def train_motion_decoder(train: FeaturePairs, held_out: FeaturePairs, motion_tra
             torch.nn.utils.clip_grad_norm_(weights, params.grad_clip)
         optimizer.step()
     model.eval()
-    m_held = torch.as_tensor(motion_held_out, dtype=torch.float32)
-    order = torch.from_numpy(derangement(len(held_out), np.random.default_rng(params.seed)))
-    errors = {}
-    with torch.no_grad():
-        for name, motion in (("true", m_held), ("shuffled", m_held[order]), ("zero", torch.zeros_like(m_held))):
-            errors[name] = mean_error(model, codes, held_out, motion, device)
-        t0, _, t1, _, _, _ = held_out.batch(torch.arange(len(held_out)), device)
-        errors["copy"] = float(model.token_error(t0, t1).mean())
-    return OracleErrors(**errors)
+    return MotionDecoder(model, codes)
+
+
+@torch.no_grad()
+def held_out_errors(decoder: MotionDecoder, held_out: FeaturePairs, motion: np.ndarray, shuffled: np.ndarray,
+                    device: torch.device = torch.device("cpu")) -> OracleErrors:
+    """:class:`OracleErrors` on ``held_out`` pairs with their motion codes ``motion`` (Q, M), the same codes
+    reordered by ``shuffled`` (a derangement of range(Q)) and zero codes."""
+    m_held = torch.as_tensor(motion, dtype=torch.float32)
+    errors = {name: mean_error(decoder.model, decoder.codes, held_out, m, device)
+              for name, m in (("true", m_held), ("shuffled", m_held[torch.as_tensor(shuffled)]),
+                              ("zero", torch.zeros_like(m_held)))}
+    t0, _, t1, _, _, _ = held_out.batch(torch.arange(len(held_out)), device)
+    return OracleErrors(**errors, copy=float(decoder.model.token_error(t0, t1).mean()))
 
 
 def mean_error(model: LAQ, codes: MotionCodes, pairs: FeaturePairs, motion: Tensor, device: torch.device,

@@ -15,7 +15,8 @@ from pipeline.eval.laq_actions import motion_components
 from pipeline.eval.laq_metrics import pair_motion
 from pipeline.models.laq import LAQConfig
 from pipeline.train.laq import GEOMETRY_CHANNELS, channel_stats, load_feature_pairs, standardise
-from pipeline.train.laq_motion_oracle import train_motion_decoder
+from pipeline.eval.laq_metrics import derangement
+from pipeline.train.laq_motion_oracle import held_out_errors, train_motion_decoder
 from tests.conftest import repo_params
 
 PARAMS = repo_params("laq", dim=32, heads=2, spatial_depth=1, temporal_depth=1, decoder_depth=1, codebook_size=8,
@@ -41,15 +42,19 @@ def pairs(tmp_path_factory):
     return train, test, [(m - mu) / sd for m in motion], config
 
 
+def errors(pairs, m_train, m_test):
+    train, test, _, config = pairs
+    decoder = train_motion_decoder(train, m_train, config, PARAMS, progress=False)
+    return held_out_errors(decoder, test, m_test, derangement(len(test), np.random.default_rng(0)))
+
+
 def test_the_true_motion_helps_the_decoder_and_a_constant_code_does_not(pairs):
-    train, test, (m_train, m_test), config = pairs
-    told = train_motion_decoder(train, test, m_train, m_test, config, PARAMS, progress=False)
+    m_train, m_test = pairs[2]
+    told = errors(pairs, m_train, m_test)
     assert told.true < told.copy  # it learned something at all
     assert told.shuffled_gain > 0.2, told  # the motion explains the tokens' change here
     assert told.zero > told.true
-    again = train_motion_decoder(train, test, m_train, m_test, config, PARAMS, progress=False)
-    assert again == told  # one machine, one seed: bit-identical
-    blind = train_motion_decoder(train, test, np.zeros_like(m_train), np.zeros_like(m_test), config, PARAMS,
-                                 progress=False)
+    assert errors(pairs, m_train, m_test) == told  # one machine, one seed: bit-identical
+    blind = errors(pairs, np.zeros_like(m_train), np.zeros_like(m_test))
     assert blind.true == blind.shuffled == blind.zero and blind.shuffled_gain == 0.0
     assert blind.true > told.true
