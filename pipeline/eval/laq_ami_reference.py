@@ -34,12 +34,17 @@ def quantile_codes(values: np.ndarray, levels: int) -> np.ndarray:
     return np.searchsorted(cuts, values, side="right")
 
 
+def standardised(values: np.ndarray) -> np.ndarray:
+    """(P, D) values with each column at zero mean and unit std (a constant column stays at zero)."""
+    std = values.std(0)
+    return (values - values.mean(0)) / np.where(std > 0, std, 1.0)
+
+
 def kmeans_codes(components: np.ndarray, levels: int, seed: int) -> np.ndarray:
     """(P, D) values -> (P,) k-means cluster of the per-column standardised values (``levels`` clusters)."""
     from sklearn.cluster import KMeans
 
-    std = components.std(0)
-    z = (components - components.mean(0)) / np.where(std > 0, std, 1.0)
+    z = standardised(components)
     clusters = min(levels, len(np.unique(z, axis=0)))
     return KMeans(clusters, n_init=4, random_state=seed).fit_predict(z).astype(np.int64)
 
@@ -64,8 +69,7 @@ def noisy_read_agreement(components: np.ndarray, classes: np.ndarray, read_r2: f
     :func:`true_motion_agreement`). The noise is drawn from ``seed``."""
     if not 0.0 < read_r2 <= 1.0:
         raise ValueError(f"read_r2 = {read_r2}: must be in (0, 1]")
-    std = components.std(0)
-    z = (components - components.mean(0)) / np.where(std > 0, std, 1.0)
-    read = z + np.sqrt(1.0 / read_r2 - 1.0) * np.random.default_rng(seed).standard_normal(z.shape)
+    noise = np.random.default_rng(seed).standard_normal(components.shape)
+    read = standardised(components) + np.sqrt(1.0 / read_r2 - 1.0) * noise
     codes = kmeans_codes(read, levels, seed)
     return {**mutual_information(codes, classes), "read_r2": read_r2, "codes": levels}
