@@ -27,15 +27,14 @@ import yaml
 from pipeline.config import parse_section
 from pipeline.errors import one_line_errors
 from pipeline.eval.laq_actions import label_ids, motion_components
-from pipeline.eval.laq_ami_reference import noisy_read_agreement, quantile_codes, true_motion_agreement
+from pipeline.eval.laq_ami_reference import noisy_read_agreement, quantile_cuts, true_motion_agreement
 from pipeline.eval.laq_metrics import derangement
 from pipeline.io import atomic
 from pipeline.io.synthia import FRAME_RATE_HZ
-from pipeline.models.laq import LAQConfig
 from pipeline.params.data import DataParams
 from pipeline.params.laq import LAQParams
 from pipeline.steps.laq import PairTruth
-from pipeline.train.laq import GEOMETRY_CHANNELS, channel_stats, load_laq_data, scene_channels, standardise
+from pipeline.train.laq import load_laq_data, model_config, standardise, token_statistics
 from pipeline.train.laq_motion_oracle import held_out_errors, train_motion_decoder
 
 app = typer.Typer(add_completion=False)
@@ -56,8 +55,8 @@ def bin_means(train: np.ndarray, held_out: np.ndarray, levels: int = 16) -> tupl
     """Each component replaced by the mean of its equal-count bin (``levels`` bins cut on ``train``)."""
     out_train, out_held = train.copy(), held_out.copy()
     for c in range(train.shape[1]):
-        cuts = np.quantile(train[:, c], np.linspace(0.0, 1.0, levels + 1)[1:-1])
-        bins = quantile_codes(train[:, c], levels)
+        cuts = quantile_cuts(train[:, c], levels)
+        bins = np.searchsorted(cuts, train[:, c], side="right")
         # a bin left empty by tied values (cuts that coincide) stands for its lower cut
         means = np.asarray([train[bins == b, c].mean() if (bins == b).any() else cuts[max(b - 1, 0)]
                             for b in range(levels)])
@@ -93,15 +92,10 @@ def decoder_table(params: dict[str, Any], seeds: list[int], features: Path, raw:
     train_y, test_y = (motion_components(truth.motion(split), seconds) for split in (data.train, data.test))
     mean, std = train_y.mean(0), train_y.std(0)
     train_z, test_z = (train_y - mean) / std, (test_y - mean) / std
-    used = np.unique(data.train.pairs.numpy())
-    token_mean, token_std = channel_stats(data.train.tokens[used], data.train.mask[used])
-    if data.train.grid is not None:
-        token_mean[-GEOMETRY_CHANNELS] = 0.0  # as train_laq
+    token_mean, token_std = token_statistics(data.train)  # as train_laq
     standardise(data.train, token_mean, token_std)
     standardise(data.test, token_mean, token_std)
-    config = LAQConfig(in_channels=data.train.tokens.shape[-1],
-                       geometry_channels=GEOMETRY_CHANNELS if data.train.grid else 0,
-                       scene_channels=scene_channels(data.manifest), **laq.model_kwargs())
+    config = model_config(data.train, data.manifest, laq)
     table: dict[str, Any] = {}
     for name, make in MOTION_CODES.items():
         codes_train, codes_test = make(train_z, test_z)

@@ -28,10 +28,14 @@ from pipeline.eval.laq_metrics import mutual_information, tuple_ids
 REFERENCE_LEVELS = 16  # codes per position of the references: the issue's per-position perplexity target
 
 
+def quantile_cuts(values: np.ndarray, levels: int) -> np.ndarray:
+    """(levels - 1,) inner quantiles of (P,) ``values``: the cuts of ``levels`` equal-count bins."""
+    return np.quantile(values, np.linspace(0.0, 1.0, levels + 1)[1:-1])
+
+
 def quantile_codes(values: np.ndarray, levels: int) -> np.ndarray:
-    """(P,) values -> (P,) integer bins 0..levels-1 of (nearly) equal counts (cut at the inner quantiles)."""
-    cuts = np.quantile(values, np.linspace(0.0, 1.0, levels + 1)[1:-1])
-    return np.searchsorted(cuts, values, side="right")
+    """(P,) values -> (P,) integer bins 0..levels-1 of (nearly) equal counts (cut at :func:`quantile_cuts`)."""
+    return np.searchsorted(quantile_cuts(values, levels), values, side="right")
 
 
 def standardised(values: np.ndarray) -> np.ndarray:

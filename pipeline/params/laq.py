@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from pipeline.params.base import Count, Fraction, NonNegative, Positive, Section, Seed, Weight
 
-Depth = Annotated[int, Field(ge=0)]
+Depth = NonNegative  # transformer blocks, cells read (0 = the default of the field)
 MODEL_KEYS = ("dim", "heads", "spatial_depth", "temporal_depth", "decoder_depth", "temporal_mode", "geometry_weight",
               "codebook_size", "code_seq_len", "read_cells", "quant_dim", "warp", "warp_sigma_m",
               "warp_gate", "scene_weight")

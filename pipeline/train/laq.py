@@ -233,6 +233,23 @@ def standardise(data: FeaturePairs, mean: torch.Tensor, std: torch.Tensor) -> Fe
     return data
 
 
+def token_statistics(train: FeaturePairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (C,) of the tokens of the frames that ``train``'s pairs use (:func:`channel_stats`);
+    for bird's-eye tokens the centroid's x offset keeps mean 0, so mirroring is a sign flip after standardising."""
+    used = torch.unique(train.pairs)
+    mean, std = channel_stats(train.tokens[used], train.mask[used])
+    if train.grid is not None:
+        mean[-GEOMETRY_CHANNELS] = 0.0
+    return mean, std
+
+
+def model_config(train: FeaturePairs, manifest: dict[str, Any], params: LAQParams) -> LAQConfig:
+    """The model config of ``params`` for the tokens of ``train`` (channels, geometry channels of bird's-eye
+    tokens) and of the features ``manifest`` (the above-ground half, :func:`scene_channels`)."""
+    return LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
+                     scene_channels=scene_channels(manifest), **params.model_kwargs())
+
+
 def training_offsets(frame_offset: int, offset_jitter: int) -> list[int]:
     """The frame offsets of the training pairs: ``frame_offset`` +- ``offset_jitter``, at least 1 (ascending)."""
     return [o for o in range(frame_offset - offset_jitter, frame_offset + offset_jitter + 1) if o >= 1]
@@ -321,13 +338,9 @@ def train_laq(train: FeaturePairs, val: FeaturePairs, params: LAQParams, out_mod
     if params.scene_weight != 1.0 and not scene:
         raise ValueError(f"laq.scene_weight = {params.scene_weight} needs tokens with an above-ground half "
                          f"(concerto.tokens: bev, concerto.bev_ground: both); set laq.scene_weight: 1")
-    config = LAQConfig(in_channels=train.tokens.shape[-1], geometry_channels=GEOMETRY_CHANNELS if train.grid else 0,
-                       scene_channels=scene, **params.model_kwargs())
+    config = model_config(train, manifest, params)
     common.seed_everything(params.seed)
-    used = torch.unique(train.pairs)
-    mean, std = channel_stats(train.tokens[used], train.mask[used])
-    if train.grid is not None:
-        mean[-GEOMETRY_CHANNELS] = 0.0  # x offset: zero-mean, so mirroring is a sign flip after standardising
+    mean, std = token_statistics(train)
     standardise(train, mean, std)
     standardise(val, mean, std)
     model = LAQ(config).to(device)
