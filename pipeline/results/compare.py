@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import typer
 
+from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
+from pipeline.results import index, provenance
 from pipeline.results.phase2 import KEY, MODEL, PAIRED_DELTAS, context_frames
 from pipeline.results.stats import format_intervals, paired_intervals
 
@@ -58,12 +60,14 @@ def paired_sets(a: pd.DataFrame, b: pd.DataFrame, context_frames: int) -> dict[s
     return out
 
 
-def markdown(result: dict, a: str, b: str, seeds: list[int]) -> str:
-    lines = [f"# Phase-two forecasts: {b} − {a}", "",
-             f"Seeds {seeds}; paired per forecast (same sequence, context window, Δ and seed); metres; bootstrap 95 % "
-             "interval over forecasts, seeds pooled, then the moving-block one (runs of context frames + Δ consecutive "
-             "windows per sequence); negative = the second set is better.", "",
-             f"| model row | Δ | {a} | {b} | {b} − {a} |", "|---|---|---|---|---|"]
+def markdown(result: dict, a: str, b: str, seeds: list[int], made_by: dict[str, str] | None = None) -> str:
+    """The comparison as Markdown; ``made_by``: tag -> its "Made by" paragraph (:func:`provenance.markdown`)."""
+    lines = [f"# Phase-two forecasts: {b} − {a}", ""]
+    lines += [f"- {tag}: {text}" for tag, text in (made_by or {}).items()] + ([""] if made_by else [])
+    lines += [f"Seeds {seeds}; paired per forecast (same sequence, context window, Δ and seed); metres; bootstrap 95 % "
+              "interval over forecasts, seeds pooled, then the moving-block one (runs of context frames + Δ consecutive "
+              "windows per sequence); negative = the second set is better.", "",
+              f"| model row | Δ | {a} | {b} | {b} − {a} |", "|---|---|---|---|---|"]
     for delta in PAIRED_DELTAS:
         for method, r in result[f"delta_{delta}"].items():
             lines.append(f"| {method} | {delta} | {r['a']:.3f} | {r['b']:.3f} | {format_intervals(r)} |")
@@ -84,10 +88,15 @@ def main(
                  for tag in (a, b) for seed in seed_list]
     result = paired_sets(forecast_tables(runs / a, seed_list), forecast_tables(runs / b, seed_list),
                          context_frames(evaluated))
+    records = {tag: provenance.load(runs / tag, seed_list) for tag in (a, b)}
     stem = reports / f"compare-{b}-vs-{a}"
-    atomic.write_json(stem.with_suffix(".json"), {"a": a, "b": b, "seeds": seed_list, "paired": result})
-    atomic.write_text(stem.with_suffix(".md"), markdown(result, a, b, seed_list))
+    atomic.write_json(stem.with_suffix(".json"), {"a": a, "b": b, "seeds": seed_list, "paired": result,
+                                                  "provenance": {tag: {str(s): r for s, r in recs.items()}
+                                                                 for tag, recs in records.items()}})
+    made_by = {tag: provenance.markdown(recs) for tag, recs in records.items()}
+    atomic.write_text(stem.with_suffix(".md"), markdown(result, a, b, seed_list, made_by))
     typer.echo(f"wrote {stem.with_suffix('.md')}")
+    typer.echo(f"wrote {index.write(reports, project_root())}")
 
 
 if __name__ == "__main__":

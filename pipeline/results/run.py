@@ -14,6 +14,11 @@ since session 34, when the phase-two targets moved to block intervals, which thr
 first 5 sequences, and so the trained models, are those of the earlier 8-sequence preset: the generator builds each
 sequence from (``data.seed``, its index) alone); everything else is params.yaml's default. ``--aggregate-only`` rebuilds the
 reports from the kept runs.
+
+Each seed's kept folder also holds the ``params.yaml`` its run used and its provenance record (the command that reruns
+the set, the commit and any uncommitted files, the machine: :mod:`pipeline.results.provenance`); every report carries
+its seeds' records ("Made by"), and ``reports/results/README.md`` (:mod:`pipeline.results.index`) lists all reports
+with what made them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import yaml
 from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
-from pipeline.results import laq, phase1, phase2
+from pipeline.results import index, laq, phase1, phase2, provenance
 
 PRESET: dict[str, Any] = {
     "data.sequences": 11,
@@ -90,8 +95,10 @@ def project_files(root: Path) -> list[str]:
     return [f for f in listed if f and (root / f).is_file()]
 
 
-def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targets: tuple[str, ...] = TARGETS) -> None:
-    """Train and evaluate one seed in a temporary copy; keep its reports in ``out_dir``."""
+def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targets: tuple[str, ...] = TARGETS,
+             record: dict[str, Any] | None = None) -> None:
+    """Train and evaluate one seed in a temporary copy; keep its reports in ``out_dir``, with the ``params.yaml``
+    the run used and, when given, its provenance ``record`` (:mod:`pipeline.results.provenance`)."""
     with tempfile.TemporaryDirectory(prefix="protoscene-results-") as tmp:
         copy = Path(tmp)
         for f in project_files(root):
@@ -113,19 +120,25 @@ def run_seed(root: Path, params: dict, seed: int, out_dir: Path, name: str, targ
         for src, dst in KEPT.items():
             if (copy / src).is_file():
                 shutil.copy2(copy / src, out_dir / dst)
+        shutil.copy2(copy / "params.yaml", out_dir / "params.yaml")
+        if record is not None:
+            atomic.write_json(out_dir / provenance.FILE, record)
 
 
 def aggregate(runs_dir: Path, seeds: list[int], reports: Path, tag: str) -> list[Path]:
     """Write every section's Markdown and JSON from the kept runs."""
     dirs = [runs_dir / f"seed{s}" for s in seeds]
+    records = provenance.load(runs_dir, seeds)
+    made_by = provenance.markdown(records)
     written = []
     for section, (summarise, markdown, title) in SECTIONS.items():
         if not all((d / SECTION_INPUT[section]).is_file() for d in dirs):
             continue  # not run for this result set (e.g. --targets evaluate)
-        summary = summarise(dirs, seeds)
+        summary = {**summarise(dirs, seeds), "provenance": {str(s): rec for s, rec in records.items()}}
         stem = reports / (section if tag == "default" else f"{section}-{tag}")
         atomic.write_json(stem.with_suffix(".json"), summary)
-        atomic.write_text(stem.with_suffix(".md"), markdown(summary, f"{title} ({tag})"))
+        title_line, _, body = markdown(summary, f"{title} ({tag})").partition("\n\n")
+        atomic.write_text(stem.with_suffix(".md"), f"{title_line}\n\n{made_by}\n\n{body}")
         written += [stem.with_suffix(".md"), stem.with_suffix(".json")]
     return written
 
@@ -142,17 +155,20 @@ def main(
                                 "skips LAQ, whose drives do not depend on data.seed (another world: -S drives.seed=N)."),
 ) -> None:
     root = project_root()
-    overrides = {**PRESET, **dict(parse_override(s) for s in set_param)}
+    user_overrides = dict(parse_override(s) for s in set_param)
+    overrides = {**PRESET, **user_overrides}
     tag = tag or ("_".join(s.replace("=", "").replace(".", "-") for s in set_param) or "default")
     seed_list = [int(s) for s in seeds.split(",")]
     params = apply_overrides(yaml.safe_load((root / "params.yaml").read_text()), overrides)
     runs_dir = reports / "runs" / tag
+    target_list = tuple(t for t in targets.split(",") if t)
     if not aggregate_only:
         for seed in seed_list:
-            run_seed(root, params, seed, runs_dir / f"seed{seed}", f"results-{tag}-seed{seed}",
-                     tuple(t for t in targets.split(",") if t))
+            record = provenance.record(root, user_overrides, PRESET, target_list, seed_list, tag)
+            run_seed(root, params, seed, runs_dir / f"seed{seed}", f"results-{tag}-seed{seed}", target_list, record)
     for path in aggregate(runs_dir, seed_list, reports, tag):
         typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {index.write(reports, root)}")
 
 
 if __name__ == "__main__":
