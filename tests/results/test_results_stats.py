@@ -162,8 +162,13 @@ def test_phase2_section_on_known_tables(tmp_path):
     assert five["model_best_of_1_vs_constant_velocity"]["block"] == 9  # 4 context frames + Δ
     narrow_only = {f"delta_{d}": {k: {**v, "block_high": 0.01} for k, v in summary["paired"][f"delta_{d}"].items()}
                    for d in (5, 10)}
-    assert not any(ok for name, ok in phase2.targets(narrow_only, None, [], ["speed_scalings_best_of_3"]).items()
-                   if name.startswith("best_of"))  # the block interval decides
+    narrow_targets = phase2.targets(narrow_only, None, [], ["speed_scalings_best_of_3"])
+    assert not any(ok for name, ok in narrow_targets.items()
+                   if name.startswith("best_of") and "mean_below" not in name)  # the block interval decides
+    assert narrow_targets["best_of_k_mean_below_speed_scalings_best_of_3_delta_5"]  # the literal wording
+    above = {f"delta_{d}": {k: {**v, "mean": 0.01} for k, v in narrow_only[f"delta_{d}"].items()} for d in (5, 10)}
+    assert not phase2.targets(above, None, [], ["speed_scalings_best_of_3"])[
+        "best_of_k_mean_below_speed_scalings_best_of_3_delta_10"]
     assert "model_best_of_k_vs_speed_scalings_best_of_3" in phase2.markdown(summary, "t")
     assert "fixed" not in phase2.markdown(summary, "t")  # runs without fixed guesses (or from before them)
     summary["fixed_guesses"] = [0.0, 1.0]
