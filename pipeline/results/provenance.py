@@ -32,13 +32,16 @@ NOT_RECORDED = "not recorded (the runs were made before the preset kept their pr
 
 
 def git_state(root: Path) -> tuple[str | None, list[str]]:
-    """(HEAD's commit hash or None outside a git checkout, the paths ``git status --porcelain`` lists)."""
+    """(HEAD's commit hash or None outside a git checkout, the files that differ from it: modified, deleted or
+    untracked and not ignored, as the run copies the working tree; a folder or a link to one is not a file the run
+    copies, e.g. a ``.venv`` link)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     if head.returncode != 0:
         return None, []
-    status = subprocess.run(["git", "status", "--porcelain", "-z"], cwd=root, capture_output=True, text=True,
-                            check=True).stdout
-    return head.stdout.strip(), sorted(entry[3:] for entry in status.split("\0") if entry)
+    status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    paths = (entry[3:] for entry in status.split("\0") if entry)
+    return head.stdout.strip(), sorted(p for p in paths if not (root / p).is_dir())
 
 
 def command_line(overrides: dict[str, Any], targets: tuple[str, ...], seeds: list[int], tag: str) -> str:

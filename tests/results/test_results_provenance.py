@@ -45,8 +45,11 @@ def test_record_names_the_commit_and_what_differed_from_it(tmp_path):
     assert rec["commit"] == head and rec["uncommitted"] == []
     assert rec["overrides"] == {"train.seed": 3} and rec["preset"] == {"data.sequences": 11}
     (root / "params.yaml").write_text("a: 2\n")
-    (root / "new.py").write_text("")
-    assert provenance.record(root, {}, {}, ("evaluate",), [0], "t")["uncommitted"] == ["new.py", "params.yaml"]
+    (root / "new").mkdir()
+    (root / "new" / "x.py").write_text("")
+    (root / "venv-elsewhere").mkdir()
+    (root / ".venv").symlink_to(root / "venv-elsewhere")  # a folder link: not a file the run copies
+    assert provenance.record(root, {}, {}, ("evaluate",), [0], "t")["uncommitted"] == ["new/x.py", "params.yaml"]
     outside = tmp_path / "plain"
     outside.mkdir()
     assert provenance.git_state(outside) == (None, [])
