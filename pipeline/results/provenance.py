@@ -31,17 +31,19 @@ FILE = "provenance.json"  # a seed's record in its kept folder, reports/results/
 NOT_RECORDED = "not recorded (the runs were made before the preset kept their provenance)"
 
 
-def git_state(root: Path) -> tuple[str | None, list[str]]:
+def git_state(root: Path, outputs: Path | None = None) -> tuple[str | None, list[str]]:
     """(HEAD's commit hash or None outside a git checkout, the files that differ from it: modified, deleted or
     untracked and not ignored, as the run copies the working tree; a folder or a link to one is not a file the run
-    copies, e.g. a ``.venv`` link)."""
+    copies, e.g. a ``.venv`` link; nor is anything under ``outputs``, the preset's own reports folder, an input)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     if head.returncode != 0:
         return None, []
     status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
                             capture_output=True, text=True, check=True).stdout
     paths = (entry[3:] for entry in status.split("\0") if entry)
-    return head.stdout.strip(), sorted(p for p in paths if not (root / p).is_dir())
+    skip = None if outputs is None else (root / outputs).resolve()
+    return head.stdout.strip(), sorted(p for p in paths if not (root / p).is_dir()
+                                       and not (skip and (root / p).resolve().is_relative_to(skip)))
 
 
 def command_line(overrides: dict[str, Any], targets: tuple[str, ...], seeds: list[int], tag: str) -> str:
@@ -61,9 +63,10 @@ def _version(package: str) -> str | None:
 
 
 def record(root: Path, overrides: dict[str, Any], preset: dict[str, Any], targets: tuple[str, ...],
-           seeds: list[int], tag: str) -> dict[str, Any]:
-    """The provenance of one seed's run, taken when it starts (see the module docstring for the keys)."""
-    commit, uncommitted = git_state(root)
+           seeds: list[int], tag: str, outputs: Path | None = None) -> dict[str, Any]:
+    """The provenance of one seed's run, taken when it starts (see the module docstring for the keys; ``outputs``:
+    the reports folder, whose files are not counted as uncommitted inputs)."""
+    commit, uncommitted = git_state(root, outputs)
     return {"command": command_line(overrides, targets, seeds, tag), "overrides": dict(overrides),
             "preset": dict(preset), "targets": list(targets), "commit": commit, "uncommitted": uncommitted,
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),

@@ -164,7 +164,7 @@ def main(
     target_list = tuple(t for t in targets.split(",") if t)
     if not aggregate_only:
         for seed in seed_list:
-            record = provenance.record(root, user_overrides, PRESET, target_list, seed_list, tag)
+            record = provenance.record(root, user_overrides, PRESET, target_list, seed_list, tag, reports)
             run_seed(root, params, seed, runs_dir / f"seed{seed}", f"results-{tag}-seed{seed}", target_list, record)
     for path in aggregate(runs_dir, seed_list, reports, tag):
         typer.echo(f"wrote {path}")

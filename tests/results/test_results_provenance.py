@@ -50,6 +50,12 @@ def test_record_names_the_commit_and_what_differed_from_it(tmp_path):
     (root / "venv-elsewhere").mkdir()
     (root / ".venv").symlink_to(root / "venv-elsewhere")  # a folder link: not a file the run copies
     assert provenance.record(root, {}, {}, ("evaluate",), [0], "t")["uncommitted"] == ["new/x.py", "params.yaml"]
+    (root / "reports" / "results").mkdir(parents=True)
+    (root / "reports" / "results" / "phase2.md").write_text("")  # an earlier set's report: an output, not an input
+    outputs = Path("reports/results")
+    assert provenance.record(root, {}, {}, ("evaluate",), [0], "t", outputs)["uncommitted"] == ["new/x.py",
+                                                                                                  "params.yaml"]
+    assert "reports/results/phase2.md" in provenance.record(root, {}, {}, ("evaluate",), [0], "t")["uncommitted"]
     outside = tmp_path / "plain"
     outside.mkdir()
     assert provenance.git_state(outside) == (None, [])
