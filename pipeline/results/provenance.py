@@ -40,7 +40,12 @@ def git_state(root: Path, outputs: Path | None = None) -> tuple[str | None, list
         return None, []
     status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
                             capture_output=True, text=True, check=True).stdout
-    paths = (entry[3:] for entry in status.split("\0") if entry)
+    paths, entries = [], iter(status.split("\0"))
+    for entry in entries:
+        if entry:
+            paths.append(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its source path follows as an entry of its own
+                paths.append(next(entries))
     skip = None if outputs is None else (root / outputs).resolve()
     return head.stdout.strip(), sorted(p for p in paths if not (root / p).is_dir()
                                        and not (skip and (root / p).resolve().is_relative_to(skip)))

@@ -56,6 +56,9 @@ def test_record_names_the_commit_and_what_differed_from_it(tmp_path):
     assert provenance.record(root, {}, {}, ("evaluate",), [0], "t", outputs)["uncommitted"] == ["new/x.py",
                                                                                                   "params.yaml"]
     assert "reports/results/phase2.md" in provenance.record(root, {}, {}, ("evaluate",), [0], "t")["uncommitted"]
+    git(root, "mv", "params.yaml", "renamed.yaml")  # a staged rename names both paths
+    assert provenance.git_state(root)[1] == ["new/x.py", "params.yaml", "renamed.yaml",
+                                             "reports/results/phase2.md"]
     outside = tmp_path / "plain"
     outside.mkdir()
     assert provenance.git_state(outside) == (None, [])
