@@ -90,8 +90,8 @@ def lines(reports: Path, root: Path) -> list[str]:
     commits, changed = last_commits(root, folder), changed_files(root, folder)
     out = ["# Results reports", "",
            "Written by `python -m pipeline.results.index` (also after every `pipeline.results.run` and "
-           "`pipeline.results.compare`): one row per report in this folder. `<section>.md` is the preset at "
-           "today's defaults, `<section>-<tag>.md` a variant or another world (`-S` overrides; most were tried and "
+           "`pipeline.results.compare`): one row per report in this folder. `<section>.md` is the preset without "
+           "overrides (the defaults of the commit its runs name), `<section>-<tag>.md` a variant or another world (`-S` overrides; most were tried and "
            "not adopted: the README's Results section names the reports behind each claim). \"Made by\" is the "
            "command the runs recorded (reports aggregated before runs kept one leave it empty); \"last commit\" "
            "is the newest commit that changed the report, whose subject says what the variant was and what became "
