@@ -21,6 +21,7 @@ import typer
 from pipeline.config import project_root
 from pipeline.errors import one_line_errors
 from pipeline.io import atomic
+from pipeline.results import provenance
 
 INDEX = "README.md"
 SECTIONS = ("phase1", "phase2", "laq", "compare")  # file-name prefixes, in the index's order
@@ -48,13 +49,6 @@ def last_commits(root: Path, folder: Path) -> dict[str, Commit]:
         for name in names.split():
             newest.setdefault(name, Commit(short, date, subject))
     return newest
-
-
-def changed_files(root: Path, folder: Path) -> set[str]:
-    """Paths under ``folder`` that differ from HEAD or are untracked (relative to ``root``)."""
-    status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all", "--", str(folder)],
-                            cwd=root, capture_output=True, text=True)
-    return {entry[3:] for entry in status.stdout.split("\0") if entry} if status.returncode == 0 else set()
 
 
 def made_by(json_path: Path) -> str:
@@ -87,7 +81,7 @@ def lines(reports: Path, root: Path) -> list[str]:
     folder = reports.resolve()
     if folder.is_relative_to(root.resolve()):
         folder = folder.relative_to(root.resolve())
-    commits, changed = last_commits(root, folder), changed_files(root, folder)
+    commits, changed = last_commits(root, folder), provenance.changed_paths(root, str(folder)) or set()
     out = ["# Results reports", "",
            "Written by `python -m pipeline.results.index` (also after every `pipeline.results.run` and "
            "`pipeline.results.compare`): one row per report in this folder. `<section>.md` is the preset without "

@@ -31,23 +31,31 @@ FILE = "provenance.json"  # a seed's record in its kept folder, reports/results/
 NOT_RECORDED = "not recorded (the runs were made before the preset kept their provenance)"
 
 
+def changed_paths(root: Path, pathspec: str | None = None) -> set[str] | None:
+    """Paths (relative to ``root``) that differ from HEAD: modified, deleted, renamed (both paths) or untracked and
+    not ignored, limited to ``pathspec`` if given; None outside a git checkout."""
+    args = ["git", "status", "--porcelain", "-z", "--untracked-files=all", *(["--", pathspec] if pathspec else [])]
+    status = subprocess.run(args, cwd=root, capture_output=True, text=True)
+    if status.returncode != 0:
+        return None
+    paths, entries = set(), iter(status.stdout.split("\0"))
+    for entry in entries:
+        if entry:
+            paths.add(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its source path follows as an entry of its own
+                paths.add(next(entries))
+    return paths
+
+
 def git_state(root: Path, outputs: Path | None = None) -> tuple[str | None, list[str]]:
-    """(HEAD's commit hash or None outside a git checkout, the files that differ from it: modified, deleted or
-    untracked and not ignored, as the run copies the working tree; a folder or a link to one is not a file the run
-    copies, e.g. a ``.venv`` link; nor is anything under ``outputs``, the preset's own reports folder, an input)."""
+    """(HEAD's commit hash or None outside a git checkout, the files that differ from it (:func:`changed_paths`), as
+    the run copies the working tree; a folder or a link to one is not a file the run copies, e.g. a ``.venv`` link;
+    nor is anything under ``outputs``, the preset's own reports folder, an input)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     if head.returncode != 0:
         return None, []
-    status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout
-    paths, entries = [], iter(status.split("\0"))
-    for entry in entries:
-        if entry:
-            paths.append(entry[3:])
-            if entry[0] in "RC":  # a rename or copy: its source path follows as an entry of its own
-                paths.append(next(entries))
     skip = None if outputs is None else (root / outputs).resolve()
-    return head.stdout.strip(), sorted(p for p in paths if not (root / p).is_dir()
+    return head.stdout.strip(), sorted(p for p in changed_paths(root) or () if not (root / p).is_dir()
                                        and not (skip and (root / p).resolve().is_relative_to(skip)))
 
 
