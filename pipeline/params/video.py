@@ -27,6 +27,7 @@ class Phase2Params(Section):
     guess0_start_alpha: float
     fixed_slot_fallback: bool
     fixed_slot_fallback_mps: Annotated[float, Field(ge=0)]
+    fixed_slot_fallback_residual_m: Annotated[float, Field(ge=0)]
     fixed_guess_velocity: list[Literal["velocity_from", "slots"]]
     max_step_m: Positive
     velocity_from: Literal["slots", "objects"]

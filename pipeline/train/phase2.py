@@ -90,6 +90,7 @@ def video_model_config(params: Phase2Params, slot_config: SlotModelConfig) -> Vi
                             guess0_start_alpha=params.guess0_start_alpha,
                             fixed_slot_fallback=params.fixed_slot_fallback,
                             fixed_slot_fallback_mps=params.fixed_slot_fallback_mps,
+                            fixed_slot_fallback_residual_m=params.fixed_slot_fallback_residual_m,
                             fixed_guess_velocity=tuple(params.fixed_guess_velocity),
                             confidence_detached=params.confidence_detached)
 

@@ -32,6 +32,10 @@ class VideoModelConfig:
     - ``fixed_slot_fallback_mps``: with ``fixed_slot_fallback``, also slot by slot: a slot whose given velocity is
       zero (its object gated as still) but whose own fitted speed is at least this many m/s takes its own velocity in
       the fixed guesses (0 = off: only the whole-sample fallback above);
+    - ``fixed_slot_fallback_residual_m``: with ``fixed_slot_fallback_mps`` > 0, such a slot must also move steadily:
+      its own track over the whole context passes the object tracks' gate (that speed, and an RMS residual from its
+      fitted line of at most this many metres), and it takes that line's velocity (0 = off: the speed alone, over
+      ``velocity_frames``);
     - ``confidence_detached``: the confidence logits read the forecaster's slot tokens detached, so the confidence
       loss trains the confidence layer alone and never moves the shared trunk (and with it guess 0);
     - ``fixed_guess_velocity``: per fixed guess, the velocity its fraction scales: ``"velocity_from"`` (the one the
@@ -54,5 +58,6 @@ class VideoModelConfig:
     guess0_start_alpha: float = 0.0
     fixed_slot_fallback: bool = False
     fixed_slot_fallback_mps: float = 0.0
+    fixed_slot_fallback_residual_m: float = 0.0
     fixed_guess_velocity: tuple[str, ...] = ()
     confidence_detached: bool = False

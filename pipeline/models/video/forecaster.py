@@ -132,6 +132,22 @@ def fitted_velocity(context: SlotTrack, frames: int) -> Tensor:
     return (dt * dx).sum(1) / (dt * dt).sum(1).clamp_min(1e-12)
 
 
+def steady_line(context: SlotTrack, min_speed_mps: float, max_residual_m: float) -> tuple[Tensor, Tensor]:
+    """Each slot's own track over the whole context as the object tracks' motion gate reads an object's mean
+    (:func:`pipeline.models.video.object_tracks.line_fit`): the least-squares velocity (B, K, 3) m/s and whether it
+    passes (B, K, 1) bool: speed >= ``min_speed_mps`` and RMS distance (metres) of the centres from the fitted line
+    <= ``max_residual_m``. Fewer than 3 context frames give no residual: nothing passes."""
+    n = context.centre.shape[1]
+    velocity = fitted_velocity(context, n)
+    if n < 3:
+        return velocity, torch.zeros_like(velocity[..., :1], dtype=torch.bool)
+    dt = (context.time - context.time.mean(dim=1, keepdim=True)).view(-1, n, 1, 1)
+    dx = context.centre - context.centre.mean(dim=1, keepdim=True)
+    residual = (dx - dt * velocity.unsqueeze(1)).square().sum(-1).mean(1).sqrt().unsqueeze(-1)  # (B, K, 1)
+    passes = (velocity.norm(dim=-1, keepdim=True) >= min_speed_mps) & (residual <= max_residual_m)
+    return velocity, passes
+
+
 def copy_last(context: SlotTrack) -> Forecast:
     """Baseline: the last context frame's slots, unchanged in the world frame (one guess)."""
     last = context.frames(-1)
@@ -242,8 +258,10 @@ class Forecaster(nn.Module):
         another: with ``config.fixed_slot_fallback``, in a sample whose ``velocity`` is zero for every slot (no object
         moves), the fixed guesses take the slots' own fitted velocity (``velocity_frames``), and with
         ``config.fixed_slot_fallback_mps`` > 0 so does every slot whose ``velocity`` is zero while its own fitted speed
-        reaches that bound; a fixed guess whose ``config.fixed_guess_velocity`` entry is ``"slots"`` always does. The
-        learned guesses keep ``velocity``."""
+        reaches that bound; with ``config.fixed_slot_fallback_residual_m`` > 0 as well, such a slot's own track over
+        the whole context must pass the objects' gate instead (:func:`steady_line`: that speed, that residual), and it
+        takes that line's velocity. A fixed guess whose ``config.fixed_guess_velocity`` entry is ``"slots"`` always
+        takes the slots' own. The learned guesses keep ``velocity``."""
         fixed = len(self.config.fixed_guesses)
         sources = self.config.fixed_guess_velocity or ("velocity_from",) * fixed
         if not fixed or (not self.config.fixed_slot_fallback and "slots" not in sources):
@@ -252,9 +270,15 @@ class Forecaster(nn.Module):
         if self.config.fixed_slot_fallback:
             gated = (velocity == 0).all(dim=-1, keepdim=True)  # (B, K, 1)
             still = gated.all(dim=1, keepdim=True)  # (B, 1, 1): no object moves in the sample
+            shared = velocity
             if self.config.fixed_slot_fallback_mps > 0:  # ... or this slot's object is gated but the slot moves
-                still = still | (gated & (own.norm(dim=-1, keepdim=True) >= self.config.fixed_slot_fallback_mps))
-            shared = torch.where(still, own, velocity)
+                if self.config.fixed_slot_fallback_residual_m > 0:
+                    line, moves = steady_line(context, self.config.fixed_slot_fallback_mps,
+                                              self.config.fixed_slot_fallback_residual_m)
+                    shared = torch.where(gated & moves, line, velocity)
+                else:
+                    still = still | (gated & (own.norm(dim=-1, keepdim=True) >= self.config.fixed_slot_fallback_mps))
+            shared = torch.where(still, own, shared)
         else:
             shared = velocity
         per_fixed = [own if source == "slots" else shared for source in sources]

@@ -19,7 +19,9 @@ from pipeline.models.video.forecaster import (
     copy_last,
     fitted_velocity,
     last_velocity,
+    steady_line,
 )
+from pipeline.models.video.object_tracks import line_fit
 from pipeline.models.video.poses import apply, axis_angle_to_matrix, chain, invert, rot6d_to_matrix
 from pipeline.data.carried import track_anchors
 from pipeline.models.video.tracking import match_chain, reorder
@@ -278,6 +280,56 @@ def test_fixed_slot_fallback_mps_extrapolates_each_gated_slot_that_moves():
     torch.testing.assert_close(ours.centre[0, 2], x0 + v * (0.9 + 1.4))
     assert torch.equal(ours.centre[0], reference.centre[0])
     assert torch.equal(ours.centre[:, :2], reference.centre[:, :2])
+
+
+def test_steady_line_matches_the_object_gates_line_fit():
+    """:func:`steady_line` on noisy uneven tracks: the velocity and pass/fail of numpy's least-squares line
+    (``object_tracks.line_fit``, the objects' gate) for every slot, with bounds between the slots' own values."""
+    g = torch.Generator().manual_seed(4)
+    times = torch.tensor([0.0, 0.3, 0.5, 0.9, 1.2], dtype=torch.float64)
+    track, _, _ = cv_track(times.float(), k=8, seed=4)
+    centre = track.centre.double() + torch.randn(track.centre.shape, generator=g, dtype=torch.float64) * \
+        torch.linspace(0.0, 1.0, 8, dtype=torch.float64).view(1, 1, 8, 1)
+    track = SlotTrack(centre, track.rotation.double(), track.scale.double(), track.weights.double(), times[None])
+    fits = [line_fit(times.numpy(), centre[0, :, k].numpy()) for k in range(8)]
+    speed, residual = np.array([np.linalg.norm(s) for s, _ in fits]), np.array([r for _, r in fits])
+    min_speed, max_residual = float(np.median(speed)), float(np.median(residual))
+    velocity, passes = steady_line(track, min_speed, max_residual)
+    np.testing.assert_allclose(velocity[0].numpy(), np.stack([s for s, _ in fits]), atol=1e-9)
+    expected = (speed >= min_speed) & (residual <= max_residual)
+    assert 0 < expected.sum() < 8
+    assert passes[0, :, 0].tolist() == expected.tolist()
+    assert not steady_line(SlotTrack(*(x[:, :2] for x in (track.centre, track.rotation, track.scale, track.weights,
+                                                          track.time))), 0.0, 1e9)[1].any()  # two frames: no residual
+
+
+def test_fixed_slot_fallback_residual_keeps_only_steadily_moving_gated_slots():
+    """With ``fixed_slot_fallback_residual_m``: of the gated slots that move fast, a steady one lands on its analytic
+    constant-velocity position and one that jumps about (a slot hopping between objects) stays where it was, while
+    the speed-only fallback moves both; the object with a given velocity keeps it; guesses 0 and 1 unchanged."""
+    times = torch.tensor([0.0, 0.2, 0.7, 0.9])
+    one, x0, v = cv_track(times, k=4, seed=5)
+    v = torch.tensor([[3.0, 0.0, 1.0], [2.5, 0.0, -2.0], [0.1, 0.0, 0.1], [0.0, 0.0, 4.0]])
+    centre = x0 + v * times.view(-1, 1, 1)
+    centre[:, 1] += torch.tensor([[0.0, 0, 0], [3.0, 0, 0], [-3.0, 0, 0], [0.0, 0, 0]])  # slot 1 jumps about
+    track = SlotTrack(centre[None], one.rotation, one.scale, one.weights, one.time)
+    given = torch.zeros(1, 4, 3)
+    given[0, 3] = torch.tensor([0.0, 0.0, 2.0])  # slot 3's object moves (gated through)
+    config = dict(guesses=3, prototypes=2, hidden=16, time_features=4, fixed_guesses=(0.0, 1.0), velocity_frames=2,
+                  fixed_slot_fallback=True, fixed_slot_fallback_mps=1.0)
+    speed_only = Forecaster(VideoModelConfig(**config))
+    steady = Forecaster(VideoModelConfig(**config, fixed_slot_fallback_residual_m=0.4))
+    steady.load_state_dict(speed_only.state_dict())
+    delta = torch.tensor([1.5])
+    with torch.no_grad():
+        ours, loose = steady(track, delta, given), speed_only(track, delta, given)
+    last = centre[-1]
+    expected = last.clone()
+    expected[0] = x0[0] + v[0] * (0.9 + 1.5)
+    expected[3] = last[3] + given[0, 3] * 1.5
+    torch.testing.assert_close(ours.centre[0, 2], expected)
+    assert not torch.allclose(loose.centre[0, 2, 1], last[1])  # the speed alone moves the jumping slot
+    assert torch.equal(ours.centre[0, :2], loose.centre[0, :2])
 
 
 def test_fixed_guesses_refuse_sampled_guess_counts():
