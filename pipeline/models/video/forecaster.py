@@ -125,11 +125,17 @@ def fitted_velocity(context: SlotTrack, frames: int) -> Tensor:
     n = min(frames, context.centre.shape[1])
     if n <= 2:
         return last_velocity(context)
+    return centred_line(context, n)[0]
+
+
+def centred_line(context: SlotTrack, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Least-squares line through the last ``n`` context centres against their true time stamps: slope (B, K, 3)
+    m/s, the centred times (B, n, 1, 1) seconds and the centred centres (B, n, K, 3) metres."""
     time = context.time[:, -n:]
-    dt = (time - time.mean(dim=1, keepdim=True)).view(-1, n, 1, 1)  # (B, n, 1, 1) seconds
+    dt = (time - time.mean(dim=1, keepdim=True)).view(-1, n, 1, 1)
     centre = context.centre[:, -n:]
     dx = centre - centre.mean(dim=1, keepdim=True)
-    return (dt * dx).sum(1) / (dt * dt).sum(1).clamp_min(1e-12)
+    return (dt * dx).sum(1) / (dt * dt).sum(1).clamp_min(1e-12), dt, dx
 
 
 def steady_line(context: SlotTrack, min_speed_mps: float, max_residual_m: float) -> tuple[Tensor, Tensor]:
@@ -138,11 +144,10 @@ def steady_line(context: SlotTrack, min_speed_mps: float, max_residual_m: float)
     passes (B, K, 1) bool: speed >= ``min_speed_mps`` and RMS distance (metres) of the centres from the fitted line
     <= ``max_residual_m``. Fewer than 3 context frames give no residual: nothing passes."""
     n = context.centre.shape[1]
-    velocity = fitted_velocity(context, n)
     if n < 3:
+        velocity = fitted_velocity(context, n)
         return velocity, torch.zeros_like(velocity[..., :1], dtype=torch.bool)
-    dt = (context.time - context.time.mean(dim=1, keepdim=True)).view(-1, n, 1, 1)
-    dx = context.centre - context.centre.mean(dim=1, keepdim=True)
+    velocity, dt, dx = centred_line(context, n)
     residual = (dx - dt * velocity.unsqueeze(1)).square().sum(-1).mean(1).sqrt().unsqueeze(-1)  # (B, K, 1)
     passes = (velocity.norm(dim=-1, keepdim=True) >= min_speed_mps) & (residual <= max_residual_m)
     return velocity, passes
