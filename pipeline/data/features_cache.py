@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.io import atomic
 from pipeline.io.manifest import read_manifest, require_camera_frame
+from pipeline.io.npz import write_npz
 from pipeline.io.pointcloud_table import camera_dirname
 from pipeline.io.synthia import FRAME_RATE_HZ
 
@@ -103,11 +104,7 @@ def write_features(path: Path | str, frames: np.ndarray, global_: np.ndarray, to
     }
     validate_arrays(arrays, str(path))
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    atomic.write_with(path, write)
+    atomic.write_with(path, lambda tmp: write_npz(tmp, arrays))
 
 
 def write_manifest(root: Path | str, manifest: dict[str, Any]) -> None:

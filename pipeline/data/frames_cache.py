@@ -31,7 +31,6 @@ first ``train.*`` key (or the camera) the cache was made with differently.
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 from pipeline.data.frames import Anchors, FrameRecord, FrameSelection
 from pipeline.io import atomic, synthia
 from pipeline.io.manifest import read_manifest
+from pipeline.io.npz import write_npz
 from pipeline.io.pointcloud_table import camera_dirname
 
 MANIFEST = "manifest.json"
@@ -94,16 +94,7 @@ def write_sequence(path: Path, seq: CachedSequence) -> None:
     if seq.r_wc is not None:
         arrays.update(r_wc=seq.r_wc, t_wc=seq.t_wc)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_with(path, lambda tmp: _write_npz(tmp, arrays))
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` with a fixed time stamp per member: equal arrays give equal bytes (and DVC hashes)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w",
-                              force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    atomic.write_with(path, lambda tmp: write_npz(tmp, arrays))
 
 
 def read_sequence(root: Path, sequence: str, camera: str) -> CachedSequence:

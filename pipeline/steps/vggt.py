@@ -51,6 +51,7 @@ from pipeline.eval.vggt_figures import depth_figure
 from pipeline.eval.vggt_metrics import evaluate_camera, model_to_original_pixels, summarise_errors
 from pipeline.geometry.ground import sequence_scale
 from pipeline.io import atomic, pointcloud_table, synthia
+from pipeline.io.npz import write_npz
 from pipeline.io.synthia import SequenceLayout, SynthiaFormatError
 from pipeline.models.vggt.geometry import depth_to_camera_points
 from pipeline.models.vggt.infer import run_vggt
@@ -164,12 +165,8 @@ def save_npz(path: Path, out: dict, frames: list[int], random_weights: bool) -> 
     arrays["frame"] = np.asarray(frames, dtype=np.int64)
     arrays["random_weights"] = np.asarray(random_weights)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_with(path, write)
+    atomic.write_with(path, lambda tmp: write_npz(tmp, arrays))
 
 
 def build_vggt_outputs(raw: Path, out_root: Path, figures_root: Path, cameras: tuple[str, ...], params: VggtParams,
